@@ -1,0 +1,149 @@
+// Build time and run time, split as TensorRT splits them: a Network (imported model) and a
+// BuildConfig make an Engine (immutable, saved as one file); an Engine makes ExecutionContexts
+// that hold per-run state.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gptrt/tensor.h"
+
+namespace gptrt {
+
+/// min/opt/max of one input's shape inside an optimization profile.
+struct ShapeRange {
+  Shape min, opt, max;
+};
+
+/// Admitted shapes of every dynamic input; an engine holds one or more.
+struct OptimizationProfile {
+  std::vector<std::pair<std::string, ShapeRange>> inputs;  // in the network's input order
+  /// The range of `name`, or nullptr.
+  const ShapeRange* find(const std::string& name) const;
+};
+
+/// Numeric precision an engine computes in.
+enum class Precision : int32_t { kFp32 = 0, kFp16 = 1, kBf16 = 2 };
+/// "fp32", "fp16" or "bf16".
+const char* precision_name(Precision precision);
+
+/// Where an engine runs. Recorded in the engine; an engine runs only on its own target.
+enum class Backend : int32_t { kReference = 0, kCpu = 1, kCuda = 2 };
+/// "reference", "cpu" or "cuda".
+const char* backend_name(Backend backend);
+/// True when this build of gptrt can run engines of `backend`.
+bool backend_available(Backend backend);
+
+/// One network input or output as users see it.
+struct TensorDesc {
+  std::string name;
+  DType dtype = DType::kUndefined;
+  std::vector<int64_t> dims;           // -1 where the dimension is dynamic
+  std::vector<std::string> dim_names;  // symbolic name of each dynamic dimension, else ""
+};
+
+/// What `gptrt inspect` prints about a model or an engine.
+struct ModelInfo {
+  std::string source;  // file the model came from
+  std::string producer, producer_version;
+  int64_t ir_version = 0;
+  int64_t opset = 0;
+  std::vector<TensorDesc> inputs, outputs;
+  std::map<std::string, int64_t> op_counts;
+  int64_t node_count = 0;
+  int64_t parameter_count = 0;       // elements of all floating-point initializers
+  int64_t parameter_bytes = 0;       // bytes of all initializers
+  std::vector<std::string> notices;  // e.g. "output is last_hidden_state, not logits"
+};
+
+/// An imported model: the graph gptrt compiles. Cheap to copy (shared, immutable).
+class Network {
+ public:
+  /// Reads an ONNX file (external data is looked up next to it). Throws gptrt::Error.
+  static Network from_onnx(const std::string& path);
+  /// Inputs, outputs, op counts and parameter sizes.
+  ModelInfo info() const;
+
+  struct Impl;
+  std::shared_ptr<const Impl> impl;
+};
+
+/// Everything the builder needs besides the network.
+struct BuildConfig {
+  std::vector<OptimizationProfile> profiles;  // empty: one default profile
+  Precision precision = Precision::kFp32;
+  Backend backend = Backend::kReference;
+  int64_t default_max_batch = 64;   // default profile: batch 1..this
+  int64_t default_max_seq_len = 0;  // default profile: seq 1..this; 0 = the model's n_positions
+  std::function<void(const std::string&)> notice;  // receives one-line notices, may be empty
+};
+
+/// What an engine file says about itself.
+struct EngineInfo {
+  uint32_t format_version = 0;
+  std::string gptrt_version;
+  Backend backend = Backend::kReference;
+  std::string target;  // ISA or SM the engine was built for
+  Precision precision = Precision::kFp32;
+  std::vector<OptimizationProfile> profiles;
+  std::map<std::string, int64_t> index_limits;  // input -> exclusive upper bound of its values
+  ModelInfo model;
+};
+
+class ExecutionContext;
+
+/// A compiled, immutable model for one target. Thread-safe; share it between contexts.
+class Engine : public std::enable_shared_from_this<Engine> {
+ public:
+  /// Compiles `network` for `config`. Throws gptrt::Error.
+  static std::shared_ptr<const Engine> build(const Network& network, const BuildConfig& config);
+  /// Maps an engine file; weights stay in the mapping. Throws gptrt::Error if the file is
+  /// damaged, truncated, of another format version, or for a target this build cannot run.
+  static std::shared_ptr<const Engine> load(const std::string& path);
+  /// Writes the engine file; on failure no file is left at `path`.
+  void save(const std::string& path) const;
+  /// The engine as one byte string (what save writes).
+  std::vector<uint8_t> serialize() const;
+
+  const EngineInfo& info() const;
+  /// A new context holding its own per-run state.
+  std::unique_ptr<ExecutionContext> create_execution_context() const;
+
+  struct Impl;
+  explicit Engine(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+/// Named input tensors of one run.
+using TensorMap = std::map<std::string, Tensor>;
+
+/// Per-run state of one engine. Not thread-safe; make one per thread or stream.
+class ExecutionContext {
+ public:
+  explicit ExecutionContext(std::shared_ptr<const Engine> engine);
+  ~ExecutionContext();
+  /// Checks names, dtypes, shapes against the profiles and value ranges, before any work;
+  /// returns the index of the first profile that admits the inputs. Throws gptrt::Error.
+  int check_inputs(const TensorMap& inputs) const;
+  /// Runs one forward pass; outputs come in the order of info().model.outputs.
+  std::vector<Tensor> execute(const TensorMap& inputs);
+
+ private:
+  struct State;
+  std::shared_ptr<const Engine> engine_;
+  std::unique_ptr<State> state_;
+};
+
+/// Version string of this build, e.g. "0.1.0".
+const char* version();
+/// Git commit this build came from, or "unknown".
+const char* build_commit();
+
+}  // namespace gptrt

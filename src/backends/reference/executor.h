@@ -1,0 +1,25 @@
+// Runs a graph op by op with the reference kernels (the generic plan).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gptrt/tensor.h"
+#include "ir/graph.h"
+
+namespace gptrt::reference {
+
+/// Executes one graph; holds what it precomputes (when each value can be freed).
+class Executor {
+ public:
+  explicit Executor(const ir::Graph& graph);
+  /// Runs the graph on `inputs` (by input name); returns the graph outputs in order.
+  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs) const;
+
+ private:
+  const ir::Graph& graph_;
+  std::vector<int> last_use_;  // per value: index of the last node reading it, -1 if none
+};
+
+}  // namespace gptrt::reference

@@ -1,0 +1,253 @@
+#include "builder/builder.h"
+
+#include <set>
+
+#include "backends/reference/kernels.h"
+#include "gptrt/error.h"
+#include "ir/verifier.h"
+#include "passes/passes.h"
+#include "platform/platform.h"
+
+namespace gptrt::builder {
+namespace {
+
+// Ops through which an integer input still means "row index into a table".
+bool is_index_preserving(const std::string& op) {
+  return op == "Cast" || op == "Reshape" || op == "Unsqueeze" || op == "Squeeze" ||
+         op == "Flatten" || op == "Identity";
+}
+
+std::string dims_text(const Shape& s) {
+  std::string t;
+  for (size_t i = 0; i < s.size(); ++i) t += (i ? "x" : "") + std::to_string(s[i]);
+  return t;
+}
+
+}  // namespace
+
+InputAnalysis analyze_inputs(const ir::Graph& g) {
+  InputAnalysis a;
+  // Which graph input (if any) each value is a pure re-indexing of.
+  std::vector<int> origin(g.values.size(), -1);
+  for (int id : g.inputs) {
+    DType dt = g.values[static_cast<size_t>(id)].dtype;
+    if (dt == DType::kInt64 || dt == DType::kInt32) origin[static_cast<size_t>(id)] = id;
+  }
+  std::vector<int64_t> unindexed_tables;
+  for (const ir::Node& n : g.nodes) {
+    if (is_index_preserving(n.op_type) && !n.inputs.empty() && n.inputs[0] >= 0 &&
+        !n.outputs.empty() && n.outputs[0] >= 0) {
+      origin[static_cast<size_t>(n.outputs[0])] = origin[static_cast<size_t>(n.inputs[0])];
+    }
+    if (n.op_type != "Gather" || n.inputs.size() < 2 || n.inputs[0] < 0 || n.inputs[1] < 0)
+      continue;
+    const ir::Value& table = g.values[static_cast<size_t>(n.inputs[0])];
+    if (!table.is_constant() || table.constant.rank() != 2 || n.attr_int("axis", 0) != 0) continue;
+    int64_t rows = table.constant.dim(0);
+    int src = origin[static_cast<size_t>(n.inputs[1])];
+    if (src >= 0) {
+      const std::string& name = g.values[static_cast<size_t>(src)].name;
+      auto it = a.index_limits.find(name);
+      a.index_limits[name] = it == a.index_limits.end() ? rows : std::min(it->second, rows);
+      if (name.find("position") != std::string::npos) a.n_positions = rows;
+    } else {
+      unindexed_tables.push_back(rows);
+    }
+  }
+  if (a.n_positions == 0 && !unindexed_tables.empty()) a.n_positions = unindexed_tables.front();
+  return a;
+}
+
+OptimizationProfile default_profile(const ir::Graph& g, int64_t max_batch, int64_t max_seq) {
+  OptimizationProfile p;
+  for (int id : g.inputs) {
+    const ir::Value& v = g.values[static_cast<size_t>(id)];
+    ShapeRange r;
+    for (size_t d = 0; d < v.shape.dims.size(); ++d) {
+      const ir::Dim& dim = v.shape.dims[d];
+      if (dim.is_known()) {
+        r.min.push_back(dim.value);
+        r.opt.push_back(dim.value);
+        r.max.push_back(dim.value);
+      } else if (d == 0 && v.shape.dims.size() >= 2) {
+        r.min.push_back(1);
+        r.opt.push_back(1);
+        r.max.push_back(max_batch);
+      } else if (d == 1) {
+        if (max_seq <= 0) {
+          throw Error(
+              ErrorCode::kInvalidArgument,
+              "cannot tell the model's maximum sequence length (no position table found) for input "
+              "'" +
+                  v.name +
+                  "'; state it with --maxSeqLen=N or give --minShapes/--optShapes/--maxShapes");
+        }
+        r.min.push_back(1);
+        r.opt.push_back(std::min<int64_t>(max_seq, 128));
+        r.max.push_back(max_seq);
+      } else {
+        throw Error(ErrorCode::kInvalidArgument,
+                    "input '" + v.name + "' dimension " + std::to_string(d) + " (" + dim.symbol +
+                        ") is dynamic and is neither batch nor sequence; give its range with "
+                        "--minShapes/--optShapes/--maxShapes");
+      }
+    }
+    p.inputs.emplace_back(v.name, r);
+  }
+  return p;
+}
+
+void validate_profile(const ir::Graph& g, const OptimizationProfile& p, size_t index,
+                      int64_t n_positions) {
+  std::string where = "optimization profile " + std::to_string(index);
+  std::set<std::string> names;
+  for (int id : g.inputs) names.insert(g.values[static_cast<size_t>(id)].name);
+  for (const auto& [name, r] : p.inputs) {
+    if (!names.count(name)) {
+      std::string list;
+      for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+      throw Error(ErrorCode::kInvalidArgument,
+                  where + " names input '" + name +
+                      "', which the model does not have; its inputs are: " + list);
+    }
+  }
+  std::map<std::string, std::pair<std::string, std::pair<int64_t, int64_t>>> by_symbol;
+  for (int id : g.inputs) {
+    const ir::Value& v = g.values[static_cast<size_t>(id)];
+    const ShapeRange* r = p.find(v.name);
+    if (!r) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  where + " gives no shape for input '" + v.name +
+                      "'; add it to --minShapes, --optShapes and --maxShapes (e.g. " + v.name +
+                      ":1x12)");
+    }
+    size_t rank = v.shape.dims.size();
+    if (r->min.size() != rank || r->opt.size() != rank || r->max.size() != rank) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  where + ": input '" + v.name + "' has rank " + std::to_string(rank) + " " +
+                      v.shape.str() + ", but the profile gives " + dims_text(r->min) + " / " +
+                      dims_text(r->opt) + " / " + dims_text(r->max));
+    }
+    for (size_t d = 0; d < rank; ++d) {
+      const ir::Dim& dim = v.shape.dims[d];
+      int64_t lo = r->min[d], opt = r->opt[d], hi = r->max[d];
+      std::string dn = "input '" + v.name + "' dimension " + std::to_string(d) +
+                       (dim.is_known() ? "" : " (" + dim.symbol + ")");
+      if (lo < 1 || !(lo <= opt && opt <= hi)) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    where + ": " + dn + " needs 1 <= min <= opt <= max, found min " +
+                        std::to_string(lo) + ", opt " + std::to_string(opt) + ", max " +
+                        std::to_string(hi));
+      }
+      if (dim.is_known() && (lo != dim.value || hi != dim.value)) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    where + ": " + dn + " is fixed at " + std::to_string(dim.value) +
+                        " by the model, the profile gives " + std::to_string(lo) + ".." +
+                        std::to_string(hi));
+      }
+      if (!dim.is_known()) {
+        auto it = by_symbol.find(dim.symbol);
+        if (it == by_symbol.end()) {
+          by_symbol[dim.symbol] = {v.name, {lo, hi}};
+        } else if (it->second.second != std::make_pair(lo, hi)) {
+          throw Error(ErrorCode::kInvalidArgument,
+                      where + ": " + dn + " ranges " + std::to_string(lo) + ".." +
+                          std::to_string(hi) + " but input '" + it->second.first + "' ranges " +
+                          std::to_string(it->second.second.first) + ".." +
+                          std::to_string(it->second.second.second) + " for the same dimension " +
+                          dim.symbol + "; give both inputs the same shapes");
+        }
+      }
+      if (d == 1 && rank == 2 && n_positions > 0 && hi > n_positions && !dim.is_known()) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    where + ": " + dn + " max " + std::to_string(hi) +
+                        " exceeds the model's n_positions " + std::to_string(n_positions) +
+                        "; the model cannot attend that far, use a max of at most " +
+                        std::to_string(n_positions));
+      }
+    }
+  }
+}
+
+std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildConfig& config) {
+  auto notice = [&](const std::string& s) {
+    if (config.notice) config.notice(s);
+  };
+  auto e = std::make_shared<Engine::Impl>();
+  e->files = network.files;
+  e->graph = network.graph;
+  ir::Graph& g = e->graph;
+  EngineInfo& info = e->info;
+
+  if (config.backend != Backend::kReference) {
+    throw Error(ErrorCode::kUnsupported,
+                std::string("the ") + backend_name(config.backend) +
+                    " backend is not part of this build of gptrt; build with --backend reference");
+  }
+  info.backend = config.backend;
+  info.target = "generic";
+  info.format_version = kEngineFormatVersion;
+  info.gptrt_version = version();
+  info.precision = Precision::kFp32;
+  if (config.precision != Precision::kFp32) {
+    notice(std::string("--") + precision_name(config.precision) +
+           " accepted, but the reference backend computes in FP32 only; this engine is FP32");
+  }
+
+  InputAnalysis analysis = analyze_inputs(g);
+  info.index_limits = analysis.index_limits;
+  int64_t max_seq =
+      config.default_max_seq_len > 0 ? config.default_max_seq_len : analysis.n_positions;
+  if (config.profiles.empty()) {
+    info.profiles.push_back(default_profile(g, config.default_max_batch, max_seq));
+  } else {
+    info.profiles = config.profiles;
+    // Keep the network's input order in every profile.
+    for (OptimizationProfile& p : info.profiles) {
+      OptimizationProfile ordered;
+      for (int id : g.inputs) {
+        const std::string& name = g.values[static_cast<size_t>(id)].name;
+        if (const ShapeRange* r = p.find(name)) ordered.inputs.emplace_back(name, *r);
+      }
+      for (const auto& [name, r] : p.inputs) {
+        if (!ordered.find(name)) ordered.inputs.emplace_back(name, r);
+      }
+      p = ordered;
+    }
+  }
+  for (size_t i = 0; i < info.profiles.size(); ++i)
+    validate_profile(g, info.profiles[i], i, analysis.n_positions);
+
+  int folded = passes::fold_constants(g);
+  int removed = passes::eliminate_dead_code(g);
+  notice("passes: folded " + std::to_string(folded) + " nodes, removed " + std::to_string(removed) +
+         " dead nodes");
+  // One profile of one shape: shapes are concrete, so shape arithmetic collapses entirely.
+  if (info.profiles.size() == 1) {
+    std::map<std::string, Shape> fixed;
+    bool concrete = true;
+    for (const auto& [name, r] : info.profiles[0].inputs) {
+      concrete = concrete && r.min == r.max;
+      fixed[name] = r.min;
+    }
+    if (concrete && passes::specialize_shapes(g, fixed) > 0) {
+      int f2 = passes::fold_constants(g);
+      int r2 = passes::eliminate_dead_code(g);
+      notice("passes: fixed shapes, folded " + std::to_string(f2) + " more nodes, removed " +
+             std::to_string(r2));
+    }
+  }
+  ir::verify(g);
+  for (const ir::Node& n : g.nodes) {
+    if (!reference::has_kernel(n.op_type)) {
+      throw Error(ErrorCode::kUnsupported,
+                  n.describe() + " (opset " + std::to_string(g.opset) + "): no reference kernel");
+    }
+  }
+  ModelInfo model = describe_graph(g);
+  model.notices = describe_graph(network.graph).notices;
+  info.model = model;
+  return e;
+}
+
+}  // namespace gptrt::builder

@@ -1,0 +1,29 @@
+// Compiles a Network into an Engine: profiles, passes, value-range analysis, target choice.
+#pragma once
+
+#include <memory>
+
+#include "engine/engine_impl.h"
+
+namespace gptrt::builder {
+
+/// What the builder learns about a GPT-2 style graph's inputs.
+struct InputAnalysis {
+  std::map<std::string, int64_t> index_limits;  // input -> rows of the table it indexes
+  int64_t n_positions = 0;                      // rows of the position table, 0 if unknown
+};
+
+/// Finds the embedding tables the graph inputs index (vocab size, n_positions).
+InputAnalysis analyze_inputs(const ir::Graph& graph);
+
+/// The default profile: batch 1..max_batch, seq 1..max_seq for every [batch, seq] input.
+OptimizationProfile default_profile(const ir::Graph& graph, int64_t max_batch, int64_t max_seq);
+
+/// Checks a profile against the graph's inputs; throws gptrt::Error saying what to fix.
+void validate_profile(const ir::Graph& graph, const OptimizationProfile& profile, size_t index,
+                      int64_t n_positions);
+
+/// Runs the whole build.
+std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildConfig& config);
+
+}  // namespace gptrt::builder

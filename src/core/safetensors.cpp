@@ -1,0 +1,63 @@
+#include "core/safetensors.h"
+
+#include <cstring>
+
+#include "core/json.h"
+#include "gptrt/error.h"
+#include "platform/platform.h"
+
+namespace gptrt::safetensors {
+
+std::map<std::string, Tensor> read(const std::string& path) {
+  auto file = platform::MappedFile::open(path);
+  auto fail = [&](const std::string& msg) -> void {
+    throw Error(ErrorCode::kParseError, "'" + path + "' is not a valid safetensors file: " + msg);
+  };
+  if (file->size() < 8) fail("shorter than its 8-byte header length");
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, file->data(), 8);
+  if (header_len > file->size() - 8)
+    fail("header length " + std::to_string(header_len) + " runs past the end of the file");
+  std::string_view header(reinterpret_cast<const char*>(file->data() + 8), header_len);
+  json::Value root = json::parse(header, path + " header");
+  if (!root.is_object()) fail("header is not a JSON object");
+  const uint8_t* base = file->data() + 8 + header_len;
+  size_t data_size = file->size() - 8 - header_len;
+  static const std::map<std::string, DType> kDTypes = {
+      {"F32", DType::kFloat32}, {"F16", DType::kFloat16}, {"BF16", DType::kBFloat16},
+      {"F64", DType::kFloat64}, {"I64", DType::kInt64},   {"I32", DType::kInt32},
+      {"I8", DType::kInt8},     {"U8", DType::kUInt8},    {"BOOL", DType::kBool}};
+  std::map<std::string, Tensor> out;
+  for (const auto& [name, entry] : root.as_object()) {
+    if (name == "__metadata__") continue;
+    const json::Value* dt = entry.find("dtype");
+    const json::Value* shape = entry.find("shape");
+    const json::Value* offsets = entry.find("data_offsets");
+    if (!dt || !dt->is_string() || !shape || !shape->is_array() || !offsets ||
+        !offsets->is_array() || offsets->as_array().size() != 2) {
+      fail("entry '" + name + "' lacks dtype, shape or data_offsets");
+    }
+    auto it = kDTypes.find(dt->as_string());
+    if (it == kDTypes.end()) fail("entry '" + name + "' has unsupported dtype " + dt->as_string());
+    Shape dims;
+    for (const json::Value& d : shape->as_array()) {
+      if (!d.is_integer() || d.as_int() < 0) fail("entry '" + name + "' has a bad shape");
+      dims.push_back(d.as_int());
+    }
+    const auto& off = offsets->as_array();
+    if (!off[0].is_integer() || !off[1].is_integer()) fail("entry '" + name + "' has bad offsets");
+    int64_t begin = off[0].as_int(), end = off[1].as_int();
+    if (begin < 0 || end < begin || static_cast<uint64_t>(end) > data_size) {
+      fail("entry '" + name + "' offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+           ") run past the data (" + std::to_string(data_size) + " bytes)");
+    }
+    if (static_cast<size_t>(end - begin) !=
+        static_cast<size_t>(shape_numel(dims)) * dtype_size(it->second)) {
+      fail("entry '" + name + "' size does not match its shape and dtype");
+    }
+    out[name] = Tensor::view(it->second, dims, base + begin, file);
+  }
+  return out;
+}
+
+}  // namespace gptrt::safetensors

@@ -1,0 +1,146 @@
+#include "gptrt/tensor.h"
+
+#include <cstring>
+
+#include "gptrt/error.h"
+
+namespace gptrt {
+
+const char* error_code_name(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+      return "invalid argument";
+    case ErrorCode::kParseError:
+      return "parse error";
+    case ErrorCode::kUnsupported:
+      return "unsupported";
+    case ErrorCode::kShapeError:
+      return "shape error";
+    case ErrorCode::kIoError:
+      return "I/O error";
+    case ErrorCode::kEngineMismatch:
+      return "engine mismatch";
+    case ErrorCode::kInternal:
+      return "internal error";
+  }
+  return "error";
+}
+
+const char* dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return "float32";
+    case DType::kUInt8:
+      return "uint8";
+    case DType::kInt8:
+      return "int8";
+    case DType::kInt32:
+      return "int32";
+    case DType::kInt64:
+      return "int64";
+    case DType::kBool:
+      return "bool";
+    case DType::kFloat16:
+      return "float16";
+    case DType::kFloat64:
+      return "float64";
+    case DType::kBFloat16:
+      return "bfloat16";
+    case DType::kUndefined:
+      break;
+  }
+  return "undefined";
+}
+
+size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return 4;
+    case DType::kUInt8:
+      return 1;
+    case DType::kInt8:
+      return 1;
+    case DType::kInt32:
+      return 4;
+    case DType::kInt64:
+      return 8;
+    case DType::kBool:
+      return 1;
+    case DType::kFloat16:
+      return 2;
+    case DType::kFloat64:
+      return 8;
+    case DType::kBFloat16:
+      return 2;
+    case DType::kUndefined:
+      break;
+  }
+  return 0;
+}
+
+bool dtype_is_known(int32_t value) {
+  return value != 0 && dtype_size(static_cast<DType>(value)) != 0;
+}
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string shape_str(const Shape& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
+  for (int64_t d : shape_) {
+    if (d < 0)
+      throw Error(ErrorCode::kInternal, "tensor with negative dimension " + shape_str(shape_));
+  }
+  size_t bytes = nbytes();
+  // 64-byte alignment so vector kernels may use aligned loads.
+  size_t alloc = (bytes + 63) / 64 * 64 + 64;
+  auto* mem = static_cast<uint8_t*>(::operator new[](alloc, std::align_val_t(64)));
+  std::memset(mem, 0, alloc);
+  holder_ = std::shared_ptr<const void>(
+      mem, [](const void* p) { ::operator delete[](const_cast<void*>(p), std::align_val_t(64)); });
+  data_ = mem;
+  writable_ = true;
+}
+
+Tensor Tensor::view(DType dtype, Shape shape, const void* data,
+                    std::shared_ptr<const void> keep_alive) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.data_ = data;
+  t.holder_ = std::move(keep_alive);
+  return t;
+}
+
+void* Tensor::raw_mut() {
+  if (!writable_) throw Error(ErrorCode::kInternal, "write to a read-only tensor view");
+  return const_cast<void*>(data_);
+}
+
+Tensor Tensor::reshaped(Shape shape) const {
+  if (shape_numel(shape) != numel()) {
+    throw Error(ErrorCode::kInternal, "reshape " + shape_str(shape_) + " to " + shape_str(shape));
+  }
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+Tensor Tensor::clone() const {
+  Tensor t(dtype_, shape_);
+  if (nbytes()) std::memcpy(t.raw_mut(), data_, nbytes());
+  return t;
+}
+
+}  // namespace gptrt

@@ -1,0 +1,128 @@
+#include <fstream>
+
+#include "backends/reference/kernels.h"
+#include "builder/builder.h"
+#include "engine/engine_impl.h"
+#include "gptrt/error.h"
+#include "ir/verifier.h"
+#include "onnx/importer.h"
+
+#ifndef GPTRT_VERSION
+#define GPTRT_VERSION "0.0.0"
+#endif
+#ifndef GPTRT_COMMIT
+#define GPTRT_COMMIT "unknown"
+#endif
+
+namespace gptrt {
+
+const char* version() {
+  return GPTRT_VERSION;
+}
+const char* build_commit() {
+  return GPTRT_COMMIT;
+}
+
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::kFp32:
+      return "fp32";
+    case Precision::kFp16:
+      return "fp16";
+    case Precision::kBf16:
+      return "bf16";
+  }
+  return "unknown";
+}
+
+const char* backend_name(Backend b) {
+  switch (b) {
+    case Backend::kReference:
+      return "reference";
+    case Backend::kCpu:
+      return "cpu";
+    case Backend::kCuda:
+      return "cuda";
+  }
+  return "unknown";
+}
+
+bool backend_available(Backend b) {
+  return b == Backend::kReference;
+}
+
+const ShapeRange* OptimizationProfile::find(const std::string& name) const {
+  for (const auto& [n, r] : inputs) {
+    if (n == name) return &r;
+  }
+  return nullptr;
+}
+
+Network Network::from_onnx(const std::string& path) {
+  onnx::ImportedModel m = onnx::import_onnx(path);
+  auto impl = std::make_shared<Impl>();
+  impl->graph = std::move(m.graph);
+  impl->files = std::move(m.files);
+  Network n;
+  n.impl = impl;
+  return n;
+}
+
+ModelInfo Network::info() const {
+  return describe_graph(impl->graph);
+}
+
+std::shared_ptr<const Engine> Engine::build(const Network& network, const BuildConfig& config) {
+  return std::make_shared<Engine>(builder::build(*network.impl, config));
+}
+
+std::shared_ptr<const Engine> Engine::load(const std::string& path) {
+  auto impl = read_engine_file(platform::MappedFile::open(path));
+  try {
+    ir::verify(impl->graph);
+  } catch (const Error& e) {
+    throw Error(ErrorCode::kParseError,
+                "engine '" + path + "' holds an invalid plan (" + e.what() + "); rebuild it");
+  }
+  for (const ir::Node& n : impl->graph.nodes) {
+    if (!reference::has_kernel(n.op_type)) {
+      throw Error(ErrorCode::kEngineMismatch, "engine '" + path + "' uses op " + n.op_type +
+                                                  ", which this gptrt cannot run; rebuild it");
+    }
+  }
+  return std::make_shared<Engine>(impl);
+}
+
+std::vector<uint8_t> Engine::serialize() const {
+  return write_engine_file(*impl_);
+}
+
+void Engine::save(const std::string& path) const {
+  std::vector<uint8_t> bytes = serialize();
+  std::string tmp = path + ".partial";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out)
+      throw Error(ErrorCode::kIoError,
+                  "cannot create '" + tmp + "'; does the directory exist and is it writable?");
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) {
+      out.close();
+      platform::remove_file(tmp);
+      throw Error(ErrorCode::kIoError, "cannot write engine '" + path + "' (disk full?)");
+    }
+  }
+  platform::replace_file(tmp, path);
+}
+
+const EngineInfo& Engine::info() const {
+  return impl_->info;
+}
+
+std::unique_ptr<ExecutionContext> Engine::create_execution_context() const {
+  return std::make_unique<ExecutionContext>(shared_from_this());
+}
+
+}  // namespace gptrt

@@ -1,0 +1,166 @@
+#include <map>
+
+#include "backends/reference/executor.h"
+#include "engine/engine_impl.h"
+#include "gptrt/error.h"
+
+namespace gptrt {
+namespace {
+
+std::string dims_text(const Shape& s) {
+  std::string t;
+  for (size_t i = 0; i < s.size(); ++i) t += (i ? "x" : "") + std::to_string(s[i]);
+  return t;
+}
+
+std::string profile_flags(const EngineInfo& info, const TensorMap& inputs) {
+  std::string s;
+  for (const TensorDesc& d : info.model.inputs) {
+    auto it = inputs.find(d.name);
+    if (it == inputs.end()) continue;
+    s += (s.empty() ? "" : ",") + d.name + ":" + dims_text(it->second.shape());
+  }
+  return s;
+}
+
+template <typename T>
+void check_index_range(const std::string& name, const Tensor& t, int64_t limit) {
+  const T* p = t.data<T>();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    int64_t v = static_cast<int64_t>(p[i]);
+    if (v < 0 || v >= limit) {
+      std::string at;
+      int64_t rem = i;
+      Shape idx(t.rank());
+      for (size_t d = t.rank(); d-- > 0;) {
+        idx[d] = rem % t.dim(d);
+        rem /= t.dim(d);
+      }
+      throw Error(ErrorCode::kInvalidArgument,
+                  "input '" + name + "' holds " + std::to_string(v) + " at " + shape_str(idx) +
+                      ", outside the valid range [0, " + std::to_string(limit) +
+                      ") (the size of the table it indexes: vocabulary or positions); check the "
+                      "tokenizer matches the model");
+    }
+  }
+}
+
+}  // namespace
+
+struct ExecutionContext::State {
+  explicit State(const ir::Graph& g) : executor(g) {}
+  reference::Executor executor;
+};
+
+ExecutionContext::ExecutionContext(std::shared_ptr<const Engine> engine)
+    : engine_(std::move(engine)), state_(std::make_unique<State>(engine_->impl().graph)) {}
+
+ExecutionContext::~ExecutionContext() = default;
+
+int ExecutionContext::check_inputs(const TensorMap& inputs) const {
+  const EngineInfo& info = engine_->info();
+  std::string names;
+  for (const TensorDesc& d : info.model.inputs) names += (names.empty() ? "" : ", ") + d.name;
+  for (const auto& [name, t] : inputs) {
+    bool known = false;
+    for (const TensorDesc& d : info.model.inputs) known = known || d.name == name;
+    if (!known)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "'" + name + "' is not an input of this engine; its inputs are: " + names);
+  }
+  std::map<std::string, std::pair<std::string, int64_t>> symbols;
+  for (const TensorDesc& d : info.model.inputs) {
+    auto it = inputs.find(d.name);
+    if (it == inputs.end())
+      throw Error(ErrorCode::kInvalidArgument,
+                  "input '" + d.name + "' is missing; this engine needs: " + names);
+    const Tensor& t = it->second;
+    if (t.dtype() != d.dtype) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "input '" + d.name + "' has dtype " + dtype_name(t.dtype()) + ", expected " +
+                      dtype_name(d.dtype) + "; convert it (numpy: .astype(np." +
+                      dtype_name(d.dtype) + "))");
+    }
+    if (t.rank() != d.dims.size()) {
+      throw Error(ErrorCode::kShapeError, "input '" + d.name + "' has shape " +
+                                              shape_str(t.shape()) + " (rank " +
+                                              std::to_string(t.rank()) + "), expected rank " +
+                                              std::to_string(d.dims.size()));
+    }
+    for (size_t k = 0; k < d.dims.size(); ++k) {
+      if (d.dims[k] >= 0 && t.dim(k) != d.dims[k]) {
+        throw Error(ErrorCode::kShapeError,
+                    "input '" + d.name + "' dimension " + std::to_string(k) + " is " +
+                        std::to_string(t.dim(k)) + ", the model fixes it at " +
+                        std::to_string(d.dims[k]));
+      }
+      if (d.dims[k] < 0 && !d.dim_names[k].empty()) {
+        auto [pos, inserted] = symbols.try_emplace(d.dim_names[k], d.name, t.dim(k));
+        if (!inserted && pos->second.second != t.dim(k)) {
+          throw Error(ErrorCode::kShapeError,
+                      "input '" + d.name + "' dimension " + std::to_string(k) + " (" +
+                          d.dim_names[k] + ") is " + std::to_string(t.dim(k)) + " but input '" +
+                          pos->second.first + "' has " + std::to_string(pos->second.second) +
+                          " for " + d.dim_names[k] + "; they must agree");
+        }
+      }
+    }
+  }
+  for (size_t p = 0; p < info.profiles.size(); ++p) {
+    bool ok = true;
+    for (const auto& [name, r] : info.profiles[p].inputs) {
+      const Tensor& t = inputs.at(name);
+      for (size_t k = 0; k < t.rank() && ok; ++k) ok = t.dim(k) >= r.min[k] && t.dim(k) <= r.max[k];
+    }
+    if (ok) {
+      for (const auto& [name, limit] : info.index_limits) {
+        const Tensor& t = inputs.at(name);
+        if (t.dtype() == DType::kInt64)
+          check_index_range<int64_t>(name, t, limit);
+        else if (t.dtype() == DType::kInt32)
+          check_index_range<int32_t>(name, t, limit);
+      }
+      return static_cast<int>(p);
+    }
+  }
+  // Name the first offending dimension against each profile.
+  std::string msg;
+  for (const auto& [name, r0] : info.profiles[0].inputs) {
+    const Tensor& t = inputs.at(name);
+    for (size_t k = 0; k < t.rank() && msg.empty(); ++k) {
+      bool outside_all = true;
+      for (const OptimizationProfile& prof : info.profiles) {
+        const ShapeRange* r = prof.find(name);
+        outside_all = outside_all && r && (t.dim(k) < r->min[k] || t.dim(k) > r->max[k]);
+      }
+      if (!outside_all) continue;
+      const TensorDesc* desc = nullptr;
+      for (const TensorDesc& d : info.model.inputs)
+        if (d.name == name) desc = &d;
+      std::string dim_name =
+          desc && !desc->dim_names[k].empty() ? " (" + desc->dim_names[k] + ")" : "";
+      msg = "input '" + name + "' dimension " + std::to_string(k) + dim_name + " is " +
+            std::to_string(t.dim(k)) + ", outside every optimization profile of this engine:";
+      for (size_t p = 0; p < info.profiles.size(); ++p) {
+        const ShapeRange* r = info.profiles[p].find(name);
+        msg += "\n  profile " + std::to_string(p) + " admits " + std::to_string(r->min[k]) + ".." +
+               std::to_string(r->max[k]) + " (min " + dims_text(r->min) + ", max " +
+               dims_text(r->max) + ")";
+      }
+    }
+  }
+  if (msg.empty())
+    msg =
+        "the input shapes fit no single optimization profile of this engine (each dimension fits "
+        "some profile, but not all in one)";
+  msg += "\nrebuild the engine with a profile that admits these shapes, e.g. --maxShapes=" +
+         profile_flags(info, inputs);
+  throw Error(ErrorCode::kShapeError, msg);
+}
+
+std::vector<Tensor> ExecutionContext::execute(const TensorMap& inputs) {
+  check_inputs(inputs);
+  return state_->executor.run(inputs);
+}
+
+}  // namespace gptrt

@@ -1,0 +1,221 @@
+#include "onnx/importer.h"
+
+#include <set>
+
+#include "gptrt/error.h"
+#include "ir/shape_inference.h"
+#include "ir/verifier.h"
+#include "onnx/onnx_model.h"
+
+namespace gptrt::onnx {
+namespace {
+
+ir::SymShape shape_of(const ValueInfoData& v) {
+  if (!v.has_shape) return ir::SymShape{};
+  ir::SymShape s{true, {}};
+  for (size_t i = 0; i < v.dims.size(); ++i) {
+    const DimData& d = v.dims[i];
+    if (d.value >= 0 && d.param.empty())
+      s.dims.push_back(ir::Dim::known(d.value));
+    else if (!d.param.empty())
+      s.dims.push_back(ir::Dim::sym(d.param));
+    else
+      s.dims.push_back(ir::Dim::sym(v.name + "_dim" + std::to_string(i)));
+  }
+  return s;
+}
+
+ir::Attribute convert_attribute(const std::string& file, const NodeData& node,
+                                const AttributeData& a) {
+  using T = AttributeData::Type;
+  ir::Attribute r;
+  std::string where =
+      "'" + file + "': node '" + node.name + "' (" + node.op_type + ") attribute '" + a.name + "'";
+  if (!a.ref_attr_name.empty())
+    throw Error(ErrorCode::kUnsupported,
+                where +
+                    " refers to a function attribute; model-local functions are not supported, "
+                    "export with them inlined");
+  switch (a.type) {
+    case T::kFloat:
+      r.kind = ir::Attribute::Kind::kFloat;
+      r.f = a.f;
+      break;
+    case T::kInt:
+      r.kind = ir::Attribute::Kind::kInt;
+      r.i = a.i;
+      break;
+    case T::kString:
+      r.kind = ir::Attribute::Kind::kString;
+      r.s = a.s;
+      break;
+    case T::kTensor:
+      r.kind = ir::Attribute::Kind::kTensor;
+      r.t = a.t.value;
+      break;
+    case T::kFloats:
+      r.kind = ir::Attribute::Kind::kFloats;
+      r.floats = a.floats;
+      break;
+    case T::kInts:
+      r.kind = ir::Attribute::Kind::kInts;
+      r.ints = a.ints;
+      break;
+    case T::kStrings:
+      r.kind = ir::Attribute::Kind::kStrings;
+      r.strings = a.strings;
+      break;
+    case T::kGraph:
+    case T::kGraphs:
+      throw Error(ErrorCode::kUnsupported,
+                  where + " holds a subgraph; control flow (If/Loop/Scan) is not supported");
+    default:
+      throw Error(ErrorCode::kParseError, where + " has unknown attribute type " +
+                                              std::to_string(static_cast<int>(a.type)));
+  }
+  return r;
+}
+
+}  // namespace
+
+ImportedModel import_onnx(const std::string& path) {
+  ModelData m = read_model(path);
+  ImportedModel out;
+  out.files = m.files;
+  ir::Graph& g = out.graph;
+  g.source = path;
+  g.ir_version = m.ir_version;
+  g.producer = m.producer_name;
+  g.producer_version = m.producer_version;
+
+  auto it = m.opsets.find("");
+  if (it == m.opsets.end()) {
+    throw Error(ErrorCode::kUnsupported,
+                "'" + path +
+                    "' imports no default-domain (ai.onnx) opset; it is not a model gptrt can run");
+  }
+  g.opset = it->second;
+  if (g.opset < ir::kMinOpset || g.opset > ir::kMaxOpset) {
+    throw Error(ErrorCode::kUnsupported,
+                "'" + path + "' uses opset " + std::to_string(g.opset) + "; gptrt imports opsets " +
+                    std::to_string(ir::kMinOpset) + " to " + std::to_string(ir::kMaxOpset) +
+                    "; re-export with torch.onnx.export(..., opset_version=17)");
+  }
+  if (m.graph.sparse_initializers) {
+    throw Error(ErrorCode::kUnsupported,
+                "'" + path + "' has sparse initializers, which gptrt does not support");
+  }
+
+  // Every unsupported op is reported at once, before anything runs.
+  std::vector<std::string> unsupported;
+  for (const NodeData& n : m.graph.nodes) {
+    std::string why;
+    if (!ir::op_supported(n.op_type, n.domain, g.opset, &why)) {
+      unsupported.push_back("node '" + n.name + "' (op " + n.op_type + ", opset " +
+                            std::to_string(g.opset) + "): " + why);
+    }
+  }
+  if (!unsupported.empty()) {
+    std::string msg =
+        "'" + path + "' uses " + std::to_string(unsupported.size()) + " node(s) gptrt cannot run:";
+    for (size_t i = 0; i < unsupported.size() && i < 10; ++i) msg += "\n  " + unsupported[i];
+    if (unsupported.size() > 10)
+      msg += "\n  ... and " + std::to_string(unsupported.size() - 10) + " more";
+    msg +=
+        "\nre-export with a supported opset (13-21) or see `gptrt inspect --ops` for the supported "
+        "ops";
+    throw Error(ErrorCode::kUnsupported, msg);
+  }
+
+  for (const TensorData& t : m.graph.initializers) {
+    ir::Value v;
+    v.name = t.name;
+    v.dtype = t.value.dtype();
+    v.shape = ir::SymShape::from(t.value.shape());
+    v.constant = t.value;
+    v.is_weight = true;
+    g.add_value(std::move(v));
+  }
+  for (const ValueInfoData& in : m.graph.inputs) {
+    if (g.find(in.name) >= 0) continue;  // an initializer listed as an input (old exporters)
+    if (!in.is_tensor || !dtype_is_known(in.elem_type)) {
+      throw Error(ErrorCode::kUnsupported,
+                  "'" + path + "': graph input '" + in.name +
+                      "' is not a tensor of a supported dtype (elem_type " +
+                      std::to_string(in.elem_type) + ")");
+    }
+    if (!in.has_shape) {
+      throw Error(ErrorCode::kUnsupported,
+                  "'" + path + "': graph input '" + in.name +
+                      "' has no shape; export with dynamic_axes so its rank is known");
+    }
+    ir::Value v;
+    v.name = in.name;
+    v.dtype = static_cast<DType>(in.elem_type);
+    v.shape = shape_of(in);
+    g.inputs.push_back(g.add_value(std::move(v)));
+  }
+  for (const NodeData& n : m.graph.nodes) {
+    ir::Node node;
+    node.name = n.name;
+    node.op_type = n.op_type;
+    node.domain = n.domain == "ai.onnx" ? "" : n.domain;
+    for (const AttributeData& a : n.attributes) node.attrs[a.name] = convert_attribute(path, n, a);
+    for (const std::string& name : n.inputs) {
+      if (name.empty()) {
+        node.inputs.push_back(-1);
+        continue;
+      }
+      int id = g.find(name);
+      if (id < 0) {
+        throw Error(ErrorCode::kParseError, "'" + path + "': " + node.describe() + " reads '" +
+                                                name +
+                                                "', which no earlier node, input or initializer "
+                                                "defines (is the graph topologically sorted?)");
+      }
+      node.inputs.push_back(id);
+    }
+    for (const std::string& name : n.outputs) {
+      if (name.empty()) {
+        node.outputs.push_back(-1);
+        continue;
+      }
+      ir::Value v;
+      v.name = name;
+      node.outputs.push_back(g.add_value(std::move(v)));
+    }
+    g.nodes.push_back(std::move(node));
+  }
+  for (const ValueInfoData& o : m.graph.outputs) {
+    int id = g.find(o.name);
+    if (id < 0)
+      throw Error(ErrorCode::kParseError,
+                  "'" + path + "': graph output '" + o.name + "' is produced by no node");
+    g.outputs.push_back(id);
+    out.declared_outputs.push_back(shape_of(o));
+  }
+  if (g.outputs.empty()) throw Error(ErrorCode::kParseError, "'" + path + "' has no graph outputs");
+
+  ir::infer_shapes(g);
+  // Prefer the exporter's names for output dims the inference could not name.
+  for (size_t i = 0; i < g.outputs.size(); ++i) {
+    ir::Value& v = g.values[g.outputs[i]];
+    const ir::SymShape& decl = out.declared_outputs[i];
+    if (!decl.rank_known) continue;
+    if (!v.shape.rank_known || v.shape.dims.size() != decl.dims.size()) {
+      v.shape = decl;
+      continue;
+    }
+    for (size_t d = 0; d < decl.dims.size(); ++d) {
+      if (!v.shape.dims[d].is_known() &&
+          (decl.dims[d].is_known() || v.shape.dims[d].symbol == "?" ||
+           v.shape.dims[d].symbol.front() == '(')) {
+        v.shape.dims[d] = decl.dims[d];
+      }
+    }
+  }
+  ir::verify(g);
+  return out;
+}
+
+}  // namespace gptrt::onnx

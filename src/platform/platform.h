@@ -1,0 +1,64 @@
+// The only place OS- and compiler-specific code lives: memory-mapped files, CPU feature
+// detection, clocks, file replacement. A port to another OS replaces platform_posix.cpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace gptrt::platform {
+
+/// A read-only memory mapping of a whole file. Unmapped when the last owner lets go.
+class MappedFile {
+ public:
+  /// Maps `path`; throws gptrt::Error (kIoError) naming the file and the OS reason.
+  static std::shared_ptr<const MappedFile> open(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  MappedFile() = default;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  std::string path_;
+};
+
+/// What the CPU can do, read once with cpuid.
+struct CpuInfo {
+  std::string model;  // brand string, e.g. "AMD EPYC 7B13"
+  int logical_cores = 1;
+  bool avx2 = false, fma = false, f16c = false;
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512_vnni = false,
+       avx512_bf16 = false;
+  /// Best ISA the CPU and OS support: "avx512_bf16", "avx512", "avx2", or "generic".
+  std::string best_isa() const;
+};
+
+/// Cached CpuInfo of this machine.
+const CpuInfo& cpu_info();
+
+/// Monotonic clock in seconds.
+double now_seconds();
+
+/// True when `path` names an existing regular file.
+bool is_regular_file(const std::string& path);
+
+/// Atomically moves `from` over `to` (same directory). Throws gptrt::Error on failure.
+void replace_file(const std::string& from, const std::string& to);
+
+/// Removes a file if it exists; never throws.
+void remove_file(const std::string& path) noexcept;
+
+/// Creates a directory (and parents) if missing. Throws gptrt::Error on failure.
+void make_directories(const std::string& path);
+
+/// Name of the compiler that built gptrt, e.g. "GCC 12.2.0".
+std::string compiler_name();
+
+}  // namespace gptrt::platform

@@ -1,0 +1,166 @@
+// POSIX (Linux, macOS) implementation of platform.h; x86 CPU features via GCC/Clang cpuid.
+#include "platform/platform.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#define GPTRT_X86 1
+#endif
+
+#include "gptrt/error.h"
+
+namespace gptrt::platform {
+
+std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    throw Error(ErrorCode::kIoError, "cannot open '" + path + "': " + std::strerror(errno) +
+                                         "; check the path and permissions");
+  }
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(ErrorCode::kIoError, "'" + path + "' is not a regular file");
+  }
+  std::shared_ptr<MappedFile> file(new MappedFile());
+  file->path_ = path;
+  file->size_ = static_cast<size_t>(st.st_size);
+  if (file->size_ > 0) {
+    void* p = mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      int err = errno;
+      ::close(fd);
+      throw Error(ErrorCode::kIoError, "cannot map '" + path + "': " + std::strerror(err));
+    }
+    file->data_ = static_cast<const uint8_t*>(p);
+  }
+  ::close(fd);
+  return file;
+}
+
+MappedFile::~MappedFile() {
+  if (data_ != nullptr) munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+std::string CpuInfo::best_isa() const {
+  if (avx512f && avx512bw && avx512vl && avx512_bf16) return "avx512_bf16";
+  if (avx512f && avx512bw && avx512vl) return "avx512";
+  if (avx2 && fma) return "avx2";
+  return "generic";
+}
+
+namespace {
+
+CpuInfo detect_cpu() {
+  CpuInfo info;
+  info.logical_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+#ifdef GPTRT_X86
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  unsigned max_leaf = __get_cpuid_max(0, nullptr);
+  bool os_avx = false, os_avx512 = false;
+  if (max_leaf >= 1) {
+    __cpuid_count(1, 0, a, b, c, d);
+    info.fma = (c >> 12) & 1;
+    info.f16c = (c >> 29) & 1;
+    bool osxsave = (c >> 27) & 1;
+    if (osxsave) {
+      unsigned lo = 0, hi = 0;
+      __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+      os_avx = (lo & 0x6) == 0x6;
+      os_avx512 = os_avx && (lo & 0xe0) == 0xe0;
+    }
+  }
+  if (max_leaf >= 7) {
+    __cpuid_count(7, 0, a, b, c, d);
+    info.avx2 = os_avx && ((b >> 5) & 1);
+    info.avx512f = os_avx512 && ((b >> 16) & 1);
+    info.avx512bw = os_avx512 && ((b >> 30) & 1);
+    info.avx512vl = os_avx512 && ((b >> 31) & 1);
+    info.avx512_vnni = os_avx512 && ((c >> 11) & 1);
+    __cpuid_count(7, 1, a, b, c, d);
+    info.avx512_bf16 = os_avx512 && ((a >> 5) & 1);
+  }
+  info.fma = info.fma && os_avx;
+  unsigned ext = __get_cpuid_max(0x80000000, nullptr);
+  if (ext >= 0x80000004) {
+    char brand[49] = {};
+    for (unsigned i = 0; i < 3; ++i) {
+      __cpuid(0x80000002 + i, a, b, c, d);
+      std::memcpy(brand + 16 * i, &a, 4);
+      std::memcpy(brand + 16 * i + 4, &b, 4);
+      std::memcpy(brand + 16 * i + 8, &c, 4);
+      std::memcpy(brand + 16 * i + 12, &d, 4);
+    }
+    info.model = brand;
+    while (!info.model.empty() && info.model.back() == ' ') info.model.pop_back();
+    size_t start = info.model.find_first_not_of(' ');
+    info.model = start == std::string::npos ? "" : info.model.substr(start);
+  }
+#endif
+  if (info.model.empty()) info.model = "unknown CPU";
+  return info;
+}
+
+}  // namespace
+
+const CpuInfo& cpu_info() {
+  static const CpuInfo info = detect_cpu();
+  return info;
+}
+
+double now_seconds() {
+  using Clock = std::chrono::steady_clock;
+  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+}
+
+bool is_regular_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+void replace_file(const std::string& from, const std::string& to) {
+  if (std::rename(from.c_str(), to.c_str()) != 0) {
+    int err = errno;
+    remove_file(from);
+    throw Error(ErrorCode::kIoError,
+                "cannot move '" + from + "' to '" + to + "': " + std::strerror(err));
+  }
+}
+
+void remove_file(const std::string& path) noexcept {
+  ::unlink(path.c_str());
+}
+
+void make_directories(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) {
+    throw Error(ErrorCode::kIoError, "cannot create directory '" + path + "': " + ec.message());
+  }
+}
+
+std::string compiler_name() {
+#if defined(__clang__)
+  return std::string("Clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  return "GCC " + std::to_string(__GNUC__) + "." + std::to_string(__GNUC_MINOR__) + "." +
+         std::to_string(__GNUC_PATCHLEVEL__);
+#elif defined(_MSC_VER)
+  return "MSVC " + std::to_string(_MSC_VER);
+#else
+  return "unknown compiler";
+#endif
+}
+
+}  // namespace gptrt::platform

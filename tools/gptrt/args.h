@@ -1,0 +1,42 @@
+// Command-line flags: every flag takes `--flag=value` and `--flag value`; switches take none.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace gptrt::cli {
+
+/// One accepted flag.
+struct FlagSpec {
+  std::string name;  // without the leading dashes
+  bool takes_value;
+  std::string help;
+};
+
+/// Parsed flags of one subcommand.
+class Args {
+ public:
+  /// Parses argv[start..]; throws gptrt::Error (kInvalidArgument) for unknown or malformed flags.
+  static Args parse(const std::vector<FlagSpec>& specs, const std::vector<std::string>& argv,
+                    const std::string& command);
+
+  bool has(const std::string& name) const { return values_.count(name) != 0; }
+  /// Last value of `name`, or `fallback`.
+  std::string get(const std::string& name, const std::string& fallback = "") const;
+  /// Every value of a repeatable flag, in order.
+  std::vector<std::string> all(const std::string& name) const;
+  int64_t get_int(const std::string& name, int64_t fallback, int64_t min_value) const;
+  double get_double(const std::string& name, double fallback, double min_value) const;
+  const std::vector<std::string>& positional() const { return positional_; }
+
+ private:
+  std::map<std::string, std::vector<std::string>> values_;
+  std::vector<std::string> positional_;
+};
+
+/// Prints `usage` and the flag table.
+void print_help(const std::string& usage, const std::vector<FlagSpec>& specs);
+
+}  // namespace gptrt::cli

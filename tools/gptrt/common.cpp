@@ -1,0 +1,313 @@
+#include "common.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "core/npy.h"
+#include "gptrt/error.h"
+#include "platform/platform.h"
+
+namespace gptrt::cli {
+namespace {
+
+[[noreturn]] void bad(const std::string& msg) {
+  throw Error(ErrorCode::kInvalidArgument, msg);
+}
+
+std::string trim_quotes(std::string s) {
+  if (s.size() >= 2 && (s.front() == '\'' || s.front() == '"') && s.back() == s.front())
+    s = s.substr(1, s.size() - 2);
+  return s;
+}
+
+}  // namespace
+
+void log_info(const std::string& msg) {
+  std::printf("[I] %s\n", msg.c_str());
+}
+void log_warning(const std::string& msg) {
+  std::printf("[W] %s\n", msg.c_str());
+}
+
+std::vector<std::pair<std::string, Shape>> parse_shapes(const std::string& text,
+                                                        const std::string& flag) {
+  std::vector<std::pair<std::string, Shape>> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string item =
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    start = comma == std::string::npos ? text.size() + 1 : comma + 1;
+    if (item.empty()) continue;
+    size_t colon = item.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+      bad("--" + flag + ": '" + item + "' is not NAME:DIMS (e.g. input_ids:1x12)");
+    }
+    std::string name = trim_quotes(item.substr(0, colon));
+    std::string dims = item.substr(colon + 1);
+    Shape shape;
+    size_t p = 0;
+    while (p <= dims.size()) {
+      size_t x = dims.find('x', p);
+      std::string d = dims.substr(p, x == std::string::npos ? std::string::npos : x - p);
+      p = x == std::string::npos ? dims.size() + 1 : x + 1;
+      char* end = nullptr;
+      long long v = std::strtoll(d.c_str(), &end, 10);
+      if (d.empty() || *end != '\0' || v < 0 || v > (1LL << 31)) {
+        bad("--" + flag + ": dimensions of '" + name +
+            "' must be non-negative integers joined by 'x' (e.g. 8x12), found '" + dims + "'");
+      }
+      shape.push_back(v);
+    }
+    for (const auto& [n, s] : out) {
+      if (n == name) bad("--" + flag + " gives input '" + name + "' twice");
+    }
+    out.emplace_back(name, shape);
+  }
+  if (out.empty()) bad("--" + flag + " is empty; expected NAME:DIMS[,NAME:DIMS...]");
+  return out;
+}
+
+std::vector<OptimizationProfile> profiles_from_flags(const Args& args) {
+  std::vector<std::string> mins = args.all("minShapes"), opts = args.all("optShapes"),
+                           maxs = args.all("maxShapes");
+  if (mins.empty() && opts.empty() && maxs.empty()) return {};
+  if (mins.size() != maxs.size() || (!opts.empty() && opts.size() != mins.size())) {
+    bad("give --minShapes and --maxShapes (and optionally --optShapes) once per optimization "
+        "profile; found " +
+        std::to_string(mins.size()) + " --minShapes, " + std::to_string(opts.size()) +
+        " --optShapes, " + std::to_string(maxs.size()) + " --maxShapes");
+  }
+  std::vector<OptimizationProfile> profiles;
+  for (size_t k = 0; k < mins.size(); ++k) {
+    auto lo = parse_shapes(mins[k], "minShapes");
+    auto hi = parse_shapes(maxs[k], "maxShapes");
+    auto op = opts.empty() ? hi : parse_shapes(opts[k], "optShapes");
+    OptimizationProfile p;
+    for (const auto& [name, shape] : lo) {
+      auto find = [&](const std::vector<std::pair<std::string, Shape>>& v, const char* flag) {
+        for (const auto& [n, s] : v) {
+          if (n == name) return s;
+        }
+        bad("profile " + std::to_string(k) + ": input '" + name +
+            "' is in --minShapes but not in --" + flag);
+      };
+      p.inputs.emplace_back(name, ShapeRange{shape, find(op, "optShapes"), find(hi, "maxShapes")});
+    }
+    for (const auto& [name, shape] : hi) {
+      if (!p.find(name))
+        bad("profile " + std::to_string(k) + ": input '" + name +
+            "' is in --maxShapes but not in --minShapes");
+    }
+    profiles.push_back(p);
+  }
+  return profiles;
+}
+
+std::vector<FlagSpec> build_flags() {
+  return {
+      {"onnx", true, "ONNX model to import (external data is read from its directory)"},
+      {"minShapes", true,
+       "min shapes of a profile, e.g. input_ids:1x12,attention_mask:1x12 (repeat for more "
+       "profiles)"},
+      {"optShapes", true, "opt shapes of a profile (default: the max shapes)"},
+      {"maxShapes", true, "max shapes of a profile"},
+      {"maxBatch", true, "default profile: largest batch (default 64)"},
+      {"maxSeqLen", true, "default profile: longest sequence (default: the model's n_positions)"},
+      {"backend", true, "target backend: reference (default)"},
+      {"fp16", false, "build FP16 (the reference backend computes FP32 and says so)"},
+      {"bf16", false, "build BF16 (the reference backend computes FP32 and says so)"},
+      {"verbose", false, "print what the builder does"},
+  };
+}
+
+BuildConfig build_config_from_flags(const Args& args,
+                                    std::function<void(const std::string&)> notice) {
+  BuildConfig c;
+  c.profiles = profiles_from_flags(args);
+  c.default_max_batch = args.get_int("maxBatch", 64, 1);
+  c.default_max_seq_len = args.get_int("maxSeqLen", 0, 1);
+  if (args.has("fp16") && args.has("bf16")) bad("--fp16 and --bf16 exclude each other; pick one");
+  if (args.has("fp16")) c.precision = Precision::kFp16;
+  if (args.has("bf16")) c.precision = Precision::kBf16;
+  std::string backend = args.get("backend", "reference");
+  if (backend == "reference")
+    c.backend = Backend::kReference;
+  else if (backend == "cpu")
+    c.backend = Backend::kCpu;
+  else if (backend == "cuda")
+    c.backend = Backend::kCuda;
+  else
+    bad("--backend must be reference, cpu or cuda, found '" + backend + "'");
+  c.notice = std::move(notice);
+  return c;
+}
+
+LoadedEngine load_or_build(const Args& args, const std::string& command,
+                           std::function<void(const std::string&)> notice) {
+  LoadedEngine r;
+  bool has_onnx = args.has("onnx"), has_engine = args.has("loadEngine");
+  if (has_onnx == has_engine)
+    bad("gptrt " + command + ": give exactly one of --onnx=MODEL.onnx or --loadEngine=ENGINE");
+  if (has_engine) {
+    if (!profiles_from_flags(args).empty())
+      bad("--minShapes/--optShapes/--maxShapes apply when building; an engine's profiles are "
+          "fixed, rebuild it to change them");
+    r.source = args.get("loadEngine");
+    double t0 = platform::now_seconds();
+    r.engine = Engine::load(r.source);
+    r.load_ms = (platform::now_seconds() - t0) * 1e3;
+    return r;
+  }
+  r.source = args.get("onnx");
+  BuildConfig config = build_config_from_flags(args, notice);
+  double t0 = platform::now_seconds();
+  Network net = Network::from_onnx(r.source);
+  for (const std::string& n : net.info().notices) notice(n);
+  r.engine = Engine::build(net, config);
+  r.build_ms = (platform::now_seconds() - t0) * 1e3;
+  r.built = true;
+  return r;
+}
+
+TensorMap make_inputs(const Args& args, const Engine& engine, int profile) {
+  const EngineInfo& info = engine.info();
+  TensorMap inputs;
+  if (args.has("loadInputs")) {
+    std::string spec = args.get("loadInputs");
+    size_t start = 0;
+    while (start < spec.size()) {
+      size_t comma = spec.find(',', start);
+      std::string item =
+          spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      start = comma == std::string::npos ? spec.size() : comma + 1;
+      size_t colon = item.find(':');
+      if (colon == std::string::npos) bad("--loadInputs: '" + item + "' is not NAME:FILE.npy");
+      std::string name = trim_quotes(item.substr(0, colon));
+      Tensor t = npy::read(item.substr(colon + 1));
+      const TensorDesc* desc = nullptr;
+      for (const TensorDesc& d : info.model.inputs)
+        if (d.name == name) desc = &d;
+      // Integer files convert losslessly between int32 and int64; anything else must match.
+      if (desc && t.dtype() != desc->dtype) {
+        bool ints = (t.dtype() == DType::kInt32 || t.dtype() == DType::kInt64) &&
+                    (desc->dtype == DType::kInt32 || desc->dtype == DType::kInt64);
+        if (ints) {
+          Tensor c(desc->dtype, t.shape());
+          for (int64_t i = 0; i < t.numel(); ++i) {
+            int64_t v = t.dtype() == DType::kInt64 ? t.data<int64_t>()[i] : t.data<int32_t>()[i];
+            if (desc->dtype == DType::kInt64)
+              c.data_mut<int64_t>()[i] = v;
+            else
+              c.data_mut<int32_t>()[i] = static_cast<int32_t>(v);
+          }
+          t = c;
+        }
+      }
+      inputs[name] = t;
+    }
+    return inputs;
+  }
+  std::map<std::string, Shape> shapes;
+  if (args.has("shapes")) {
+    for (const auto& [name, s] : parse_shapes(args.get("shapes"), "shapes")) shapes[name] = s;
+  }
+  std::mt19937_64 rng(static_cast<uint64_t>(args.get_int("seed", 1234, 0)));
+  const OptimizationProfile& prof = info.profiles.at(static_cast<size_t>(profile));
+  for (const TensorDesc& d : info.model.inputs) {
+    Shape s;
+    auto it = shapes.find(d.name);
+    if (it != shapes.end())
+      s = it->second;
+    else if (const ShapeRange* r = prof.find(d.name))
+      s = r->opt;
+    else
+      bad("no shape for input '" + d.name + "'; give it with --shapes");
+    if (s.size() != d.dims.size()) {
+      bad("--shapes gives input '" + d.name + "' rank " + std::to_string(s.size()) +
+          ", the model expects rank " + std::to_string(d.dims.size()));
+    }
+    Tensor t(d.dtype, s);
+    auto limit_it = info.index_limits.find(d.name);
+    bool is_mask = d.name.find("mask") != std::string::npos;
+    bool is_position = d.name.find("position") != std::string::npos;
+    int64_t last = s.empty() ? 1 : s.back();
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      double v = 0;
+      if (is_mask)
+        v = 1;
+      else if (is_position)
+        v = static_cast<double>(i % std::max<int64_t>(last, 1));
+      else if (limit_it != info.index_limits.end())
+        v = static_cast<double>(rng() % static_cast<uint64_t>(limit_it->second));
+      else
+        v = static_cast<double>(rng() % 1000) / 1000.0;
+      switch (d.dtype) {
+        case DType::kInt64:
+          t.data_mut<int64_t>()[i] = static_cast<int64_t>(v);
+          break;
+        case DType::kInt32:
+          t.data_mut<int32_t>()[i] = static_cast<int32_t>(v);
+          break;
+        case DType::kFloat32:
+          t.data_mut<float>()[i] = static_cast<float>(v);
+          break;
+        case DType::kBool:
+          t.data_mut<bool>()[i] = v != 0;
+          break;
+        default:
+          bad(std::string("cannot generate random data of dtype ") + dtype_name(d.dtype) +
+              " for input '" + d.name + "'; use --loadInputs");
+      }
+    }
+    inputs[d.name] = t;
+  }
+  for (const auto& [name, s] : shapes) {
+    if (!inputs.count(name))
+      bad("--shapes names '" + name + "', which is not an input of this model");
+  }
+  return inputs;
+}
+
+void export_outputs(const std::string& dir, const Engine& engine,
+                    const std::vector<Tensor>& outputs) {
+  platform::make_directories(dir);
+  const auto& descs = engine.info().model.outputs;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    std::string name = descs[i].name;
+    for (char& ch : name) {
+      if (ch == '/' || ch == '\\' || ch == ':') ch = '_';
+    }
+    const Tensor& t = outputs[i];
+    Tensor f = t;
+    if (t.dtype() != DType::kFloat32) {
+      f = Tensor(DType::kFloat32, t.shape());
+      for (int64_t k = 0; k < t.numel(); ++k) {
+        double v = 0;
+        switch (t.dtype()) {
+          case DType::kFloat64:
+            v = t.data<double>()[k];
+            break;
+          case DType::kInt64:
+            v = static_cast<double>(t.data<int64_t>()[k]);
+            break;
+          case DType::kInt32:
+            v = t.data<int32_t>()[k];
+            break;
+          case DType::kBool:
+            v = t.data<bool>()[k];
+            break;
+          default:
+            bad(std::string("cannot export output dtype ") + dtype_name(t.dtype()));
+        }
+        f.data_mut<float>()[k] = static_cast<float>(v);
+      }
+    }
+    npy::write((std::filesystem::path(dir) / (name + ".npy")).string(), f);
+  }
+}
+
+}  // namespace gptrt::cli

@@ -1,0 +1,88 @@
+// The gptrt command line: one subcommand per file.
+#include <cstdio>
+#include <exception>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "gptrt/error.h"
+#include "platform/cuda_info.h"
+#include "platform/platform.h"
+
+namespace gptrt::cli {
+
+int cmd_version() {
+  const platform::CpuInfo& cpu = platform::cpu_info();
+  std::printf("gptrt %s (commit %s)\n", version(), build_commit());
+  std::printf("compiler: %s, C++%ld\n", platform::compiler_name().c_str(), __cplusplus / 100 % 100);
+  std::printf("CPU: %s, %d logical cores\n", cpu.model.c_str(), cpu.logical_cores);
+  std::printf("CPU ISA: %s (avx2 %s, fma %s, avx512f %s, avx512_bf16 %s, avx512_vnni %s)\n",
+              cpu.best_isa().c_str(), cpu.avx2 ? "yes" : "no", cpu.fma ? "yes" : "no",
+              cpu.avx512f ? "yes" : "no", cpu.avx512_bf16 ? "yes" : "no",
+              cpu.avx512_vnni ? "yes" : "no");
+  std::printf("backends: reference (portable C++, FP32)\n");
+  platform::CudaInfo cuda = platform::cuda_info();
+  if (!cuda.built_with_cuda) {
+    std::printf("CUDA: not built with CUDA\n");
+  } else {
+    std::printf("CUDA toolkit: %s\n", cuda.toolkit.c_str());
+    std::printf("CUDA driver: %s\n", cuda.driver.c_str());
+    for (const std::string& g : cuda.gpus) std::printf("GPU: %s\n", g.c_str());
+  }
+  return 0;
+}
+
+}  // namespace gptrt::cli
+
+namespace {
+
+void usage() {
+  std::printf(
+      "gptrt: a C++ inference engine for GPT-2-family models\n\n"
+      "usage: gptrt <command> [flags]   (gptrt <command> --help for its flags)\n\n"
+      "commands:\n"
+      "  exec      trtexec-compatible: build from --onnx and/or run --loadEngine, print the "
+      "performance summary\n"
+      "  build     import an ONNX model and write an engine file\n"
+      "  run       run one forward pass, write outputs as .npy\n"
+      "  inspect   describe a model or engine file (inputs, outputs, profiles, ops, parameters)\n"
+      "  --version the environment report: gptrt, compiler, CPU and ISA, CUDA toolkit, driver and "
+      "GPU\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    usage();
+    return args.empty() ? 1 : 0;
+  }
+  std::string cmd = args[0];
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  try {
+    if (cmd == "--version" || cmd == "version") return gptrt::cli::cmd_version();
+    if (cmd == "exec") return gptrt::cli::cmd_exec(rest);
+    if (cmd == "build") return gptrt::cli::cmd_build(rest);
+    if (cmd == "run") return gptrt::cli::cmd_run(rest);
+    if (cmd == "inspect") return gptrt::cli::cmd_inspect(rest);
+    std::fprintf(stderr, "gptrt: unknown command '%s'; run `gptrt --help` for the list\n",
+                 cmd.c_str());
+    return 1;
+  } catch (const gptrt::Error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "gptrt: error (%s): %s\n", gptrt::error_code_name(e.code()), e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fflush(stdout);
+    std::fprintf(stderr,
+                 "gptrt: error: out of memory; try smaller shapes or a smaller --maxBatch\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "gptrt: internal error: %s; please report it with the command line\n",
+                 e.what());
+    return 1;
+  }
+}
