@@ -1,0 +1,103 @@
+// Malformed model files: truncations, random bytes, bit flips, missing external data. Each must
+// give a gptrt::Error, never a crash (these run under ASan + UBSan in CI).
+#include <fstream>
+#include <random>
+
+#include "test_util.h"
+
+namespace gptrt::test {
+namespace {
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+void write_bytes(const std::string& path, const std::vector<uint8_t>& b, size_t n) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(n));
+}
+
+// Imports and builds; returns true if that threw gptrt::Error.
+bool refused(const std::string& path) {
+  try {
+    auto e = Engine::build(Network::from_onnx(path), BuildConfig{});
+    return false;
+  } catch (const Error&) {
+    return true;
+  }
+}
+
+TEST(MalformedOnnx, TruncatedAtManyOffsets) {
+  std::vector<uint8_t> bytes = read_bytes(data_path("gpt2-tiny/legacy-opset17.onnx"));
+  std::string path = temp_dir("truncated") + "/t.onnx";
+  int refusals = 0, tries = 0;
+  std::vector<size_t> offsets;
+  for (size_t i = 0; i < 64; ++i) offsets.push_back(i);
+  for (size_t i = 64; i < bytes.size(); i += bytes.size() / 300) offsets.push_back(i);
+  for (size_t len : offsets) {
+    write_bytes(path, bytes, len);
+    ++tries;
+    refusals += refused(path) ? 1 : 0;
+  }
+  // A cut exactly between two trailing fields can leave a valid model; almost every cut cannot.
+  EXPECT_GE(refusals, tries * 95 / 100);
+}
+
+TEST(MalformedOnnx, RandomBytes) {
+  std::mt19937 rng(42);
+  std::string path = temp_dir("random") + "/r.onnx";
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<uint8_t> b(static_cast<size_t>(rng() % 4096));
+    for (auto& x : b) x = static_cast<uint8_t>(rng());
+    write_bytes(path, b, b.size());
+    EXPECT_TRUE(refused(path)) << "trial " << trial;
+  }
+}
+
+TEST(MalformedOnnx, BitFlipsNeverCrash) {
+  std::vector<uint8_t> bytes = read_bytes(data_path("gpt2-tiny/legacy-opset13.onnx"));
+  std::mt19937 rng(7);
+  std::string path = temp_dir("flips") + "/f.onnx";
+  for (int trial = 0; trial < 150; ++trial) {
+    std::vector<uint8_t> b = bytes;
+    // Flip bits in the structure (first 64 KiB: nodes, attributes, dims), not only in weights.
+    for (int k = 0; k < 4; ++k)
+      b[rng() % std::min<size_t>(b.size(), 65536)] ^= static_cast<uint8_t>(1u << (rng() % 8));
+    write_bytes(path, b, b.size());
+    try {
+      auto e = Engine::build(Network::from_onnx(path), BuildConfig{});
+      Tensor ids(DType::kInt64, {1, 4}), mask(DType::kInt64, {1, 4});
+      for (int i = 0; i < 4; ++i) mask.data_mut<int64_t>()[i] = 1;
+      e->create_execution_context()->execute({{"input_ids", ids}, {"attention_mask", mask}});
+    } catch (const Error&) {
+    }
+  }
+}
+
+TEST(MalformedOnnx, EmptyFileAndNotOnnx) {
+  std::string dir = temp_dir("empty");
+  write_bytes(dir + "/empty.onnx", {}, 0);
+  expect_error([&] { Network::from_onnx(dir + "/empty.onnx"); }, {"empty"});
+  expect_error([&] { Network::from_onnx(data_path("gpt2-tiny/goldens.safetensors")); },
+               {"not a valid ONNX model"});
+  expect_error([&] { Network::from_onnx(dir + "/nope.onnx"); }, {"cannot open", "nope.onnx"});
+}
+
+TEST(MalformedOnnx, MissingExternalDataFile) {
+  std::string dir = temp_dir("noext");
+  std::filesystem::copy_file(data_path("gpt2-tiny/external/legacy-opset17.onnx"), dir + "/m.onnx");
+  expect_error([&] { Network::from_onnx(dir + "/m.onnx"); },
+               {"legacy-opset17.onnx.data", "missing"});
+}
+
+TEST(MalformedOnnx, ShortExternalDataFile) {
+  std::string dir = temp_dir("shortext");
+  std::filesystem::copy_file(data_path("gpt2-tiny/external/legacy-opset17.onnx"), dir + "/m.onnx");
+  std::vector<uint8_t> data = read_bytes(data_path("gpt2-tiny/external/legacy-opset17.onnx.data"));
+  write_bytes(dir + "/legacy-opset17.onnx.data", data, data.size() / 2);
+  expect_error([&] { Network::from_onnx(dir + "/m.onnx"); }, {"truncated"});
+}
+
+}  // namespace
+}  // namespace gptrt::test

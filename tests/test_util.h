@@ -1,0 +1,91 @@
+// Helpers shared by the tests: data paths, goldens, running the CLI.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "core/safetensors.h"
+#include "gptrt/engine.h"
+#include "gptrt/error.h"
+
+namespace gptrt::test {
+
+inline std::string data_path(const std::string& rel) {
+  return std::string(GPTRT_TEST_DATA) + "/" + rel;
+}
+
+/// A fresh, empty temporary directory for one test.
+inline std::string temp_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("gptrt_test_" + name + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+/// Result of running the gptrt CLI.
+struct CliResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+/// Runs `gptrt <args>` through the shell, capturing its output.
+inline CliResult run_cli(const std::string& args) {
+  std::string cmd = std::string(GPTRT_CLI) + " " + args + " 2>&1";
+  CliResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+/// max |a - b| over positions [b, t, :] where mask[b, t] == 1 (mask may be empty: all).
+inline double max_abs_diff_masked(const Tensor& a, const Tensor& b, const Tensor* mask) {
+  EXPECT_EQ(a.shape(), b.shape());
+  if (a.shape() != b.shape()) return INFINITY;
+  int64_t rows = a.rank() >= 2 ? a.dim(0) * a.dim(1) : 1;
+  int64_t width = a.numel() / rows;
+  double worst = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (mask) {
+      int64_t m =
+          mask->dtype() == DType::kInt64 ? mask->data<int64_t>()[r] : mask->data<int32_t>()[r];
+      if (m == 0) continue;
+    }
+    for (int64_t k = 0; k < width; ++k) {
+      double d = std::fabs(static_cast<double>(a.data<float>()[r * width + k]) -
+                           b.data<float>()[r * width + k]);
+      if (!(d <= worst)) worst = d;  // NaN propagates as a failure
+    }
+  }
+  return worst;
+}
+
+/// Builds an engine from an ONNX file with the default profile.
+inline std::shared_ptr<const Engine> build_default(const std::string& onnx_path) {
+  return Engine::build(Network::from_onnx(onnx_path), BuildConfig{});
+}
+
+/// Expects `fn` to throw gptrt::Error whose message contains every one of `parts`.
+template <typename Fn>
+void expect_error(Fn&& fn, std::initializer_list<std::string> parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected a gptrt::Error";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    for (const std::string& p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << "message lacks '" << p << "': " << msg;
+  }
+}
+
+}  // namespace gptrt::test

@@ -1,0 +1,114 @@
+// Core pieces: protobuf wire reader, JSON, .npy, statistics, half floats, shape inference.
+#include <fstream>
+
+#include "core/half.h"
+#include "core/json.h"
+#include "core/npy.h"
+#include "core/stats.h"
+#include "ir/shape_inference.h"
+#include "onnx/importer.h"
+#include "onnx/wire.h"
+#include "test_util.h"
+
+namespace gptrt::test {
+namespace {
+
+TEST(Wire, ReadsFieldsAndRefusesTruncation) {
+  // field 1 varint 300, field 2 bytes "hi", field 5 fixed32
+  std::vector<uint8_t> msg = {0x08, 0xac, 0x02, 0x12, 0x02, 'h', 'i', 0x2d, 1, 0, 0, 0};
+  onnx::WireSource src{"mem", msg.data()};
+  onnx::WireReader r(src, msg.data(), msg.size(), "test");
+  onnx::Field f;
+  ASSERT_TRUE(r.next(f));
+  EXPECT_EQ(f.number, 1u);
+  EXPECT_EQ(f.varint, 300u);
+  ASSERT_TRUE(r.next(f));
+  EXPECT_EQ(f.bytes(), "hi");
+  ASSERT_TRUE(r.next(f));
+  EXPECT_EQ(f.varint, 1u);
+  EXPECT_FALSE(r.next(f));
+  for (size_t n : {size_t{2}, size_t{5}, size_t{9}}) {
+    onnx::WireReader t(src, msg.data(), n, "test");
+    EXPECT_THROW(
+        {
+          while (t.next(f)) {
+          }
+        },
+        Error)
+        << n;
+  }
+}
+
+TEST(Json, ParsesAndReportsErrors) {
+  json::Value v =
+      json::parse(R"({"a": [1, 2.5, "x\u00e9"], "b": {"c": null, "d": true}, "n": -3})", "t");
+  EXPECT_EQ(v.find("a")->as_array()[0].as_int(), 1);
+  EXPECT_DOUBLE_EQ(v.find("a")->as_array()[1].as_double(), 2.5);
+  EXPECT_EQ(v.find("a")->as_array()[2].as_string(), "x\xc3\xa9");
+  EXPECT_TRUE(v.find("b")->find("d")->as_bool());
+  EXPECT_EQ(v.find("n")->as_int(), -3);
+  expect_error([] { json::parse("{\"a\": [1, }", "cfg.json"); }, {"cfg.json", "byte"});
+}
+
+TEST(Npy, RoundTripAndBadFiles) {
+  std::string dir = temp_dir("npy");
+  Tensor t(DType::kInt64, {2, 3});
+  for (int i = 0; i < 6; ++i) t.data_mut<int64_t>()[i] = i * 7;
+  npy::write(dir + "/a.npy", t);
+  Tensor r = npy::read(dir + "/a.npy");
+  EXPECT_EQ(r.shape(), (Shape{2, 3}));
+  EXPECT_EQ(r.data<int64_t>()[5], 35);
+  std::ofstream(dir + "/bad.npy") << "not numpy";
+  expect_error([&] { npy::read(dir + "/bad.npy"); }, {"bad.npy", "magic"});
+  // Truncated data.
+  std::ifstream in(dir + "/a.npy", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  std::ofstream(dir + "/short.npy", std::ios::binary) << bytes.substr(0, bytes.size() - 8);
+  expect_error([&] { npy::read(dir + "/short.npy"); }, {"truncated"});
+}
+
+TEST(Stats, MedianAndPercentiles) {
+  LatencyStats s = compute_stats({5, 1, 4, 2, 3});
+  EXPECT_DOUBLE_EQ(s.median, 3);
+  EXPECT_DOUBLE_EQ(s.min, 1);
+  EXPECT_DOUBLE_EQ(s.max, 5);
+  EXPECT_DOUBLE_EQ(s.mean, 3);
+  std::vector<double> v;
+  for (int i = 1; i <= 100; ++i) v.push_back(i);
+  s = compute_stats(v);
+  EXPECT_DOUBLE_EQ(s.percentile(90), 90);
+  EXPECT_DOUBLE_EQ(s.percentile(99), 99);
+  EXPECT_DOUBLE_EQ(s.median, 50.5);
+  EXPECT_EQ(compute_stats({}).count, 0u);
+}
+
+TEST(Half, ConvertsExactly) {
+  for (float f : {0.0f, 1.0f, -2.5f, 65504.0f, 6.103515625e-05f, 5.9604645e-08f})
+    EXPECT_EQ(half_to_float(float_to_half(f)), f);
+  EXPECT_EQ(bf16_to_float(float_to_bf16(1.5f)), 1.5f);
+  EXPECT_EQ(float_to_half(1.0f + 1.0f / 4096), float_to_half(1.0f));  // rounds to even
+}
+
+TEST(ShapeInference, SymbolicDimsFlowThroughTheFixture) {
+  onnx::ImportedModel m = onnx::import_onnx(data_path("gpt2-tiny/legacy-opset13.onnx"));
+  const ir::Value& logits = m.graph.values[static_cast<size_t>(m.graph.outputs[0])];
+  ASSERT_TRUE(logits.shape.rank_known);
+  EXPECT_EQ(logits.shape.str(), "[batch_size, seq_len, 1000]");
+  // An intermediate: the first LayerNorm's output keeps [batch_size, seq_len, 64].
+  int found = 0;
+  for (const ir::Node& n : m.graph.nodes) {
+    if (n.op_type == "Gemm") {
+      const ir::Value& out = m.graph.values[static_cast<size_t>(n.outputs[0])];
+      EXPECT_TRUE(out.shape.rank_known);
+      EXPECT_EQ(out.shape.dims.size(), 2u);
+      if (out.shape.dims.size() == 2) {
+        EXPECT_TRUE(out.shape.dims[1].is_known());
+      }
+      ++found;
+    }
+  }
+  EXPECT_EQ(found, 8);
+}
+
+}  // namespace
+}  // namespace gptrt::test
