@@ -57,6 +57,17 @@ void read_floats(const WireReader& r, const Field& f, std::vector<float>& out) {
   }
 }
 
+// A view when `data` is aligned for the dtype (the usual case for weights); a copy otherwise,
+// since kernels read elements through typed pointers.
+Tensor view_or_copy(DType dtype, const Shape& dims, const uint8_t* data, size_t nbytes,
+                    std::shared_ptr<const void> keep) {
+  if (reinterpret_cast<uintptr_t>(data) % dtype_size(dtype) == 0)
+    return Tensor::view(dtype, dims, data, std::move(keep));
+  Tensor t(dtype, dims);
+  if (nbytes) std::memcpy(t.raw_mut(), data, nbytes);
+  return t;
+}
+
 std::string external_path(const Ctx& ctx, const std::string& location, const std::string& tensor) {
   std::filesystem::path loc(location);
   bool escapes = loc.is_absolute();
@@ -201,13 +212,13 @@ TensorData read_tensor(Ctx& ctx, WireReader r) {
     }
     if (static_cast<size_t>(length) != nbytes)
       throw size_error(static_cast<size_t>(length), "external data length");
-    t.value = Tensor::view(dtype, dims, file->data() + offset, file);
+    t.value = view_or_copy(dtype, dims, file->data() + offset, nbytes, file);
     t.external = true;
     return t;
   }
   if (has_raw) {
     if (raw_size != nbytes) throw size_error(raw_size, "raw_data");
-    t.value = Tensor::view(dtype, dims, raw, ctx.keep);
+    t.value = view_or_copy(dtype, dims, raw, nbytes, ctx.keep);
     return t;
   }
   Tensor value(dtype, dims);

@@ -21,6 +21,9 @@ int cmd_version() {
               cpu.best_isa().c_str(), cpu.avx2 ? "yes" : "no", cpu.fma ? "yes" : "no",
               cpu.avx512f ? "yes" : "no", cpu.avx512_bf16 ? "yes" : "no",
               cpu.avx512_vnni ? "yes" : "no");
+  std::printf(
+      "ISA in use: generic x86-64 C++ (the reference backend; vector kernels come with the cpu "
+      "backend)\n");
   std::printf("backends: reference (portable C++, FP32)\n");
   platform::CudaInfo cuda = platform::cuda_info();
   if (!cuda.built_with_cuda) {
