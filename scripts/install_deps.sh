@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what gptrt needs to build and test, if missing: a C++20 compiler, CMake, Ninja,
-# GoogleTest (Debian packages), and for the ONNX cross-check test Python's numpy and onnx (pip).
+# GoogleTest (Debian packages), and Python packages for the tests and bench/ (pip).
 set -euo pipefail
 
 need_apt=()
@@ -19,9 +19,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-if ! python3 -c "import onnx, numpy" >/dev/null 2>&1; then
-  echo "install_deps: installing the Python packages numpy and onnx with pip"
-  python3 -m pip install --quiet numpy onnx 2>/dev/null ||
-    python3 -m pip install --quiet --break-system-packages numpy onnx
+# Tests and the benchmark harness: the ONNX reader cross-check, the exporter's verification, the
+# harness's report (ONNX Runtime is the CPU peer every machine can have).
+py_pkgs=(numpy onnx onnxruntime safetensors matplotlib)
+if ! python3 -c "import numpy, onnx, onnxruntime, safetensors, matplotlib" >/dev/null 2>&1; then
+  echo "install_deps: installing the Python packages ${py_pkgs[*]} with pip"
+  python3 -m pip install --quiet "${py_pkgs[@]}" 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages "${py_pkgs[@]}"
 fi
 echo "install_deps: all build and test dependencies present"

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 scripts/install_deps.sh
 cmake --preset release >/dev/null
-cmake --build --preset release
+cmake --build --preset release --target gptrt_cli
 
 gptrt=build/release/gptrt
 model=tests/data/gpt2-tiny/legacy-opset17.onnx

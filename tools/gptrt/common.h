@@ -54,6 +54,8 @@ int cmd_build(const std::vector<std::string>& argv);
 int cmd_run(const std::vector<std::string>& argv);
 int cmd_exec(const std::vector<std::string>& argv);
 int cmd_inspect(const std::vector<std::string>& argv);
+int cmd_make_model(const std::vector<std::string>& argv);
+int cmd_bench(const std::vector<std::string>& argv);
 int cmd_version();
 
 }  // namespace gptrt::cli

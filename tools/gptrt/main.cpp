@@ -50,6 +50,10 @@ void usage() {
       "  build     import an ONNX model and write an engine file\n"
       "  run       run one forward pass, write outputs as .npy\n"
       "  inspect   describe a model or engine file (inputs, outputs, profiles, ops, parameters)\n"
+      "  bench     the recipe's tables for gptrt and the peers installed (PyTorch, ONNX Runtime, "
+      "TensorRT)\n"
+      "  make-model  write a Hugging Face GPT-2 folder (distilgpt2 ... gpt2-xl) with seeded random "
+      "weights\n"
       "  --version the environment report: gptrt, compiler, CPU and ISA, CUDA toolkit, driver and "
       "GPU\n");
 }
@@ -70,6 +74,8 @@ int main(int argc, char** argv) {
     if (cmd == "build") return gptrt::cli::cmd_build(rest);
     if (cmd == "run") return gptrt::cli::cmd_run(rest);
     if (cmd == "inspect") return gptrt::cli::cmd_inspect(rest);
+    if (cmd == "make-model") return gptrt::cli::cmd_make_model(rest);
+    if (cmd == "bench") return gptrt::cli::cmd_bench(rest);
     std::fprintf(stderr, "gptrt: unknown command '%s'; run `gptrt --help` for the list\n",
                  cmd.c_str());
     return 1;

@@ -16,10 +16,23 @@ constexpr bool kIsFloat = std::is_floating_point_v<T>;
 // Applies f(a, b) -> R over two broadcast inputs.
 template <typename T, typename R, typename F>
 Tensor binary_map(const KernelCall& c, const Tensor& a, const Tensor& b, DType out_dtype, F f) {
-  Broadcast bc = make_broadcast(c, {a.shape(), b.shape()});
-  Tensor out(out_dtype, bc.out);
   const T* pa = a.data<T>();
   const T* pb = b.data<T>();
+  // Common cases without index arithmetic: equal shapes, or one side a single element.
+  if (a.shape() == b.shape() || (b.numel() == 1 && b.rank() <= a.rank())) {
+    Tensor out(out_dtype, a.shape());
+    R* po = out.data_mut<R>();
+    int64_t n = a.numel();
+    if (b.numel() == 1 && a.shape() != b.shape()) {
+      T y = pb[0];
+      for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], y);
+    } else {
+      for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
+    }
+    return out;
+  }
+  Broadcast bc = make_broadcast(c, {a.shape(), b.shape()});
+  Tensor out(out_dtype, bc.out);
   R* po = out.data_mut<R>();
   for_each_broadcast(bc, [&](int64_t i, const int64_t* off) { po[i] = f(pa[off[0]], pb[off[1]]); });
   return out;

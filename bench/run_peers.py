@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""Runs the peers of gptrt on the inputs `gptrt bench` wrote, and appends one JSON row per
+(framework, precision, shape) to WORK/peers.json. Also writes WORK/inputs/BxS/reference.npy:
+PyTorch FP32 logits, the accuracy reference of every row.
+
+Peers: PyTorch eager (FP32, FP16 on CUDA), torch.compile with CUDA graphs (CUDA), ONNX Runtime
+(CPU provider; CUDA provider with IO binding where present), TensorRT (Python API, where
+installed). A peer that is missing gets a row saying so, never silence.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import accuracy, summarize, time_it  # noqa: E402
+
+
+def progress(i, n, label):
+    width = 30
+    done = int(width * i / max(n, 1))
+    sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {i}/{n} {label:<50}")
+    sys.stderr.flush()
+    if i == n:
+        sys.stderr.write("\n")
+
+
+def load_inputs(work, shape):
+    d = os.path.join(work, "inputs", f"{shape[0]}x{shape[1]}")
+    return np.load(os.path.join(d, "input_ids.npy")), np.load(os.path.join(d, "attention_mask.npy")), d
+
+
+def parse_grid(text):
+    out = []
+    for item in filter(None, (text or "").split(",")):
+        b, s = item.lower().split("x")
+        out.append((int(b), int(s)))
+    return out
+
+
+class Rows:
+    def __init__(self, path, device, threads):
+        self.path, self.device, self.threads, self.rows = path, device, threads, []
+
+    def add(self, framework, precision, kind, batch, seq, **kw):
+        row = {"framework": framework, "precision": precision, "device": self.device, "kind": kind,
+               "batch": batch, "seq_len": seq, "threads": self.threads}
+        row.update(kw)
+        self.rows.append(row)
+
+    def missing(self, framework, precision, kind, grid, reason):
+        for b, s in grid:
+            self.add(framework, precision, kind, b, s, status=reason, median_ms=None, p90_ms=None, p99_ms=None,
+                     max_abs_diff=None, top1_agreement=None, accuracy_note=reason)
+
+    def save(self):
+        with open(self.path, "w") as f:
+            json.dump(self.rows, f, indent=1)
+
+
+def with_accuracy(logits, work_dir, mask):
+    ref_path = os.path.join(work_dir, "reference.npy")
+    if not os.path.exists(ref_path):
+        return {"max_abs_diff": None, "top1_agreement": None, "accuracy_note": "no PyTorch FP32 reference (needs --hf and torch)"}
+    return accuracy(logits, np.load(ref_path), mask)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--onnx")
+    ap.add_argument("--hf")
+    ap.add_argument("--shapes", default="")
+    ap.add_argument("--generate", default="")
+    ap.add_argument("--frameworks", default="pytorch,onnxruntime,tensorrt")
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--min-runs", type=int, default=100)
+    ap.add_argument("--min-seconds", type=float, default=3.0)
+    ap.add_argument("--prompt-len", type=int, default=12)
+    a = ap.parse_args()
+    grid, gen_grid = parse_grid(a.shapes), parse_grid(a.generate)
+    frameworks = set(a.frameworks.split(","))
+    rows = Rows(os.path.join(a.work, "peers.json"), a.device, a.threads)
+    steps = []
+
+    torch = None
+    try:
+        import torch as _torch
+        torch = _torch
+        if a.threads:
+            torch.set_num_threads(a.threads)
+    except ImportError:
+        pass
+
+    # --- PyTorch (also the accuracy reference) ---
+    model = None
+    if torch is not None and a.hf:
+        from transformers import GPT2LMHeadModel
+        model = GPT2LMHeadModel.from_pretrained(a.hf, attn_implementation="eager").eval()
+        dev = torch.device("cuda" if a.device == "cuda" else "cpu")
+        model.to(dev)
+        for b, s in grid:  # FP32 reference logits, always on the same weights and inputs
+            ids, mask, d = load_inputs(a.work, (b, s))
+            with torch.no_grad():
+                ref = model(input_ids=torch.tensor(ids, device=dev), attention_mask=torch.tensor(mask, device=dev), use_cache=False).logits
+            np.save(os.path.join(d, "reference.npy"), ref.float().cpu().numpy())
+    precisions = ["fp32", "fp16"] if a.device == "cuda" else ["fp32"]
+    if "pytorch" in frameworks:
+        if torch is None:
+            rows.missing("pytorch", "fp32", "forward", grid, "not installed (pip install torch transformers)")
+        elif model is None:
+            rows.missing("pytorch", "fp32", "forward", grid, "not available: needs --hf (the weights as a Hugging Face folder)")
+        else:
+            steps += [("pytorch", p, shape) for p in precisions for shape in grid]
+            steps += [("pytorch-generate", p, shape) for p in precisions for shape in gen_grid]
+            if a.device == "cuda":
+                steps += [("torch.compile", p, shape) for p in precisions for shape in grid]
+    ort = None
+    if "onnxruntime" in frameworks:
+        try:
+            import onnxruntime as _ort
+            ort = _ort
+        except ImportError:
+            rows.missing("onnxruntime", "fp32", "forward", grid, "not installed (pip install onnxruntime)")
+        if ort is not None and not a.onnx:
+            rows.missing("onnxruntime", "fp32", "forward", grid, "not available: needs --onnx")
+            ort = None
+        if ort is not None:
+            steps += [("onnxruntime-cpu", "fp32", shape) for shape in grid]
+            steps += [("onnxruntime-cpu-generate", "fp32", shape) for shape in gen_grid]
+            if a.device == "cuda":
+                if "CUDAExecutionProvider" in ort.get_available_providers():
+                    steps += [("onnxruntime-cuda", "fp32", shape) for shape in grid]
+                else:
+                    rows.missing("onnxruntime-cuda", "fp32", "forward", grid,
+                                 "not installed (this onnxruntime has no CUDA provider: pip install onnxruntime-gpu)")
+    if "tensorrt" in frameworks:
+        try:
+            import tensorrt  # noqa: F401
+            rows.missing("tensorrt", a.precision, "forward", grid, "installed, but gptrt's TensorRT peer is not wired up yet")
+        except ImportError:
+            rows.missing("tensorrt", a.precision, "forward", grid, "not installed (pip install tensorrt, NVIDIA GPU only)")
+
+    sessions = {}
+    compiled = {}
+    for i, (fw, prec, (b, s)) in enumerate(steps):
+        progress(i, len(steps), f"{fw} {prec} {b}x{s}")
+        if fw in ("pytorch", "torch.compile"):
+            ids, mask, d = load_inputs(a.work, (b, s))
+            dev = next(model.parameters()).device
+            m = model.half() if prec == "fp16" else model.float()
+            t_ids, t_mask = torch.tensor(ids, device=dev), torch.tensor(mask, device=dev)
+            sync = torch.cuda.synchronize if dev.type == "cuda" else None
+            build_ms = None
+            if fw == "torch.compile":
+                key = prec
+                if key not in compiled:
+                    compiled[key] = torch.compile(lambda i_, m_: m(input_ids=i_, attention_mask=m_, use_cache=False).logits, mode="reduce-overhead")
+                fn_c = compiled[key]
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    for _ in range(3):
+                        fn_c(t_ids, t_mask)
+                    sync()
+                build_ms = (time.perf_counter() - t0) * 1e3
+
+                def fn():
+                    with torch.no_grad():
+                        return fn_c(t_ids, t_mask)
+            else:
+                def fn():
+                    with torch.no_grad():
+                        return m(input_ids=t_ids, attention_mask=t_mask, use_cache=False).logits
+            samples = time_it(fn, a.min_runs, a.min_seconds, sync=sync)
+            logits = fn().float().cpu().numpy()
+            rows.add(fw, prec, "forward", b, s, **summarize(samples), build_ms=build_ms, **with_accuracy(logits, d, mask))
+        elif fw == "pytorch-generate":
+            g = np.random.default_rng(b * 1000 + s)
+            dev = next(model.parameters()).device
+            m = model.half() if prec == "fp16" else model.float()
+            prompt = torch.tensor(g.integers(0, model.config.vocab_size, size=(b, a.prompt_len)), device=dev)
+            sync = torch.cuda.synchronize if dev.type == "cuda" else None
+
+            def fn():
+                with torch.no_grad():
+                    return m.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=s,
+                                      min_new_tokens=s, pad_token_id=0, use_cache=True)
+            samples = time_it(fn, 5, a.min_seconds, warmup=2, sync=sync)
+            st = summarize(samples)
+            rows.add("pytorch", prec, "generate", b, s, **st, ms_per_token=st["median_ms"] / s,
+                     max_abs_diff=None, top1_agreement=None, accuracy_note="generation: see forward rows")
+        elif fw.startswith("onnxruntime"):
+            if fw not in sessions:
+                so = ort.SessionOptions()
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                if a.threads:
+                    so.intra_op_num_threads = a.threads
+                providers = ["CUDAExecutionProvider"] if fw == "onnxruntime-cuda" else ["CPUExecutionProvider"]
+                t0 = time.perf_counter()
+                sessions[fw] = (ort.InferenceSession(a.onnx, so, providers=providers), (time.perf_counter() - t0) * 1e3)
+            sess, build_ms = sessions[fw]
+            if fw.endswith("-generate"):
+                g = np.random.default_rng(b * 1000 + s)
+                prompt = g.integers(0, 1000, size=(b, a.prompt_len)).astype(np.int64)
+
+                def fn():  # the recipe's loop: re-feed the whole sequence every token, no KV cache
+                    seq = prompt
+                    for _ in range(s):
+                        logits = sess.run(None, {"input_ids": seq, "attention_mask": np.ones_like(seq)})[0]
+                        seq = np.concatenate([seq, logits[:, -1].argmax(-1)[:, None]], axis=1)
+                    return seq
+                samples = time_it(fn, 5, a.min_seconds, warmup=1)
+                st = summarize(samples)
+                rows.add("onnxruntime-cpu", prec, "generate", b, s, **st, ms_per_token=st["median_ms"] / s, build_ms=build_ms,
+                         max_abs_diff=None, top1_agreement=None, accuracy_note="re-feeds the whole sequence each token (no KV cache)")
+                continue
+            ids, mask, d = load_inputs(a.work, (b, s))
+            feeds = {"input_ids": ids, "attention_mask": mask}
+
+            def fn():
+                return sess.run(None, feeds)[0]
+            samples = time_it(fn, a.min_runs, a.min_seconds)
+            rows.add(fw, prec, "forward", b, s, **summarize(samples), build_ms=build_ms, **with_accuracy(fn(), d, mask))
+        rows.save()
+    progress(len(steps), len(steps), "peers done")
+    rows.save()
+    versions = {"python": sys.version.split()[0]}
+    for name in ("torch", "transformers", "onnxruntime", "numpy"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    if torch is not None and torch.cuda.is_available():
+        versions["gpu"] = torch.cuda.get_device_name(0)
+    with open(os.path.join(a.work, "peer_versions.json"), "w") as f:
+        json.dump(versions, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+#include "hf/gpt2_config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "core/json.h"
+#include "gptrt/error.h"
+
+namespace gptrt::hf {
+
+int64_t Gpt2Config::parameter_count() const {
+  int64_t c = n_embd, f = inner();
+  int64_t per_layer = 2 * 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + (c * f + f) + (f * c + c);
+  int64_t n = vocab_size * c + n_positions * c + n_layer * per_layer + 2 * c;
+  if (!tie_word_embeddings) n += vocab_size * c;
+  return n;
+}
+
+std::string Gpt2Config::to_json() const {
+  std::ostringstream o;
+  o << "{\n"
+    << "  \"activation_function\": " << json::quote(activation_function) << ",\n"
+    << "  \"architectures\": [\"GPT2LMHeadModel\"],\n"
+    << "  \"attn_pdrop\": 0.1,\n  \"bos_token_id\": 50256,\n  \"embd_pdrop\": 0.1,\n  "
+       "\"eos_token_id\": 50256,\n"
+    << "  \"initializer_range\": 0.02,\n"
+    << "  \"layer_norm_epsilon\": " << layer_norm_epsilon << ",\n"
+    << "  \"model_type\": \"gpt2\",\n"
+    << "  \"n_embd\": " << n_embd << ",\n  \"n_head\": " << n_head << ",\n"
+    << "  \"n_inner\": " << (n_inner > 0 ? std::to_string(n_inner) : "null") << ",\n"
+    << "  \"n_layer\": " << n_layer << ",\n  \"n_positions\": " << n_positions << ",\n"
+    << "  \"resid_pdrop\": 0.1,\n  \"scale_attn_weights\": "
+    << (scale_attn_weights ? "true" : "false") << ",\n"
+    << "  \"tie_word_embeddings\": " << (tie_word_embeddings ? "true" : "false") << ",\n"
+    << "  \"vocab_size\": " << vocab_size << "\n}\n";
+  return o.str();
+}
+
+Gpt2Config read_config(const std::string& dir) {
+  std::string path = dir + "/config.json";
+  std::ifstream in(path);
+  if (!in)
+    throw Error(ErrorCode::kIoError,
+                "cannot open '" + path +
+                    "'; a Hugging Face model folder has config.json and model.safetensors");
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  json::Value v = json::parse(text, path);
+  auto field = [&](const char* name, bool required) -> const json::Value* {
+    const json::Value* f = v.find(name);
+    if (required && (!f || !f->is_integer() || f->as_int() <= 0)) {
+      throw Error(ErrorCode::kParseError,
+                  "'" + path + "': field '" + name + "' is missing or not a positive integer");
+    }
+    return f;
+  };
+  const json::Value* type = v.find("model_type");
+  if (!type || !type->is_string() || type->as_string() != "gpt2") {
+    throw Error(
+        ErrorCode::kUnsupported,
+        "'" + path + "' has model_type " +
+            (type && type->is_string() ? "'" + type->as_string() + "'" : "missing") +
+            "; gptrt runs the GPT-2 family (model_type \"gpt2\": distilgpt2, gpt2 ... gpt2-xl)");
+  }
+  Gpt2Config c;
+  c.n_layer = field("n_layer", true)->as_int();
+  c.n_embd = field("n_embd", true)->as_int();
+  c.n_head = field("n_head", true)->as_int();
+  c.vocab_size = field("vocab_size", true)->as_int();
+  c.n_positions = field("n_positions", true)->as_int();
+  if (const json::Value* f = v.find("n_inner"); f && f->is_integer()) c.n_inner = f->as_int();
+  if (const json::Value* f = v.find("layer_norm_epsilon"); f && f->is_number())
+    c.layer_norm_epsilon = f->as_double();
+  if (const json::Value* f = v.find("activation_function"); f && f->is_string())
+    c.activation_function = f->as_string();
+  if (const json::Value* f = v.find("tie_word_embeddings"); f && f->is_bool())
+    c.tie_word_embeddings = f->as_bool();
+  if (const json::Value* f = v.find("scale_attn_weights"); f && f->is_bool())
+    c.scale_attn_weights = f->as_bool();
+  if (c.n_embd % c.n_head != 0) {
+    throw Error(ErrorCode::kParseError, "'" + path + "': n_embd " + std::to_string(c.n_embd) +
+                                            " is not a multiple of n_head " +
+                                            std::to_string(c.n_head));
+  }
+  return c;
+}
+
+Gpt2Config preset(const std::string& arch) {
+  Gpt2Config c;
+  c.vocab_size = 50257;
+  c.n_positions = 1024;
+  struct Size {
+    const char* name;
+    int64_t layers, embd, heads;
+  };
+  static const Size kSizes[] = {{"distilgpt2", 6, 768, 12},
+                                {"gpt2", 12, 768, 12},
+                                {"gpt2-medium", 24, 1024, 16},
+                                {"gpt2-large", 36, 1280, 20},
+                                {"gpt2-xl", 48, 1600, 25}};
+  for (const Size& s : kSizes) {
+    if (arch == s.name) {
+      c.n_layer = s.layers;
+      c.n_embd = s.embd;
+      c.n_head = s.heads;
+      return c;
+    }
+  }
+  std::string names;
+  for (const std::string& n : preset_names()) names += (names.empty() ? "" : ", ") + n;
+  throw Error(ErrorCode::kInvalidArgument,
+              "unknown architecture '" + arch + "'; choose one of " + names);
+}
+
+std::vector<std::string> preset_names() {
+  return {"distilgpt2", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"};
+}
+
+}  // namespace gptrt::hf

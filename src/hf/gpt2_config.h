@@ -1,0 +1,35 @@
+// GPT-2 family configuration: Hugging Face config.json, and the standard sizes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gptrt::hf {
+
+/// The fields of a GPT-2 config.json gptrt uses.
+struct Gpt2Config {
+  int64_t n_layer = 0, n_embd = 0, n_head = 0, vocab_size = 0, n_positions = 0;
+  int64_t n_inner = 0;  // 0 = 4 * n_embd
+  double layer_norm_epsilon = 1e-5;
+  std::string activation_function = "gelu_new";
+  bool tie_word_embeddings = true;
+  bool scale_attn_weights = true;
+
+  int64_t inner() const { return n_inner > 0 ? n_inner : 4 * n_embd; }
+  /// Number of parameters (tied head counted once).
+  int64_t parameter_count() const;
+  /// config.json text as transformers writes it for GPT2LMHeadModel.
+  std::string to_json() const;
+};
+
+/// Reads DIR/config.json; throws gptrt::Error for a missing file, another architecture or
+/// missing fields, naming the field.
+Gpt2Config read_config(const std::string& dir);
+
+/// A standard size: distilgpt2, gpt2, gpt2-medium, gpt2-large, gpt2-xl. Throws for others.
+Gpt2Config preset(const std::string& arch);
+/// Names accepted by preset().
+std::vector<std::string> preset_names();
+
+}  // namespace gptrt::hf

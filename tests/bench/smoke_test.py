@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""A short run of `gptrt bench` on the tiny fixture with whatever peers are installed: the
+tables must have the right rows and columns, and missing peers must be listed, not dropped.
+
+    smoke_test.py GPTRT_BINARY TEST_DATA_DIR
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+gptrt, data = sys.argv[1], sys.argv[2]
+with tempfile.TemporaryDirectory() as out:
+    cmd = [gptrt, "bench", "--onnx", os.path.join(data, "gpt2-tiny", "legacy-opset17.onnx"), "--shapes", "1x12,8x12,16x12,8x8",
+           "--frameworks", "gptrt,onnxruntime,pytorch,tensorrt", "--threads", "1", "--min-runs", "3", "--min-seconds", "0", "--out", out]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    print(r.stdout[-3000:], r.stderr[-2000:])
+    assert r.returncode == 0, "gptrt bench failed"
+    md = open(os.path.join(out, "results.md")).read()
+    t1 = md.split("## Table 1")[1].split("##")[0]
+    assert "gptrt-reference fp32" in t1 and "onnxruntime-cpu fp32" in t1, t1
+    for b in (1, 8, 16):
+        assert f"\n| {b} | " in t1, f"Table 1 lacks batch {b}"
+    t2 = md.split("## Table 2")[1].split("##")[0]
+    assert "\n| 8 | " in t2, t2
+    assert "## Not measured" in md and "tensorrt" in md.split("## Not measured")[1], "missing peers must be listed"
+    data_json = json.load(open(os.path.join(out, "results.json")))
+    gptrt_rows = [x for x in data_json["rows"] if x["framework"].startswith("gptrt")]
+    assert len(gptrt_rows) == 4 and all(x["median_ms"] > 0 and x["runs"] >= 3 for x in gptrt_rows)
+    for x in data_json["rows"]:
+        for key in ("framework", "precision", "device", "batch", "seq_len", "median_ms", "p90_ms", "p99_ms", "max_abs_diff", "top1_agreement"):
+            assert key in x, (key, x)
+        assert x["max_abs_diff"] is not None or x.get("accuracy_note") or x.get("status"), x
+    assert os.path.exists(os.path.join(out, "results.csv"))
+    assert os.path.exists(os.path.join(out, "latency.png"))
+print("bench smoke test passed")

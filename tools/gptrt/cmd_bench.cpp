@@ -1,0 +1,325 @@
+// `gptrt bench`: the recipe's tables for gptrt and every peer installed (bench/), same weights,
+// same inputs, accuracy against PyTorch FP32 on every row. Writes results.{json,csv,md} and
+// latency.png through bench/report.py.
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "common.h"
+#include "core/json.h"
+#include "core/npy.h"
+#include "core/stats.h"
+#include "gptrt/error.h"
+#include "platform/platform.h"
+
+#ifndef GPTRT_SOURCE_DIR
+#define GPTRT_SOURCE_DIR "."
+#endif
+
+namespace gptrt::cli {
+namespace {
+
+std::vector<std::pair<int64_t, int64_t>> parse_grid(const std::string& text,
+                                                    const std::string& flag) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t comma = text.find(',', start);
+    std::string item =
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    start = comma == std::string::npos ? text.size() : comma + 1;
+    if (item.empty()) continue;
+    size_t x = item.find('x');
+    std::string left = x == std::string::npos ? "" : item.substr(0, x);
+    std::string right = x == std::string::npos ? "" : item.substr(x + 1);
+    char* e1 = nullptr;
+    char* e2 = nullptr;
+    long long b = std::strtoll(left.c_str(), &e1, 10);
+    long long s = std::strtoll(right.c_str(), &e2, 10);
+    if (left.empty() || right.empty() || b < 1 || s < 1 || *e1 || *e2) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "--" + flag + ": '" + item + "' is not BATCHxN (e.g. 8x12)");
+    }
+    out.emplace_back(b, s);
+  }
+  return out;
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+void progress(size_t i, size_t n, const std::string& label) {
+  const int width = 30;
+  int done = static_cast<int>(width * i / std::max<size_t>(n, 1));
+  std::fprintf(stderr, "\r[%s%s] %zu/%zu %-50s",
+               std::string(static_cast<size_t>(done), '#').c_str(),
+               std::string(static_cast<size_t>(width - done), '.').c_str(), i, n, label.c_str());
+  if (i == n) std::fprintf(stderr, "\n");
+  std::fflush(stderr);
+}
+
+std::string num(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M UTC", std::gmtime(&t));
+  return buf;
+}
+
+}  // namespace
+
+int cmd_bench(const std::vector<std::string>& argv) {
+  std::vector<FlagSpec> specs = {
+      {"onnx", true, "ONNX model (gptrt, ONNX Runtime, TensorRT run it)"},
+      {"hf", true,
+       "Hugging Face folder (PyTorch runs it; exported to ONNX when --onnx is not given)"},
+      {"shapes", true, "forward grid BxS,... (default the recipe's 1x12,8x12,16x12,8x8,8x16,8x32)"},
+      {"generate", true,
+       "generation grid BATCHxNEW_TOKENS,... from a 12-token prompt (default none)"},
+      {"frameworks", true, "comma list of gptrt,pytorch,onnxruntime,tensorrt (default all)"},
+      {"precision", true, "fp32 (default), fp16 or bf16"},
+      {"threads", true, "CPU threads for the peers (default: all cores)"},
+      {"device", true, "cpu (default) or cuda: where the peers run"},
+      {"out", true, "output folder (required)"},
+      {"min-runs", true, "timed runs per row, at least (default 100)"},
+      {"min-seconds", true, "timed seconds per row, at least (default 3)"},
+      {"seed", true, "seed of the inputs (default 0)"},
+      {"python", true, "Python interpreter for bench/ (default python3)"},
+      {"help", false, "show this help"},
+  };
+  Args args = Args::parse(specs, argv, "bench");
+  if (args.has("help")) {
+    print_help(
+        "usage: gptrt bench (--onnx FILE | --hf DIR) [--shapes 1x12,8x12,...] [--generate "
+        "1x32,...] [--frameworks ...] --out DIR",
+        specs);
+    return 0;
+  }
+  if (!args.has("out"))
+    throw Error(ErrorCode::kInvalidArgument, "gptrt bench: --out=DIR is required");
+  if (!args.has("onnx") && !args.has("hf"))
+    throw Error(ErrorCode::kInvalidArgument, "gptrt bench: give --onnx=FILE and/or --hf=DIR");
+  std::string out = args.get("out");
+  std::string py = args.get("python", "python3");
+  std::string bench_dir = std::string(GPTRT_SOURCE_DIR) + "/bench";
+  std::string device = args.get("device", "cpu");
+  if (device != "cpu" && device != "cuda")
+    throw Error(ErrorCode::kInvalidArgument, "--device must be cpu or cuda");
+  std::string precision = args.get("precision", "fp32");
+  if (precision != "fp32" && precision != "fp16" && precision != "bf16")
+    throw Error(ErrorCode::kInvalidArgument, "--precision must be fp32, fp16 or bf16");
+  auto grid = parse_grid(args.get("shapes", "1x12,8x12,16x12,8x8,8x16,8x32"), "shapes");
+  auto gen_grid = parse_grid(args.get("generate", ""), "generate");
+  std::string frameworks = args.get("frameworks", "gptrt,pytorch,onnxruntime,tensorrt");
+  int64_t threads = args.get_int("threads", platform::cpu_info().logical_cores, 1);
+  int64_t min_runs = args.get_int("min-runs", 100, 1);
+  double min_seconds = args.get_double("min-seconds", 3, 0);
+  platform::make_directories(out + "/inputs");
+
+  std::string onnx_path = args.get("onnx");
+  if (onnx_path.empty()) {
+    onnx_path = out + "/model.onnx";
+    std::string cmd = py + " " +
+                      shell_quote(std::string(GPTRT_SOURCE_DIR) + "/scripts/export_onnx.py") +
+                      " --hf " + shell_quote(args.get("hf")) + " --out " + shell_quote(onnx_path);
+    log_info("exporting the Hugging Face folder to ONNX (verified against PyTorch): " + cmd);
+    if (std::system(cmd.c_str()) != 0) {
+      throw Error(
+          ErrorCode::kInvalidArgument,
+          "exporting '" + args.get("hf") +
+              "' to ONNX failed (needs torch, transformers, onnxruntime); or pass --onnx=FILE");
+    }
+  }
+
+  // gptrt's engine: the default profile, wide enough for the grid.
+  double t0 = platform::now_seconds();
+  Network net = Network::from_onnx(onnx_path);
+  BuildConfig config;
+  for (const auto& [b, s] : grid) config.default_max_batch = std::max(config.default_max_batch, b);
+  if (precision == "fp16") config.precision = Precision::kFp16;
+  if (precision == "bf16") config.precision = Precision::kBf16;
+  std::vector<std::string> notices;
+  config.notice = [&](const std::string& s) { notices.push_back(s); };
+  auto engine = Engine::build(net, config);
+  double build_ms = (platform::now_seconds() - t0) * 1e3;
+  int64_t vocab = engine->info().index_limits.count("input_ids")
+                      ? engine->info().index_limits.at("input_ids")
+                      : 1000;
+
+  // The same inputs for everyone: random ids, all-ones mask (the recipe's inputs).
+  std::mt19937_64 rng(static_cast<uint64_t>(args.get_int("seed", 0, 0)));
+  for (const auto& [b, s] : grid) {
+    std::string d = out + "/inputs/" + std::to_string(b) + "x" + std::to_string(s);
+    platform::make_directories(d);
+    Tensor ids(DType::kInt64, {b, s}), mask(DType::kInt64, {b, s});
+    for (int64_t i = 0; i < b * s; ++i) {
+      ids.data_mut<int64_t>()[i] = static_cast<int64_t>(rng() % static_cast<uint64_t>(vocab));
+      mask.data_mut<int64_t>()[i] = 1;
+    }
+    npy::write(d + "/input_ids.npy", ids);
+    npy::write(d + "/attention_mask.npy", mask);
+  }
+
+  // Peers first: they also write the PyTorch FP32 reference logits.
+  std::string shapes_text, gen_text;
+  for (const auto& [b, s] : grid)
+    shapes_text += (shapes_text.empty() ? "" : ",") + std::to_string(b) + "x" + std::to_string(s);
+  for (const auto& [b, s] : gen_grid)
+    gen_text += (gen_text.empty() ? "" : ",") + std::to_string(b) + "x" + std::to_string(s);
+  std::string peers;
+  for (const char* p : {"pytorch", "onnxruntime", "tensorrt"}) {
+    if (frameworks.find(p) != std::string::npos)
+      peers += (peers.empty() ? "" : ",") + std::string(p);
+  }
+  platform::remove_file(out + "/peers.json");
+  if (!peers.empty()) {
+    std::string cmd = py + " " + shell_quote(bench_dir + "/run_peers.py") + " --work " +
+                      shell_quote(out) + " --onnx " + shell_quote(onnx_path) +
+                      (args.has("hf") ? " --hf " + shell_quote(args.get("hf")) : "") +
+                      " --shapes " + shapes_text +
+                      (gen_text.empty() ? "" : " --generate " + gen_text) + " --frameworks " +
+                      peers + " --precision " + precision + " --threads " +
+                      std::to_string(threads) + " --device " + device + " --min-runs " +
+                      std::to_string(min_runs) + " --min-seconds " + num(min_seconds);
+    log_info("peers: " + cmd);
+    if (std::system(cmd.c_str()) != 0)
+      log_warning("bench/run_peers.py failed; the peers' rows may be incomplete");
+  }
+
+  // gptrt rows.
+  std::string rows = "[";
+  auto add_row = [&](const std::string& body) {
+    rows += (rows.size() > 1 ? ",\n " : "\n ") + body;
+  };
+  if (frameworks.find("gptrt") != std::string::npos) {
+    auto ctx = engine->create_execution_context();
+    std::string label = std::string("gptrt-") + backend_name(engine->info().backend);
+    for (size_t i = 0; i < grid.size(); ++i) {
+      auto [b, s] = grid[i];
+      progress(i, grid.size(), label + " " + std::to_string(b) + "x" + std::to_string(s));
+      std::string d = out + "/inputs/" + std::to_string(b) + "x" + std::to_string(s);
+      TensorMap in{{"input_ids", npy::read(d + "/input_ids.npy")},
+                   {"attention_mask", npy::read(d + "/attention_mask.npy")}};
+      std::vector<Tensor> res = ctx->execute(in);  // warm-up
+      std::vector<double> samples;
+      double start = platform::now_seconds();
+      while (static_cast<int64_t>(samples.size()) < min_runs ||
+             platform::now_seconds() - start < min_seconds) {
+        double a = platform::now_seconds();
+        res = ctx->execute(in);
+        samples.push_back((platform::now_seconds() - a) * 1e3);
+      }
+      LatencyStats st = compute_stats(samples);
+      std::string acc =
+          "\"max_abs_diff\": null, \"top1_agreement\": null, \"accuracy_note\": \"no PyTorch FP32 "
+          "reference (needs --hf and torch)\"";
+      if (platform::is_regular_file(d + "/reference.npy")) {
+        Tensor ref = npy::read(d + "/reference.npy");
+        const Tensor& got = res[0];
+        double worst = 0;
+        int64_t agree = 0, rows_n = b * s, v = got.dim(2);
+        for (int64_t r = 0; r < rows_n; ++r) {
+          const float* x = got.data<float>() + r * v;
+          const float* y = ref.data<float>() + r * v;
+          int64_t ax = 0, ay = 0;
+          for (int64_t k = 0; k < v; ++k) {
+            worst = std::max(worst, static_cast<double>(std::fabs(x[k] - y[k])));
+            if (x[k] > x[ax]) ax = k;
+            if (y[k] > y[ay]) ay = k;
+          }
+          agree += ax == ay;
+        }
+        acc = "\"max_abs_diff\": " + num(worst) + ", \"top1_agreement\": " +
+              num(static_cast<double>(agree) / static_cast<double>(rows_n));
+      }
+      add_row("{\"framework\": " + json::quote(label) + ", \"precision\": \"" +
+              precision_name(engine->info().precision) +
+              "\", \"device\": \"cpu\", \"kind\": \"forward\", \"batch\": " + std::to_string(b) +
+              ", \"seq_len\": " + std::to_string(s) + ", \"threads\": 1, \"median_ms\": " +
+              num(st.median) + ", \"p90_ms\": " + num(st.percentile(90)) +
+              ", \"p99_ms\": " + num(st.percentile(99)) + ", \"mean_ms\": " + num(st.mean) +
+              ", \"runs\": " + std::to_string(st.count) + ", \"build_ms\": " + num(build_ms) +
+              ", " + acc + "}");
+    }
+    progress(grid.size(), grid.size(), label + " done");
+    for (const auto& [b, n] : gen_grid) {
+      add_row(
+          "{\"framework\": " + json::quote(label) +
+          ", \"precision\": \"fp32\", \"device\": \"cpu\", \"kind\": \"generate\", \"batch\": " +
+          std::to_string(b) + ", \"seq_len\": " + std::to_string(n) +
+          ", \"median_ms\": null, \"status\": \"gptrt generation (KV-cache decoder) arrives with "
+          "the generation issue\"}");
+    }
+  }
+  rows += "\n]\n";
+  {
+    std::ofstream f(out + "/gptrt_rows.json");
+    f << rows;
+  }
+  // Meta: device, versions, threads, commit, date.
+  const platform::CpuInfo& cpu = platform::cpu_info();
+  std::string versions =
+      "{\"gptrt\": " + json::quote(std::string(version()) + " (" + build_commit() + ")");
+  std::string gpu;
+  if (platform::is_regular_file(out + "/peer_versions.json")) {
+    std::ifstream f(out + "/peer_versions.json");
+    std::string text((std::istreambuf_iterator<char>(f)), {});
+    json::Value pv = json::parse(text, out + "/peer_versions.json");
+    for (const auto& [k, v] : pv.as_object()) {
+      if (k == "gpu")
+        gpu = v.as_string();
+      else if (v.is_string())
+        versions += ", " + json::quote(k) + ": " + json::quote(v.as_string());
+    }
+  }
+  versions += "}";
+  std::string command = "gptrt bench";
+  for (const std::string& a : argv) command += " " + a;
+  std::string device_name =
+      device == "cuda" && !gpu.empty()
+          ? gpu
+          : cpu.model + " (" + std::to_string(threads) + " threads for the peers)";
+  std::string meta = "{\"device\": " + json::quote(device) +
+                     ", \"device_name\": " + json::quote(device_name) + ", \"cpu\": " +
+                     json::quote(cpu.model + ", " + std::to_string(cpu.logical_cores) +
+                                 " logical cores, " + cpu.best_isa()) +
+                     ", \"threads\": " +
+                     json::quote("peers " + std::to_string(threads) +
+                                 "; gptrt 1 (the reference backend is single-threaded)") +
+                     ", \"model\": " + json::quote(onnx_path) +
+                     ", \"gptrt_commit\": " + json::quote(build_commit()) +
+                     ", \"gptrt_backend\": " +
+                     json::quote(std::string(backend_name(engine->info().backend)) + " " +
+                                 precision_name(engine->info().precision)) +
+                     ", \"versions\": " + versions + ", \"date\": " + json::quote(utc_now()) +
+                     ", \"command\": " + json::quote(command) + "}";
+  {
+    std::ofstream f(out + "/meta.json");
+    f << meta << "\n";
+  }
+  for (const std::string& n : notices) log_info(n);
+  std::string cmd = py + " " + shell_quote(bench_dir + "/report.py") + " --rows " +
+                    shell_quote(out + "/gptrt_rows.json") + " --rows " +
+                    shell_quote(out + "/peers.json") + " --meta " +
+                    shell_quote(out + "/meta.json") + " --out " + shell_quote(out);
+  if (std::system(cmd.c_str()) != 0)
+    throw Error(ErrorCode::kIoError, "bench/report.py failed; the rows are in " + out +
+                                         "/gptrt_rows.json and peers.json");
+  std::ifstream md(out + "/results.md");
+  std::printf("%s", std::string((std::istreambuf_iterator<char>(md)), {}).c_str());
+  return 0;
+}
+
+}  // namespace gptrt::cli
