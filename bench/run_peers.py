@@ -75,13 +75,14 @@ def main():
     ap.add_argument("--hf")
     ap.add_argument("--shapes", default="")
     ap.add_argument("--generate", default="")
-    ap.add_argument("--frameworks", default="pytorch,onnxruntime,tensorrt")
+    ap.add_argument("--frameworks", default="pytorch,torch.compile,onnxruntime,tensorrt")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--min-runs", type=int, default=100)
     ap.add_argument("--min-seconds", type=float, default=3.0)
     ap.add_argument("--prompt-len", type=int, default=12)
+    ap.add_argument("--vocab", type=int, default=1000, help="token ids of generation prompts are below this")
     a = ap.parse_args()
     grid, gen_grid = parse_grid(a.shapes), parse_grid(a.generate)
     frameworks = set(a.frameworks.split(","))
@@ -110,16 +111,20 @@ def main():
                 ref = model(input_ids=torch.tensor(ids, device=dev), attention_mask=torch.tensor(mask, device=dev), use_cache=False).logits
             np.save(os.path.join(d, "reference.npy"), ref.float().cpu().numpy())
     precisions = ["fp32", "fp16"] if a.device == "cuda" else ["fp32"]
-    if "pytorch" in frameworks:
+    for fw in ("pytorch", "torch.compile"):
+        if fw not in frameworks:
+            continue
         if torch is None:
-            rows.missing("pytorch", "fp32", "forward", grid, "not installed (pip install torch transformers)")
+            rows.missing(fw, "fp32", "forward", grid, "not installed (pip install torch transformers)")
         elif model is None:
-            rows.missing("pytorch", "fp32", "forward", grid, "not available: needs --hf (the weights as a Hugging Face folder)")
-        else:
+            rows.missing(fw, "fp32", "forward", grid, "not available: needs --hf (the weights as a Hugging Face folder)")
+        elif fw == "pytorch":
             steps += [("pytorch", p, shape) for p in precisions for shape in grid]
             steps += [("pytorch-generate", p, shape) for p in precisions for shape in gen_grid]
-            if a.device == "cuda":
-                steps += [("torch.compile", p, shape) for p in precisions for shape in grid]
+        elif a.device == "cuda":
+            steps += [("torch.compile", p, shape) for p in precisions for shape in grid]
+        else:
+            rows.missing(fw, "fp32", "forward", grid, "not run: CUDA graphs need --device cuda")
     ort = None
     if "onnxruntime" in frameworks:
         try:
@@ -183,7 +188,7 @@ def main():
             g = np.random.default_rng(b * 1000 + s)
             dev = next(model.parameters()).device
             m = model.half() if prec == "fp16" else model.float()
-            prompt = torch.tensor(g.integers(0, model.config.vocab_size, size=(b, a.prompt_len)), device=dev)
+            prompt = torch.tensor(g.integers(0, a.vocab, size=(b, a.prompt_len)), device=dev)
             sync = torch.cuda.synchronize if dev.type == "cuda" else None
 
             def fn():
@@ -206,7 +211,7 @@ def main():
             sess, build_ms = sessions[fw]
             if fw.endswith("-generate"):
                 g = np.random.default_rng(b * 1000 + s)
-                prompt = g.integers(0, 1000, size=(b, a.prompt_len)).astype(np.int64)
+                prompt = g.integers(0, a.vocab, size=(b, a.prompt_len)).astype(np.int64)
 
                 def fn():  # the recipe's loop: re-feed the whole sequence every token, no KV cache
                     seq = prompt

@@ -10,9 +10,7 @@
 #ifndef GPTRT_VERSION
 #define GPTRT_VERSION "0.0.0"
 #endif
-#ifndef GPTRT_COMMIT
-#define GPTRT_COMMIT "unknown"
-#endif
+#include "gptrt_commit.h"  // generated at build time: GPTRT_COMMIT
 
 namespace gptrt {
 

@@ -88,7 +88,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
       {"shapes", true, "forward grid BxS,... (default the recipe's 1x12,8x12,16x12,8x8,8x16,8x32)"},
       {"generate", true,
        "generation grid BATCHxNEW_TOKENS,... from a 12-token prompt (default none)"},
-      {"frameworks", true, "comma list of gptrt,pytorch,onnxruntime,tensorrt (default all)"},
+      {"frameworks", true,
+       "comma list of gptrt,pytorch,torch.compile,onnxruntime,tensorrt (default all)"},
       {"precision", true, "fp32 (default), fp16 or bf16"},
       {"threads", true, "CPU threads for the peers (default: all cores)"},
       {"device", true, "cpu (default) or cuda: where the peers run"},
@@ -122,7 +123,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
     throw Error(ErrorCode::kInvalidArgument, "--precision must be fp32, fp16 or bf16");
   auto grid = parse_grid(args.get("shapes", "1x12,8x12,16x12,8x8,8x16,8x32"), "shapes");
   auto gen_grid = parse_grid(args.get("generate", ""), "generate");
-  std::string frameworks = args.get("frameworks", "gptrt,pytorch,onnxruntime,tensorrt");
+  std::string frameworks =
+      args.get("frameworks", "gptrt,pytorch,torch.compile,onnxruntime,tensorrt");
   int64_t threads = args.get_int("threads", platform::cpu_info().logical_cores, 1);
   int64_t min_runs = args.get_int("min-runs", 100, 1);
   double min_seconds = args.get_double("min-seconds", 3, 0);
@@ -135,6 +137,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
                       shell_quote(std::string(GPTRT_SOURCE_DIR) + "/scripts/export_onnx.py") +
                       " --hf " + shell_quote(args.get("hf")) + " --out " + shell_quote(onnx_path);
     log_info("exporting the Hugging Face folder to ONNX (verified against PyTorch): " + cmd);
+    std::fflush(stdout);
     if (std::system(cmd.c_str()) != 0) {
       throw Error(
           ErrorCode::kInvalidArgument,
@@ -179,21 +182,22 @@ int cmd_bench(const std::vector<std::string>& argv) {
   for (const auto& [b, s] : gen_grid)
     gen_text += (gen_text.empty() ? "" : ",") + std::to_string(b) + "x" + std::to_string(s);
   std::string peers;
-  for (const char* p : {"pytorch", "onnxruntime", "tensorrt"}) {
+  for (const char* p : {"pytorch", "torch.compile", "onnxruntime", "tensorrt"}) {
     if (frameworks.find(p) != std::string::npos)
       peers += (peers.empty() ? "" : ",") + std::string(p);
   }
   platform::remove_file(out + "/peers.json");
   if (!peers.empty()) {
-    std::string cmd = py + " " + shell_quote(bench_dir + "/run_peers.py") + " --work " +
-                      shell_quote(out) + " --onnx " + shell_quote(onnx_path) +
-                      (args.has("hf") ? " --hf " + shell_quote(args.get("hf")) : "") +
-                      " --shapes " + shapes_text +
-                      (gen_text.empty() ? "" : " --generate " + gen_text) + " --frameworks " +
-                      peers + " --precision " + precision + " --threads " +
-                      std::to_string(threads) + " --device " + device + " --min-runs " +
-                      std::to_string(min_runs) + " --min-seconds " + num(min_seconds);
+    std::string cmd =
+        py + " " + shell_quote(bench_dir + "/run_peers.py") + " --work " + shell_quote(out) +
+        " --onnx " + shell_quote(onnx_path) +
+        (args.has("hf") ? " --hf " + shell_quote(args.get("hf")) : "") + " --shapes " +
+        shapes_text + (gen_text.empty() ? "" : " --generate " + gen_text) + " --frameworks " +
+        peers + " --precision " + precision + " --threads " + std::to_string(threads) +
+        " --device " + device + " --min-runs " + std::to_string(min_runs) + " --min-seconds " +
+        num(min_seconds) + " --vocab " + std::to_string(vocab);
     log_info("peers: " + cmd);
+    std::fflush(stdout);
     if (std::system(cmd.c_str()) != 0)
       log_warning("bench/run_peers.py failed; the peers' rows may be incomplete");
   }
@@ -310,6 +314,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
     f << meta << "\n";
   }
   for (const std::string& n : notices) log_info(n);
+  std::fflush(stdout);
   std::string cmd = py + " " + shell_quote(bench_dir + "/report.py") + " --rows " +
                     shell_quote(out + "/gptrt_rows.json") + " --rows " +
                     shell_quote(out + "/peers.json") + " --meta " +
