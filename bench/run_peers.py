@@ -8,6 +8,7 @@ Peers: PyTorch eager (FP32, FP16 on CUDA), torch.compile with CUDA graphs (CUDA)
 installed). A peer that is missing gets a row saying so, never silence.
 """
 import argparse
+import copy
 import json
 import os
 import sys
@@ -111,6 +112,12 @@ def main():
                 ref = model(input_ids=torch.tensor(ids, device=dev), attention_mask=torch.tensor(mask, device=dev), use_cache=False).logits
             np.save(os.path.join(d, "reference.npy"), ref.float().cpu().numpy())
     precisions = ["fp32", "fp16"] if a.device == "cuda" else ["fp32"]
+    # One model object per precision: converting in place would change what compiled graphs captured.
+    models = {}
+    if model is not None:
+        models["fp32"] = model
+        if "fp16" in precisions:
+            models["fp16"] = copy.deepcopy(model).half()
     for fw in ("pytorch", "torch.compile"):
         if fw not in frameworks:
             continue
@@ -158,14 +165,15 @@ def main():
         if fw in ("pytorch", "torch.compile"):
             ids, mask, d = load_inputs(a.work, (b, s))
             dev = next(model.parameters()).device
-            m = model.half() if prec == "fp16" else model.float()
+            m = models[prec]
             t_ids, t_mask = torch.tensor(ids, device=dev), torch.tensor(mask, device=dev)
             sync = torch.cuda.synchronize if dev.type == "cuda" else None
             build_ms = None
             if fw == "torch.compile":
                 key = prec
                 if key not in compiled:
-                    compiled[key] = torch.compile(lambda i_, m_: m(input_ids=i_, attention_mask=m_, use_cache=False).logits, mode="reduce-overhead")
+                    compiled[key] = torch.compile(lambda i_, m_, mod=m: mod(input_ids=i_, attention_mask=m_, use_cache=False).logits,
+                                                  mode="reduce-overhead")
                 fn_c = compiled[key]
                 t0 = time.perf_counter()
                 with torch.no_grad():
@@ -187,7 +195,7 @@ def main():
         elif fw == "pytorch-generate":
             g = np.random.default_rng(b * 1000 + s)
             dev = next(model.parameters()).device
-            m = model.half() if prec == "fp16" else model.float()
+            m = models[prec]
             prompt = torch.tensor(g.integers(0, a.vocab, size=(b, a.prompt_len)), device=dev)
             sync = torch.cuda.synchronize if dev.type == "cuda" else None
 

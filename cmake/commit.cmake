@@ -4,7 +4,12 @@
 execute_process(COMMAND git rev-parse --short=12 HEAD WORKING_DIRECTORY ${SRC} OUTPUT_VARIABLE commit
                 OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0 OR commit STREQUAL "")
-  set(commit "unknown")
+  # A copy without .git (a tarball, a remote build machine): the builder may state the commit.
+  if(DEFINED ENV{GPTRT_COMMIT})
+    set(commit "$ENV{GPTRT_COMMIT}")
+  else()
+    set(commit "unknown")
+  endif()
 else()
   execute_process(COMMAND git status --porcelain --untracked-files=no WORKING_DIRECTORY ${SRC} OUTPUT_VARIABLE dirty
                   OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
