@@ -37,6 +37,8 @@ using Shape = std::vector<int64_t>;
 int64_t shape_numel(const Shape& shape);
 /// "[2, 12, 1000]".
 std::string shape_str(const Shape& shape);
+/// "2x12x1000": the dims as trtexec's --shapes flags write them.
+std::string shape_dims_text(const Shape& shape);
 
 /// A dense, row-major host tensor. Copies share the same bytes.
 class Tensor {

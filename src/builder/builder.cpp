@@ -17,12 +17,6 @@ bool is_index_preserving(const std::string& op) {
          op == "Flatten" || op == "Identity";
 }
 
-std::string dims_text(const Shape& s) {
-  std::string t;
-  for (size_t i = 0; i < s.size(); ++i) t += (i ? "x" : "") + std::to_string(s[i]);
-  return t;
-}
-
 }  // namespace
 
 InputAnalysis analyze_inputs(const ir::Graph& g) {
@@ -125,8 +119,8 @@ void validate_profile(const ir::Graph& g, const OptimizationProfile& p, size_t i
     if (r->min.size() != rank || r->opt.size() != rank || r->max.size() != rank) {
       throw Error(ErrorCode::kInvalidArgument,
                   where + ": input '" + v.name + "' has rank " + std::to_string(rank) + " " +
-                      v.shape.str() + ", but the profile gives " + dims_text(r->min) + " / " +
-                      dims_text(r->opt) + " / " + dims_text(r->max));
+                      v.shape.str() + ", but the profile gives " + shape_dims_text(r->min) + " / " +
+                      shape_dims_text(r->opt) + " / " + shape_dims_text(r->max));
     }
     for (size_t d = 0; d < rank; ++d) {
       const ir::Dim& dim = v.shape.dims[d];

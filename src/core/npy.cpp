@@ -2,7 +2,6 @@
 
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 
 #include "gptrt/error.h"
 #include "platform/platform.h"
@@ -126,27 +125,12 @@ void write(const std::string& path, const Tensor& tensor) {
   size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header += '\n';
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    if (!out)
-      throw Error(ErrorCode::kIoError,
-                  "cannot create '" + tmp + "'; does the directory exist and is it writable?");
-    uint16_t len = static_cast<uint16_t>(header.size());
-    out.write("\x93NUMPY\x01\x00", 8);
-    char lenb[2] = {static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
-    out.write(lenb, 2);
-    out.write(header.data(), static_cast<std::streamsize>(header.size()));
-    out.write(static_cast<const char*>(tensor.raw()),
-              static_cast<std::streamsize>(tensor.nbytes()));
-    out.flush();
-    if (!out) {
-      out.close();
-      platform::remove_file(tmp);
-      throw Error(ErrorCode::kIoError, "cannot write '" + tmp + "' (disk full?)");
-    }
-  }
-  platform::replace_file(tmp, path);
+  std::string bytes("\x93NUMPY\x01\x00", 8);
+  bytes += static_cast<char>(header.size() & 0xff);
+  bytes += static_cast<char>(header.size() >> 8);
+  bytes += header;
+  bytes.append(static_cast<const char*>(tensor.raw()), tensor.nbytes());
+  platform::write_file_atomically(path, bytes.data(), bytes.size());
 }
 
 }  // namespace gptrt::npy

@@ -97,6 +97,12 @@ std::string shape_str(const Shape& shape) {
   return s + "]";
 }
 
+std::string shape_dims_text(const Shape& shape) {
+  std::string s;
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "x" : "") + std::to_string(shape[i]);
+  return s;
+}
+
 Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
   for (int64_t d : shape_) {
     if (d < 0)

@@ -1,5 +1,3 @@
-#include <fstream>
-
 #include "backends/reference/kernels.h"
 #include "builder/builder.h"
 #include "engine/engine_impl.h"
@@ -97,22 +95,7 @@ std::vector<uint8_t> Engine::serialize() const {
 
 void Engine::save(const std::string& path) const {
   std::vector<uint8_t> bytes = serialize();
-  std::string tmp = path + ".partial";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out)
-      throw Error(ErrorCode::kIoError,
-                  "cannot create '" + tmp + "'; does the directory exist and is it writable?");
-    out.write(reinterpret_cast<const char*>(bytes.data()),
-              static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) {
-      out.close();
-      platform::remove_file(tmp);
-      throw Error(ErrorCode::kIoError, "cannot write engine '" + path + "' (disk full?)");
-    }
-  }
-  platform::replace_file(tmp, path);
+  platform::write_file_atomically(path, bytes.data(), bytes.size());
 }
 
 const EngineInfo& Engine::info() const {

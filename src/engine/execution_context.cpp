@@ -7,18 +7,12 @@
 namespace gptrt {
 namespace {
 
-std::string dims_text(const Shape& s) {
-  std::string t;
-  for (size_t i = 0; i < s.size(); ++i) t += (i ? "x" : "") + std::to_string(s[i]);
-  return t;
-}
-
 std::string profile_flags(const EngineInfo& info, const TensorMap& inputs) {
   std::string s;
   for (const TensorDesc& d : info.model.inputs) {
     auto it = inputs.find(d.name);
     if (it == inputs.end()) continue;
-    s += (s.empty() ? "" : ",") + d.name + ":" + dims_text(it->second.shape());
+    s += (s.empty() ? "" : ",") + d.name + ":" + shape_dims_text(it->second.shape());
   }
   return s;
 }
@@ -144,8 +138,8 @@ int ExecutionContext::check_inputs(const TensorMap& inputs) const {
       for (size_t p = 0; p < info.profiles.size(); ++p) {
         const ShapeRange* r = info.profiles[p].find(name);
         msg += "\n  profile " + std::to_string(p) + " admits " + std::to_string(r->min[k]) + ".." +
-               std::to_string(r->max[k]) + " (min " + dims_text(r->min) + ", max " +
-               dims_text(r->max) + ")";
+               std::to_string(r->max[k]) + " (min " + shape_dims_text(r->min) + ", max " +
+               shape_dims_text(r->max) + ")";
       }
     }
   }

@@ -52,6 +52,10 @@ bool is_regular_file(const std::string& path);
 /// Atomically moves `from` over `to` (same directory). Throws gptrt::Error on failure.
 void replace_file(const std::string& from, const std::string& to);
 
+/// Writes `size` bytes to `path` through a temporary file and a rename, so readers never see a
+/// partial file and a failed write leaves none. Throws gptrt::Error on failure.
+void write_file_atomically(const std::string& path, const void* data, size_t size);
+
 /// Removes a file if it exists; never throws.
 void remove_file(const std::string& path) noexcept;
 

@@ -142,6 +142,22 @@ void remove_file(const std::string& path) noexcept {
   ::unlink(path.c_str());
 }
 
+void write_file_atomically(const std::string& path, const void* data, size_t size) {
+  std::string tmp = path + ".partial";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) {
+    throw Error(ErrorCode::kIoError, "cannot create '" + tmp + "': " + std::strerror(errno) +
+                                         "; does the directory exist and is it writable?");
+  }
+  bool ok = size == 0 || std::fwrite(data, 1, size, f) == size;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok) {
+    remove_file(tmp);
+    throw Error(ErrorCode::kIoError, "cannot write '" + path + "' (disk full?)");
+  }
+  replace_file(tmp, path);
+}
+
 void make_directories(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);

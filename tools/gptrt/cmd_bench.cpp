@@ -25,13 +25,7 @@ namespace {
 std::vector<std::pair<int64_t, int64_t>> parse_grid(const std::string& text,
                                                     const std::string& flag) {
   std::vector<std::pair<int64_t, int64_t>> out;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t comma = text.find(',', start);
-    std::string item =
-        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    start = comma == std::string::npos ? text.size() : comma + 1;
-    if (item.empty()) continue;
+  for (const std::string& item : split_list(text, ',')) {
     size_t x = item.find('x');
     std::string left = x == std::string::npos ? "" : item.substr(0, x);
     std::string right = x == std::string::npos ? "" : item.substr(x + 1);

@@ -1,6 +1,5 @@
 // `gptrt exec`: trtexec's flags and report, so the recipe's commands run with trtexec replaced.
 #include <cstdio>
-#include <fstream>
 
 #include "common.h"
 #include "core/stats.h"
@@ -56,12 +55,9 @@ void print_stats_line(const std::string& label, const LatencyStats& s,
 
 std::vector<double> parse_percentiles(const std::string& text) {
   std::vector<double> out;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t comma = text.find(',', start);
-    std::string item =
-        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    start = comma == std::string::npos ? text.size() + 1 : comma + 1;
+  std::vector<std::string> items = split_list(text, ',');
+  if (items.empty()) items.push_back("");  // reported as malformed below
+  for (const std::string& item : items) {
     char* end = nullptr;
     double v = std::strtod(item.c_str(), &end);
     if (item.empty() || *end != '\0' || v < 0 || v > 100) {
@@ -134,10 +130,8 @@ int cmd_exec(const std::vector<std::string>& argv) {
   int chosen = ctx->check_inputs(inputs);
   std::string shapes;
   for (const TensorDesc& d : info.model.inputs) {
-    const Shape& s = inputs.at(d.name).shape();
-    std::string dims;
-    for (size_t i = 0; i < s.size(); ++i) dims += (i ? "x" : "") + std::to_string(s[i]);
-    shapes += (shapes.empty() ? "" : ",") + d.name + ":" + dims;
+    shapes +=
+        (shapes.empty() ? "" : ",") + d.name + ":" + shape_dims_text(inputs.at(d.name).shape());
   }
   log_info("Input shapes: " + shapes + " (profile " + std::to_string(chosen) + ")");
 
@@ -211,20 +205,15 @@ int cmd_exec(const std::vector<std::string>& argv) {
 
   if (args.has("exportTimes")) {
     std::string path = args.get("exportTimes");
-    std::string tmp = path + ".partial";
-    {
-      std::ofstream out(tmp);
-      if (!out) throw Error(ErrorCode::kIoError, "cannot create '" + tmp + "'");
-      out << "[";
-      for (size_t i = 0; i < latencies.size(); ++i) {
-        std::snprintf(buf, sizeof buf,
-                      "%s\n  {\"startMs\": %.6f, \"endMs\": %.6f, \"latencyMs\": %.6f}",
-                      i ? "," : "", starts[i], starts[i] + latencies[i], latencies[i]);
-        out << buf;
-      }
-      out << "\n]\n";
+    std::string json = "[";
+    for (size_t i = 0; i < latencies.size(); ++i) {
+      std::snprintf(buf, sizeof buf,
+                    "%s\n  {\"startMs\": %.6f, \"endMs\": %.6f, \"latencyMs\": %.6f}", i ? "," : "",
+                    starts[i], starts[i] + latencies[i], latencies[i]);
+      json += buf;
     }
-    platform::replace_file(tmp, path);
+    json += "\n]\n";
+    platform::write_file_atomically(path, json.data(), json.size());
     log_info("Times exported to " + path);
   }
   if (args.has("exportOutput")) {

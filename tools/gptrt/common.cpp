@@ -25,6 +25,18 @@ std::string trim_quotes(std::string s) {
 
 }  // namespace
 
+std::vector<std::string> split_list(const std::string& text, char sep) {
+  std::vector<std::string> items;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(sep, start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) items.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return items;
+}
+
 void log_info(const std::string& msg) {
   std::printf("[I] %s\n", msg.c_str());
 }
@@ -35,13 +47,7 @@ void log_warning(const std::string& msg) {
 std::vector<std::pair<std::string, Shape>> parse_shapes(const std::string& text,
                                                         const std::string& flag) {
   std::vector<std::pair<std::string, Shape>> out;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t comma = text.find(',', start);
-    std::string item =
-        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    start = comma == std::string::npos ? text.size() + 1 : comma + 1;
-    if (item.empty()) continue;
+  for (const std::string& item : split_list(text, ',')) {
     size_t colon = item.rfind(':');
     if (colon == std::string::npos || colon == 0) {
       bad("--" + flag + ": '" + item + "' is not NAME:DIMS (e.g. input_ids:1x12)");
@@ -49,11 +55,13 @@ std::vector<std::pair<std::string, Shape>> parse_shapes(const std::string& text,
     std::string name = trim_quotes(item.substr(0, colon));
     std::string dims = item.substr(colon + 1);
     Shape shape;
-    size_t p = 0;
-    while (p <= dims.size()) {
-      size_t x = dims.find('x', p);
-      std::string d = dims.substr(p, x == std::string::npos ? std::string::npos : x - p);
-      p = x == std::string::npos ? dims.size() + 1 : x + 1;
+    // Empty parts ("1xx12", "x12") are errors, so split by hand rather than with split_list.
+    std::vector<std::string> parts;
+    for (size_t p = 0, x; p <= dims.size(); p = x + 1) {
+      x = std::min(dims.find('x', p), dims.size());
+      parts.push_back(dims.substr(p, x - p));
+    }
+    for (const std::string& d : parts) {
       char* end = nullptr;
       long long v = std::strtoll(d.c_str(), &end, 10);
       if (d.empty() || *end != '\0' || v < 0 || v > (1LL << 31)) {
@@ -177,13 +185,7 @@ TensorMap make_inputs(const Args& args, const Engine& engine, int profile) {
   const EngineInfo& info = engine.info();
   TensorMap inputs;
   if (args.has("loadInputs")) {
-    std::string spec = args.get("loadInputs");
-    size_t start = 0;
-    while (start < spec.size()) {
-      size_t comma = spec.find(',', start);
-      std::string item =
-          spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      start = comma == std::string::npos ? spec.size() : comma + 1;
+    for (const std::string& item : split_list(args.get("loadInputs"), ',')) {
       size_t colon = item.find(':');
       if (colon == std::string::npos) bad("--loadInputs: '" + item + "' is not NAME:FILE.npy");
       std::string name = trim_quotes(item.substr(0, colon));

@@ -13,6 +13,9 @@
 
 namespace gptrt::cli {
 
+/// Non-empty items of `text` separated by `sep` ("a,,b" -> {"a", "b"}).
+std::vector<std::string> split_list(const std::string& text, char sep);
+
 /// Parses trtexec's "input_ids:1x12,attention_mask:1x12" (names may be quoted).
 std::vector<std::pair<std::string, Shape>> parse_shapes(const std::string& text,
                                                         const std::string& flag);
