@@ -77,6 +77,7 @@ struct BuildConfig {
   std::vector<OptimizationProfile> profiles;  // empty: one default profile
   Precision precision = Precision::kFp32;
   Backend backend = Backend::kReference;
+  std::string cpu_isa;  // cpu backend: "generic", "avx2" or "avx512"; empty = best this CPU has
   int64_t default_max_batch = 64;   // default profile: batch 1..this
   int64_t default_max_seq_len = 0;  // default profile: seq 1..this; 0 = the model's n_positions
   std::function<void(const std::string&)> notice;  // receives one-line notices, may be empty
@@ -110,8 +111,8 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::vector<uint8_t> serialize() const;
 
   const EngineInfo& info() const;
-  /// A new context holding its own per-run state.
-  std::unique_ptr<ExecutionContext> create_execution_context() const;
+  /// A new context holding its own per-run state; `threads` = 0 uses every core.
+  std::unique_ptr<ExecutionContext> create_execution_context(int threads = 0) const;
 
   struct Impl;
   explicit Engine(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -127,7 +128,9 @@ using TensorMap = std::map<std::string, Tensor>;
 /// Per-run state of one engine. Not thread-safe; make one per thread or stream.
 class ExecutionContext {
  public:
-  explicit ExecutionContext(std::shared_ptr<const Engine> engine);
+  ExecutionContext(std::shared_ptr<const Engine> engine, int threads);
+  /// Threads this context runs kernels on.
+  int threads() const;
   ~ExecutionContext();
   /// Checks names, dtypes, shapes against the profiles and value ranges, before any work;
   /// returns the index of the first profile that admits the inputs. Throws gptrt::Error.

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "backends/cpu/backend.h"
 #include "backends/reference/kernels.h"
 #include "gptrt/error.h"
 #include "ir/verifier.h"
@@ -173,19 +174,24 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
   ir::Graph& g = e->graph;
   EngineInfo& info = e->info;
 
-  if (config.backend != Backend::kReference) {
-    throw Error(ErrorCode::kUnsupported,
-                std::string("the ") + backend_name(config.backend) +
-                    " backend is not part of this build of gptrt; build with --backend reference");
+  if (!backend_available(config.backend)) {
+    throw Error(ErrorCode::kUnsupported, std::string("the ") + backend_name(config.backend) +
+                                             " backend is not part of this build of gptrt; build "
+                                             "with --backend cpu or --backend reference");
   }
   info.backend = config.backend;
   info.target = "generic";
+  if (config.backend == Backend::kCpu) {
+    info.target = cpu::isa_name(config.cpu_isa.empty() ? cpu::best_isa()
+                                                       : cpu::isa_from_name(config.cpu_isa));
+  }
   info.format_version = kEngineFormatVersion;
   info.gptrt_version = version();
   info.precision = Precision::kFp32;
   if (config.precision != Precision::kFp32) {
-    notice(std::string("--") + precision_name(config.precision) +
-           " accepted, but the reference backend computes in FP32 only; this engine is FP32");
+    notice(std::string("--") + precision_name(config.precision) + " accepted, but the " +
+           backend_name(config.backend) +
+           " backend computes in FP32 only for now; this engine is FP32");
   }
 
   InputAnalysis analysis = analyze_inputs(g);
@@ -231,11 +237,18 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
              std::to_string(r2));
     }
   }
+  if (config.backend == Backend::kCpu) {
+    int lowered = cpu::lower_linear(g);
+    passes::eliminate_dead_code(g);
+    notice("cpu backend (" + info.target + "): " + std::to_string(lowered) +
+           " MatMul/Gemm nodes lowered to packed linear kernels");
+  }
   ir::verify(g);
   for (const ir::Node& n : g.nodes) {
-    if (!reference::has_kernel(n.op_type)) {
-      throw Error(ErrorCode::kUnsupported,
-                  n.describe() + " (opset " + std::to_string(g.opset) + "): no reference kernel");
+    if (n.domain.empty() ? !reference::has_kernel(n.op_type) : !cpu::has_kernel(n.op_type)) {
+      throw Error(ErrorCode::kUnsupported, n.describe() + " (opset " + std::to_string(g.opset) +
+                                               "): no kernel on the " +
+                                               backend_name(config.backend) + " backend");
     }
   }
   ModelInfo model = describe_graph(g);

@@ -1,3 +1,4 @@
+#include "backends/cpu/backend.h"
 #include "backends/reference/kernels.h"
 #include "builder/builder.h"
 #include "engine/engine_impl.h"
@@ -44,7 +45,7 @@ const char* backend_name(Backend b) {
 }
 
 bool backend_available(Backend b) {
-  return b == Backend::kReference;
+  return b == Backend::kReference || b == Backend::kCpu;
 }
 
 const ShapeRange* OptimizationProfile::find(const std::string& name) const {
@@ -80,8 +81,21 @@ std::shared_ptr<const Engine> Engine::load(const std::string& path) {
     throw Error(ErrorCode::kParseError,
                 "engine '" + path + "' holds an invalid plan (" + e.what() + "); rebuild it");
   }
+  if (impl->info.backend == Backend::kCpu) {
+    cpu::Isa isa = cpu::isa_from_name(impl->info.target);
+    if (!cpu::isa_supported(isa)) {
+      throw Error(ErrorCode::kEngineMismatch,
+                  "engine '" + path + "' was built for " + impl->info.target + " CPUs; this CPU (" +
+                      platform::cpu_info().model + ") supports " + cpu::isa_name(cpu::best_isa()) +
+                      "; rebuild the engine on this machine (or with --cpuIsa=" +
+                      cpu::isa_name(cpu::best_isa()) + ")");
+    }
+  }
   for (const ir::Node& n : impl->graph.nodes) {
-    if (!reference::has_kernel(n.op_type)) {
+    bool known = n.domain.empty()
+                     ? reference::has_kernel(n.op_type)
+                     : impl->info.backend == Backend::kCpu && cpu::has_kernel(n.op_type);
+    if (!known) {
       throw Error(ErrorCode::kEngineMismatch, "engine '" + path + "' uses op " + n.op_type +
                                                   ", which this gptrt cannot run; rebuild it");
     }
@@ -102,8 +116,8 @@ const EngineInfo& Engine::info() const {
   return impl_->info;
 }
 
-std::unique_ptr<ExecutionContext> Engine::create_execution_context() const {
-  return std::make_unique<ExecutionContext>(shared_from_this());
+std::unique_ptr<ExecutionContext> Engine::create_execution_context(int threads) const {
+  return std::make_unique<ExecutionContext>(shared_from_this(), threads);
 }
 
 }  // namespace gptrt

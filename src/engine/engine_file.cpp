@@ -84,7 +84,6 @@ Tensor read_tensor_inline(ByteReader& r) {
 void write_meta(ByteWriter& w, const Engine::Impl& e,
                 std::vector<std::pair<int, size_t>>& weights) {
   const EngineInfo& info = e.info;
-  w.str(info.target);
   w.u64(info.profiles.size());
   for (const OptimizationProfile& p : info.profiles) {
     w.u64(p.inputs.size());
@@ -284,7 +283,7 @@ std::shared_ptr<Engine::Impl> read_engine_file(std::shared_ptr<const platform::M
   info.backend = backend;
   info.precision = static_cast<Precision>(h.precision);
   ByteReader r(data + h.meta_offset, h.meta_size, "engine '" + path + "' metadata");
-  info.target = r.str();
+  info.target = read_fixed(h.target, sizeof h.target);
   uint64_t n_profiles = r.count(8);
   for (uint64_t p = 0; p < n_profiles; ++p) {
     OptimizationProfile prof;

@@ -1,8 +1,10 @@
 #include <map>
 
+#include "backends/cpu/backend.h"
 #include "backends/reference/executor.h"
 #include "engine/engine_impl.h"
 #include "gptrt/error.h"
+#include "platform/platform.h"
 
 namespace gptrt {
 namespace {
@@ -42,14 +44,27 @@ void check_index_range(const std::string& name, const Tensor& t, int64_t limit) 
 }  // namespace
 
 struct ExecutionContext::State {
-  explicit State(const ir::Graph& g) : executor(g) {}
+  State(const Engine& engine, int threads)
+      : pool(threads > 0 ? threads : platform::cpu_info().logical_cores),
+        isa(engine.info().backend == Backend::kCpu ? cpu::isa_from_name(engine.info().target)
+                                                   : cpu::Isa::kGeneric),
+        executor(engine.impl().graph,
+                 [this](const ir::Node& n, const std::vector<const Tensor*>& in) {
+                   return cpu::run_node(n, in, isa, pool);
+                 }) {}
+  cpu::ThreadPool pool;
+  cpu::Isa isa;
   reference::Executor executor;
 };
 
-ExecutionContext::ExecutionContext(std::shared_ptr<const Engine> engine)
-    : engine_(std::move(engine)), state_(std::make_unique<State>(engine_->impl().graph)) {}
+ExecutionContext::ExecutionContext(std::shared_ptr<const Engine> engine, int threads)
+    : engine_(std::move(engine)), state_(std::make_unique<State>(*engine_, threads)) {}
 
 ExecutionContext::~ExecutionContext() = default;
+
+int ExecutionContext::threads() const {
+  return state_->pool.size();
+}
 
 int ExecutionContext::check_inputs(const TensorMap& inputs) const {
   const EngineInfo& info = engine_->info();

@@ -19,7 +19,7 @@ with tempfile.TemporaryDirectory() as out:
     assert r.returncode == 0, "gptrt bench failed"
     md = open(os.path.join(out, "results.md")).read()
     t1 = md.split("## Table 1")[1].split("##")[0]
-    assert "gptrt-reference fp32" in t1 and "onnxruntime-cpu fp32" in t1, t1
+    assert "gptrt-cpu fp32" in t1 and "onnxruntime-cpu fp32" in t1, t1
     for b in (1, 8, 16):
         assert f"\n| {b} | " in t1, f"Table 1 lacks batch {b}"
     t2 = md.split("## Table 2")[1].split("##")[0]

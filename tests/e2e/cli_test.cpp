@@ -164,7 +164,7 @@ TEST_F(Cli, BadFlagsAndFiles) {
 TEST_F(Cli, InspectAndVersion) {
   CliResult r = run_cli("inspect " + engine);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (const char* s : {"backend: reference", "profile 0", "min [1, 12]", "max [16, 12]",
+  for (const char* s : {"backend: cpu", "profile 0", "min [1, 12]", "max [16, 12]",
                         "logits: float32 [batch_size, seq_len, 1000]", "opset 17", "pytorch"}) {
     EXPECT_NE(r.output.find(s), std::string::npos) << s << "\n" << r.output;
   }

@@ -85,7 +85,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
       {"frameworks", true,
        "comma list of gptrt,pytorch,torch.compile,onnxruntime,tensorrt (default all)"},
       {"precision", true, "fp32 (default), fp16 or bf16"},
-      {"threads", true, "CPU threads for the peers (default: all cores)"},
+      {"threads", true, "CPU threads for gptrt and the CPU peers (default: all cores)"},
+      {"backend", true, "gptrt's backend: cpu (default) or reference"},
       {"device", true, "cpu (default) or cuda: where the peers run"},
       {"out", true, "output folder (required)"},
       {"min-runs", true, "timed runs per row, at least (default 100)"},
@@ -144,6 +145,10 @@ int cmd_bench(const std::vector<std::string>& argv) {
   double t0 = platform::now_seconds();
   Network net = Network::from_onnx(onnx_path);
   BuildConfig config;
+  std::string backend = args.get("backend", "cpu");
+  if (backend != "cpu" && backend != "reference")
+    throw Error(ErrorCode::kInvalidArgument, "--backend must be cpu or reference");
+  config.backend = backend == "cpu" ? Backend::kCpu : Backend::kReference;
   for (const auto& [b, s] : grid) config.default_max_batch = std::max(config.default_max_batch, b);
   if (precision == "fp16") config.precision = Precision::kFp16;
   if (precision == "bf16") config.precision = Precision::kBf16;
@@ -202,7 +207,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
     rows += (rows.size() > 1 ? ",\n " : "\n ") + body;
   };
   if (frameworks.find("gptrt") != std::string::npos) {
-    auto ctx = engine->create_execution_context();
+    auto ctx = engine->create_execution_context(static_cast<int>(threads));
     std::string label = std::string("gptrt-") + backend_name(engine->info().backend);
     for (size_t i = 0; i < grid.size(); ++i) {
       auto [b, s] = grid[i];
@@ -245,8 +250,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
       add_row("{\"framework\": " + json::quote(label) + ", \"precision\": \"" +
               precision_name(engine->info().precision) +
               "\", \"device\": \"cpu\", \"kind\": \"forward\", \"batch\": " + std::to_string(b) +
-              ", \"seq_len\": " + std::to_string(s) + ", \"threads\": 1, \"median_ms\": " +
-              num(st.median) + ", \"p90_ms\": " + num(st.percentile(90)) +
+              ", \"seq_len\": " + std::to_string(s) +
+              ", \"threads\": " + std::to_string(ctx->threads()) +
+              ", \"median_ms\": " + num(st.median) + ", \"p90_ms\": " + num(st.percentile(90)) +
               ", \"p99_ms\": " + num(st.percentile(99)) + ", \"mean_ms\": " + num(st.mean) +
               ", \"runs\": " + std::to_string(st.count) + ", \"build_ms\": " + num(build_ms) +
               ", " + acc + "}");
@@ -289,20 +295,22 @@ int cmd_bench(const std::vector<std::string>& argv) {
       device == "cuda" && !gpu.empty()
           ? gpu
           : cpu.model + " (" + std::to_string(threads) + " threads for the peers)";
-  std::string meta = "{\"device\": " + json::quote(device) +
-                     ", \"device_name\": " + json::quote(device_name) + ", \"cpu\": " +
-                     json::quote(cpu.model + ", " + std::to_string(cpu.logical_cores) +
-                                 " logical cores, " + cpu.best_isa()) +
-                     ", \"threads\": " +
-                     json::quote("peers " + std::to_string(threads) +
-                                 "; gptrt 1 (the reference backend is single-threaded)") +
-                     ", \"model\": " + json::quote(onnx_path) +
-                     ", \"gptrt_commit\": " + json::quote(build_commit()) +
-                     ", \"gptrt_backend\": " +
-                     json::quote(std::string(backend_name(engine->info().backend)) + " " +
-                                 precision_name(engine->info().precision)) +
-                     ", \"versions\": " + versions + ", \"date\": " + json::quote(utc_now()) +
-                     ", \"command\": " + json::quote(command) + "}";
+  std::string meta =
+      "{\"device\": " + json::quote(device) + ", \"device_name\": " + json::quote(device_name) +
+      ", \"cpu\": " +
+      json::quote(cpu.model + ", " + std::to_string(cpu.logical_cores) + " logical cores, " +
+                  cpu.best_isa()) +
+      ", \"threads\": " +
+      json::quote(std::to_string(threads) + " (gptrt and the CPU peers)" +
+                  (engine->info().backend == Backend::kReference
+                       ? std::string("; gptrt's reference backend runs its reference ops on 1")
+                       : std::string())) +
+      ", \"model\": " + json::quote(onnx_path) +
+      ", \"gptrt_commit\": " + json::quote(build_commit()) + ", \"gptrt_backend\": " +
+      json::quote(std::string(backend_name(engine->info().backend)) + " " + engine->info().target +
+                  " " + precision_name(engine->info().precision)) +
+      ", \"versions\": " + versions + ", \"date\": " + json::quote(utc_now()) +
+      ", \"command\": " + json::quote(command) + "}";
   {
     std::ofstream f(out + "/meta.json");
     f << meta << "\n";

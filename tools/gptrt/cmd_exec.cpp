@@ -32,6 +32,7 @@ std::vector<FlagSpec> exec_flags() {
       {"exportTimes", true,
        "write every timed iteration's start, end and latency as JSON to this file"},
       {"seed", true, "seed of the random inputs (default 1234)"},
+      {"threads", true, "CPU threads to run on (default: every core)"},
       {"skipInference", false, "build (and save) only"},
       {"help", false, "show this help"},
   };
@@ -126,14 +127,15 @@ int cmd_exec(const std::vector<std::string>& argv) {
                     std::to_string(info.profiles.size()) + " profile(s)");
   }
   TensorMap inputs = make_inputs(args, *le.engine, static_cast<int>(profile));
-  auto ctx = le.engine->create_execution_context();
+  auto ctx = le.engine->create_execution_context(static_cast<int>(args.get_int("threads", 0, 1)));
   int chosen = ctx->check_inputs(inputs);
   std::string shapes;
   for (const TensorDesc& d : info.model.inputs) {
     shapes +=
         (shapes.empty() ? "" : ",") + d.name + ":" + shape_dims_text(inputs.at(d.name).shape());
   }
-  log_info("Input shapes: " + shapes + " (profile " + std::to_string(chosen) + ")");
+  log_info("Input shapes: " + shapes + " (profile " + std::to_string(chosen) + "), " +
+           std::to_string(ctx->threads()) + " thread(s)");
 
   // Warm-up, then timed runs until both the iteration count and the duration are reached.
   double t_start = platform::now_seconds();

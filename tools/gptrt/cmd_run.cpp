@@ -17,6 +17,7 @@ int cmd_run(const std::vector<std::string>& argv) {
       {"loadInputs", true, "inputs from .npy files: input_ids:ids.npy,attention_mask:mask.npy"},
       {"exportOutput", true, "write DIR/<output>.npy (float32) for every output"},
       {"seed", true, "seed of the random inputs (default 1234)"},
+      {"threads", true, "CPU threads to run on (default: every core)"},
       {"help", false, "show this help"},
   };
   specs.insert(specs.end(), more.begin(), more.end());
@@ -35,7 +36,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   if (profile >= static_cast<int64_t>(le.engine->info().profiles.size()))
     throw Error(ErrorCode::kInvalidArgument, "--profile is out of range");
   TensorMap inputs = make_inputs(args, *le.engine, static_cast<int>(profile));
-  auto ctx = le.engine->create_execution_context();
+  auto ctx = le.engine->create_execution_context(static_cast<int>(args.get_int("threads", 0, 1)));
   double t0 = platform::now_seconds();
   std::vector<Tensor> outputs = ctx->execute(inputs);
   double ms = (platform::now_seconds() - t0) * 1e3;

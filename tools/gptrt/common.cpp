@@ -125,7 +125,10 @@ std::vector<FlagSpec> build_flags() {
       {"maxShapes", true, "max shapes of a profile"},
       {"maxBatch", true, "default profile: largest batch (default 64)"},
       {"maxSeqLen", true, "default profile: longest sequence (default: the model's n_positions)"},
-      {"backend", true, "target backend: reference (default)"},
+      {"backend", true,
+       "target backend: cpu (default: vectorised, multi-threaded) or reference (plain C++, the "
+       "ground truth)"},
+      {"cpuIsa", true, "cpu backend: generic, avx2 or avx512 (default: the best this CPU has)"},
       {"fp16", false, "build FP16 (the reference backend computes FP32 and says so)"},
       {"bf16", false, "build BF16 (the reference backend computes FP32 and says so)"},
       {"verbose", false, "print what the builder does"},
@@ -141,7 +144,7 @@ BuildConfig build_config_from_flags(const Args& args,
   if (args.has("fp16") && args.has("bf16")) bad("--fp16 and --bf16 exclude each other; pick one");
   if (args.has("fp16")) c.precision = Precision::kFp16;
   if (args.has("bf16")) c.precision = Precision::kBf16;
-  std::string backend = args.get("backend", "reference");
+  std::string backend = args.get("backend", "cpu");
   if (backend == "reference")
     c.backend = Backend::kReference;
   else if (backend == "cpu")
@@ -150,6 +153,7 @@ BuildConfig build_config_from_flags(const Args& args,
     c.backend = Backend::kCuda;
   else
     bad("--backend must be reference, cpu or cuda, found '" + backend + "'");
+  c.cpu_isa = args.get("cpuIsa", "");
   c.notice = std::move(notice);
   return c;
 }

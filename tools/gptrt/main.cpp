@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cpu/gemm.h"
 #include "common.h"
 #include "gptrt/error.h"
 #include "platform/cuda_info.h"
@@ -21,10 +22,9 @@ int cmd_version() {
               cpu.best_isa().c_str(), cpu.avx2 ? "yes" : "no", cpu.fma ? "yes" : "no",
               cpu.avx512f ? "yes" : "no", cpu.avx512_bf16 ? "yes" : "no",
               cpu.avx512_vnni ? "yes" : "no");
-  std::printf(
-      "ISA in use: generic x86-64 C++ (the reference backend; vector kernels come with the cpu "
-      "backend)\n");
-  std::printf("backends: reference (portable C++, FP32)\n");
+  std::printf("ISA in use: %s (cpu backend kernels; the reference backend is portable C++)\n",
+              cpu::isa_name(cpu::best_isa()));
+  std::printf("backends: cpu (FP32, multi-threaded), reference (portable C++, FP32)\n");
   platform::CudaInfo cuda = platform::cuda_info();
   if (!cuda.built_with_cuda) {
     std::printf("CUDA: not built with CUDA\n");

@@ -5,7 +5,8 @@
 
 namespace gptrt::reference {
 
-Executor::Executor(const ir::Graph& graph) : graph_(graph), last_use_(graph.values.size(), -1) {
+Executor::Executor(const ir::Graph& graph, BackendRunner backend)
+    : graph_(graph), backend_(std::move(backend)), last_use_(graph.values.size(), -1) {
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     for (int id : graph.nodes[i].inputs) {
       if (id >= 0) last_use_[static_cast<size_t>(id)] = static_cast<int>(i);
@@ -33,7 +34,8 @@ std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& inputs) c
     const ir::Node& n = g.nodes[i];
     ins.clear();
     for (int id : n.inputs) ins.push_back(id < 0 ? nullptr : &slots[static_cast<size_t>(id)]);
-    std::vector<Tensor> outs = run_node(n, ins, g.opset);
+    std::vector<Tensor> outs =
+        n.domain.empty() || !backend_ ? run_node(n, ins, g.opset) : backend_(n, ins);
     for (size_t k = 0; k < n.outputs.size(); ++k) {
       if (n.outputs[k] >= 0) slots[static_cast<size_t>(n.outputs[k])] = std::move(outs[k]);
     }

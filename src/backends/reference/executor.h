@@ -1,6 +1,7 @@
 // Runs a graph op by op with the reference kernels (the generic plan).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -10,15 +11,21 @@
 
 namespace gptrt::reference {
 
+/// Runs a node of a backend's own domain (e.g. gptrt.PackedLinear); the reference kernels run
+/// every default-domain op.
+using BackendRunner =
+    std::function<std::vector<Tensor>(const ir::Node&, const std::vector<const Tensor*>&)>;
+
 /// Executes one graph; holds what it precomputes (when each value can be freed).
 class Executor {
  public:
-  explicit Executor(const ir::Graph& graph);
+  explicit Executor(const ir::Graph& graph, BackendRunner backend = nullptr);
   /// Runs the graph on `inputs` (by input name); returns the graph outputs in order.
   std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs) const;
 
  private:
   const ir::Graph& graph_;
+  BackendRunner backend_;
   std::vector<int> last_use_;  // per value: index of the last node reading it, -1 if none
 };
 

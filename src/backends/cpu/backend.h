@@ -1,0 +1,31 @@
+// The CPU backend: the generic plan with its hot ops lowered to vectorised, multi-threaded
+// kernels. Today: MatMul/Gemm with constant weights become gptrt.PackedLinear (weights packed at
+// build time, stored packed in the engine); every other op runs on the reference kernels.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/gemm.h"
+#include "backends/cpu/thread_pool.h"
+#include "ir/graph.h"
+
+namespace gptrt::cpu {
+
+/// Domain of the ops the CPU backend adds to a plan.
+inline constexpr const char* kDomain = "gptrt";
+
+/// Rewrites MatMul and Gemm nodes whose weight is a constant 2-D float32 matrix (Gemm: no
+/// transA, alpha = beta = 1, bias absent or [N]) into PackedLinear nodes with packed weights.
+/// Returns the number of nodes rewritten.
+int lower_linear(ir::Graph& graph);
+
+/// True when the CPU backend has a kernel for `op_type` of its own domain.
+bool has_kernel(const std::string& op_type);
+
+/// Runs one op of the CPU backend's own domain.
+std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tensor*>& inputs,
+                             Isa isa, ThreadPool& pool);
+
+}  // namespace gptrt::cpu

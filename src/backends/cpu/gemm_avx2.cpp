@@ -1,0 +1,69 @@
+// AVX2 + FMA micro-kernel: 6 rows x 16 columns in 12 named accumulators (an array of them is
+// spilled to the stack by GCC). Fewer rows reuse row 0's pointer and drop the extra results.
+// Compiled with -mavx2 -mfma (CMakeLists.txt); called only when the CPU has both.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "backends/cpu/gemm.h"
+
+namespace gptrt::cpu {
+namespace {
+
+inline void store_row(float* c, __m256 lo, __m256 hi, int64_t cols) {
+  if (cols == kPanel) {
+    _mm256_storeu_ps(c, lo);
+    _mm256_storeu_ps(c + 8, hi);
+    return;
+  }
+  alignas(32) float tmp[kPanel];
+  _mm256_store_ps(tmp, lo);
+  _mm256_store_ps(tmp + 8, hi);
+  std::memcpy(c, tmp, static_cast<size_t>(cols) * sizeof(float));
+}
+
+}  // namespace
+
+void panel_kernel_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, const float* panel,
+                       const float* bias16, float* c, int64_t ldc, int64_t cols) {
+  const float* x0 = x;
+  const float* x1 = rows > 1 ? x + 1 * ldx : x0;
+  const float* x2 = rows > 2 ? x + 2 * ldx : x0;
+  const float* x3 = rows > 3 ? x + 3 * ldx : x0;
+  const float* x4 = rows > 4 ? x + 4 * ldx : x0;
+  const float* x5 = rows > 5 ? x + 5 * ldx : x0;
+  __m256 lo = bias16 ? _mm256_loadu_ps(bias16) : _mm256_setzero_ps();
+  __m256 hi = bias16 ? _mm256_loadu_ps(bias16 + 8) : _mm256_setzero_ps();
+  __m256 c00 = lo, c01 = hi, c10 = lo, c11 = hi, c20 = lo, c21 = hi;
+  __m256 c30 = lo, c31 = hi, c40 = lo, c41 = hi, c50 = lo, c51 = hi;
+  for (int64_t kk = 0; kk < k; ++kk) {
+    __m256 b0 = _mm256_loadu_ps(panel + kk * kPanel);
+    __m256 b1 = _mm256_loadu_ps(panel + kk * kPanel + 8);
+    __m256 a = _mm256_broadcast_ss(x0 + kk);
+    c00 = _mm256_fmadd_ps(a, b0, c00);
+    c01 = _mm256_fmadd_ps(a, b1, c01);
+    a = _mm256_broadcast_ss(x1 + kk);
+    c10 = _mm256_fmadd_ps(a, b0, c10);
+    c11 = _mm256_fmadd_ps(a, b1, c11);
+    a = _mm256_broadcast_ss(x2 + kk);
+    c20 = _mm256_fmadd_ps(a, b0, c20);
+    c21 = _mm256_fmadd_ps(a, b1, c21);
+    a = _mm256_broadcast_ss(x3 + kk);
+    c30 = _mm256_fmadd_ps(a, b0, c30);
+    c31 = _mm256_fmadd_ps(a, b1, c31);
+    a = _mm256_broadcast_ss(x4 + kk);
+    c40 = _mm256_fmadd_ps(a, b0, c40);
+    c41 = _mm256_fmadd_ps(a, b1, c41);
+    a = _mm256_broadcast_ss(x5 + kk);
+    c50 = _mm256_fmadd_ps(a, b0, c50);
+    c51 = _mm256_fmadd_ps(a, b1, c51);
+  }
+  store_row(c, c00, c01, cols);
+  if (rows > 1) store_row(c + 1 * ldc, c10, c11, cols);
+  if (rows > 2) store_row(c + 2 * ldc, c20, c21, cols);
+  if (rows > 3) store_row(c + 3 * ldc, c30, c31, cols);
+  if (rows > 4) store_row(c + 4 * ldc, c40, c41, cols);
+  if (rows > 5) store_row(c + 5 * ldc, c50, c51, cols);
+}
+
+}  // namespace gptrt::cpu

@@ -1,0 +1,147 @@
+// The CPU backend against the reference: packed GEMM on every ISA this CPU has, at odd sizes
+// (not multiples of the vector width or the micro-kernel's rows), with and without bias and
+// transposition; the thread pool; whole models against the goldens.
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <random>
+
+#include "backends/cpu/backend.h"
+#include "backends/cpu/gemm.h"
+#include "core/bytes.h"
+#include "test_util.h"
+
+namespace gptrt::test {
+namespace {
+
+std::vector<cpu::Isa> isas_here() {
+  std::vector<cpu::Isa> v;
+  for (cpu::Isa i : {cpu::Isa::kGeneric, cpu::Isa::kAvx2, cpu::Isa::kAvx512}) {
+    if (cpu::isa_supported(i)) v.push_back(i);
+  }
+  return v;
+}
+
+TEST(CpuGemm, MatchesDoubleReferenceAtOddSizes) {
+  std::mt19937 rng(123);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (cpu::Isa isa : isas_here()) {
+    for (int threads : {1, 3}) {
+      cpu::ThreadPool pool(threads);
+      for (int64_t m : {1, 5, 6, 7, 13, 50}) {
+        for (int64_t k : {1, 7, 64, 129}) {
+          for (int64_t n : {1, 15, 16, 17, 50}) {
+            for (bool transposed : {false, true}) {
+              Tensor w(DType::kFloat32, transposed ? Shape{n, k} : Shape{k, n});
+              Tensor x(DType::kFloat32, {m, k}), bias(DType::kFloat32, {n});
+              for (int64_t i = 0; i < w.numel(); ++i) w.data_mut<float>()[i] = nd(rng);
+              for (int64_t i = 0; i < x.numel(); ++i) x.data_mut<float>()[i] = nd(rng);
+              for (int64_t i = 0; i < n; ++i) bias.data_mut<float>()[i] = nd(rng);
+              Tensor packed = cpu::pack_weights(w, transposed);
+              std::vector<float> c(static_cast<size_t>(m * n + 1), -7.f);  // sentinel after the end
+              cpu::gemm_packed(isa, x.data<float>(), m, k, packed.data<float>(), n,
+                               bias.data<float>(), c.data(), pool);
+              ASSERT_EQ(c.back(), -7.f) << "write past the end";
+              for (int64_t i = 0; i < m; ++i) {
+                for (int64_t j = 0; j < n; ++j) {
+                  double want = bias.data<float>()[j], mag = std::fabs(want);
+                  for (int64_t kk = 0; kk < k; ++kk) {
+                    double wv =
+                        transposed ? w.data<float>()[j * k + kk] : w.data<float>()[kk * n + j];
+                    want += static_cast<double>(x.data<float>()[i * k + kk]) * wv;
+                    mag += std::fabs(x.data<float>()[i * k + kk] * wv);
+                  }
+                  ASSERT_NEAR(c[static_cast<size_t>(i * n + j)], want, 1e-5 * mag + 1e-6)
+                      << cpu::isa_name(isa) << " m=" << m << " k=" << k << " n=" << n
+                      << " t=" << transposed;
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuThreadPool, RunsEveryTaskOnceAcrossManyJobs) {
+  for (int threads : {1, 2, 4}) {
+    cpu::ThreadPool pool(threads);
+    EXPECT_EQ(pool.size(), threads);
+    for (int job = 0; job < 200; ++job) {
+      int64_t n = job % 17;
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      pool.parallel_for(n, [&](int64_t i) { hits[static_cast<size_t>(i)].fetch_add(1); });
+      for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+    }
+  }
+}
+
+class CpuBackendExport : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CpuBackendExport, MatchesPyTorchGoldens) {
+  auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
+  BuildConfig config;
+  config.backend = Backend::kCpu;
+  auto engine = Engine::build(Network::from_onnx(data_path(GetParam())), config);
+  EXPECT_EQ(engine->info().target, cpu::isa_name(cpu::best_isa()));
+  EXPECT_EQ(engine->info().model.op_counts.count("Gemm"), 0u) << "linear layers were not lowered";
+  for (int threads : {1, 2}) {
+    auto ctx = engine->create_execution_context(threads);
+    for (int c = 0; c < 6; ++c) {
+      std::string k = "case" + std::to_string(c);
+      const Tensor& mask = goldens.at(k + ".attention_mask");
+      Tensor out =
+          ctx->execute({{"input_ids", goldens.at(k + ".input_ids")}, {"attention_mask", mask}})[0];
+      EXPECT_LE(max_abs_diff_masked(out, goldens.at(k + ".logits"), &mask), 1e-4)
+          << GetParam() << " " << k;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllExports, CpuBackendExport,
+                         ::testing::Values("gpt2-tiny/legacy-opset13.onnx",
+                                           "gpt2-tiny/legacy-opset17.onnx",
+                                           "gpt2-tiny/external/legacy-opset17.onnx",
+                                           "gpt2-tiny/variants/dynamo-opset18.onnx"));
+
+TEST(CpuBackendEngine, RoundTripAndIsaCheck) {
+  BuildConfig config;
+  config.backend = Backend::kCpu;
+  auto built =
+      Engine::build(Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")), config);
+  std::string dir = temp_dir("cpu_engine");
+  built->save(dir + "/e.engine");
+  auto loaded = Engine::load(dir + "/e.engine");
+  EXPECT_EQ(loaded->info().backend, Backend::kCpu);
+  auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
+  TensorMap in{{"input_ids", goldens.at("case4.input_ids")},
+               {"attention_mask", goldens.at("case4.attention_mask")}};
+  Tensor a = built->create_execution_context(1)->execute(in)[0],
+         b = loaded->create_execution_context(1)->execute(in)[0];
+  EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0);
+
+  // An engine for an ISA this CPU lacks (or does not know) is refused with a message.
+  std::ifstream f(dir + "/e.engine", std::ios::binary);
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), {});
+  const char* other = cpu::isa_supported(cpu::Isa::kAvx512) ? "avx1024" : "avx512";
+  std::memset(bytes.data() + 40, 0, 32);  // the header's target field
+  std::memcpy(bytes.data() + 40, other, std::strlen(other));
+  uint64_t h = checksum64(bytes.data(), 112);
+  uint64_t sum = checksum64(bytes.data() + 128, bytes.size() - 128, h);
+  std::memcpy(bytes.data() + 112, &sum, 8);
+  std::ofstream(dir + "/other.engine", std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()),
+             static_cast<std::streamsize>(bytes.size()));
+  try {
+    Engine::load(dir + "/other.engine");
+    ADD_FAILURE() << "an engine for " << other << " loaded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kEngineMismatch);
+    EXPECT_NE(std::string(e.what()).find(other), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace gptrt::test
