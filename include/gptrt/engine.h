@@ -137,6 +137,10 @@ class ExecutionContext {
   int check_inputs(const TensorMap& inputs) const;
   /// Runs one forward pass; outputs come in the order of info().model.outputs.
   std::vector<Tensor> execute(const TensorMap& inputs);
+  /// Starts (or stops) timing every op of later execute() calls.
+  void set_profiling(bool on);
+  /// Per op type: total milliseconds and calls since profiling started.
+  std::map<std::string, std::pair<double, int64_t>> profile() const;
 
  private:
   struct State;

@@ -46,6 +46,8 @@ class Tensor {
   Tensor() = default;
   /// Allocates zero-filled storage for `shape`.
   Tensor(DType dtype, Shape shape);
+  /// Allocates storage for `shape` without filling it, for kernels that write every element.
+  static Tensor uninitialized(DType dtype, Shape shape);
   /// A view of `data` (not copied); `keep_alive` owns the memory behind it, if anyone.
   static Tensor view(DType dtype, Shape shape, const void* data,
                      std::shared_ptr<const void> keep_alive = nullptr);
@@ -75,6 +77,7 @@ class Tensor {
   Tensor clone() const;
 
  private:
+  void allocate(bool zero);
   DType dtype_ = DType::kUndefined;
   Shape shape_;
   const void* data_ = nullptr;

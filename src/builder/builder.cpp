@@ -239,9 +239,11 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
   }
   if (config.backend == Backend::kCpu) {
     int lowered = cpu::lower_linear(g);
+    int moved = cpu::lower_elementwise(g);
     passes::eliminate_dead_code(g);
     notice("cpu backend (" + info.target + "): " + std::to_string(lowered) +
-           " MatMul/Gemm nodes lowered to packed linear kernels");
+           " MatMul/Gemm nodes lowered to packed linear kernels, " + std::to_string(moved) +
+           " elementwise ops to threaded kernels");
   }
   ir::verify(g);
   for (const ir::Node& n : g.nodes) {

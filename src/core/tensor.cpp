@@ -1,6 +1,8 @@
 #include "gptrt/tensor.h"
 
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "gptrt/error.h"
 
@@ -104,6 +106,60 @@ std::string shape_dims_text(const Shape& shape) {
 }
 
 Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
+  allocate(true);
+}
+
+Tensor Tensor::uninitialized(DType dtype, Shape shape) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.allocate(false);
+  return t;
+}
+
+namespace {
+
+// Freed tensor blocks, kept by size for the next allocation of that size: a forward pass
+// allocates the same sizes every time, so after the first run no memory is mapped, faulted in
+// or returned to the OS per run. Bounded; the rest goes back to the heap.
+class BlockCache {
+ public:
+  static BlockCache& instance() {
+    static BlockCache* cache = new BlockCache();  // never destroyed: tensors may outlive statics
+    return *cache;
+  }
+  void* take(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = blocks_.find(bytes);
+    if (it == blocks_.end()) return nullptr;
+    void* p = it->second;
+    blocks_.erase(it);
+    cached_ -= bytes;
+    return p;
+  }
+  void give(void* p, size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (bytes >= kMinBytes && cached_ + bytes <= kMaxCached) {
+        blocks_.emplace(bytes, p);
+        cached_ += bytes;
+        return;
+      }
+    }
+    ::operator delete[](p, std::align_val_t(64));
+  }
+
+ private:
+  static constexpr size_t kMinBytes = 64 * 1024;         // small blocks: the heap is fast enough
+  static constexpr size_t kMaxCached = size_t{2} << 30;  // at most 2 GiB kept
+  std::mutex mu_;
+  std::multimap<size_t, void*> blocks_;
+  size_t cached_ = 0;
+};
+
+}  // namespace
+
+void Tensor::allocate(bool zero) {
   for (int64_t d : shape_) {
     if (d < 0)
       throw Error(ErrorCode::kInternal, "tensor with negative dimension " + shape_str(shape_));
@@ -111,10 +167,11 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
   size_t bytes = nbytes();
   // 64-byte alignment so vector kernels may use aligned loads.
   size_t alloc = (bytes + 63) / 64 * 64 + 64;
-  auto* mem = static_cast<uint8_t*>(::operator new[](alloc, std::align_val_t(64)));
-  std::memset(mem, 0, alloc);
+  auto* mem = static_cast<uint8_t*>(BlockCache::instance().take(alloc));
+  if (!mem) mem = static_cast<uint8_t*>(::operator new[](alloc, std::align_val_t(64)));
+  if (zero) std::memset(mem, 0, alloc);
   holder_ = std::shared_ptr<const void>(
-      mem, [](const void* p) { ::operator delete[](const_cast<void*>(p), std::align_val_t(64)); });
+      mem, [alloc](const void* p) { BlockCache::instance().give(const_cast<void*>(p), alloc); });
   data_ = mem;
   writable_ = true;
 }

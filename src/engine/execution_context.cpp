@@ -55,6 +55,8 @@ struct ExecutionContext::State {
   cpu::ThreadPool pool;
   cpu::Isa isa;
   reference::Executor executor;
+  bool profiling = false;
+  reference::Executor::Profile profile;
 };
 
 ExecutionContext::ExecutionContext(std::shared_ptr<const Engine> engine, int threads)
@@ -169,7 +171,16 @@ int ExecutionContext::check_inputs(const TensorMap& inputs) const {
 
 std::vector<Tensor> ExecutionContext::execute(const TensorMap& inputs) {
   check_inputs(inputs);
-  return state_->executor.run(inputs);
+  return state_->executor.run(inputs, state_->profiling ? &state_->profile : nullptr);
+}
+
+void ExecutionContext::set_profiling(bool on) {
+  state_->profiling = on;
+  if (on) state_->profile.clear();
+}
+
+std::map<std::string, std::pair<double, int64_t>> ExecutionContext::profile() const {
+  return state_->profile;
 }
 
 }  // namespace gptrt

@@ -1,4 +1,5 @@
 // `gptrt exec`: trtexec's flags and report, so the recipe's commands run with trtexec replaced.
+#include <algorithm>
 #include <cstdio>
 
 #include "common.h"
@@ -33,6 +34,7 @@ std::vector<FlagSpec> exec_flags() {
        "write every timed iteration's start, end and latency as JSON to this file"},
       {"seed", true, "seed of the random inputs (default 1234)"},
       {"threads", true, "CPU threads to run on (default: every core)"},
+      {"dumpProfile", false, "print the time spent in each op type over the timed iterations"},
       {"skipInference", false, "build (and save) only"},
       {"help", false, "show this help"},
   };
@@ -146,6 +148,7 @@ int cmd_exec(const std::vector<std::string>& argv) {
     ++warm_runs;
   } while ((platform::now_seconds() - t_start) * 1e3 < warmup_ms);
   std::vector<double> starts, latencies;
+  if (args.has("dumpProfile")) ctx->set_profiling(true);
   double t0 = platform::now_seconds();
   while (static_cast<int64_t>(latencies.size()) < iterations ||
          platform::now_seconds() - t0 < duration_s) {
@@ -205,6 +208,25 @@ int cmd_exec(const std::vector<std::string>& argv) {
       "one forward pass (inputs to outputs). "
       "Compute Time = time in the backend's kernels; on CPU backends it equals Latency.");
 
+  if (args.has("dumpProfile")) {
+    auto prof = ctx->profile();
+    std::vector<std::pair<double, std::string>> order;
+    double total = 0;
+    for (const auto& [op, t] : prof) {
+      order.emplace_back(t.first, op);
+      total += t.first;
+    }
+    std::sort(order.rbegin(), order.rend());
+    log_info("=== Profile (" + std::to_string(latencies.size()) +
+             " iterations, time per op type) ===");
+    for (const auto& [ms, op] : order) {
+      std::snprintf(
+          buf, sizeof buf, "%-26s %10.3f ms/iter %6.1f%%  %lld calls/iter", op.c_str(),
+          ms / static_cast<double>(latencies.size()), 100.0 * ms / std::max(total, 1e-9),
+          static_cast<long long>(prof[op].second / static_cast<int64_t>(latencies.size())));
+      log_info(buf);
+    }
+  }
   if (args.has("exportTimes")) {
     std::string path = args.get("exportTimes");
     std::string json = "[";

@@ -70,12 +70,25 @@ int lower_linear(ir::Graph& g) {
   return rewritten;
 }
 
+int lower_elementwise(ir::Graph& g) {
+  int moved = 0;
+  for (ir::Node& n : g.nodes) {
+    if (!n.domain.empty() || !is_elementwise(n.op_type) || n.outputs.empty() || n.outputs[0] < 0)
+      continue;
+    if (g.values[static_cast<size_t>(n.outputs[0])].dtype != DType::kFloat32) continue;
+    n.domain = kDomain;
+    ++moved;
+  }
+  return moved;
+}
+
 bool has_kernel(const std::string& op_type) {
-  return op_type == "PackedLinear";
+  return op_type == "PackedLinear" || is_elementwise(op_type);
 }
 
 std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tensor*>& inputs,
                              Isa isa, ThreadPool& pool) {
+  if (is_elementwise(node.op_type)) return run_elementwise(node, inputs, pool);
   if (node.op_type != "PackedLinear" || inputs.size() < 2 || !inputs[0] || !inputs[1]) {
     throw Error(ErrorCode::kInternal, node.describe() + ": not a CPU backend op");
   }
@@ -88,7 +101,7 @@ std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tenso
   }
   Shape out_shape = x.shape();
   out_shape.back() = n;
-  Tensor y(DType::kFloat32, out_shape);
+  Tensor y = Tensor::uninitialized(DType::kFloat32, out_shape);
   const float* bias = inputs.size() > 2 && inputs[2] ? inputs[2]->data<float>() : nullptr;
   gemm_packed(isa, x.data<float>(), x.numel() / k, k, inputs[1]->data<float>(), n, bias,
               y.data_mut<float>(), pool);

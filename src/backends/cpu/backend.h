@@ -21,6 +21,15 @@ inline constexpr const char* kDomain = "gptrt";
 /// Returns the number of nodes rewritten.
 int lower_linear(ir::Graph& graph);
 
+/// Moves the float32 elementwise ops the CPU backend runs multi-threaded (Add, Sub, Mul, Div,
+/// Pow, Tanh) into its domain; their kernels fall back to the reference for unusual broadcasts.
+int lower_elementwise(ir::Graph& graph);
+/// True for the default-domain ops lower_elementwise moves.
+bool is_elementwise(const std::string& op_type);
+/// Runs one of those ops.
+std::vector<Tensor> run_elementwise(const ir::Node& node, const std::vector<const Tensor*>& inputs,
+                                    ThreadPool& pool);
+
 /// True when the CPU backend has a kernel for `op_type` of its own domain.
 bool has_kernel(const std::string& op_type);
 

@@ -103,10 +103,11 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const float* pac
   PanelKernel kernel = panel_kernel(isa);
   int64_t mr = kernel_rows(isa);
   int64_t panels = (n + kPanel - 1) / kPanel;
-  // Rows of X come in chunks that stay in L2 (about 128 KiB) while a task streams its panels;
-  // each panel is read from memory once per chunk and from cache for each row block in it.
+  // Rows of X come in chunks that stay in L2 (about 256 KiB, at least 4 row blocks) while a task
+  // streams its panels; each panel is read from memory once per chunk and from cache for each
+  // row block in it.
   int64_t chunk_rows =
-      std::max<int64_t>(mr, (int64_t{32} * 1024 / std::max<int64_t>(k, 1)) / mr * mr);
+      std::max<int64_t>(4 * mr, (int64_t{64} * 1024 / std::max<int64_t>(k, 1)) / mr * mr);
   int64_t chunks = (m + chunk_rows - 1) / chunk_rows;
   int64_t panel_tasks = std::max<int64_t>(
       1, std::min<int64_t>(panels, static_cast<int64_t>(pool.size()) * 8 / chunks + 1));

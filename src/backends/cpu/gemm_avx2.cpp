@@ -37,6 +37,9 @@ void panel_kernel_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, con
   __m256 c00 = lo, c01 = hi, c10 = lo, c11 = hi, c20 = lo, c21 = hi;
   __m256 c30 = lo, c31 = hi, c40 = lo, c41 = hi, c50 = lo, c51 = hi;
   for (int64_t kk = 0; kk < k; ++kk) {
+    // One 64-byte line of the panel per step: fetch 4 KiB ahead (into the next panel at the end,
+    // which the same task reads next) so small-M calls stream weights at memory bandwidth.
+    _mm_prefetch(reinterpret_cast<const char*>(panel + (kk + 64) * kPanel), _MM_HINT_T0);
     __m256 b0 = _mm256_loadu_ps(panel + kk * kPanel);
     __m256 b1 = _mm256_loadu_ps(panel + kk * kPanel + 8);
     __m256 a = _mm256_broadcast_ss(x0 + kk);

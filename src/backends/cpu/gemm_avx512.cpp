@@ -16,6 +16,7 @@ void panel_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, c
   const float *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3], *x4 = xr[4], *x5 = xr[5],
               *x6 = xr[6], *x7 = xr[7];
   for (int64_t kk = 0; kk < k; ++kk) {
+    _mm_prefetch(reinterpret_cast<const char*>(panel + (kk + 64) * kPanel), _MM_HINT_T0);
     __m512 b = _mm512_loadu_ps(panel + kk * kPanel);
     c0 = _mm512_fmadd_ps(_mm512_set1_ps(x0[kk]), b, c0);
     c1 = _mm512_fmadd_ps(_mm512_set1_ps(x1[kk]), b, c1);

@@ -2,6 +2,7 @@
 
 #include "backends/reference/kernels.h"
 #include "gptrt/error.h"
+#include "platform/platform.h"
 
 namespace gptrt::reference {
 
@@ -16,7 +17,8 @@ Executor::Executor(const ir::Graph& graph, BackendRunner backend)
     last_use_[static_cast<size_t>(id)] = static_cast<int>(graph.nodes.size());
 }
 
-std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& inputs) const {
+std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& inputs,
+                                  Profile* profile) const {
   const ir::Graph& g = graph_;
   std::vector<Tensor> slots(g.values.size());
   for (size_t i = 0; i < g.values.size(); ++i) {
@@ -34,8 +36,14 @@ std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& inputs) c
     const ir::Node& n = g.nodes[i];
     ins.clear();
     for (int id : n.inputs) ins.push_back(id < 0 ? nullptr : &slots[static_cast<size_t>(id)]);
+    double t0 = profile ? platform::now_seconds() : 0;
     std::vector<Tensor> outs =
         n.domain.empty() || !backend_ ? run_node(n, ins, g.opset) : backend_(n, ins);
+    if (profile) {
+      auto& entry = (*profile)[n.domain.empty() ? n.op_type : n.domain + "." + n.op_type];
+      entry.first += (platform::now_seconds() - t0) * 1e3;
+      ++entry.second;
+    }
     for (size_t k = 0; k < n.outputs.size(); ++k) {
       if (n.outputs[k] >= 0) slots[static_cast<size_t>(n.outputs[k])] = std::move(outs[k]);
     }

@@ -20,8 +20,12 @@ using BackendRunner =
 class Executor {
  public:
   explicit Executor(const ir::Graph& graph, BackendRunner backend = nullptr);
-  /// Runs the graph on `inputs` (by input name); returns the graph outputs in order.
-  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs) const;
+  /// Time spent per op type ("MatMul", "gptrt.PackedLinear") and how many calls.
+  using Profile = std::map<std::string, std::pair<double, int64_t>>;
+  /// Runs the graph on `inputs` (by input name); returns the graph outputs in order. With
+  /// `profile`, adds each node's wall time (ms) to its op type.
+  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs,
+                          Profile* profile = nullptr) const;
 
  private:
   const ir::Graph& graph_;

@@ -116,6 +116,18 @@ Tensor strided_copy(const Tensor& x, const Shape& out_shape, const std::vector<i
   size_t es = dtype_size(x.dtype());
   const auto* src = static_cast<const uint8_t*>(x.raw());
   auto* dst = static_cast<uint8_t*>(out.raw_mut());
+  if (!out_shape.empty() && in_strides.back() == 1) {
+    // The innermost dimension is contiguous in the input: copy whole rows.
+    int64_t row = out_shape.back();
+    Shape outer(out_shape.begin(), out_shape.end() - 1);
+    std::vector<int64_t> outer_strides(in_strides.begin(), in_strides.end() - 1);
+    Broadcast b{outer, {outer_strides}};
+    for_each_broadcast(b, [&](int64_t i, const int64_t* off) {
+      std::memcpy(dst + i * row * static_cast<int64_t>(es),
+                  src + (base + off[0]) * static_cast<int64_t>(es), static_cast<size_t>(row) * es);
+    });
+    return out;
+  }
   Broadcast b{out_shape, {in_strides}};
   for_each_broadcast(b, [&](int64_t i, const int64_t* off) {
     std::memcpy(dst + i * es, src + (base + off[0]) * es, es);
