@@ -154,7 +154,10 @@ def main():
     if "tensorrt" in frameworks:
         try:
             import tensorrt  # noqa: F401
-            rows.missing("tensorrt", a.precision, "forward", grid, "installed, but gptrt's TensorRT peer is not wired up yet")
+            if a.device != "cuda" or torch is None or not torch.cuda.is_available() or not a.onnx:
+                rows.missing("tensorrt", a.precision, "forward", grid, "not run: needs --device cuda, torch with CUDA and --onnx")
+            else:
+                steps += [("tensorrt", p, shape) for p in precisions for shape in grid]
         except ImportError:
             rows.missing("tensorrt", a.precision, "forward", grid, "not installed (pip install tensorrt, NVIDIA GPU only)")
 
@@ -207,6 +210,50 @@ def main():
             st = summarize(samples)
             rows.add("pytorch", prec, "generate", b, s, **st, ms_per_token=st["median_ms"] / s,
                      max_abs_diff=None, top1_agreement=None, accuracy_note="generation: see forward rows")
+        elif fw == "tensorrt":
+            # The recipe's path: TensorRT's ONNX parser on the same file, one profile spanning the
+            # grid, the engine built once per precision (build time reported apart).
+            import tensorrt as trt
+            key = ("tensorrt", prec)
+            if key not in sessions:
+                logger = trt.Logger(trt.Logger.WARNING)
+                builder = trt.Builder(logger)
+                network = builder.create_network(0)
+                parser = trt.OnnxParser(network, logger)
+                with open(a.onnx, "rb") as f:
+                    if not parser.parse(f.read()):
+                        raise RuntimeError("TensorRT could not parse the ONNX file: " +
+                                           "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)))
+                config = builder.create_builder_config()
+                if prec == "fp16":
+                    config.set_flag(trt.BuilderFlag.FP16)
+                profile = builder.create_optimization_profile()
+                max_b, max_s = max(x[0] for x in grid), max(x[1] for x in grid)
+                for name in ("input_ids", "attention_mask"):
+                    profile.set_shape(name, (1, 1), grid[0], (max_b, max_s))
+                config.add_optimization_profile(profile)
+                t0 = time.perf_counter()
+                plan = builder.build_serialized_network(network, config)
+                engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+                sessions[key] = (engine.create_execution_context(), (time.perf_counter() - t0) * 1e3)
+            tctx, build_ms = sessions[key]
+            ids, mask, d = load_inputs(a.work, (b, s))
+            t_ids, t_mask = torch.tensor(ids, device="cuda"), torch.tensor(mask, device="cuda")
+            tctx.set_input_shape("input_ids", tuple(ids.shape))
+            tctx.set_input_shape("attention_mask", tuple(mask.shape))
+            out_shape = tuple(tctx.get_tensor_shape("logits"))
+            out_dtype = torch.float16 if tctx.engine.get_tensor_dtype("logits") == trt.DataType.HALF else torch.float32
+            t_out = torch.empty(out_shape, dtype=out_dtype, device="cuda")
+            for name, t in (("input_ids", t_ids), ("attention_mask", t_mask), ("logits", t_out)):
+                tctx.set_tensor_address(name, t.data_ptr())
+            stream = torch.cuda.current_stream().cuda_stream
+
+            def fn():
+                tctx.execute_async_v3(stream)
+            samples = time_it(fn, a.min_runs, a.min_seconds, sync=torch.cuda.synchronize)
+            torch.cuda.synchronize()
+            rows.add("tensorrt", prec, "forward", b, s, **summarize(samples), build_ms=build_ms,
+                     **with_accuracy(t_out.float().cpu().numpy(), d, mask))
         elif fw.startswith("onnxruntime"):
             if fw not in sessions:
                 so = ort.SessionOptions()
@@ -234,11 +281,24 @@ def main():
                 continue
             ids, mask, d = load_inputs(a.work, (b, s))
             feeds = {"input_ids": ids, "attention_mask": mask}
+            if fw == "onnxruntime-cuda":
+                # IO binding: inputs and logits stay on the GPU, as a deployment would keep them.
+                io = sess.io_binding()
+                for name, arr in feeds.items():
+                    io.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(arr, "cuda", 0))
+                io.bind_output("logits", "cuda")
 
-            def fn():
-                return sess.run(None, feeds)[0]
-            samples = time_it(fn, a.min_runs, a.min_seconds)
-            rows.add(fw, prec, "forward", b, s, **summarize(samples), build_ms=build_ms, **with_accuracy(fn(), d, mask))
+                def fn():
+                    sess.run_with_iobinding(io)
+                    return io
+                samples = time_it(fn, a.min_runs, a.min_seconds, sync=io.synchronize_outputs)
+                logits = io.copy_outputs_to_cpu()[0]
+            else:
+                def fn():
+                    return sess.run(None, feeds)[0]
+                samples = time_it(fn, a.min_runs, a.min_seconds)
+                logits = fn()
+            rows.add(fw, prec, "forward", b, s, **summarize(samples), build_ms=build_ms, **with_accuracy(logits, d, mask))
         rows.save()
     progress(len(steps), len(steps), "peers done")
     rows.save()
