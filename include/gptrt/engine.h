@@ -65,6 +65,8 @@ class Network {
  public:
   /// Reads an ONNX file (external data is looked up next to it). Throws gptrt::Error.
   static Network from_onnx(const std::string& path);
+  /// Reads a Hugging Face GPT-2 folder (config.json + model.safetensors). Throws gptrt::Error.
+  static Network from_hf(const std::string& dir);
   /// Inputs, outputs, op counts and parameter sizes.
   ModelInfo info() const;
 

@@ -3,6 +3,7 @@
 #include "builder/builder.h"
 #include "engine/engine_impl.h"
 #include "gptrt/error.h"
+#include "hf/importer.h"
 #include "ir/verifier.h"
 #include "onnx/importer.h"
 
@@ -57,6 +58,16 @@ const ShapeRange* OptimizationProfile::find(const std::string& name) const {
 
 Network Network::from_onnx(const std::string& path) {
   onnx::ImportedModel m = onnx::import_onnx(path);
+  auto impl = std::make_shared<Impl>();
+  impl->graph = std::move(m.graph);
+  impl->files = std::move(m.files);
+  Network n;
+  n.impl = impl;
+  return n;
+}
+
+Network Network::from_hf(const std::string& dir) {
+  onnx::ImportedModel m = hf::import_folder(dir);
   auto impl = std::make_shared<Impl>();
   impl->graph = std::move(m.graph);
   impl->files = std::move(m.files);

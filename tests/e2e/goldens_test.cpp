@@ -1,5 +1,7 @@
 // Every fixture export and variant, end to end against PyTorch goldens (max |dlogit| <= 1e-4 at
 // non-pad positions).
+#include <fstream>
+
 #include "test_util.h"
 
 namespace gptrt::test {
@@ -82,6 +84,68 @@ TEST(ExportVariantInfo, Int32InputsAndPositionIdsAreRangeChecked) {
   ASSERT_EQ(inputs.size(), 3u);
   EXPECT_EQ(inputs[0].dtype, DType::kInt32);
   EXPECT_EQ(engine->info().index_limits.at("input_ids"), 1000);
+}
+
+}  // namespace
+}  // namespace gptrt::test
+
+namespace gptrt::test {
+namespace {
+
+// The Hugging Face folder of the same model, imported without ONNX, on both backends.
+TEST(HfFolder, MatchesPyTorchGoldensOnEveryBackend) {
+  auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
+  Network net = Network::from_hf(data_path("gpt2-tiny/hf"));
+  ModelInfo info = net.info();
+  EXPECT_EQ(info.parameter_count, 168192);  // the tied head counted once (the ONNX export stores it twice)
+  ASSERT_EQ(info.outputs.size(), 1u);
+  EXPECT_EQ(info.outputs[0].name, "logits");
+  for (Backend backend : {Backend::kReference, Backend::kCpu}) {
+    BuildConfig config;
+    config.backend = backend;
+    auto engine = Engine::build(net, config);
+    EXPECT_EQ(engine->info().index_limits.at("input_ids"), 1000);
+    EXPECT_EQ(engine->info().profiles[0].find("input_ids")->max, (Shape{64, 64}));
+    auto ctx = engine->create_execution_context(2);
+    for (int c = 0; c < 6; ++c) {
+      std::string k = "case" + std::to_string(c);
+      const Tensor& mask = goldens.at(k + ".attention_mask");
+      Tensor out =
+          ctx->execute({{"input_ids", goldens.at(k + ".input_ids")}, {"attention_mask", mask}})[0];
+      EXPECT_LE(max_abs_diff_masked(out, goldens.at(k + ".logits"), &mask), 1e-4)
+          << backend_name(backend) << " " << k;
+    }
+  }
+}
+
+TEST(HfFolder, BadFoldersAreRefusedWithTheReason) {
+  std::string dir = temp_dir("hf_bad");
+  expect_error([&] { Network::from_hf(dir); }, {"config.json"});
+  std::filesystem::copy_file(data_path("gpt2-tiny/hf/config.json"), dir + "/config.json");
+  expect_error([&] { Network::from_hf(dir); }, {"model.safetensors"});
+  // A checkpoint missing a tensor names it.
+  auto st = safetensors::read(data_path("gpt2-tiny/hf/model.safetensors"));
+  std::string header = "{";
+  std::string data;
+  for (const auto& [name, t] : st) {
+    if (name == "transformer.h.1.mlp.c_fc.weight") continue;
+    std::string dims;
+    for (int64_t d : t.shape()) dims += (dims.empty() ? "" : ",") + std::to_string(d);
+    header += std::string(header.size() > 1 ? "," : "") + "\"" + name +
+              "\":{\"dtype\":\"F32\",\"shape\":[" + dims + "],\"data_offsets\":[" +
+              std::to_string(data.size()) + "," + std::to_string(data.size() + t.nbytes()) + "]}";
+    data.append(static_cast<const char*>(t.raw()), t.nbytes());
+  }
+  header += "}";
+  uint64_t len = header.size();
+  std::ofstream out(dir + "/model.safetensors", std::ios::binary);
+  out.write(reinterpret_cast<const char*>(&len), 8);
+  out << header << data;
+  out.close();
+  expect_error([&] { Network::from_hf(dir); }, {"transformer.h.1.mlp.c_fc.weight"});
+  // Another architecture.
+  std::ofstream(dir + "/config.json") << "{\"model_type\": \"llama\", \"n_layer\": 2}";
+  expect_error([&] { Network::from_hf(dir); }, {"llama", "GPT-2 family"});
 }
 
 }  // namespace

@@ -20,8 +20,9 @@ int cmd_build(const std::vector<std::string>& argv) {
         specs);
     return 0;
   }
-  if (!args.has("onnx"))
-    throw Error(ErrorCode::kInvalidArgument, "gptrt build: --onnx=MODEL.onnx is required");
+  if (!args.has("onnx") && !args.has("hf"))
+    throw Error(ErrorCode::kInvalidArgument,
+                "gptrt build: --onnx=MODEL.onnx or --hf=DIR is required");
   if (!args.has("saveEngine"))
     throw Error(ErrorCode::kInvalidArgument,
                 "gptrt build: --saveEngine=FILE is required (where to write the engine)");

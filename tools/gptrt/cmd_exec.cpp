@@ -92,8 +92,8 @@ int cmd_exec(const std::vector<std::string>& argv) {
   double warmup_ms = args.get_double("warmUp", 200, 0);
   double duration_s = args.get_double("duration", 3, 0);
   int64_t avg_runs = args.get_int("avgRuns", 10, 1);
-  if (args.has("saveEngine") && !args.has("onnx"))
-    throw Error(ErrorCode::kInvalidArgument, "--saveEngine needs --onnx to build from");
+  if (args.has("saveEngine") && !args.has("onnx") && !args.has("hf"))
+    throw Error(ErrorCode::kInvalidArgument, "--saveEngine needs --onnx (or --hf) to build from");
 
   LoadedEngine le = load_or_build(args, "exec", [&](const std::string& s) { log_info(s); });
   const EngineInfo& info = le.engine->info();

@@ -46,6 +46,7 @@ bool is_engine_file(const std::string& path) {
 int cmd_inspect(const std::vector<std::string>& argv) {
   std::vector<FlagSpec> specs = {
       {"onnx", true, "ONNX model to describe"},
+      {"hf", true, "Hugging Face GPT-2 folder to describe"},
       {"loadEngine", true, "engine file to describe"},
       {"ops", false, "list the ops gptrt can import"},
       {"help", false, "show this help"},
@@ -60,6 +61,12 @@ int cmd_inspect(const std::vector<std::string>& argv) {
     std::printf("ops gptrt imports (default ONNX domain, opsets %lld-%lld):\n",
                 static_cast<long long>(ir::kMinOpset), static_cast<long long>(ir::kMaxOpset));
     for (const std::string& op : ir::supported_ops()) std::printf("  %s\n", op.c_str());
+    return 0;
+  }
+  if (args.has("hf")) {
+    Network net = Network::from_hf(args.get("hf"));
+    std::printf("model: %s (Hugging Face folder)\n", args.get("hf").c_str());
+    print_model(net.info());
     return 0;
   }
   std::string path = args.get("onnx", args.get("loadEngine"));

@@ -118,6 +118,7 @@ std::vector<OptimizationProfile> profiles_from_flags(const Args& args) {
 std::vector<FlagSpec> build_flags() {
   return {
       {"onnx", true, "ONNX model to import (external data is read from its directory)"},
+      {"hf", true, "Hugging Face GPT-2 folder to import instead (config.json + model.safetensors)"},
       {"minShapes", true,
        "min shapes of a profile, e.g. input_ids:1x12,attention_mask:1x12 (repeat for more "
        "profiles)"},
@@ -161,9 +162,12 @@ BuildConfig build_config_from_flags(const Args& args,
 LoadedEngine load_or_build(const Args& args, const std::string& command,
                            std::function<void(const std::string&)> notice) {
   LoadedEngine r;
-  bool has_onnx = args.has("onnx"), has_engine = args.has("loadEngine");
-  if (has_onnx == has_engine)
-    bad("gptrt " + command + ": give exactly one of --onnx=MODEL.onnx or --loadEngine=ENGINE");
+  int sources =
+      (args.has("onnx") ? 1 : 0) + (args.has("hf") ? 1 : 0) + (args.has("loadEngine") ? 1 : 0);
+  bool has_engine = args.has("loadEngine");
+  if (sources != 1)
+    bad("gptrt " + command +
+        ": give exactly one of --onnx=MODEL.onnx, --hf=DIR or --loadEngine=ENGINE");
   if (has_engine) {
     if (!profiles_from_flags(args).empty())
       bad("--minShapes/--optShapes/--maxShapes apply when building; an engine's profiles are "
@@ -174,10 +178,10 @@ LoadedEngine load_or_build(const Args& args, const std::string& command,
     r.load_ms = (platform::now_seconds() - t0) * 1e3;
     return r;
   }
-  r.source = args.get("onnx");
+  r.source = args.has("hf") ? args.get("hf") : args.get("onnx");
   BuildConfig config = build_config_from_flags(args, notice);
   double t0 = platform::now_seconds();
-  Network net = Network::from_onnx(r.source);
+  Network net = args.has("hf") ? Network::from_hf(r.source) : Network::from_onnx(r.source);
   for (const std::string& n : net.info().notices) notice(n);
   r.engine = Engine::build(net, config);
   r.build_ms = (platform::now_seconds() - t0) * 1e3;
