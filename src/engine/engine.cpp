@@ -56,9 +56,10 @@ const ShapeRange* OptimizationProfile::find(const std::string& name) const {
   return nullptr;
 }
 
-Network Network::from_onnx(const std::string& path) {
-  onnx::ImportedModel m = onnx::import_onnx(path);
-  auto impl = std::make_shared<Impl>();
+namespace {
+
+Network network_from(onnx::ImportedModel m) {
+  auto impl = std::make_shared<Network::Impl>();
   impl->graph = std::move(m.graph);
   impl->files = std::move(m.files);
   Network n;
@@ -66,14 +67,14 @@ Network Network::from_onnx(const std::string& path) {
   return n;
 }
 
+}  // namespace
+
+Network Network::from_onnx(const std::string& path) {
+  return network_from(onnx::import_onnx(path));
+}
+
 Network Network::from_hf(const std::string& dir) {
-  onnx::ImportedModel m = hf::import_folder(dir);
-  auto impl = std::make_shared<Impl>();
-  impl->graph = std::move(m.graph);
-  impl->files = std::move(m.files);
-  Network n;
-  n.impl = impl;
-  return n;
+  return network_from(hf::import_folder(dir));
 }
 
 ModelInfo Network::info() const {

@@ -97,7 +97,8 @@ TEST(HfFolder, MatchesPyTorchGoldensOnEveryBackend) {
   auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
   Network net = Network::from_hf(data_path("gpt2-tiny/hf"));
   ModelInfo info = net.info();
-  EXPECT_EQ(info.parameter_count, 168192);  // the tied head counted once (the ONNX export stores it twice)
+  EXPECT_EQ(info.parameter_count,
+            168192);  // the tied head counted once (the ONNX export stores it twice)
   ASSERT_EQ(info.outputs.size(), 1u);
   EXPECT_EQ(info.outputs[0].name, "logits");
   for (Backend backend : {Backend::kReference, Backend::kCpu}) {
