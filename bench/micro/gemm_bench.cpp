@@ -29,8 +29,7 @@ int main(int argc, char** argv) {
       for (int64_t i = 0; i < x.numel(); ++i) x.data_mut<float>()[i] = nd(rng);
       Tensor p = cpu::pack_weights(w, false);
       auto run = [&] {
-        cpu::gemm_packed(isa, x.data<float>(), m, c.k, p.data<float>(), c.n, nullptr,
-                         y.data_mut<float>(), pool);
+        cpu::gemm_packed(isa, x.data<float>(), m, c.k, p, c.n, nullptr, y.data_mut<float>(), pool);
       };
       run();
       int reps = 0;

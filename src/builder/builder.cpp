@@ -188,10 +188,14 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
   info.format_version = kEngineFormatVersion;
   info.gptrt_version = version();
   info.precision = Precision::kFp32;
-  if (config.precision != Precision::kFp32) {
-    notice(std::string("--") + precision_name(config.precision) + " accepted, but the " +
-           backend_name(config.backend) +
-           " backend computes in FP32 only for now; this engine is FP32");
+  if (config.precision == Precision::kBf16 && config.backend == Backend::kCpu) {
+    info.precision =
+        Precision::kBf16;  // linear-layer weights in BF16; activations, accumulation FP32
+  } else if (config.precision != Precision::kFp32) {
+    notice(
+        std::string("--") + precision_name(config.precision) + " accepted, but the " +
+        backend_name(config.backend) +
+        " backend computes in FP32 only for now (the cpu backend has --bf16); this engine is FP32");
   }
 
   InputAnalysis analysis = analyze_inputs(g);
@@ -238,7 +242,8 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
     }
   }
   if (config.backend == Backend::kCpu) {
-    int lowered = cpu::lower_linear(g);
+    int lowered = cpu::lower_linear(
+        g, info.precision == Precision::kBf16 ? DType::kBFloat16 : DType::kFloat32);
     int moved = cpu::lower_elementwise(g);
     passes::eliminate_dead_code(g);
     notice("cpu backend (" + info.target + "): " + std::to_string(lowered) +

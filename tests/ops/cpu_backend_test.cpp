@@ -1,6 +1,7 @@
 // The CPU backend against the reference: packed GEMM on every ISA this CPU has, at odd sizes
 // (not multiples of the vector width or the micro-kernel's rows), with and without bias and
 // transposition; the thread pool; whole models against the goldens.
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include "backends/cpu/gemm.h"
 #include "backends/reference/kernels.h"
 #include "core/bytes.h"
+#include "core/half.h"
 #include "test_util.h"
 
 namespace gptrt::test {
@@ -33,16 +35,22 @@ TEST(CpuGemm, MatchesDoubleReferenceAtOddSizes) {
       for (int64_t m : {1, 5, 6, 7, 13, 50}) {
         for (int64_t k : {1, 7, 64, 129}) {
           for (int64_t n : {1, 15, 16, 17, 50}) {
-            for (bool transposed : {false, true}) {
+            for (int variant = 0; variant < 4; ++variant) {
+              bool transposed = variant % 2 == 1;
+              DType wdt = variant < 2 ? DType::kFloat32 : DType::kBFloat16;
               Tensor w(DType::kFloat32, transposed ? Shape{n, k} : Shape{k, n});
               Tensor x(DType::kFloat32, {m, k}), bias(DType::kFloat32, {n});
               for (int64_t i = 0; i < w.numel(); ++i) w.data_mut<float>()[i] = nd(rng);
               for (int64_t i = 0; i < x.numel(); ++i) x.data_mut<float>()[i] = nd(rng);
               for (int64_t i = 0; i < n; ++i) bias.data_mut<float>()[i] = nd(rng);
-              Tensor packed = cpu::pack_weights(w, transposed);
+              Tensor packed = cpu::pack_weights(w, transposed, wdt);
+              if (wdt == DType::kBFloat16) {  // the reference uses the same rounded weights
+                for (int64_t i = 0; i < w.numel(); ++i)
+                  w.data_mut<float>()[i] = bf16_to_float(float_to_bf16(w.data<float>()[i]));
+              }
               std::vector<float> c(static_cast<size_t>(m * n + 1), -7.f);  // sentinel after the end
-              cpu::gemm_packed(isa, x.data<float>(), m, k, packed.data<float>(), n,
-                               bias.data<float>(), c.data(), pool);
+              cpu::gemm_packed(isa, x.data<float>(), m, k, packed, n, bias.data<float>(), c.data(),
+                               pool);
               ASSERT_EQ(c.back(), -7.f) << "write past the end";
               for (int64_t i = 0; i < m; ++i) {
                 for (int64_t j = 0; j < n; ++j) {
@@ -213,6 +221,46 @@ TEST(CpuElementwise, MatchesReferenceKernels) {
           << c.op << " element " << i;
     }
   }
+}
+
+}  // namespace
+}  // namespace gptrt::test
+
+namespace gptrt::test {
+namespace {
+
+// --bf16 on the cpu backend: linear-layer weights in BF16, everything else FP32.
+TEST(CpuBackendBf16, StaysCloseToTheGoldens) {
+  auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
+  BuildConfig config;
+  config.backend = Backend::kCpu;
+  config.precision = Precision::kBf16;
+  auto engine =
+      Engine::build(Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")), config);
+  EXPECT_EQ(engine->info().precision, Precision::kBf16);
+  auto ctx = engine->create_execution_context(2);
+  int64_t agree = 0, total = 0;
+  double worst = 0;
+  for (int c = 0; c < 6; ++c) {
+    std::string k = "case" + std::to_string(c);
+    const Tensor& mask = goldens.at(k + ".attention_mask");
+    Tensor out =
+        ctx->execute({{"input_ids", goldens.at(k + ".input_ids")}, {"attention_mask", mask}})[0];
+    const Tensor& want = goldens.at(k + ".logits");
+    worst = std::max(worst, max_abs_diff_masked(out, want, &mask));
+    int64_t rows = out.dim(0) * out.dim(1), v = out.dim(2);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (mask.data<int64_t>()[r] == 0) continue;
+      const float* a = out.data<float>() + r * v;
+      const float* b = want.data<float>() + r * v;
+      agree += std::max_element(a, a + v) - a == std::max_element(b, b + v) - b;
+      ++total;
+    }
+  }
+  EXPECT_GE(static_cast<double>(agree) / static_cast<double>(total), 0.99) << agree << "/" << total;
+  EXPECT_LE(worst, 0.1) << "max |dlogit| of BF16 weights (0.066 when written)";
+  std::printf("bf16: top-1 agreement %lld/%lld, max |dlogit| %.4g\n", static_cast<long long>(agree),
+              static_cast<long long>(total), worst);
 }
 
 }  // namespace

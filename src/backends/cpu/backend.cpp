@@ -13,7 +13,7 @@ bool is_matrix(const ir::Value* v) {
 
 }  // namespace
 
-int lower_linear(ir::Graph& g) {
+int lower_linear(ir::Graph& g, DType weights) {
   int rewritten = 0;
   std::map<std::pair<int, bool>, int> packed;  // (weight value, transposed) -> packed value
   for (ir::Node& n : g.nodes) {
@@ -47,8 +47,8 @@ int lower_linear(ir::Graph& g) {
     if (it == packed.end()) {
       ir::Value p;
       p.name = g.values[static_cast<size_t>(w)].name + (transposed ? ".packedT" : ".packed");
-      p.dtype = DType::kFloat32;
-      p.constant = pack_weights(g.values[static_cast<size_t>(w)].constant, transposed);
+      p.constant = pack_weights(g.values[static_cast<size_t>(w)].constant, transposed, weights);
+      p.dtype = weights;
       p.shape = ir::SymShape::from(p.constant.shape());
       p.is_weight = true;
       it = packed.emplace(key, g.add_value(std::move(p))).first;
@@ -103,8 +103,8 @@ std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tenso
   out_shape.back() = n;
   Tensor y = Tensor::uninitialized(DType::kFloat32, out_shape);
   const float* bias = inputs.size() > 2 && inputs[2] ? inputs[2]->data<float>() : nullptr;
-  gemm_packed(isa, x.data<float>(), x.numel() / k, k, inputs[1]->data<float>(), n, bias,
-              y.data_mut<float>(), pool);
+  gemm_packed(isa, x.data<float>(), x.numel() / k, k, *inputs[1], n, bias, y.data_mut<float>(),
+              pool);
   return {y};
 }
 

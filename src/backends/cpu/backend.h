@@ -16,10 +16,10 @@ namespace gptrt::cpu {
 /// Domain of the ops the CPU backend adds to a plan.
 inline constexpr const char* kDomain = "gptrt";
 
-/// Rewrites MatMul and Gemm nodes whose weight is a constant 2-D float32 matrix (Gemm: no
-/// transA, alpha = beta = 1, bias absent or [N]) into PackedLinear nodes with packed weights.
-/// Returns the number of nodes rewritten.
-int lower_linear(ir::Graph& graph);
+/// Rewrites MatMul and Gemm nodes (weights packed as `weights`: float32 or bfloat16) whose weight
+/// is a constant 2-D float32 matrix (Gemm: no transA, alpha = beta = 1, bias absent or [N]) into
+/// PackedLinear nodes with packed weights. Returns the number of nodes rewritten.
+int lower_linear(ir::Graph& graph, DType weights = DType::kFloat32);
 
 /// Moves the float32 elementwise ops the CPU backend runs multi-threaded (Add, Sub, Mul, Div,
 /// Pow, Tanh) into its domain; their kernels fall back to the reference for unusual broadcasts.

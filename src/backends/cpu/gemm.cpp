@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
+#include "core/half.h"
 #include "gptrt/error.h"
 #include "platform/platform.h"
 
@@ -49,59 +51,92 @@ Isa best_isa() {
   return Isa::kGeneric;
 }
 
+// Must match the row capacity of each micro-kernel (gemm_avx2.cpp: 6, gemm_avx512.cpp: 8).
 int64_t kernel_rows(Isa isa) {
-  return isa == Isa::kAvx512 ? 12 : 6;
+  return isa == Isa::kAvx512 ? 8 : 6;
 }
 
-PanelKernel panel_kernel(Isa isa) {
+PanelKernel panel_kernel(Isa isa, bool bf16) {
 #if defined(__x86_64__) || defined(_M_X64)
+  // BF16 panels: the AVX2 kernel serves AVX-512 CPUs too (they all have AVX2), with its 6 rows.
+  if (bf16) return isa == Isa::kGeneric ? panel_kernel_generic_bf16 : panel_kernel_avx2_bf16;
   if (isa == Isa::kAvx512) return panel_kernel_avx512;
   if (isa == Isa::kAvx2) return panel_kernel_avx2;
 #endif
-  return panel_kernel_generic;
+  return bf16 ? panel_kernel_generic_bf16 : panel_kernel_generic;
 }
 
-Tensor pack_weights(const Tensor& w, bool transposed) {
-  if (w.dtype() != DType::kFloat32 || w.rank() != 2) {
+Tensor pack_weights(const Tensor& w, bool transposed, DType dtype) {
+  if (w.dtype() != DType::kFloat32 || w.rank() != 2 ||
+      (dtype != DType::kFloat32 && dtype != DType::kBFloat16)) {
     throw Error(ErrorCode::kInternal,
-                "pack_weights needs a 2-D float32 matrix, found " + shape_str(w.shape()));
+                "pack_weights needs a 2-D float32 matrix packed to float32 or bfloat16, found " +
+                    shape_str(w.shape()));
   }
   int64_t k = transposed ? w.dim(1) : w.dim(0), n = transposed ? w.dim(0) : w.dim(1);
   int64_t panels = (n + kPanel - 1) / kPanel;
-  Tensor out(DType::kFloat32, {panels, k, kPanel});  // zero-filled: padding columns stay 0
+  Tensor out(dtype, {panels, k, kPanel});  // zero-filled: padding columns stay 0
   const float* src = w.data<float>();
-  float* dst = out.data_mut<float>();
   for (int64_t p = 0; p < panels; ++p) {
     for (int64_t kk = 0; kk < k; ++kk) {
-      float* row = dst + (p * k + kk) * kPanel;
+      int64_t at = (p * k + kk) * kPanel;
       for (int64_t j = 0; j < kPanel && p * kPanel + j < n; ++j) {
         int64_t col = p * kPanel + j;
-        row[j] = transposed ? src[col * k + kk] : src[kk * n + col];
+        float v = transposed ? src[col * k + kk] : src[kk * n + col];
+        if (dtype == DType::kFloat32)
+          out.data_mut<float>()[at + j] = v;
+        else
+          out.data_mut<uint16_t>()[at + j] = float_to_bf16(v);
       }
     }
   }
   return out;
 }
 
-void panel_kernel_generic(const float* x, int64_t ldx, int64_t rows, int64_t k, const float* panel,
-                          const float* bias16, float* c, int64_t ldc, int64_t cols) {
+namespace {
+
+template <typename W>
+void generic_kernel(const float* x, int64_t ldx, int64_t rows, int64_t k, const W* panel,
+                    const float* bias16, float* c, int64_t ldc, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) {
     float acc[kPanel];
     for (int64_t j = 0; j < kPanel; ++j) acc[j] = bias16 ? bias16[j] : 0.f;
     const float* xr = x + r * ldx;
     for (int64_t kk = 0; kk < k; ++kk) {
       float a = xr[kk];
-      const float* b = panel + kk * kPanel;
-      for (int64_t j = 0; j < kPanel; ++j) acc[j] += a * b[j];
+      const W* b = panel + kk * kPanel;
+      for (int64_t j = 0; j < kPanel; ++j) {
+        if constexpr (std::is_same_v<W, float>) {
+          acc[j] += a * b[j];
+        } else {
+          acc[j] += a * bf16_to_float(b[j]);
+        }
+      }
     }
     std::memcpy(c + r * ldc, acc, static_cast<size_t>(cols) * sizeof(float));
   }
 }
 
-void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const float* packed, int64_t n,
+}  // namespace
+
+void panel_kernel_generic(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
+                          const float* bias16, float* c, int64_t ldc, int64_t cols) {
+  generic_kernel(x, ldx, rows, k, static_cast<const float*>(panel), bias16, c, ldc, cols);
+}
+
+void panel_kernel_generic_bf16(const float* x, int64_t ldx, int64_t rows, int64_t k,
+                               const void* panel, const float* bias16, float* c, int64_t ldc,
+                               int64_t cols) {
+  generic_kernel(x, ldx, rows, k, static_cast<const uint16_t*>(panel), bias16, c, ldc, cols);
+}
+
+void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
                  const float* bias, float* c, ThreadPool& pool) {
-  PanelKernel kernel = panel_kernel(isa);
-  int64_t mr = kernel_rows(isa);
+  bool bf16 = packed.dtype() == DType::kBFloat16;
+  PanelKernel kernel = panel_kernel(isa, bf16);
+  int64_t mr = bf16 ? kernel_rows(isa == Isa::kAvx512 ? Isa::kAvx2 : isa) : kernel_rows(isa);
+  const auto* packed_bytes = static_cast<const uint8_t*>(packed.raw());
+  size_t panel_bytes = static_cast<size_t>(k * kPanel) * dtype_size(packed.dtype());
   int64_t panels = (n + kPanel - 1) / kPanel;
   // Rows of X come in chunks that stay in L2 (about 256 KiB, at least 4 row blocks) while a task
   // streams its panels; each panel is read from memory once per chunk and from cache for each
@@ -124,7 +159,7 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const float* pac
         std::memcpy(bias_pad, bias + p * kPanel, static_cast<size_t>(cols) * sizeof(float));
         b16 = bias_pad;
       }
-      const float* panel = packed + p * k * kPanel;
+      const void* panel = packed_bytes + static_cast<size_t>(p) * panel_bytes;
       for (int64_t r = r0; r < r1; r += mr) {
         kernel(x + r * k, k, std::min(mr, r1 - r), k, panel, b16, c + r * n + p * kPanel, n, cols);
       }

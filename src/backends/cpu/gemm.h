@@ -1,6 +1,7 @@
-// FP32 GEMM with weights packed at build time: C[M,N] = X[M,K] @ W[K,N] (+ bias[N]).
-// W is stored as ceil(N/16) panels of K x 16 floats (zero-padded), the layout the micro-kernels
-// stream; each ISA has its own micro-kernel, chosen at run time.
+// GEMM with weights packed at build time: C[M,N] = X[M,K] @ W[K,N] (+ bias[N]), X and C float32,
+// W float32 or bfloat16 (widened in registers, accumulation in float32). W is stored as
+// ceil(N/16) panels of K x 16 (zero-padded), the layout the micro-kernels stream; each ISA has
+// its own micro-kernel, chosen at run time.
 #pragma once
 
 #include <cstdint>
@@ -25,29 +26,35 @@ Isa best_isa();
 /// True when this CPU can run kernels of `isa`.
 bool isa_supported(Isa isa);
 
-/// Packs a float32 matrix: `w` is [K, N], or [N, K] when `transposed` (Gemm transB).
-/// Returns float32 [ceil(N/16), K, 16].
-Tensor pack_weights(const Tensor& w, bool transposed);
+/// Packs a float32 matrix: `w` is [K, N], or [N, K] when `transposed` (Gemm transB). Returns
+/// `dtype` (float32, or bfloat16 rounded to nearest even) [ceil(N/16), K, 16].
+Tensor pack_weights(const Tensor& w, bool transposed, DType dtype = DType::kFloat32);
 
-/// Micro-kernel: rows (<= kernel_rows(isa): 6 for AVX2 and generic, 8 for AVX-512) of X times one
-/// panel, written to C's `cols` (<= 16) columns, plus bias16 (16 floats, may be null).
+/// Micro-kernel: rows (<= kernel_rows(isa)) of X times one panel, written to C's `cols` (<= 16)
+/// columns, plus bias16 (16 floats, may be null).
 using PanelKernel = void (*)(const float* x, int64_t ldx, int64_t rows, int64_t k,
-                             const float* panel, const float* bias16, float* c, int64_t ldc,
+                             const void* panel, const float* bias16, float* c, int64_t ldc,
                              int64_t cols);
 /// Rows one call of the kernel of `isa` handles.
 int64_t kernel_rows(Isa isa);
-PanelKernel panel_kernel(Isa isa);
+/// The kernel of `isa` for float32 panels, or for bfloat16 panels when `bf16`.
+PanelKernel panel_kernel(Isa isa, bool bf16);
 
 // Per-ISA kernels (gemm_avx2.cpp and gemm_avx512.cpp are compiled for their ISA).
-void panel_kernel_generic(const float* x, int64_t ldx, int64_t rows, int64_t k, const float* panel,
+void panel_kernel_generic(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
                           const float* bias16, float* c, int64_t ldc, int64_t cols);
-void panel_kernel_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, const float* panel,
+void panel_kernel_generic_bf16(const float* x, int64_t ldx, int64_t rows, int64_t k,
+                               const void* panel, const float* bias16, float* c, int64_t ldc,
+                               int64_t cols);
+void panel_kernel_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
                        const float* bias16, float* c, int64_t ldc, int64_t cols);
-void panel_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, const float* panel,
+void panel_kernel_avx2_bf16(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
+                            const float* bias16, float* c, int64_t ldc, int64_t cols);
+void panel_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
                          const float* bias16, float* c, int64_t ldc, int64_t cols);
 
 /// C[M,N] = X[M,K] @ W + bias with `packed` from pack_weights; threads split the panels.
-void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const float* packed, int64_t n,
+void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
                  const float* bias, float* c, ThreadPool& pool);
 
 }  // namespace gptrt::cpu

@@ -24,8 +24,30 @@ inline void store_row(float* c, __m256 lo, __m256 hi, int64_t cols) {
 
 }  // namespace
 
-void panel_kernel_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, const float* panel,
-                       const float* bias16, float* c, int64_t ldc, int64_t cols) {
+namespace {
+
+// Row kk of a panel as two vectors of 8 floats (bfloat16 panels widened: bf16 is the top half
+// of a float32).
+template <bool kBf16>
+inline void load_b(const void* panel, int64_t kk, __m256& b0, __m256& b1) {
+  if constexpr (kBf16) {
+    const auto* p = static_cast<const uint16_t*>(panel) + kk * kPanel;
+    __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    b0 = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(raw)), 16));
+    b1 = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(raw, 1)), 16));
+  } else {
+    const float* p = static_cast<const float*>(panel) + kk * kPanel;
+    b0 = _mm256_loadu_ps(p);
+    b1 = _mm256_loadu_ps(p + 8);
+  }
+}
+
+template <bool kBf16>
+void kernel(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
+            const float* bias16, float* c, int64_t ldc, int64_t cols) {
+  constexpr int64_t kLineElems = kBf16 ? 32 : 16;  // elements of a 64-byte line
   const float* x0 = x;
   const float* x1 = rows > 1 ? x + 1 * ldx : x0;
   const float* x2 = rows > 2 ? x + 2 * ldx : x0;
@@ -39,9 +61,12 @@ void panel_kernel_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, con
   for (int64_t kk = 0; kk < k; ++kk) {
     // One 64-byte line of the panel per step: fetch 4 KiB ahead (into the next panel at the end,
     // which the same task reads next) so small-M calls stream weights at memory bandwidth.
-    _mm_prefetch(reinterpret_cast<const char*>(panel + (kk + 64) * kPanel), _MM_HINT_T0);
-    __m256 b0 = _mm256_loadu_ps(panel + kk * kPanel);
-    __m256 b1 = _mm256_loadu_ps(panel + kk * kPanel + 8);
+    if (kk % (kLineElems / kPanel) == 0) {
+      const auto* line = static_cast<const char*>(panel) + (kk + 64) * kPanel * (kBf16 ? 2 : 4);
+      _mm_prefetch(line, _MM_HINT_T0);
+    }
+    __m256 b0, b1;
+    load_b<kBf16>(panel, kk, b0, b1);
     __m256 a = _mm256_broadcast_ss(x0 + kk);
     c00 = _mm256_fmadd_ps(a, b0, c00);
     c01 = _mm256_fmadd_ps(a, b1, c01);
@@ -67,6 +92,18 @@ void panel_kernel_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, con
   if (rows > 3) store_row(c + 3 * ldc, c30, c31, cols);
   if (rows > 4) store_row(c + 4 * ldc, c40, c41, cols);
   if (rows > 5) store_row(c + 5 * ldc, c50, c51, cols);
+}
+
+}  // namespace
+
+void panel_kernel_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
+                       const float* bias16, float* c, int64_t ldc, int64_t cols) {
+  kernel<false>(x, ldx, rows, k, panel, bias16, c, ldc, cols);
+}
+
+void panel_kernel_avx2_bf16(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
+                            const float* bias16, float* c, int64_t ldc, int64_t cols) {
+  kernel<true>(x, ldx, rows, k, panel, bias16, c, ldc, cols);
 }
 
 }  // namespace gptrt::cpu

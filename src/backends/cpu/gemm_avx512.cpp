@@ -7,8 +7,10 @@
 
 namespace gptrt::cpu {
 
-void panel_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, const float* panel,
-                         const float* bias16, float* c, int64_t ldc, int64_t cols) {
+void panel_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k,
+                         const void* panel_bytes, const float* bias16, float* c, int64_t ldc,
+                         int64_t cols) {
+  const auto* panel = static_cast<const float*>(panel_bytes);
   const float* xr[8];
   for (int r = 0; r < 8; ++r) xr[r] = r < rows ? x + r * ldx : x;
   __m512 init = bias16 ? _mm512_loadu_ps(bias16) : _mm512_setzero_ps();
