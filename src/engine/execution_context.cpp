@@ -43,11 +43,29 @@ void check_index_range(const std::string& name, const Tensor& t, int64_t limit) 
 
 }  // namespace
 
+namespace {
+
+// The ISA of a cpu-backend engine, refused here if this CPU lacks it (an engine built with
+// --cpuIsa for another machine can be saved, not run: its kernels would fault).
+cpu::Isa runnable_isa(const Engine& engine) {
+  if (engine.info().backend != Backend::kCpu) return cpu::Isa::kGeneric;
+  cpu::Isa isa = cpu::isa_from_name(engine.info().target);
+  if (!cpu::isa_supported(isa)) {
+    throw Error(ErrorCode::kEngineMismatch,
+                "this engine targets " + engine.info().target + " CPUs, and this CPU (" +
+                    platform::cpu_info().model + ") supports " + cpu::isa_name(cpu::best_isa()) +
+                    "; save it for a machine that has " + engine.info().target +
+                    ", or rebuild with --cpuIsa=" + cpu::isa_name(cpu::best_isa()));
+  }
+  return isa;
+}
+
+}  // namespace
+
 struct ExecutionContext::State {
   State(const Engine& engine, int threads)
       : pool(threads > 0 ? threads : platform::cpu_info().logical_cores),
-        isa(engine.info().backend == Backend::kCpu ? cpu::isa_from_name(engine.info().target)
-                                                   : cpu::Isa::kGeneric),
+        isa(runnable_isa(engine)),
         executor(engine.impl().graph,
                  [this](const ir::Node& n, const std::vector<const Tensor*>& in) {
                    return cpu::run_node(n, in, isa, pool);

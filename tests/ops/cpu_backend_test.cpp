@@ -265,3 +265,27 @@ TEST(CpuBackendBf16, StaysCloseToTheGoldens) {
 
 }  // namespace
 }  // namespace gptrt::test
+
+namespace gptrt::test {
+namespace {
+
+TEST(CpuBackendIsa, AnEngineForAnIsaThisCpuLacksBuildsButDoesNotRun) {
+  if (cpu::isa_supported(cpu::Isa::kAvx512))
+    GTEST_SKIP() << "this CPU has AVX-512: nothing it lacks to test";
+  BuildConfig config;
+  config.backend = Backend::kCpu;
+  config.cpu_isa = "avx512";
+  auto engine =
+      Engine::build(Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")), config);
+  EXPECT_EQ(engine->info().target, "avx512");
+  expect_error([&] { engine->create_execution_context(1); }, {"avx512", "rebuild with --cpuIsa="});
+  config.cpu_isa = "avx1024";
+  expect_error(
+      [&] {
+        Engine::build(Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")), config);
+      },
+      {"unknown CPU ISA 'avx1024'"});
+}
+
+}  // namespace
+}  // namespace gptrt::test
