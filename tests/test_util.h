@@ -70,6 +70,21 @@ inline double max_abs_diff_masked(const Tensor& a, const Tensor& b, const Tensor
   return worst;
 }
 
+/// Runs the six FP32 golden cases of the fixture through `ctx` and expects max |dlogit| <= 1e-4
+/// at non-pad positions; `label` names the configuration in failures.
+inline void expect_fixture_goldens(ExecutionContext& ctx, const std::string& label) {
+  static const auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
+  for (int c = 0; c < 6; ++c) {
+    std::string k = "case" + std::to_string(c);
+    const Tensor& mask = goldens.at(k + ".attention_mask");
+    std::vector<Tensor> out =
+        ctx.execute({{"input_ids", goldens.at(k + ".input_ids")}, {"attention_mask", mask}});
+    ASSERT_EQ(out.size(), 1u) << label;
+    EXPECT_LE(max_abs_diff_masked(out[0], goldens.at(k + ".logits"), &mask), 1e-4)
+        << label << " " << k;
+  }
+}
+
 /// Builds an engine from an ONNX file with the default profile.
 inline std::shared_ptr<const Engine> build_default(const std::string& onnx_path) {
   return Engine::build(Network::from_onnx(onnx_path), BuildConfig{});

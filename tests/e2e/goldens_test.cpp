@@ -12,18 +12,8 @@ constexpr double kTolerance = 1e-4;
 class FixtureExport : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(FixtureExport, MatchesPyTorchGoldens) {
-  auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
   auto engine = build_default(data_path(GetParam()));
-  auto ctx = engine->create_execution_context();
-  for (int c = 0; c < 6; ++c) {
-    std::string k = "case" + std::to_string(c);
-    const Tensor& mask = goldens.at(k + ".attention_mask");
-    TensorMap in{{"input_ids", goldens.at(k + ".input_ids")}, {"attention_mask", mask}};
-    std::vector<Tensor> out = ctx->execute(in);
-    ASSERT_EQ(out.size(), 1u);
-    double diff = max_abs_diff_masked(out[0], goldens.at(k + ".logits"), &mask);
-    EXPECT_LE(diff, kTolerance) << GetParam() << " " << k;
-  }
+  expect_fixture_goldens(*engine->create_execution_context(), GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(AllExports, FixtureExport,
@@ -86,15 +76,8 @@ TEST(ExportVariantInfo, Int32InputsAndPositionIdsAreRangeChecked) {
   EXPECT_EQ(engine->info().index_limits.at("input_ids"), 1000);
 }
 
-}  // namespace
-}  // namespace gptrt::test
-
-namespace gptrt::test {
-namespace {
-
 // The Hugging Face folder of the same model, imported without ONNX, on both backends.
 TEST(HfFolder, MatchesPyTorchGoldensOnEveryBackend) {
-  auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
   Network net = Network::from_hf(data_path("gpt2-tiny/hf"));
   ModelInfo info = net.info();
   EXPECT_EQ(info.parameter_count,
@@ -107,15 +90,7 @@ TEST(HfFolder, MatchesPyTorchGoldensOnEveryBackend) {
     auto engine = Engine::build(net, config);
     EXPECT_EQ(engine->info().index_limits.at("input_ids"), 1000);
     EXPECT_EQ(engine->info().profiles[0].find("input_ids")->max, (Shape{64, 64}));
-    auto ctx = engine->create_execution_context(2);
-    for (int c = 0; c < 6; ++c) {
-      std::string k = "case" + std::to_string(c);
-      const Tensor& mask = goldens.at(k + ".attention_mask");
-      Tensor out =
-          ctx->execute({{"input_ids", goldens.at(k + ".input_ids")}, {"attention_mask", mask}})[0];
-      EXPECT_LE(max_abs_diff_masked(out, goldens.at(k + ".logits"), &mask), 1e-4)
-          << backend_name(backend) << " " << k;
-    }
+    expect_fixture_goldens(*engine->create_execution_context(2), backend_name(backend));
   }
 }
 

@@ -90,22 +90,14 @@ TEST(CpuThreadPool, RunsEveryTaskOnceAcrossManyJobs) {
 class CpuBackendExport : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CpuBackendExport, MatchesPyTorchGoldens) {
-  auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
   BuildConfig config;
   config.backend = Backend::kCpu;
   auto engine = Engine::build(Network::from_onnx(data_path(GetParam())), config);
   EXPECT_EQ(engine->info().target, cpu::isa_name(cpu::best_isa()));
   EXPECT_EQ(engine->info().model.op_counts.count("Gemm"), 0u) << "linear layers were not lowered";
   for (int threads : {1, 2}) {
-    auto ctx = engine->create_execution_context(threads);
-    for (int c = 0; c < 6; ++c) {
-      std::string k = "case" + std::to_string(c);
-      const Tensor& mask = goldens.at(k + ".attention_mask");
-      Tensor out =
-          ctx->execute({{"input_ids", goldens.at(k + ".input_ids")}, {"attention_mask", mask}})[0];
-      EXPECT_LE(max_abs_diff_masked(out, goldens.at(k + ".logits"), &mask), 1e-4)
-          << GetParam() << " " << k;
-    }
+    expect_fixture_goldens(*engine->create_execution_context(threads),
+                           GetParam() + " threads " + std::to_string(threads));
   }
 }
 
@@ -151,12 +143,6 @@ TEST(CpuBackendEngine, RoundTripAndIsaCheck) {
     EXPECT_NE(std::string(e.what()).find(other), std::string::npos) << e.what();
   }
 }
-
-}  // namespace
-}  // namespace gptrt::test
-
-namespace gptrt::test {
-namespace {
 
 // The CPU backend's elementwise kernels against the reference kernels of the same ops, on fresh
 // random inputs, for the fast broadcasts and the fallback ones, at sizes that are not multiples
@@ -223,12 +209,6 @@ TEST(CpuElementwise, MatchesReferenceKernels) {
   }
 }
 
-}  // namespace
-}  // namespace gptrt::test
-
-namespace gptrt::test {
-namespace {
-
 // --bf16 on the cpu backend: linear-layer weights in BF16, everything else FP32.
 TEST(CpuBackendBf16, StaysCloseToTheGoldens) {
   auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
@@ -262,12 +242,6 @@ TEST(CpuBackendBf16, StaysCloseToTheGoldens) {
   std::printf("bf16: top-1 agreement %lld/%lld, max |dlogit| %.4g\n", static_cast<long long>(agree),
               static_cast<long long>(total), worst);
 }
-
-}  // namespace
-}  // namespace gptrt::test
-
-namespace gptrt::test {
-namespace {
 
 TEST(CpuBackendIsa, AnEngineForAnIsaThisCpuLacksBuildsButDoesNotRun) {
   if (cpu::isa_supported(cpu::Isa::kAvx512))
