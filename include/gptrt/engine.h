@@ -61,6 +61,14 @@ struct ModelInfo {
 };
 
 /// An imported model: the graph gptrt compiles. Cheap to copy (shared, immutable).
+/// A model's graph after the fusion passes (what `gptrt inspect --fused` prints).
+struct FusedGraph {
+  bool decoder_recognised = false;
+  std::string decoder;  // one line: the GPT-2 decoder found, or what blocked recognising it
+  std::vector<std::string> nodes;  // one line per node: "out [shape] = domain.Op(inputs) attrs"
+  std::map<std::string, int64_t> op_counts;
+};
+
 class Network {
  public:
   /// Reads an ONNX file (external data is looked up next to it). Throws gptrt::Error.
@@ -69,6 +77,8 @@ class Network {
   static Network from_hf(const std::string& dir);
   /// Inputs, outputs, op counts and parameter sizes.
   ModelInfo info() const;
+  /// Runs constant folding and the fusion passes on a copy of the graph and describes it.
+  FusedGraph fused() const;
 
   struct Impl;
   std::shared_ptr<const Impl> impl;

@@ -164,6 +164,23 @@ void validate_profile(const ir::Graph& g, const OptimizationProfile& p, size_t i
   }
 }
 
+passes::DecoderInfo fuse(ir::Graph& g, const std::function<void(const std::string&)>& notice) {
+  int norms = passes::fuse_layer_norm(g);
+  int linears = passes::fuse_linear(g);
+  passes::eliminate_dead_code(g);
+  passes::DecoderInfo decoder = passes::fuse_decoder(g);
+  passes::eliminate_dead_code(g);
+  if (notice) {
+    notice("passes: fused " + std::to_string(norms) + " decomposed LayerNorms, " +
+           std::to_string(linears) + " linear layers");
+    notice(decoder.recognised ? decoder.summary()
+                              : decoder.summary() +
+                                    "; the graph runs op by op on the generic plan (correct, "
+                                    "slower)");
+  }
+  return decoder;
+}
+
 std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildConfig& config) {
   auto notice = [&](const std::string& s) {
     if (config.notice) config.notice(s);
@@ -241,25 +258,35 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
              std::to_string(r2));
     }
   }
+  if (config.backend != Backend::kReference) {
+    passes::DecoderInfo decoder = fuse(g, notice);
+    info.model.notices.push_back(decoder.summary());
+  }
   if (config.backend == Backend::kCpu) {
     int lowered = cpu::lower_linear(
         g, info.precision == Precision::kBf16 ? DType::kBFloat16 : DType::kFloat32);
+    int norms = cpu::lower_layer_norm(g);
     int moved = cpu::lower_elementwise(g);
     passes::eliminate_dead_code(g);
     notice("cpu backend (" + info.target + "): " + std::to_string(lowered) +
-           " MatMul/Gemm nodes lowered to packed linear kernels, " + std::to_string(moved) +
-           " elementwise ops to threaded kernels");
+           " linear layers lowered to packed GEMM kernels, " + std::to_string(norms) +
+           " LayerNorms and " + std::to_string(moved) + " elementwise ops to threaded kernels");
   }
   ir::verify(g);
   for (const ir::Node& n : g.nodes) {
-    if (n.domain.empty() ? !reference::has_kernel(n.op_type) : !cpu::has_kernel(n.op_type)) {
+    bool known =
+        reference::has_kernel(n.op_type, n.domain) ||
+        (!n.domain.empty() && config.backend == Backend::kCpu && cpu::has_kernel(n.op_type));
+    if (!known) {
       throw Error(ErrorCode::kUnsupported, n.describe() + " (opset " + std::to_string(g.opset) +
                                                "): no kernel on the " +
                                                backend_name(config.backend) + " backend");
     }
   }
   ModelInfo model = describe_graph(g);
-  model.notices = describe_graph(network.graph).notices;
+  std::vector<std::string> notices = describe_graph(network.graph).notices;
+  notices.insert(notices.end(), info.model.notices.begin(), info.model.notices.end());
+  model.notices = notices;
   info.model = model;
   return e;
 }

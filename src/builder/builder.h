@@ -3,7 +3,11 @@
 
 #include <memory>
 
+#include <functional>
+#include <string>
+
 #include "engine/engine_impl.h"
+#include "passes/passes.h"
 
 namespace gptrt::builder {
 
@@ -22,6 +26,11 @@ OptimizationProfile default_profile(const ir::Graph& graph, int64_t max_batch, i
 /// Checks a profile against the graph's inputs; throws gptrt::Error saying what to fix.
 void validate_profile(const ir::Graph& graph, const OptimizationProfile& profile, size_t index,
                       int64_t n_positions);
+
+/// The fusion passes on a folded graph: LayerNorm and Linear fusion, then the GPT-2 decoder
+/// (passes::fuse_decoder). A graph that is not recognised keeps its fused LayerNorms and linear
+/// layers and runs op by op; `notice` gets one line saying what blocked the rest.
+passes::DecoderInfo fuse(ir::Graph& graph, const std::function<void(const std::string&)>& notice);
 
 /// Runs the whole build.
 std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildConfig& config);

@@ -104,9 +104,9 @@ std::shared_ptr<const Engine> Engine::load(const std::string& path) {
     }
   }
   for (const ir::Node& n : impl->graph.nodes) {
-    bool known = n.domain.empty()
-                     ? reference::has_kernel(n.op_type)
-                     : impl->info.backend == Backend::kCpu && cpu::has_kernel(n.op_type);
+    bool known =
+        reference::has_kernel(n.op_type, n.domain) ||
+        (!n.domain.empty() && impl->info.backend == Backend::kCpu && cpu::has_kernel(n.op_type));
     if (!known) {
       throw Error(ErrorCode::kEngineMismatch, "engine '" + path + "' uses op " + n.op_type +
                                                   ", which this gptrt cannot run; rebuild it");

@@ -23,6 +23,8 @@ struct Engine::Impl {
 
 /// Inputs, outputs, op counts and parameter sizes of a graph.
 ModelInfo describe_graph(const ir::Graph& graph);
+/// One line for a node: "out [shape] = domain.Op(inputs) attrs" (constants as name<shape>).
+std::string describe_node(const ir::Graph& graph, const ir::Node& node);
 
 /// Current engine file format version.
 constexpr uint32_t kEngineFormatVersion = 1;

@@ -2,6 +2,7 @@
 
 #include "backends/cpu/backend.h"
 #include "backends/reference/executor.h"
+#include "backends/reference/kernels.h"
 #include "engine/engine_impl.h"
 #include "gptrt/error.h"
 #include "platform/platform.h"
@@ -66,10 +67,11 @@ struct ExecutionContext::State {
   State(const Engine& engine, int threads)
       : pool(threads > 0 ? threads : platform::cpu_info().logical_cores),
         isa(runnable_isa(engine)),
-        executor(engine.impl().graph,
-                 [this](const ir::Node& n, const std::vector<const Tensor*>& in) {
-                   return cpu::run_node(n, in, isa, pool);
-                 }) {}
+        executor(engine.impl().graph, [this, opset = engine.impl().graph.opset](
+                                          const ir::Node& n, const std::vector<const Tensor*>& in) {
+          return cpu::has_kernel(n.op_type) ? cpu::run_node(n, in, isa, pool)
+                                            : reference::run_node(n, in, opset);
+        }) {}
   cpu::ThreadPool pool;
   cpu::Isa isa;
   reference::Executor executor;

@@ -13,6 +13,10 @@
 
 namespace gptrt::ir {
 
+/// Domain of the fused ops the passes create (Embedding, Linear, Attention) and of the ops
+/// backends lower to (PackedLinear).
+inline constexpr const char* kFusedDomain = "gptrt";
+
 /// One dimension: a known size, or a symbol (a name such as "batch_size", or an expression).
 struct Dim {
   int64_t value = -1;  // meaningful when known (negative only for integer contents)

@@ -853,6 +853,62 @@ std::optional<std::vector<Dim>> symbolic_ints(const Value* v) {
   return v->sym_value;
 }
 
+namespace {
+
+// The gptrt domain: fused ops the passes create (never imported from a file).
+void infer_embedding(Graph& g, const Node& n) {
+  const Value& ids = in(g, n, 0);
+  const Value& wte = in(g, n, 2);
+  if (ids.dtype != DType::kInt64 && ids.dtype != DType::kInt32)
+    fail(n, std::string("token ids must be int64 or int32, found ") + dtype_name(ids.dtype));
+  if (!wte.shape.rank_known || wte.shape.dims.size() != 2)
+    fail(n, "the token table must be 2-D, found " + wte.shape.str());
+  SymShape s = ids.shape;
+  if (s.rank_known) s.dims.push_back(wte.shape.dims[1]);
+  set(g, n, 0, wte.dtype, s);
+}
+
+void infer_linear(Graph& g, const Node& n) {
+  const Value& x = in(g, n, 0);
+  const Value& w = in(g, n, 1);
+  require_float(n, x);
+  if (!w.shape.rank_known || w.shape.dims.size() != 2)
+    fail(n, "the weight must be 2-D, found " + w.shape.str());
+  bool trans_b = n.attr_int("transB", 0) != 0;
+  SymShape s = x.shape;
+  if (s.rank_known && !s.dims.empty()) s.dims.back() = w.shape.dims[trans_b ? 0 : 1];
+  set(g, n, 0, x.dtype, s);
+}
+
+void infer_attention(Graph& g, const Node& n) {
+  const Value& qkv = in(g, n, 0);
+  require_float(n, qkv);
+  SymShape s = qkv.shape;
+  if (s.rank_known) {
+    if (s.dims.size() != 3) fail(n, "qkv must be [batch, seq, 3*hidden], found " + s.str());
+    Dim& last = s.dims.back();
+    if (last.is_known()) {
+      if (last.value % 3 != 0)
+        fail(n, "qkv's last dim must be a multiple of 3, found " + last.str());
+      last = Dim::known(last.value / 3);
+    } else {
+      last = Dim::unknown();
+    }
+  }
+  set(g, n, 0, qkv.dtype, s);
+}
+
+const std::unordered_map<std::string, OpEntry>& fused_registry() {
+  static const std::unordered_map<std::string, OpEntry> table = {
+      {"Embedding", {0, infer_embedding}},
+      {"Linear", {0, infer_linear}},
+      {"Attention", {0, infer_attention}},
+  };
+  return table;
+}
+
+}  // namespace
+
 bool op_supported(const std::string& op_type, const std::string& domain, int64_t opset,
                   std::string* why) {
   if (!domain.empty() && domain != "ai.onnx") {
@@ -882,8 +938,9 @@ std::vector<std::string> supported_ops() {
 }
 
 void infer_node(Graph& graph, const Node& node) {
-  auto it = registry().find(node.op_type);
-  if (it == registry().end()) {
+  const auto& table = node.domain == kFusedDomain ? fused_registry() : registry();
+  auto it = table.find(node.op_type);
+  if (it == table.end()) {
     throw Error(ErrorCode::kUnsupported, node.describe() + ": unsupported op");
   }
   it->second.infer(graph, node);

@@ -9,6 +9,8 @@
 
 namespace gptrt::passes {
 
+using ir::kFusedDomain;
+
 /// Evaluates every node whose result is known at build time (constant inputs, shapes of
 /// static dims, shape arithmetic that collapsed) and turns its outputs into constants.
 int fold_constants(ir::Graph& graph);
@@ -19,5 +21,38 @@ int eliminate_dead_code(ir::Graph& graph);
 /// Replaces symbolic input dims by concrete sizes (a profile with min == max) and re-infers
 /// shapes, so shape subgraphs fold away. Returns how many input dims it fixed.
 int specialize_shapes(ir::Graph& graph, const std::map<std::string, Shape>& input_shapes);
+
+/// Decomposed LayerNorm (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div, then Mul gamma, Add beta)
+/// becomes LayerNormalization over the last axis. Run dead-code elimination afterwards.
+int fuse_layer_norm(ir::Graph& graph);
+
+/// MatMul by a constant matrix (+ constant bias Add) and Gemm become gptrt.Linear. Run
+/// dead-code elimination afterwards.
+int fuse_linear(ir::Graph& graph);
+
+/// What fuse_decoder found.
+struct DecoderInfo {
+  bool recognised = false;
+  std::string blocker;  // why not, when not recognised
+  int64_t layers = 0, heads = 0, head_size = 0, hidden = 0, inner = 0, vocab = 0, n_positions = 0;
+  float epsilon = 0;
+  std::string activation;  // "gelu_tanh" or "gelu_erf"
+  bool lm_head = false;    // output is logits (else the last hidden state)
+  bool tied_head = false;  // the LM head reads the token embedding table
+  std::string input_ids, attention_mask, position_ids;  // input names ("" when absent)
+  double verified_max_diff = 0;  // largest |difference| to the original graph when checked
+  /// One line: "GPT-2 decoder: 6 layers, 12 heads x 64, ..." or "not recognised: <blocker>".
+  std::string summary() const;
+};
+
+/// Recognises the GPT-2 decoder in a graph that went through fold_constants, fuse_layer_norm,
+/// fuse_linear and eliminate_dead_code, and replaces the graph by the canonical fused one:
+/// gptrt.Embedding, then per layer LayerNormalization, Linear (qkv), gptrt.Attention (causal,
+/// padding mask, 1/sqrt(head size)), Linear (+residual), LayerNormalization, Linear (+GELU),
+/// Linear (+residual), then LayerNormalization and the (tied) LM head. Every export form and the
+/// Hugging Face import give the same fused graph. The rewrite is checked on random inputs
+/// (padded rows included) against the original graph on the reference kernels; when anything
+/// does not fit, the graph is left as it was and `blocker` says why.
+DecoderInfo fuse_decoder(ir::Graph& graph);
 
 }  // namespace gptrt::passes

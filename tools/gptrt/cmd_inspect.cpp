@@ -49,18 +49,42 @@ int cmd_inspect(const std::vector<std::string>& argv) {
       {"hf", true, "Hugging Face GPT-2 folder to describe"},
       {"loadEngine", true, "engine file to describe"},
       {"ops", false, "list the ops gptrt can import"},
+      {"fused", false,
+       "print the graph after the fusion passes and whether the GPT-2 decoder was recognised"},
       {"help", false, "show this help"},
   };
   Args args = Args::parse(specs, argv, "inspect");
   if (args.has("help")) {
-    print_help("usage: gptrt inspect FILE | --onnx=MODEL.onnx | --loadEngine=ENGINE | --ops",
-               specs);
+    print_help(
+        "usage: gptrt inspect FILE | --onnx=MODEL.onnx | --hf=DIR | --loadEngine=ENGINE | --ops\n"
+        "       gptrt inspect --fused (--onnx=MODEL.onnx | --hf=DIR)",
+        specs);
     return 0;
   }
   if (args.has("ops")) {
     std::printf("ops gptrt imports (default ONNX domain, opsets %lld-%lld):\n",
                 static_cast<long long>(ir::kMinOpset), static_cast<long long>(ir::kMaxOpset));
     for (const std::string& op : ir::supported_ops()) std::printf("  %s\n", op.c_str());
+    return 0;
+  }
+  if (args.has("fused")) {
+    if (args.has("loadEngine"))
+      throw Error(ErrorCode::kInvalidArgument,
+                  "gptrt inspect --fused describes a model (--onnx or --hf); an engine's plan is "
+                  "already fused: gptrt inspect --loadEngine=ENGINE shows its ops");
+    std::string src = args.has("hf") ? args.get("hf") : args.get("onnx");
+    if (src.empty() && !args.positional().empty()) src = args.positional().front();
+    if (src.empty())
+      throw Error(ErrorCode::kInvalidArgument,
+                  "gptrt inspect --fused: give --onnx=MODEL.onnx or --hf=DIR");
+    Network net = args.has("hf") ? Network::from_hf(src) : Network::from_onnx(src);
+    FusedGraph f = net.fused();
+    std::printf("model: %s\n%s\nfused graph (%zu nodes):\n", src.c_str(), f.decoder.c_str(),
+                f.nodes.size());
+    for (const std::string& line : f.nodes) std::printf("  %s\n", line.c_str());
+    std::printf("op counts:\n");
+    for (const auto& [op, n] : f.op_counts)
+      std::printf("  %-20s %lld\n", op.c_str(), static_cast<long long>(n));
     return 0;
   }
   if (args.has("hf")) {

@@ -2,6 +2,9 @@
 
 #include <map>
 
+#include "backends/cpu/fused_kernels.h"
+#include "backends/reference/fused_ops.h"
+#include "backends/reference/kernels.h"
 #include "gptrt/error.h"
 
 namespace gptrt::cpu {
@@ -11,18 +14,39 @@ bool is_matrix(const ir::Value* v) {
   return v && v->is_constant() && v->dtype == DType::kFloat32 && v->constant.rank() == 2;
 }
 
+ir::Attribute int_attr(int64_t v) {
+  ir::Attribute a;
+  a.kind = ir::Attribute::Kind::kInt;
+  a.i = v;
+  return a;
+}
+
+bool is_vector(const ir::Value* v, int64_t n) {
+  return v && v->is_constant() && v->dtype == DType::kFloat32 && v->constant.numel() == n;
+}
+
 }  // namespace
 
 int lower_linear(ir::Graph& g, DType weights) {
   int rewritten = 0;
   std::map<std::pair<int, bool>, int> packed;  // (weight value, transposed) -> packed value
   for (ir::Node& n : g.nodes) {
-    if (!n.domain.empty() || n.outputs.empty() || n.outputs[0] < 0) continue;
+    if (n.outputs.empty() || n.outputs[0] < 0) continue;
     const ir::Value* x = g.input(n, 0);
     if (!x || x->dtype != DType::kFloat32 || x->is_constant()) continue;
     bool transposed = false;
-    int bias = -1;
-    if (n.op_type == "MatMul") {
+    int bias = -1, residual = -1;
+    int64_t activation = 0;
+    bool fused = n.domain == kDomain && n.op_type == "Linear";
+    if (!n.domain.empty() && !fused) continue;
+    if (fused) {
+      if (!is_matrix(g.input(n, 1))) continue;
+      transposed = n.attr_int("transB", 0) != 0;
+      bias = n.inputs.size() > 2 ? n.inputs[2] : -1;
+      residual = n.inputs.size() > 3 ? n.inputs[3] : -1;
+      activation = reference::activation_from_name(n.attr_string("activation", ""));
+      if (activation < 0) continue;
+    } else if (n.op_type == "MatMul") {
       if (!is_matrix(g.input(n, 1)) || !x->shape.rank_known || x->shape.dims.size() < 2) continue;
     } else if (n.op_type == "Gemm") {
       if (!is_matrix(g.input(n, 1)) || n.attr_int("transA", 0) != 0 ||
@@ -59,13 +83,24 @@ int lower_linear(ir::Graph& g, DType weights) {
     lowered.name = n.name;
     lowered.op_type = "PackedLinear";
     lowered.domain = kDomain;
-    lowered.inputs = {n.inputs[0], it->second};
-    if (bias >= 0) lowered.inputs.push_back(bias);
+    lowered.inputs = {n.inputs[0], it->second, bias, residual};
+    while (lowered.inputs.back() < 0) lowered.inputs.pop_back();
     lowered.outputs = {n.outputs[0]};
-    lowered.attrs["K"] = ir::Attribute{ir::Attribute::Kind::kInt, 0, k, {}, {}, {}, {}, {}};
-    lowered.attrs["N"] = ir::Attribute{ir::Attribute::Kind::kInt, 0, cols, {}, {}, {}, {}, {}};
+    lowered.attrs["K"] = int_attr(k);
+    lowered.attrs["N"] = int_attr(cols);
+    if (activation != 0) lowered.attrs["activation"] = int_attr(activation);
     n = std::move(lowered);
     ++rewritten;
+  }
+  // The tied LM head: an FP32 packed [V, E]^T table serves the embedding lookup too, so the
+  // engine stores the table once.
+  for (ir::Node& n : g.nodes) {
+    if (n.domain != kDomain || n.op_type != "Embedding" || n.inputs.size() < 4) continue;
+    auto it = packed.find({n.inputs[2], true});
+    if (it == packed.end() || weights != DType::kFloat32) continue;
+    n.attrs["vocab"] = int_attr(g.values[static_cast<size_t>(n.inputs[2])].constant.dim(0));
+    n.inputs[2] = it->second;
+    n.attrs["packed"] = int_attr(1);
   }
   return rewritten;
 }
@@ -82,30 +117,165 @@ int lower_elementwise(ir::Graph& g) {
   return moved;
 }
 
-bool has_kernel(const std::string& op_type) {
-  return op_type == "PackedLinear" || is_elementwise(op_type);
+int lower_layer_norm(ir::Graph& g) {
+  int moved = 0;
+  for (ir::Node& n : g.nodes) {
+    if (!n.domain.empty() || n.op_type != "LayerNormalization" || n.attr_int("axis", -1) != -1)
+      continue;
+    const ir::Value* x = g.input(n, 0);
+    if (!x || x->dtype != DType::kFloat32 || !x->shape.rank_known || x->shape.dims.empty() ||
+        !x->shape.dims.back().is_known())
+      continue;
+    int64_t e = x->shape.dims.back().value;
+    if (!is_vector(g.input(n, 1), e) || !is_vector(g.input(n, 2), e)) continue;
+    bool extra_outputs = false;
+    for (size_t i = 1; i < n.outputs.size(); ++i)
+      extra_outputs = extra_outputs || n.outputs[i] >= 0;
+    if (extra_outputs) continue;
+    n.domain = kDomain;
+    n.op_type = "LayerNorm";
+    ++moved;
+  }
+  return moved;
 }
+
+bool has_kernel(const std::string& op_type) {
+  return op_type == "PackedLinear" || op_type == "LayerNorm" || op_type == "Attention" ||
+         op_type == "Embedding" || is_elementwise(op_type);
+}
+
+namespace {
+
+[[noreturn]] void fail(const ir::Node& node, const std::string& msg) {
+  throw Error(ErrorCode::kShapeError, node.describe() + ": " + msg);
+}
+
+std::vector<int64_t> as_int64(const Tensor& t) {
+  std::vector<int64_t> r(static_cast<size_t>(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i)
+    r[static_cast<size_t>(i)] =
+        t.dtype() == DType::kInt64 ? t.data<int64_t>()[i] : t.data<int32_t>()[i];
+  return r;
+}
+
+Tensor packed_linear(const ir::Node& node, const std::vector<const Tensor*>& in, Isa isa,
+                     ThreadPool& pool) {
+  // x [..., K] -> y [..., N]
+  const Tensor& x = *in[0];
+  int64_t k = node.attr_int("K", 0), n = node.attr_int("N", 0);
+  if (x.dtype() != DType::kFloat32 || x.rank() == 0 || x.shape().back() != k)
+    fail(node, "input " + shape_str(x.shape()) + " does not end in K = " + std::to_string(k));
+  Shape out_shape = x.shape();
+  out_shape.back() = n;
+  Tensor y = Tensor::uninitialized(DType::kFloat32, out_shape);
+  const float* bias = in.size() > 2 && in[2] ? in[2]->data<float>() : nullptr;
+  Epilogue epi;
+  epi.activation = static_cast<int>(node.attr_int("activation", 0));
+  if (in.size() > 3 && in[3]) {
+    if (in[3]->shape() != out_shape)
+      fail(node, "residual " + shape_str(in[3]->shape()) + " is not " + shape_str(out_shape));
+    epi.residual = in[3]->data<float>();
+  }
+  gemm_packed(isa, x.data<float>(), x.numel() / k, k, *in[1], n, bias, y.data_mut<float>(), pool,
+              epi);
+  return y;
+}
+
+Tensor embedding(const ir::Node& node, const std::vector<const Tensor*>& in, ThreadPool& pool) {
+  const Tensor& ids_t = *in[0];
+  const Tensor* pos_t = in.size() > 1 ? in[1] : nullptr;
+  const Tensor& table = *in[2];
+  const Tensor& wpe = *in[3];
+  bool packed = node.attr_int("packed", 0) != 0;
+  int64_t e = wpe.dim(1), vocab = packed ? node.attr_int("vocab", 0) : table.dim(0);
+  if (ids_t.rank() != 2)
+    fail(node, "token ids must be [batch, seq], found " + shape_str(ids_t.shape()));
+  int64_t b = ids_t.dim(0), s = ids_t.dim(1);
+  std::vector<int64_t> ids = as_int64(ids_t), pos(static_cast<size_t>(b * s));
+  std::vector<int64_t> given = pos_t ? as_int64(*pos_t) : std::vector<int64_t>{};
+  if (pos_t &&
+      !(pos_t->rank() == 2 && pos_t->dim(1) == s && (pos_t->dim(0) == b || pos_t->dim(0) == 1)))
+    fail(node, "position_ids " + shape_str(pos_t->shape()) + " does not match ids " +
+                   shape_str(ids_t.shape()));
+  for (int64_t r = 0; r < b; ++r) {
+    for (int64_t t = 0; t < s; ++t) {
+      size_t i = static_cast<size_t>(r * s + t);
+      pos[i] = pos_t ? given[static_cast<size_t>((pos_t->dim(0) == 1 ? 0 : r) * s + t)] : t;
+      if (ids[i] < 0 || ids[i] >= vocab)
+        fail(node, "token id " + std::to_string(ids[i]) + " is outside [0, " +
+                       std::to_string(vocab) + ")");
+      if (pos[i] < 0 || pos[i] >= wpe.dim(0))
+        fail(node, "position " + std::to_string(pos[i]) + " is outside [0, " +
+                       std::to_string(wpe.dim(0)) + ")");
+    }
+  }
+  Tensor out = Tensor::uninitialized(DType::kFloat32, {b, s, e});
+  if (!packed) {
+    embedding_rows(ids.data(), pos.data(), table.data<float>(), wpe.data<float>(), b * s, e,
+                   out.data_mut<float>(), pool);
+    return out;
+  }
+  // Row v of the table is column v of the packed LM head: panel v/16, lane v%16, stride 16.
+  const float* p = table.data<float>();
+  for (int64_t i = 0; i < b * s; ++i) {
+    const float* col = p + (ids[static_cast<size_t>(i)] / kPanel) * e * kPanel +
+                       ids[static_cast<size_t>(i)] % kPanel;
+    const float* q = wpe.data<float>() + pos[static_cast<size_t>(i)] * e;
+    float* o = out.data_mut<float>() + i * e;
+    for (int64_t k = 0; k < e; ++k) o[k] = col[k * kPanel] + q[k];
+  }
+  return out;
+}
+
+Tensor attention(const ir::Node& node, const std::vector<const Tensor*>& in, ThreadPool& pool) {
+  const Tensor& qkv = *in[0];
+  const Tensor* mask = in.size() > 1 ? in[1] : nullptr;
+  int64_t heads = node.attr_int("num_heads", 0);
+  if (qkv.dtype() != DType::kFloat32 || qkv.rank() != 3 || heads <= 0 ||
+      qkv.dim(2) % (3 * heads) != 0)
+    fail(node, "needs float32 qkv [B,S,3E] with 3E divisible by 3 * num_heads, found " +
+                   shape_str(qkv.shape()));
+  int64_t b = qkv.dim(0), s = qkv.dim(1), e = qkv.dim(2) / 3;
+  std::vector<uint8_t> valid;
+  if (mask) {
+    if (mask->shape() != Shape{b, s})
+      fail(node, "mask " + shape_str(mask->shape()) + " is not [B,S] of qkv");
+    valid.resize(static_cast<size_t>(b * s));
+    for (int64_t i = 0; i < b * s; ++i)
+      valid[static_cast<size_t>(i)] = reference::nonzero(*mask, i) ? 1 : 0;
+  }
+  Tensor out = Tensor::uninitialized(DType::kFloat32, {b, s, e});
+  causal_attention(qkv.data<float>(), mask ? valid.data() : nullptr, b, s, e, heads,
+                   node.attr_float("scale", 1.f), out.data_mut<float>(), pool);
+  return out;
+}
+
+Tensor layer_norm(const ir::Node& node, const std::vector<const Tensor*>& in, ThreadPool& pool) {
+  const Tensor& x = *in[0];
+  int64_t e = in[1]->numel();
+  if (x.dtype() != DType::kFloat32 || x.rank() == 0 || x.shape().back() != e)
+    fail(node, "input " + shape_str(x.shape()) + " does not end in " + std::to_string(e));
+  Tensor y = Tensor::uninitialized(DType::kFloat32, x.shape());
+  layer_norm_rows(x.data<float>(), in[1]->data<float>(), in[2]->data<float>(),
+                  node.attr_float("epsilon", 1e-5f), y.data_mut<float>(), x.numel() / e, e, pool);
+  return y;
+}
+
+}  // namespace
 
 std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tensor*>& inputs,
                              Isa isa, ThreadPool& pool) {
   if (is_elementwise(node.op_type)) return run_elementwise(node, inputs, pool);
-  if (node.op_type != "PackedLinear" || inputs.size() < 2 || !inputs[0] || !inputs[1]) {
-    throw Error(ErrorCode::kInternal, node.describe() + ": not a CPU backend op");
-  }
-  // x [..., K] -> y [..., N]
-  const Tensor& x = *inputs[0];
-  int64_t k = node.attr_int("K", 0), n = node.attr_int("N", 0);
-  if (x.dtype() != DType::kFloat32 || x.rank() == 0 || x.shape().back() != k) {
-    throw Error(ErrorCode::kShapeError, node.describe() + ": input " + shape_str(x.shape()) +
-                                            " does not end in K = " + std::to_string(k));
-  }
-  Shape out_shape = x.shape();
-  out_shape.back() = n;
-  Tensor y = Tensor::uninitialized(DType::kFloat32, out_shape);
-  const float* bias = inputs.size() > 2 && inputs[2] ? inputs[2]->data<float>() : nullptr;
-  gemm_packed(isa, x.data<float>(), x.numel() / k, k, *inputs[1], n, bias, y.data_mut<float>(),
-              pool);
-  return {y};
+  for (size_t i = 0; i < std::min<size_t>(inputs.size(), 1); ++i)
+    if (!inputs[i]) fail(node, "required input is missing");
+  if (node.op_type == "PackedLinear" && inputs.size() >= 2 && inputs[1])
+    return {packed_linear(node, inputs, isa, pool)};
+  if (node.op_type == "LayerNorm" && inputs.size() == 3 && inputs[1] && inputs[2])
+    return {layer_norm(node, inputs, pool)};
+  if (node.op_type == "Attention") return {attention(node, inputs, pool)};
+  if (node.op_type == "Embedding" && inputs.size() == 4 && inputs[2] && inputs[3])
+    return {embedding(node, inputs, pool)};
+  throw Error(ErrorCode::kInternal, node.describe() + ": not a CPU backend op");
 }
 
 }  // namespace gptrt::cpu

@@ -14,12 +14,16 @@
 namespace gptrt::cpu {
 
 /// Domain of the ops the CPU backend adds to a plan.
-inline constexpr const char* kDomain = "gptrt";
+inline constexpr const char* kDomain = ir::kFusedDomain;
 
 /// Rewrites MatMul and Gemm nodes (weights packed as `weights`: float32 or bfloat16) whose weight
 /// is a constant 2-D float32 matrix (Gemm: no transA, alpha = beta = 1, bias absent or [N]) into
 /// PackedLinear nodes with packed weights. Returns the number of nodes rewritten.
 int lower_linear(ir::Graph& graph, DType weights = DType::kFloat32);
+
+/// Moves LayerNormalization over the last axis with constant scale and bias (and no mean/inv-std
+/// outputs) to the backend's LayerNorm kernel.
+int lower_layer_norm(ir::Graph& graph);
 
 /// Moves the float32 elementwise ops the CPU backend runs multi-threaded (Add, Sub, Mul, Div,
 /// Pow, Tanh) into its domain; their kernels fall back to the reference for unusual broadcasts.

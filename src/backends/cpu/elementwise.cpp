@@ -119,7 +119,11 @@ std::vector<Tensor> run_elementwise(const ir::Node& node, const std::vector<cons
     if (op == "Mul") done = binary<Bin::kMul>(*in[0], *in[1], pool, out);
     if (op == "Div") done = binary<Bin::kDiv>(*in[0], *in[1], pool, out);
   }
-  if (!done) return reference::run_node(node, in, 17);  // same semantics from opset 13 on
+  if (!done) {  // the ONNX op's reference kernel (same semantics from opset 13 on)
+    ir::Node onnx_node = node;
+    onnx_node.domain.clear();
+    return reference::run_node(onnx_node, in, 17);
+  }
   return {out};
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "backends/cpu/fused_kernels.h"
 #include "core/half.h"
 #include "gptrt/error.h"
 #include "platform/platform.h"
@@ -131,7 +132,8 @@ void panel_kernel_generic_bf16(const float* x, int64_t ldx, int64_t rows, int64_
 }
 
 void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
-                 const float* bias, float* c, ThreadPool& pool) {
+                 const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue) {
+  bool has_epilogue = epilogue.activation != 0 || epilogue.residual;
   bool bf16 = packed.dtype() == DType::kBFloat16;
   PanelKernel kernel = panel_kernel(isa, bf16);
   int64_t mr = bf16 ? kernel_rows(isa == Isa::kAvx512 ? Isa::kAvx2 : isa) : kernel_rows(isa);
@@ -161,7 +163,13 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
       }
       const void* panel = packed_bytes + static_cast<size_t>(p) * panel_bytes;
       for (int64_t r = r0; r < r1; r += mr) {
-        kernel(x + r * k, k, std::min(mr, r1 - r), k, panel, b16, c + r * n + p * kPanel, n, cols);
+        int64_t rows = std::min(mr, r1 - r);
+        float* tile = c + r * n + p * kPanel;
+        kernel(x + r * k, k, rows, k, panel, b16, tile, n, cols);
+        if (has_epilogue) {
+          gemm_epilogue(tile, n, rows, cols, epilogue.activation,
+                        epilogue.residual ? epilogue.residual + r * n + p * kPanel : nullptr, n);
+        }
       }
     }
   });

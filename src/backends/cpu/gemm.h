@@ -53,8 +53,15 @@ void panel_kernel_avx2_bf16(const float* x, int64_t ldx, int64_t rows, int64_t k
 void panel_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
                          const float* bias16, float* c, int64_t ldc, int64_t cols);
 
-/// C[M,N] = X[M,K] @ W + bias with `packed` from pack_weights; threads split the panels.
+/// What a GEMM applies to each finished tile while it is in cache: c = act(c) + residual.
+struct Epilogue {
+  int activation = 0;               // reference::kAct*
+  const float* residual = nullptr;  // [M, N], or null
+};
+
+/// C[M,N] = act(X[M,K] @ W + bias) + residual with `packed` from pack_weights; threads split the
+/// panels.
 void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
-                 const float* bias, float* c, ThreadPool& pool);
+                 const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue = {});
 
 }  // namespace gptrt::cpu

@@ -23,6 +23,7 @@ const std::unordered_map<std::string, KernelFn>& kernels() {
     register_elementwise(add_kernel);
     register_tensor_ops(add_kernel);
     register_nn_ops(add_kernel);
+    register_fused_ops(add_kernel);
   });
   return table();
 }
@@ -55,7 +56,7 @@ void KernelCall::fail(const std::string& msg) const {
 
 std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tensor*>& inputs,
                              int64_t opset) {
-  auto it = kernels().find(node.op_type);
+  auto it = kernels().find(node.domain.empty() ? node.op_type : node.domain + "." + node.op_type);
   if (it == kernels().end()) {
     throw Error(ErrorCode::kUnsupported,
                 node.describe() + ": the reference backend has no kernel for this op");
@@ -66,8 +67,8 @@ std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tenso
   return outs;
 }
 
-bool has_kernel(const std::string& op_type) {
-  return kernels().count(op_type) != 0;
+bool has_kernel(const std::string& op_type, const std::string& domain) {
+  return kernels().count(domain.empty() ? op_type : domain + "." + op_type) != 0;
 }
 
 Broadcast make_broadcast(const KernelCall& call, const std::vector<Shape>& shapes) {

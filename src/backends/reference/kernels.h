@@ -32,13 +32,15 @@ using KernelFn = std::vector<Tensor> (*)(const KernelCall& call);
 /// Runs `node`; returns one tensor per output (empty tensors for omitted outputs).
 std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tensor*>& inputs,
                              int64_t opset);
-/// True when the reference backend has a kernel for `op_type`.
-bool has_kernel(const std::string& op_type);
+/// True when the reference backend has a kernel for `op_type` of `domain` ("" = ONNX, or
+/// ir::kFusedDomain for the fused ops).
+bool has_kernel(const std::string& op_type, const std::string& domain = "");
 
 // Registration, one function per kernel file.
 void register_elementwise(void (*add)(const char*, KernelFn));
 void register_tensor_ops(void (*add)(const char*, KernelFn));
 void register_nn_ops(void (*add)(const char*, KernelFn));
+void register_fused_ops(void (*add)(const char*, KernelFn));  // names "gptrt.<op>"
 
 /// Calls f(T{}) with the C++ type of `dt` (bool for kBool).
 template <typename F>

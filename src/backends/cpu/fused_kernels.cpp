@@ -1,0 +1,156 @@
+#include "backends/cpu/fused_kernels.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "backends/reference/fused_ops.h"
+
+namespace gptrt::cpu {
+namespace {
+
+// e^x as 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2] (Cephes' polynomial).
+inline float exp_inline(float x) {
+  x = std::min(std::max(x, -87.3f), 88.3f);
+  float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  return p * std::bit_cast<float>(bits);
+}
+
+inline float gelu_tanh_inline(float x) {
+  // 0.5 x (1 + tanh(u)) = x - x / (1 + e^{2u}), u = sqrt(2/pi) (x + 0.044715 x^3)
+  float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+  return x - x / (1.0f + exp_inline(2.0f * u));
+}
+
+inline float gelu_erf_inline(float x) {
+  // erf by Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7).
+  float z = std::fabs(x) * 0.7071067811865476f;
+  float t = 1.0f / (1.0f + 0.3275911f * z);
+  float y = t * (0.254829592f +
+                 t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  float erf_abs = 1.0f - y * exp_inline(-z * z);
+  float erf = x < 0 ? -erf_abs : erf_abs;
+  return 0.5f * x * (1.0f + erf);
+}
+
+}  // namespace
+
+float exp_approx(float x) {
+  return exp_inline(x);
+}
+float gelu_tanh_approx(float x) {
+  return gelu_tanh_inline(x);
+}
+float gelu_erf_approx(float x) {
+  return gelu_erf_inline(x);
+}
+
+void layer_norm_rows(const float* x, const float* gamma, const float* beta, float eps, float* y,
+                     int64_t rows, int64_t e, ThreadPool& pool) {
+  int64_t per = std::max<int64_t>(1, 8192 / std::max<int64_t>(e, 1));
+  pool.parallel_for((rows + per - 1) / per, [&](int64_t t) {
+    for (int64_t r = t * per; r < std::min(rows, (t + 1) * per); ++r) {
+      const float* px = x + r * e;
+      float* py = y + r * e;
+      float sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t k = 0; k < e; ++k) sum += px[k];
+      float mean = sum / static_cast<float>(e);
+      float var = 0;
+#pragma omp simd reduction(+ : var)
+      for (int64_t k = 0; k < e; ++k) var += (px[k] - mean) * (px[k] - mean);
+      float inv = 1.0f / std::sqrt(var / static_cast<float>(e) + eps);
+#pragma omp simd
+      for (int64_t k = 0; k < e; ++k) py[k] = (px[k] - mean) * inv * gamma[k] + beta[k];
+    }
+  });
+}
+
+void gemm_epilogue(float* c, int64_t ldc, int64_t rows, int64_t cols, int act,
+                   const float* residual, int64_t ldr) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* pc = c + r * ldc;
+    if (act == reference::kActGeluTanh) {
+#pragma omp simd
+      for (int64_t j = 0; j < cols; ++j) pc[j] = gelu_tanh_inline(pc[j]);
+    } else if (act == reference::kActGeluErf) {
+#pragma omp simd
+      for (int64_t j = 0; j < cols; ++j) pc[j] = gelu_erf_inline(pc[j]);
+    }
+    if (residual) {
+      const float* pr = residual + r * ldr;
+#pragma omp simd
+      for (int64_t j = 0; j < cols; ++j) pc[j] += pr[j];
+    }
+  }
+}
+
+void causal_attention(const float* qkv, const uint8_t* key_valid, int64_t b, int64_t s, int64_t e,
+                      int64_t heads, float scale, float* out, ThreadPool& pool) {
+  int64_t d = e / heads;
+  // Tasks: (row, head, block of queries); a block of 16 queries shares its keys in cache.
+  constexpr int64_t kQueries = 16;
+  int64_t qblocks = (s + kQueries - 1) / kQueries;
+  pool.parallel_for(b * heads * qblocks, [&](int64_t task) {
+    int64_t r = task / (heads * qblocks), h = (task / qblocks) % heads, qb = task % qblocks;
+    std::vector<float> score(static_cast<size_t>(s));
+    std::vector<float> acc(static_cast<size_t>(d));
+    const float* base = qkv + r * s * 3 * e;
+    for (int64_t i = qb * kQueries; i < std::min(s, (qb + 1) * kQueries); ++i) {
+      const float* q = base + i * 3 * e + h * d;
+      float mx = -INFINITY;
+      for (int64_t j = 0; j <= i; ++j) {
+        if (key_valid && !key_valid[r * s + j]) continue;
+        const float* k = base + j * 3 * e + e + h * d;
+        float dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t t = 0; t < d; ++t) dot += q[t] * k[t];
+        score[static_cast<size_t>(j)] = dot * scale;
+        mx = std::max(mx, dot * scale);
+      }
+      float* o = out + (r * s + i) * e + h * d;
+      std::fill(acc.begin(), acc.end(), 0.f);
+      float sum = 0;
+      if (mx > -INFINITY) {
+        for (int64_t j = 0; j <= i; ++j) {
+          if (key_valid && !key_valid[r * s + j]) continue;
+          float w = exp_inline(score[static_cast<size_t>(j)] - mx);
+          sum += w;
+          const float* v = base + j * 3 * e + 2 * e + h * d;
+          float* pa = acc.data();
+#pragma omp simd
+          for (int64_t t = 0; t < d; ++t) pa[t] += w * v[t];
+        }
+      }
+      float inv = sum > 0 ? 1.0f / sum : 0.f;
+      for (int64_t t = 0; t < d; ++t) o[t] = acc[static_cast<size_t>(t)] * inv;
+    }
+  });
+}
+
+void embedding_rows(const int64_t* ids, const int64_t* pos, const float* wte, const float* wpe,
+                    int64_t rows, int64_t e, float* out, ThreadPool& pool) {
+  int64_t per = std::max<int64_t>(1, 16384 / std::max<int64_t>(e, 1));
+  pool.parallel_for((rows + per - 1) / per, [&](int64_t t) {
+    for (int64_t r = t * per; r < std::min(rows, (t + 1) * per); ++r) {
+      const float* a = wte + ids[r] * e;
+      const float* p = wpe + pos[r] * e;
+      float* o = out + r * e;
+#pragma omp simd
+      for (int64_t k = 0; k < e; ++k) o[k] = a[k] + p[k];
+    }
+  });
+}
+
+}  // namespace gptrt::cpu

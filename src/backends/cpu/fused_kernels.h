@@ -1,0 +1,35 @@
+// Kernels for the fused decoder ops on the CPU: LayerNorm, causal attention with a padding mask,
+// the embedding sum, and the GEMM epilogue (GELU, residual). Float32, vectorised by the compiler
+// (exp/tanh/erf by polynomials, no libm calls in the loops), rows spread over the thread pool.
+#pragma once
+
+#include <cstdint>
+
+#include "backends/cpu/thread_pool.h"
+
+namespace gptrt::cpu {
+
+/// y[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta for `rows` rows of `e`.
+void layer_norm_rows(const float* x, const float* gamma, const float* beta, float eps, float* y,
+                     int64_t rows, int64_t e, ThreadPool& pool);
+
+/// After a GEMM tile: c = act(c) + residual over `rows` x `cols` (leading dims ldc, ldr).
+/// act: reference::kAct*; residual may be null.
+void gemm_epilogue(float* c, int64_t ldc, int64_t rows, int64_t cols, int act,
+                   const float* residual, int64_t ldr);
+
+/// Causal self-attention: qkv [b, s, 3e] (heads of size e/heads side by side), key_valid [b, s]
+/// (null = all valid) -> out [b, s, e]. A query with no valid key gives zeros.
+void causal_attention(const float* qkv, const uint8_t* key_valid, int64_t b, int64_t s, int64_t e,
+                      int64_t heads, float scale, float* out, ThreadPool& pool);
+
+/// out[r, t] = wte[ids[r, t]] + wpe[pos[r, t]] (ids/pos already range-checked), rows = b * s.
+void embedding_rows(const int64_t* ids, const int64_t* pos, const float* wte, const float* wpe,
+                    int64_t rows, int64_t e, float* out, ThreadPool& pool);
+
+/// Vectorisable approximations (|relative error| about 2e-7) used by the kernels above.
+float exp_approx(float x);
+float gelu_tanh_approx(float x);
+float gelu_erf_approx(float x);
+
+}  // namespace gptrt::cpu
