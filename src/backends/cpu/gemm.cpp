@@ -98,10 +98,11 @@ namespace {
 
 template <typename W>
 void generic_kernel(const float* x, int64_t ldx, int64_t rows, int64_t k, const W* panel,
-                    const float* bias16, float* c, int64_t ldc, int64_t cols) {
+                    const float* bias16, float* c, int64_t ldc, int64_t cols, bool accumulate) {
   for (int64_t r = 0; r < rows; ++r) {
     float acc[kPanel];
-    for (int64_t j = 0; j < kPanel; ++j) acc[j] = bias16 ? bias16[j] : 0.f;
+    for (int64_t j = 0; j < kPanel; ++j)
+      acc[j] = accumulate ? (j < cols ? c[r * ldc + j] : 0.f) : (bias16 ? bias16[j] : 0.f);
     const float* xr = x + r * ldx;
     for (int64_t kk = 0; kk < k; ++kk) {
       float a = xr[kk];
@@ -121,14 +122,17 @@ void generic_kernel(const float* x, int64_t ldx, int64_t rows, int64_t k, const 
 }  // namespace
 
 void panel_kernel_generic(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
-                          const float* bias16, float* c, int64_t ldc, int64_t cols) {
-  generic_kernel(x, ldx, rows, k, static_cast<const float*>(panel), bias16, c, ldc, cols);
+                          const float* bias16, float* c, int64_t ldc, int64_t cols,
+                          bool accumulate) {
+  generic_kernel(x, ldx, rows, k, static_cast<const float*>(panel), bias16, c, ldc, cols,
+                 accumulate);
 }
 
 void panel_kernel_generic_bf16(const float* x, int64_t ldx, int64_t rows, int64_t k,
                                const void* panel, const float* bias16, float* c, int64_t ldc,
-                               int64_t cols) {
-  generic_kernel(x, ldx, rows, k, static_cast<const uint16_t*>(panel), bias16, c, ldc, cols);
+                               int64_t cols, bool accumulate) {
+  generic_kernel(x, ldx, rows, k, static_cast<const uint16_t*>(panel), bias16, c, ldc, cols,
+                 accumulate);
 }
 
 void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
@@ -138,7 +142,10 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   PanelKernel kernel = panel_kernel(isa, bf16);
   int64_t mr = bf16 ? kernel_rows(isa == Isa::kAvx512 ? Isa::kAvx2 : isa) : kernel_rows(isa);
   const auto* packed_bytes = static_cast<const uint8_t*>(packed.raw());
-  size_t panel_bytes = static_cast<size_t>(k * kPanel) * dtype_size(packed.dtype());
+  size_t elem = dtype_size(packed.dtype());
+  size_t panel_bytes = static_cast<size_t>(k * kPanel) * elem;
+  // K block: 16 KiB of an FP32 panel (8 KiB of a BF16 one), half of L1.
+  constexpr int64_t kc = 256;
   int64_t panels = (n + kPanel - 1) / kPanel;
   // Rows of X come in chunks that stay in L2 (about 256 KiB, at least 4 row blocks) while a task
   // streams its panels; each panel is read from memory once per chunk and from cache for each
@@ -161,14 +168,20 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
         std::memcpy(bias_pad, bias + p * kPanel, static_cast<size_t>(cols) * sizeof(float));
         b16 = bias_pad;
       }
-      const void* panel = packed_bytes + static_cast<size_t>(p) * panel_bytes;
-      for (int64_t r = r0; r < r1; r += mr) {
-        int64_t rows = std::min(mr, r1 - r);
-        float* tile = c + r * n + p * kPanel;
-        kernel(x + r * k, k, rows, k, panel, b16, tile, n, cols);
-        if (has_epilogue) {
-          gemm_epilogue(tile, n, rows, cols, epilogue.activation,
-                        epilogue.residual ? epilogue.residual + r * n + p * kPanel : nullptr, n);
+      const auto* panel = packed_bytes + static_cast<size_t>(p) * panel_bytes;
+      // K in blocks whose slice of the panel stays in L1 while every row block of the chunk
+      // reads it; the panel streams from memory once, without pauses between row blocks.
+      for (int64_t k0 = 0; k0 < k; k0 += kc) {
+        int64_t klen = std::min(kc, k - k0);
+        const void* slice = panel + static_cast<size_t>(k0 * kPanel) * elem;
+        for (int64_t r = r0; r < r1; r += mr) {
+          int64_t rows = std::min(mr, r1 - r);
+          float* tile = c + r * n + p * kPanel;
+          kernel(x + r * k + k0, k, rows, klen, slice, b16, tile, n, cols, k0 > 0);
+          if (has_epilogue && k0 + klen == k) {
+            gemm_epilogue(tile, n, rows, cols, epilogue.activation,
+                          epilogue.residual ? epilogue.residual + r * n + p * kPanel : nullptr, n);
+          }
         }
       }
     }

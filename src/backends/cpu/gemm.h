@@ -31,10 +31,11 @@ bool isa_supported(Isa isa);
 Tensor pack_weights(const Tensor& w, bool transposed, DType dtype = DType::kFloat32);
 
 /// Micro-kernel: rows (<= kernel_rows(isa)) of X times one panel, written to C's `cols` (<= 16)
-/// columns, plus bias16 (16 floats, may be null).
+/// columns, plus bias16 (16 floats, may be null); with `accumulate`, added to what C holds (the
+/// driver splits K into blocks that stay in L1).
 using PanelKernel = void (*)(const float* x, int64_t ldx, int64_t rows, int64_t k,
                              const void* panel, const float* bias16, float* c, int64_t ldc,
-                             int64_t cols);
+                             int64_t cols, bool accumulate);
 /// Rows one call of the kernel of `isa` handles.
 int64_t kernel_rows(Isa isa);
 /// The kernel of `isa` for float32 panels, or for bfloat16 panels when `bf16`.
@@ -42,16 +43,18 @@ PanelKernel panel_kernel(Isa isa, bool bf16);
 
 // Per-ISA kernels (gemm_avx2.cpp and gemm_avx512.cpp are compiled for their ISA).
 void panel_kernel_generic(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
-                          const float* bias16, float* c, int64_t ldc, int64_t cols);
+                          const float* bias16, float* c, int64_t ldc, int64_t cols,
+                          bool accumulate);
 void panel_kernel_generic_bf16(const float* x, int64_t ldx, int64_t rows, int64_t k,
                                const void* panel, const float* bias16, float* c, int64_t ldc,
-                               int64_t cols);
+                               int64_t cols, bool accumulate);
 void panel_kernel_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
-                       const float* bias16, float* c, int64_t ldc, int64_t cols);
+                       const float* bias16, float* c, int64_t ldc, int64_t cols, bool accumulate);
 void panel_kernel_avx2_bf16(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
-                            const float* bias16, float* c, int64_t ldc, int64_t cols);
+                            const float* bias16, float* c, int64_t ldc, int64_t cols,
+                            bool accumulate);
 void panel_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
-                         const float* bias16, float* c, int64_t ldc, int64_t cols);
+                         const float* bias16, float* c, int64_t ldc, int64_t cols, bool accumulate);
 
 /// What a GEMM applies to each finished tile while it is in cache: c = act(c) + residual.
 struct Epilogue {

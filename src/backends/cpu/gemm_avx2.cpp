@@ -22,9 +22,18 @@ inline void store_row(float* c, __m256 lo, __m256 hi, int64_t cols) {
   std::memcpy(c, tmp, static_cast<size_t>(cols) * sizeof(float));
 }
 
-}  // namespace
-
-namespace {
+// Row r of C (cols of them) as two vectors, for accumulating over K in blocks.
+inline void load_row(const float* c, int64_t cols, __m256& lo, __m256& hi) {
+  if (cols == kPanel) {
+    lo = _mm256_loadu_ps(c);
+    hi = _mm256_loadu_ps(c + 8);
+    return;
+  }
+  alignas(32) float tmp[kPanel] = {};
+  std::memcpy(tmp, c, static_cast<size_t>(cols) * sizeof(float));
+  lo = _mm256_load_ps(tmp);
+  hi = _mm256_load_ps(tmp + 8);
+}
 
 // Row kk of a panel as two vectors of 8 floats (bfloat16 panels widened: bf16 is the top half
 // of a float32).
@@ -46,7 +55,7 @@ inline void load_b(const void* panel, int64_t kk, __m256& b0, __m256& b1) {
 
 template <bool kBf16>
 void kernel(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
-            const float* bias16, float* c, int64_t ldc, int64_t cols) {
+            const float* bias16, float* c, int64_t ldc, int64_t cols, bool accumulate) {
   constexpr int64_t kLineElems = kBf16 ? 32 : 16;  // elements of a 64-byte line
   const float* x0 = x;
   const float* x1 = rows > 1 ? x + 1 * ldx : x0;
@@ -58,11 +67,20 @@ void kernel(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* pa
   __m256 hi = bias16 ? _mm256_loadu_ps(bias16 + 8) : _mm256_setzero_ps();
   __m256 c00 = lo, c01 = hi, c10 = lo, c11 = hi, c20 = lo, c21 = hi;
   __m256 c30 = lo, c31 = hi, c40 = lo, c41 = hi, c50 = lo, c51 = hi;
+  if (accumulate) {
+    load_row(c, cols, c00, c01);
+    if (rows > 1) load_row(c + 1 * ldc, cols, c10, c11);
+    if (rows > 2) load_row(c + 2 * ldc, cols, c20, c21);
+    if (rows > 3) load_row(c + 3 * ldc, cols, c30, c31);
+    if (rows > 4) load_row(c + 4 * ldc, cols, c40, c41);
+    if (rows > 5) load_row(c + 5 * ldc, cols, c50, c51);
+  }
   for (int64_t kk = 0; kk < k; ++kk) {
-    // One 64-byte line of the panel per step: fetch 4 KiB ahead (into the next panel at the end,
-    // which the same task reads next) so small-M calls stream weights at memory bandwidth.
+    // One 64-byte line of the panel per step: fetch 16 KiB ahead (a whole K block; into the next
+    // panel at the end, which the same task reads next) so small-M calls stream weights at memory
+    // bandwidth.
     if (kk % (kLineElems / kPanel) == 0) {
-      const auto* line = static_cast<const char*>(panel) + (kk + 64) * kPanel * (kBf16 ? 2 : 4);
+      const auto* line = static_cast<const char*>(panel) + (kk + 256) * kPanel * (kBf16 ? 2 : 4);
       _mm_prefetch(line, _MM_HINT_T0);
     }
     __m256 b0, b1;
@@ -97,13 +115,14 @@ void kernel(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* pa
 }  // namespace
 
 void panel_kernel_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
-                       const float* bias16, float* c, int64_t ldc, int64_t cols) {
-  kernel<false>(x, ldx, rows, k, panel, bias16, c, ldc, cols);
+                       const float* bias16, float* c, int64_t ldc, int64_t cols, bool accumulate) {
+  kernel<false>(x, ldx, rows, k, panel, bias16, c, ldc, cols, accumulate);
 }
 
 void panel_kernel_avx2_bf16(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
-                            const float* bias16, float* c, int64_t ldc, int64_t cols) {
-  kernel<true>(x, ldx, rows, k, panel, bias16, c, ldc, cols);
+                            const float* bias16, float* c, int64_t ldc, int64_t cols,
+                            bool accumulate) {
+  kernel<true>(x, ldx, rows, k, panel, bias16, c, ldc, cols, accumulate);
 }
 
 }  // namespace gptrt::cpu
