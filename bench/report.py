@@ -56,6 +56,12 @@ def markdown(rows, meta):
                 v = ", ".join(f"{a} {b}" for a, b in v.items())
             out.append(f"| {k} | {v} |")
     out.append("")
+    if meta.get("read_bandwidth_gbs"):
+        out.append(f"gptrt engine: built in {meta['gptrt_build_ms']:.0f} ms, loaded in {meta['gptrt_load_ms']:.1f} ms. "
+                   f"Memory read bandwidth measured in this run: {meta['read_bandwidth_gbs']:.1f} GB/s, so reading the "
+                   f"{meta['weight_bytes'] / 1e6:.1f} MB of FP32 weights once takes {meta['weight_read_floor_ms']:.1f} ms "
+                   f"(the weight-read floor of a forward pass).")
+        out.append("")
     fwd = [r for r in rows if r["kind"] == "forward"]
     shapes = []
     for r in fwd:
