@@ -384,8 +384,10 @@ DecoderInfo fuse_decoder(ir::Graph& g) {
   for (ir::Node& n : c.g.nodes)
     while (!n.inputs.empty() && n.inputs.back() < 0) n.inputs.pop_back();
 
-  // Check it: hidden states before the head on a padded batch, then logits on a short one.
-  int64_t b = 2, s = std::min<int64_t>(4, d.n_positions);
+  // Check it: hidden states before the head on a padded batch (row 1 left-padded: causal and
+  // padding masks both matter), then the logits of one token (the head is a plain Linear whose
+  // weight was compared above).
+  int64_t b = 2, s = std::min<int64_t>(3, d.n_positions);
   const ir::Value& in0 = g.values[static_cast<size_t>(ids)];
   if (in0.shape.rank_known && in0.shape.dims.size() == 2) {
     if (in0.shape.dims[0].is_known()) b = in0.shape.dims[0].value;
@@ -398,7 +400,7 @@ DecoderInfo fuse_decoder(ir::Graph& g) {
     double diff =
         compare_rows(run_to(g, orig_hidden, inputs), run_to(c.g, final_hidden, inputs), valid);
     if (head && diff >= 0 && diff <= 1e-4) {
-      int64_t b2 = std::min<int64_t>(b, 1), s2 = std::min<int64_t>(s, 2);
+      int64_t b2 = 1, s2 = 1;
       if (in0.shape.dims.size() == 2 && in0.shape.dims[0].is_known()) b2 = b;
       if (in0.shape.dims.size() == 2 && in0.shape.dims[1].is_known()) s2 = s;
       inputs = check_inputs(g, d, b2, s2, &valid);

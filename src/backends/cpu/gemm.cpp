@@ -146,12 +146,14 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   size_t panel_bytes = static_cast<size_t>(k * kPanel) * elem;
   // K block: 16 KiB of an FP32 panel (8 KiB of a BF16 one), half of L1.
   constexpr int64_t kc = 256;
+  // The rows of X a task keeps in L2 while it streams its panels: their K block (kc columns).
+  constexpr int64_t kChunkBytes = int64_t{192} * 1024;
   int64_t panels = (n + kPanel - 1) / kPanel;
   // Rows of X come in chunks that stay in L2 (about 256 KiB, at least 4 row blocks) while a task
   // streams its panels; each panel is read from memory once per chunk and from cache for each
   // row block in it.
   int64_t chunk_rows =
-      std::max<int64_t>(4 * mr, (int64_t{64} * 1024 / std::max<int64_t>(k, 1)) / mr * mr);
+      std::max<int64_t>(4 * mr, (kChunkBytes / (std::min(k, kc) * int64_t{4})) / mr * mr);
   int64_t chunks = (m + chunk_rows - 1) / chunk_rows;
   int64_t panel_tasks = std::max<int64_t>(
       1, std::min<int64_t>(panels, static_cast<int64_t>(pool.size()) * 8 / chunks + 1));
