@@ -6,19 +6,15 @@
 #include "backends/reference/fused_ops.h"
 #include "backends/reference/kernels.h"
 #include "gptrt/error.h"
+#include "passes/pattern.h"
 
 namespace gptrt::cpu {
 namespace {
 
+using passes::int_attr;
+
 bool is_matrix(const ir::Value* v) {
   return v && v->is_constant() && v->dtype == DType::kFloat32 && v->constant.rank() == 2;
-}
-
-ir::Attribute int_attr(int64_t v) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::kInt;
-  a.i = v;
-  return a;
 }
 
 bool is_vector(const ir::Value* v, int64_t n) {
@@ -34,37 +30,12 @@ int lower_linear(ir::Graph& g, DType weights) {
     if (n.outputs.empty() || n.outputs[0] < 0) continue;
     const ir::Value* x = g.input(n, 0);
     if (!x || x->dtype != DType::kFloat32 || x->is_constant()) continue;
-    bool transposed = false;
-    int bias = -1, residual = -1;
-    int64_t activation = 0;
-    bool fused = n.domain == kDomain && n.op_type == "Linear";
-    if (!n.domain.empty() && !fused) continue;
-    if (fused) {
-      if (!is_matrix(g.input(n, 1))) continue;
-      transposed = n.attr_int("transB", 0) != 0;
-      bias = n.inputs.size() > 2 ? n.inputs[2] : -1;
-      residual = n.inputs.size() > 3 ? n.inputs[3] : -1;
-      activation = reference::activation_from_name(n.attr_string("activation", ""));
-      if (activation < 0) continue;
-    } else if (n.op_type == "MatMul") {
-      if (!is_matrix(g.input(n, 1)) || !x->shape.rank_known || x->shape.dims.size() < 2) continue;
-    } else if (n.op_type == "Gemm") {
-      if (!is_matrix(g.input(n, 1)) || n.attr_int("transA", 0) != 0 ||
-          n.attr_float("alpha", 1.f) != 1.f || n.attr_float("beta", 1.f) != 1.f) {
-        continue;
-      }
-      transposed = n.attr_int("transB", 0) != 0;
-      if (const ir::Value* c = g.input(n, 2)) {
-        int64_t cols = transposed ? g.input(n, 1)->constant.dim(0) : g.input(n, 1)->constant.dim(1);
-        if (!c->is_constant() || c->dtype != DType::kFloat32 || c->constant.numel() != cols ||
-            (c->constant.rank() == 2 && c->constant.dim(0) != 1) || c->constant.rank() > 2) {
-          continue;
-        }
-        bias = n.inputs[2];
-      }
-    } else {
-      continue;
-    }
+    if (n.domain != kDomain || n.op_type != "Linear" || !is_matrix(g.input(n, 1))) continue;
+    bool transposed = n.attr_int("transB", 0) != 0;
+    int bias = n.inputs.size() > 2 ? n.inputs[2] : -1;
+    int residual = n.inputs.size() > 3 ? n.inputs[3] : -1;
+    int64_t activation = reference::activation_from_name(n.attr_string("activation", ""));
+    if (activation < 0) continue;
     int w = n.inputs[1];
     auto key = std::make_pair(w, transposed);
     auto it = packed.find(key);

@@ -1,6 +1,8 @@
-// The CPU backend: the generic plan with its hot ops lowered to vectorised, multi-threaded
-// kernels. Today: MatMul/Gemm with constant weights become gptrt.PackedLinear (weights packed at
-// build time, stored packed in the engine); every other op runs on the reference kernels.
+// The CPU backend: the fused plan (or, for graphs that were not recognised, the generic one) with
+// its ops lowered to vectorised, multi-threaded kernels: linear layers as gptrt.PackedLinear
+// (weights packed at build time, stored packed in the engine, GELU/residual as the epilogue),
+// LayerNorm, causal attention, the embedding, float32 elementwise ops. Ops without a kernel here
+// run on the reference kernels.
 #pragma once
 
 #include <memory>
@@ -16,9 +18,10 @@ namespace gptrt::cpu {
 /// Domain of the ops the CPU backend adds to a plan.
 inline constexpr const char* kDomain = ir::kFusedDomain;
 
-/// Rewrites MatMul and Gemm nodes (weights packed as `weights`: float32 or bfloat16) whose weight
-/// is a constant 2-D float32 matrix (Gemm: no transA, alpha = beta = 1, bias absent or [N]) into
-/// PackedLinear nodes with packed weights. Returns the number of nodes rewritten.
+/// Rewrites gptrt.Linear nodes (what passes::fuse_linear and fuse_decoder make of MatMul/Gemm
+/// with constant weights) into PackedLinear nodes with weights packed as `weights` (float32 or
+/// bfloat16) and the activation and residual add as the GEMM's epilogue; an Embedding that reads
+/// the tied LM head's table reads its FP32 packed copy. Returns the number of nodes rewritten.
 int lower_linear(ir::Graph& graph, DType weights = DType::kFloat32);
 
 /// Moves LayerNormalization over the last axis with constant scale and bias (and no mean/inv-std
