@@ -1,16 +1,22 @@
 // Kernel lab for the CPU backend's packed GEMM: GFLOP/s and effective weight bandwidth at the
 // shapes DistilGPT2 runs (every linear layer and the LM head, M = batch x seq).
-//   build/release/bench/gemm_bench [threads]
+//   build/release/bench/gemm_bench [threads] [fp32|bf16|both]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "backends/cpu/gemm.h"
 
 int main(int argc, char** argv) {
   using namespace gptrt;
   int threads = argc > 1 ? std::atoi(argv[1]) : 2;
+  std::string which = argc > 2 ? argv[2] : "fp32";
+  std::vector<DType> dtypes;
+  if (which != "bf16") dtypes.push_back(DType::kFloat32);
+  if (which != "fp32") dtypes.push_back(DType::kBFloat16);
   cpu::ThreadPool pool(threads);
   cpu::Isa isa = cpu::best_isa();
   std::printf("isa %s, %d threads\n", cpu::isa_name(isa), threads);
@@ -27,24 +33,28 @@ int main(int argc, char** argv) {
           y(DType::kFloat32, {m, c.n});
       for (int64_t i = 0; i < w.numel(); ++i) w.data_mut<float>()[i] = nd(rng);
       for (int64_t i = 0; i < x.numel(); ++i) x.data_mut<float>()[i] = nd(rng);
-      Tensor p = cpu::pack_weights(w, false);
-      auto run = [&] {
-        cpu::gemm_packed(isa, x.data<float>(), m, c.k, p, c.n, nullptr, y.data_mut<float>(), pool);
-      };
-      run();
-      int reps = 0;
-      auto t0 = std::chrono::steady_clock::now();
-      double s = 0;
-      while (s < 0.5) {
+      for (DType dt : dtypes) {
+        Tensor p = cpu::pack_weights(w, false, dt);
+        auto run = [&] {
+          cpu::gemm_packed(isa, x.data<float>(), m, c.k, p, c.n, nullptr, y.data_mut<float>(),
+                           pool);
+        };
         run();
-        ++reps;
-        s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        int reps = 0;
+        auto t0 = std::chrono::steady_clock::now();
+        double s = 0;
+        while (s < 0.5) {
+          run();
+          ++reps;
+          s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        }
+        double t = s / reps;
+        std::printf(
+            "%s M=%4lld %-11s K=%5lld N=%6lld: %8.3f ms  %6.1f GFLOP/s  %6.1f GB/s of weights\n",
+            dt == DType::kFloat32 ? "fp32" : "bf16", static_cast<long long>(m), c.what,
+            static_cast<long long>(c.k), static_cast<long long>(c.n), t * 1e3,
+            2.0 * m * c.k * c.n / t / 1e9, static_cast<double>(p.nbytes()) / t / 1e9);
       }
-      double t = s / reps;
-      std::printf("M=%4lld %-11s K=%5lld N=%6lld: %8.3f ms  %6.1f GFLOP/s  %6.1f GB/s of weights\n",
-                  static_cast<long long>(m), c.what, static_cast<long long>(c.k),
-                  static_cast<long long>(c.n), t * 1e3, 2.0 * m * c.k * c.n / t / 1e9,
-                  4.0 * c.k * c.n / t / 1e9);
     }
   }
   return 0;

@@ -1,6 +1,7 @@
 #include "backends/cpu/gemm.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <type_traits>
 
@@ -135,12 +136,24 @@ void panel_kernel_generic_bf16(const float* x, int64_t ldx, int64_t rows, int64_
                  accumulate);
 }
 
+void widen_bf16(const uint16_t* src, int64_t n, float* dst) {
+  // bf16 is the top half of a float32; this loop vectorises (SSE2 unpack with zeros).
+  for (int64_t i = 0; i < n; ++i)
+    dst[i] = std::bit_cast<float>(static_cast<uint32_t>(src[i]) << 16);  // exact
+}
+
 void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
                  const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue) {
   bool has_epilogue = epilogue.activation != 0 || epilogue.residual;
   bool bf16 = packed.dtype() == DType::kBFloat16;
-  PanelKernel kernel = panel_kernel(isa, bf16);
-  int64_t mr = bf16 ? kernel_rows(isa == Isa::kAvx512 ? Isa::kAvx2 : isa) : kernel_rows(isa);
+  // BF16 panels: with up to two row blocks the kernel widens weights in registers as it streams
+  // them; with more, each K block of a panel is widened once into an L1 buffer that the FP32
+  // kernel then reads for every row block (widening per row block costs a third of the FMAs'
+  // issue slots; widening into the buffer costs about half a row block).
+  int64_t bf16_rows = kernel_rows(isa == Isa::kAvx512 ? Isa::kAvx2 : isa);
+  bool widen = bf16 && m > 2 * bf16_rows;
+  PanelKernel kernel = panel_kernel(isa, bf16 && !widen);
+  int64_t mr = bf16 && !widen ? bf16_rows : kernel_rows(isa);
   const auto* packed_bytes = static_cast<const uint8_t*>(packed.raw());
   size_t elem = dtype_size(packed.dtype());
   size_t panel_bytes = static_cast<size_t>(k * kPanel) * elem;
@@ -162,6 +175,7 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
     int64_t r0 = (t / panel_tasks) * chunk_rows, r1 = std::min(m, r0 + chunk_rows);
     int64_t p0 = (t % panel_tasks) * per_task, p1 = std::min(panels, p0 + per_task);
     float bias_pad[kPanel];
+    alignas(64) float wide[kc * kPanel];  // a widened BF16 K block
     for (int64_t p = p0; p < p1; ++p) {
       int64_t cols = std::min(kPanel, n - p * kPanel);
       const float* b16 = nullptr;
@@ -176,6 +190,10 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
       for (int64_t k0 = 0; k0 < k; k0 += kc) {
         int64_t klen = std::min(kc, k - k0);
         const void* slice = panel + static_cast<size_t>(k0 * kPanel) * elem;
+        if (widen) {
+          widen_bf16(static_cast<const uint16_t*>(slice), klen * kPanel, wide);
+          slice = wide;
+        }
         for (int64_t r = r0; r < r1; r += mr) {
           int64_t rows = std::min(mr, r1 - r);
           float* tile = c + r * n + p * kPanel;
