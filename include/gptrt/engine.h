@@ -152,6 +152,9 @@ class ExecutionContext {
   /// Starts (or stops) timing every op of later execute() calls.
   void set_profiling(bool on);
   /// Per op type: total milliseconds and calls since profiling started.
+  /// Bytes of this context's activation arena (planned for the profiles' largest shapes; 0 when
+  /// the backend allocates per value).
+  int64_t activation_arena_bytes() const;
   std::map<std::string, std::pair<double, int64_t>> profile() const;
 
  private:

@@ -51,6 +51,9 @@ class Tensor {
   /// A view of `data` (not copied); `keep_alive` owns the memory behind it, if anyone.
   static Tensor view(DType dtype, Shape shape, const void* data,
                      std::shared_ptr<const void> keep_alive = nullptr);
+  /// A writable view of `data` (memory planned by its owner, e.g. an activation arena).
+  static Tensor writable_view(DType dtype, Shape shape, void* data,
+                              std::shared_ptr<const void> keep_alive = nullptr);
 
   DType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }

@@ -186,6 +186,13 @@ Tensor Tensor::view(DType dtype, Shape shape, const void* data,
   return t;
 }
 
+Tensor Tensor::writable_view(DType dtype, Shape shape, void* data,
+                             std::shared_ptr<const void> keep_alive) {
+  Tensor t = view(dtype, std::move(shape), data, std::move(keep_alive));
+  t.writable_ = true;
+  return t;
+}
+
 void* Tensor::raw_mut() {
   if (!writable_) throw Error(ErrorCode::kInternal, "write to a read-only tensor view");
   return const_cast<void*>(data_);

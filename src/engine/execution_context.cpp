@@ -61,17 +61,48 @@ cpu::Isa runnable_isa(const Engine& engine) {
   return isa;
 }
 
+// The cpu backend's activation arena: every value its kernels write, at the largest shape the
+// engine's profiles admit, planned when the context is made (nothing is allocated per run).
+reference::MemoryPlan activation_plan(const Engine& engine) {
+  if (engine.info().backend != Backend::kCpu) return {};
+  const ir::Graph& g = engine.impl().graph;
+  std::map<std::string, int64_t> dim_max;
+  for (int id : g.inputs) {
+    const ir::Value& v = g.values[static_cast<size_t>(id)];
+    for (const OptimizationProfile& p : engine.info().profiles) {
+      const ShapeRange* r = p.find(v.name);
+      if (!r) continue;
+      for (size_t k = 0; k < v.shape.dims.size() && k < r->max.size(); ++k) {
+        if (v.shape.dims[k].is_known()) continue;
+        int64_t& m = dim_max[v.shape.dims[k].symbol];
+        m = std::max(m, r->max[k]);
+      }
+    }
+  }
+  reference::MemoryPlan plan = reference::plan_memory(g, dim_max, [](const ir::Node& n) {
+    return n.domain == ir::kFusedDomain && cpu::has_kernel(n.op_type);
+  });
+  // Beyond this the arena is not worth reserving (a profile up to 64 x 1024 on a large model):
+  // those contexts allocate per value from the tensor block cache instead.
+  constexpr int64_t kMaxArena = int64_t{8} << 30;
+  return plan.total <= kMaxArena ? plan : reference::MemoryPlan{};
+}
+
 }  // namespace
 
 struct ExecutionContext::State {
   State(const Engine& engine, int threads)
       : pool(threads > 0 ? threads : platform::cpu_info().logical_cores),
         isa(runnable_isa(engine)),
-        executor(engine.impl().graph, [this, opset = engine.impl().graph.opset](
-                                          const ir::Node& n, const std::vector<const Tensor*>& in) {
-          return cpu::has_kernel(n.op_type) ? cpu::run_node(n, in, isa, pool)
-                                            : reference::run_node(n, in, opset);
-        }) {}
+        executor(
+            engine.impl().graph,
+            [this, opset = engine.impl().graph.opset](const ir::Node& n,
+                                                      const std::vector<const Tensor*>& in,
+                                                      const reference::OutputBuffers& out) {
+              return cpu::has_kernel(n.op_type) ? cpu::run_node(n, in, isa, pool, out)
+                                                : reference::run_node(n, in, opset);
+            },
+            activation_plan(engine)) {}
   cpu::ThreadPool pool;
   cpu::Isa isa;
   reference::Executor executor;
@@ -197,6 +228,10 @@ std::vector<Tensor> ExecutionContext::execute(const TensorMap& inputs) {
 void ExecutionContext::set_profiling(bool on) {
   state_->profiling = on;
   if (on) state_->profile.clear();
+}
+
+int64_t ExecutionContext::activation_arena_bytes() const {
+  return state_->executor.arena_bytes();
 }
 
 std::map<std::string, std::pair<double, int64_t>> ExecutionContext::profile() const {

@@ -130,7 +130,7 @@ std::vector<int64_t> as_int64(const Tensor& t) {
 }
 
 Tensor packed_linear(const ir::Node& node, const std::vector<const Tensor*>& in, Isa isa,
-                     ThreadPool& pool) {
+                     ThreadPool& pool, const reference::OutputBuffers& out) {
   // x [..., K] -> y [..., N]
   const Tensor& x = *in[0];
   int64_t k = node.attr_int("K", 0), n = node.attr_int("N", 0);
@@ -138,7 +138,7 @@ Tensor packed_linear(const ir::Node& node, const std::vector<const Tensor*>& in,
     fail(node, "input " + shape_str(x.shape()) + " does not end in K = " + std::to_string(k));
   Shape out_shape = x.shape();
   out_shape.back() = n;
-  Tensor y = Tensor::uninitialized(DType::kFloat32, out_shape);
+  Tensor y = out.make(0, DType::kFloat32, out_shape);
   const float* bias = in.size() > 2 && in[2] ? in[2]->data<float>() : nullptr;
   Epilogue epi;
   epi.activation = static_cast<int>(node.attr_int("activation", 0));
@@ -152,7 +152,8 @@ Tensor packed_linear(const ir::Node& node, const std::vector<const Tensor*>& in,
   return y;
 }
 
-Tensor embedding(const ir::Node& node, const std::vector<const Tensor*>& in, ThreadPool& pool) {
+Tensor embedding(const ir::Node& node, const std::vector<const Tensor*>& in, ThreadPool& pool,
+                 const reference::OutputBuffers& buffers) {
   const Tensor& ids_t = *in[0];
   const Tensor* pos_t = in.size() > 1 ? in[1] : nullptr;
   const Tensor& table = *in[2];
@@ -180,7 +181,7 @@ Tensor embedding(const ir::Node& node, const std::vector<const Tensor*>& in, Thr
                        std::to_string(wpe.dim(0)) + ")");
     }
   }
-  Tensor out = Tensor::uninitialized(DType::kFloat32, {b, s, e});
+  Tensor out = buffers.make(0, DType::kFloat32, {b, s, e});
   if (!packed) {
     embedding_rows(ids.data(), pos.data(), table.data<float>(), wpe.data<float>(), b * s, e,
                    out.data_mut<float>(), pool);
@@ -198,7 +199,8 @@ Tensor embedding(const ir::Node& node, const std::vector<const Tensor*>& in, Thr
   return out;
 }
 
-Tensor attention(const ir::Node& node, const std::vector<const Tensor*>& in, ThreadPool& pool) {
+Tensor attention(const ir::Node& node, const std::vector<const Tensor*>& in, ThreadPool& pool,
+                 const reference::OutputBuffers& buffers) {
   const Tensor& qkv = *in[0];
   const Tensor* mask = in.size() > 1 ? in[1] : nullptr;
   int64_t heads = node.attr_int("num_heads", 0);
@@ -215,18 +217,19 @@ Tensor attention(const ir::Node& node, const std::vector<const Tensor*>& in, Thr
     for (int64_t i = 0; i < b * s; ++i)
       valid[static_cast<size_t>(i)] = reference::nonzero(*mask, i) ? 1 : 0;
   }
-  Tensor out = Tensor::uninitialized(DType::kFloat32, {b, s, e});
+  Tensor out = buffers.make(0, DType::kFloat32, {b, s, e});
   causal_attention(qkv.data<float>(), mask ? valid.data() : nullptr, b, s, e, heads,
                    node.attr_float("scale", 1.f), out.data_mut<float>(), pool);
   return out;
 }
 
-Tensor layer_norm(const ir::Node& node, const std::vector<const Tensor*>& in, ThreadPool& pool) {
+Tensor layer_norm(const ir::Node& node, const std::vector<const Tensor*>& in, ThreadPool& pool,
+                  const reference::OutputBuffers& out) {
   const Tensor& x = *in[0];
   int64_t e = in[1]->numel();
   if (x.dtype() != DType::kFloat32 || x.rank() == 0 || x.shape().back() != e)
     fail(node, "input " + shape_str(x.shape()) + " does not end in " + std::to_string(e));
-  Tensor y = Tensor::uninitialized(DType::kFloat32, x.shape());
+  Tensor y = out.make(0, DType::kFloat32, x.shape());
   layer_norm_rows(x.data<float>(), in[1]->data<float>(), in[2]->data<float>(),
                   node.attr_float("epsilon", 1e-5f), y.data_mut<float>(), x.numel() / e, e, pool);
   return y;
@@ -235,17 +238,17 @@ Tensor layer_norm(const ir::Node& node, const std::vector<const Tensor*>& in, Th
 }  // namespace
 
 std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tensor*>& inputs,
-                             Isa isa, ThreadPool& pool) {
-  if (is_elementwise(node.op_type)) return run_elementwise(node, inputs, pool);
+                             Isa isa, ThreadPool& pool, const reference::OutputBuffers& out) {
+  if (is_elementwise(node.op_type)) return run_elementwise(node, inputs, pool, out);
   for (size_t i = 0; i < std::min<size_t>(inputs.size(), 1); ++i)
     if (!inputs[i]) fail(node, "required input is missing");
   if (node.op_type == "PackedLinear" && inputs.size() >= 2 && inputs[1])
-    return {packed_linear(node, inputs, isa, pool)};
+    return {packed_linear(node, inputs, isa, pool, out)};
   if (node.op_type == "LayerNorm" && inputs.size() == 3 && inputs[1] && inputs[2])
-    return {layer_norm(node, inputs, pool)};
-  if (node.op_type == "Attention") return {attention(node, inputs, pool)};
+    return {layer_norm(node, inputs, pool, out)};
+  if (node.op_type == "Attention") return {attention(node, inputs, pool, out)};
   if (node.op_type == "Embedding" && inputs.size() == 4 && inputs[2] && inputs[3])
-    return {embedding(node, inputs, pool)};
+    return {embedding(node, inputs, pool, out)};
   throw Error(ErrorCode::kInternal, node.describe() + ": not a CPU backend op");
 }
 

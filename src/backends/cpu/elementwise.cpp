@@ -47,7 +47,8 @@ inline float apply(float x, float y) {
 }
 
 template <Bin kOp>
-bool binary(const Tensor& a, const Tensor& b, ThreadPool& pool, Tensor& out) {
+bool binary(const Tensor& a, const Tensor& b, ThreadPool& pool, const reference::OutputBuffers& buf,
+            Tensor& out) {
   // a op b with b's elements repeating every b.numel() elements of a (b trails a or is scalar),
   // or the mirror case a scalar.
   bool swap = false;
@@ -59,7 +60,7 @@ bool binary(const Tensor& a, const Tensor& b, ThreadPool& pool, Tensor& out) {
     big = &b;
     small = &a;
   }
-  out = Tensor::uninitialized(DType::kFloat32, big->shape());
+  out = buf.make(0, DType::kFloat32, big->shape());
   const float* x = big->data<float>();
   const float* y = small->data<float>();
   float* o = out.data_mut<float>();
@@ -83,12 +84,12 @@ bool is_elementwise(const std::string& op) {
 }
 
 std::vector<Tensor> run_elementwise(const ir::Node& node, const std::vector<const Tensor*>& in,
-                                    ThreadPool& pool) {
+                                    ThreadPool& pool, const reference::OutputBuffers& buf) {
   const std::string& op = node.op_type;
   Tensor out;
   bool done = false;
   if (op == "Tanh" && is_f32(in[0])) {
-    out = Tensor::uninitialized(DType::kFloat32, in[0]->shape());
+    out = buf.make(0, DType::kFloat32, in[0]->shape());
     const float* x = in[0]->data<float>();
     float* o = out.data_mut<float>();
     int64_t n = in[0]->numel();
@@ -103,7 +104,7 @@ std::vector<Tensor> run_elementwise(const ir::Node& node, const std::vector<cons
   } else if (op == "Pow" && in.size() == 2 && is_f32(in[0]) && is_f32(in[1]) &&
              in[1]->numel() == 1) {
     float e = in[1]->data<float>()[0];
-    out = Tensor::uninitialized(DType::kFloat32, in[0]->shape());
+    out = buf.make(0, DType::kFloat32, in[0]->shape());
     const float* x = in[0]->data<float>();
     float* o = out.data_mut<float>();
     if (e == 2.f)
@@ -114,10 +115,10 @@ std::vector<Tensor> run_elementwise(const ir::Node& node, const std::vector<cons
       parallel_map(pool, in[0]->numel(), [&](int64_t i) { o[i] = std::pow(x[i], e); });
     done = true;
   } else if (in.size() == 2 && is_f32(in[0]) && is_f32(in[1])) {
-    if (op == "Add") done = binary<Bin::kAdd>(*in[0], *in[1], pool, out);
-    if (op == "Sub") done = binary<Bin::kSub>(*in[0], *in[1], pool, out);
-    if (op == "Mul") done = binary<Bin::kMul>(*in[0], *in[1], pool, out);
-    if (op == "Div") done = binary<Bin::kDiv>(*in[0], *in[1], pool, out);
+    if (op == "Add") done = binary<Bin::kAdd>(*in[0], *in[1], pool, buf, out);
+    if (op == "Sub") done = binary<Bin::kSub>(*in[0], *in[1], pool, buf, out);
+    if (op == "Mul") done = binary<Bin::kMul>(*in[0], *in[1], pool, buf, out);
+    if (op == "Div") done = binary<Bin::kDiv>(*in[0], *in[1], pool, buf, out);
   }
   if (!done) {  // the ONNX op's reference kernel (same semantics from opset 13 on)
     ir::Node onnx_node = node;
