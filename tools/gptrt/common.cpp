@@ -159,6 +159,26 @@ BuildConfig build_config_from_flags(const Args& args,
   return c;
 }
 
+std::vector<int64_t> parse_id_list(const std::string& text, const std::string& flag) {
+  std::vector<int64_t> ids;
+  for (std::string item : split_list(text, ',')) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    size_t used = 0;
+    int64_t v = -1;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || v < 0)
+      bad(flag + ": '" + text + "' is not a comma-separated list of non-negative token ids");
+    ids.push_back(v);
+  }
+  if (ids.empty()) bad(flag + ": no token ids given");
+  return ids;
+}
+
 LoadedEngine load_or_build(const Args& args, const std::string& command,
                            std::function<void(const std::string&)> notice) {
   LoadedEngine r;

@@ -48,6 +48,9 @@ TensorMap make_inputs(const Args& args, const Engine& engine, int profile);
 void export_outputs(const std::string& dir, const Engine& engine,
                     const std::vector<Tensor>& outputs);
 
+/// Token ids from "1,2,3" (spaces allowed); throws naming `flag` when malformed.
+std::vector<int64_t> parse_id_list(const std::string& text, const std::string& flag);
+
 /// Prints "[I] message" lines (trtexec's log style).
 void log_info(const std::string& msg);
 void log_warning(const std::string& msg);
@@ -59,6 +62,8 @@ int cmd_exec(const std::vector<std::string>& argv);
 int cmd_inspect(const std::vector<std::string>& argv);
 int cmd_make_model(const std::vector<std::string>& argv);
 int cmd_bench(const std::vector<std::string>& argv);
+int cmd_generate(const std::vector<std::string>& argv);
+int cmd_tokenize(const std::vector<std::string>& argv);
 int cmd_version();
 
 }  // namespace gptrt::cli

@@ -52,6 +52,8 @@ void usage() {
       "  inspect   describe a model or engine file (inputs, outputs, profiles, ops, parameters)\n"
       "  bench     the recipe's tables for gptrt and the peers installed (PyTorch, ONNX Runtime, "
       "TensorRT)\n"
+      "  generate  generate text with a KV cache (greedy or sampled), --prompt or --prompt-ids\n"
+      "  tokenize  GPT-2 BPE token ids of a text (or --decode ids)\n"
       "  make-model  write a Hugging Face GPT-2 folder (distilgpt2 ... gpt2-xl) with seeded random "
       "weights\n"
       "  --version the environment report: gptrt, compiler, CPU and ISA, CUDA toolkit, driver and "
@@ -76,6 +78,8 @@ int main(int argc, char** argv) {
     if (cmd == "inspect") return gptrt::cli::cmd_inspect(rest);
     if (cmd == "make-model") return gptrt::cli::cmd_make_model(rest);
     if (cmd == "bench") return gptrt::cli::cmd_bench(rest);
+    if (cmd == "generate") return gptrt::cli::cmd_generate(rest);
+    if (cmd == "tokenize") return gptrt::cli::cmd_tokenize(rest);
     std::fprintf(stderr, "gptrt: unknown command '%s'; run `gptrt --help` for the list\n",
                  cmd.c_str());
     return 1;

@@ -96,47 +96,68 @@ void gemm_epilogue(float* c, int64_t ldc, int64_t rows, int64_t cols, int act,
   }
 }
 
-void causal_attention(const float* qkv, const uint8_t* key_valid, int64_t b, int64_t s, int64_t e,
-                      int64_t heads, float scale, float* out, ThreadPool& pool) {
+void attention_core(const AttentionView& a, int64_t b, int64_t t, int64_t past, int64_t e,
+                    int64_t heads, float scale, float* out, ThreadPool& pool) {
   int64_t d = e / heads;
   // Tasks: (row, head, block of queries); a block of 16 queries shares its keys in cache.
   constexpr int64_t kQueries = 16;
-  int64_t qblocks = (s + kQueries - 1) / kQueries;
+  int64_t qblocks = (t + kQueries - 1) / kQueries;
   pool.parallel_for(b * heads * qblocks, [&](int64_t task) {
     int64_t r = task / (heads * qblocks), h = (task / qblocks) % heads, qb = task % qblocks;
-    std::vector<float> score(static_cast<size_t>(s));
+    std::vector<float> score(static_cast<size_t>(past + t));
     std::vector<float> acc(static_cast<size_t>(d));
-    const float* base = qkv + r * s * 3 * e;
-    for (int64_t i = qb * kQueries; i < std::min(s, (qb + 1) * kQueries); ++i) {
-      const float* q = base + i * 3 * e + h * d;
+    const uint8_t* valid = a.key_valid ? a.key_valid + r * a.valid_batch : nullptr;
+    for (int64_t i = qb * kQueries; i < std::min(t, (qb + 1) * kQueries); ++i) {
+      const float* q = a.q + (r * a.q_batch + i) * a.q_row + h * d;
+      int64_t keys = past + i + 1;  // causal: keys up to the query's own position
       float mx = -INFINITY;
-      for (int64_t j = 0; j <= i; ++j) {
-        if (key_valid && !key_valid[r * s + j]) continue;
-        const float* k = base + j * 3 * e + e + h * d;
+      for (int64_t j = 0; j < keys; ++j) {
+        if (valid && !valid[j]) continue;
+        const float* k = a.k + (r * a.kv_batch + j) * a.kv_row + h * d;
         float dot = 0;
 #pragma omp simd reduction(+ : dot)
-        for (int64_t t = 0; t < d; ++t) dot += q[t] * k[t];
+        for (int64_t u = 0; u < d; ++u) dot += q[u] * k[u];
         score[static_cast<size_t>(j)] = dot * scale;
         mx = std::max(mx, dot * scale);
       }
-      float* o = out + (r * s + i) * e + h * d;
+      float* o = out + (r * t + i) * e + h * d;
       std::fill(acc.begin(), acc.end(), 0.f);
       float sum = 0;
       if (mx > -INFINITY) {
-        for (int64_t j = 0; j <= i; ++j) {
-          if (key_valid && !key_valid[r * s + j]) continue;
+        for (int64_t j = 0; j < keys; ++j) {
+          if (valid && !valid[j]) continue;
           float w = exp_inline(score[static_cast<size_t>(j)] - mx);
           sum += w;
-          const float* v = base + j * 3 * e + 2 * e + h * d;
+          const float* v = a.v + (r * a.kv_batch + j) * a.kv_row + h * d;
           float* pa = acc.data();
 #pragma omp simd
-          for (int64_t t = 0; t < d; ++t) pa[t] += w * v[t];
+          for (int64_t u = 0; u < d; ++u) pa[u] += w * v[u];
         }
       }
       float inv = sum > 0 ? 1.0f / sum : 0.f;
-      for (int64_t t = 0; t < d; ++t) o[t] = acc[static_cast<size_t>(t)] * inv;
+      for (int64_t u = 0; u < d; ++u) o[u] = acc[static_cast<size_t>(u)] * inv;
     }
   });
+}
+
+void causal_attention(const float* qkv, const uint8_t* key_valid, int64_t b, int64_t s, int64_t e,
+                      int64_t heads, float scale, float* out, ThreadPool& pool) {
+  AttentionView a{qkv, s, 3 * e, qkv + e, qkv + 2 * e, s, 3 * e, key_valid, s};
+  attention_core(a, b, s, 0, e, heads, scale, out, pool);
+}
+
+void cached_attention(const float* qkv, int64_t b, int64_t t, int64_t e, int64_t heads, float scale,
+                      float* k_cache, float* v_cache, int64_t cache_s, int64_t past,
+                      const uint8_t* key_valid, float* out, ThreadPool& pool) {
+  for (int64_t r = 0; r < b; ++r) {
+    for (int64_t i = 0; i < t; ++i) {
+      const float* src = qkv + (r * t + i) * 3 * e;
+      std::memcpy(k_cache + (r * cache_s + past + i) * e, src + e, static_cast<size_t>(e) * 4);
+      std::memcpy(v_cache + (r * cache_s + past + i) * e, src + 2 * e, static_cast<size_t>(e) * 4);
+    }
+  }
+  AttentionView a{qkv, t, 3 * e, k_cache, v_cache, cache_s, e, key_valid, cache_s};
+  attention_core(a, b, t, past, e, heads, scale, out, pool);
 }
 
 void embedding_rows(const int64_t* ids, const int64_t* pos, const float* wte, const float* wpe,

@@ -18,10 +18,34 @@ void layer_norm_rows(const float* x, const float* gamma, const float* beta, floa
 void gemm_epilogue(float* c, int64_t ldc, int64_t rows, int64_t cols, int act,
                    const float* residual, int64_t ldr);
 
+/// Where attention reads: query i of row r at q + (r * q_batch + i) * q_row, key/value j at
+/// k/v + (r * kv_batch + j) * kv_row (heads of size e/heads side by side), key j of row r valid
+/// when key_valid[r * valid_batch + j] (null = all valid).
+struct AttentionView {
+  const float* q;
+  int64_t q_batch, q_row;
+  const float* k;
+  const float* v;
+  int64_t kv_batch, kv_row;
+  const uint8_t* key_valid;
+  int64_t valid_batch;
+};
+
+/// Queries 0..t-1 (at positions past..past+t-1) attend to keys 0..past+i -> out [b, t, e].
+void attention_core(const AttentionView& view, int64_t b, int64_t t, int64_t past, int64_t e,
+                    int64_t heads, float scale, float* out, ThreadPool& pool);
+
 /// Causal self-attention: qkv [b, s, 3e] (heads of size e/heads side by side), key_valid [b, s]
 /// (null = all valid) -> out [b, s, e]. A query with no valid key gives zeros.
 void causal_attention(const float* qkv, const uint8_t* key_valid, int64_t b, int64_t s, int64_t e,
                       int64_t heads, float scale, float* out, ThreadPool& pool);
+
+/// Attention of t new tokens against a KV cache: appends their keys and values (from qkv
+/// [b, t, 3e]) to k_cache/v_cache [b, cache_s, e] at positions past..past+t-1, then attends over
+/// positions 0..past+i; key_valid [b, cache_s] marks padding (null = all valid).
+void cached_attention(const float* qkv, int64_t b, int64_t t, int64_t e, int64_t heads, float scale,
+                      float* k_cache, float* v_cache, int64_t cache_s, int64_t past,
+                      const uint8_t* key_valid, float* out, ThreadPool& pool);
 
 /// out[r, t] = wte[ids[r, t]] + wpe[pos[r, t]] (ids/pos already range-checked), rows = b * s.
 void embedding_rows(const int64_t* ids, const int64_t* pos, const float* wte, const float* wpe,
