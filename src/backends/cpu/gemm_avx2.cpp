@@ -53,9 +53,62 @@ inline void load_b(const void* panel, int64_t kk, __m256& b0, __m256& b1) {
   }
 }
 
+// One row (a decode step): four independent accumulator pairs over k, so the FMAs do not wait
+// on each other and the weights stream at memory speed.
+template <bool kBf16>
+void kernel_row(const float* x, int64_t k, const void* panel, const float* bias16, float* c,
+                int64_t cols, bool accumulate) {
+  constexpr int64_t kLineElems = kBf16 ? 32 : 16;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, d0 = a0, d1 = a0, e0 = a0, e1 = a0;
+  if (accumulate) {
+    load_row(c, cols, a0, a1);
+  } else if (bias16) {
+    a0 = _mm256_loadu_ps(bias16);
+    a1 = _mm256_loadu_ps(bias16 + 8);
+  }
+  int64_t kk = 0;
+  for (; kk + 4 <= k; kk += 4) {
+    // The 64-byte lines of these four steps, one K block ahead.
+    for (int64_t j = 0; j < 4; j += kLineElems / kPanel) {
+      _mm_prefetch(static_cast<const char*>(panel) + (kk + 256 + j) * kPanel * (kBf16 ? 2 : 4),
+                   _MM_HINT_T0);
+    }
+    __m256 w0, w1;
+    load_b<kBf16>(panel, kk, w0, w1);
+    __m256 v = _mm256_broadcast_ss(x + kk);
+    a0 = _mm256_fmadd_ps(v, w0, a0);
+    a1 = _mm256_fmadd_ps(v, w1, a1);
+    load_b<kBf16>(panel, kk + 1, w0, w1);
+    v = _mm256_broadcast_ss(x + kk + 1);
+    b0 = _mm256_fmadd_ps(v, w0, b0);
+    b1 = _mm256_fmadd_ps(v, w1, b1);
+    load_b<kBf16>(panel, kk + 2, w0, w1);
+    v = _mm256_broadcast_ss(x + kk + 2);
+    d0 = _mm256_fmadd_ps(v, w0, d0);
+    d1 = _mm256_fmadd_ps(v, w1, d1);
+    load_b<kBf16>(panel, kk + 3, w0, w1);
+    v = _mm256_broadcast_ss(x + kk + 3);
+    e0 = _mm256_fmadd_ps(v, w0, e0);
+    e1 = _mm256_fmadd_ps(v, w1, e1);
+  }
+  for (; kk < k; ++kk) {
+    __m256 w0, w1;
+    load_b<kBf16>(panel, kk, w0, w1);
+    __m256 v = _mm256_broadcast_ss(x + kk);
+    a0 = _mm256_fmadd_ps(v, w0, a0);
+    a1 = _mm256_fmadd_ps(v, w1, a1);
+  }
+  store_row(c, _mm256_add_ps(_mm256_add_ps(a0, b0), _mm256_add_ps(d0, e0)),
+            _mm256_add_ps(_mm256_add_ps(a1, b1), _mm256_add_ps(d1, e1)), cols);
+}
+
 template <bool kBf16>
 void kernel(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
             const float* bias16, float* c, int64_t ldc, int64_t cols, bool accumulate) {
+  if (rows == 1) {
+    kernel_row<kBf16>(x, k, panel, bias16, c, cols, accumulate);
+    return;
+  }
   constexpr int64_t kLineElems = kBf16 ? 32 : 16;  // elements of a 64-byte line
   const float* x0 = x;
   const float* x1 = rows > 1 ? x + 1 * ldx : x0;
