@@ -99,6 +99,13 @@ def markdown(rows, meta):
             out.append(f"| {r['framework']} | {r['precision']} | {r['batch']} | {r['seq_len']} | {fmt_ms(r.get('median_ms'))} | {per} | "
                        f"{r.get('status') or r.get('accuracy_note') or ''} |")
         out.append("")
+    dec = [r for r in rows if r["kind"] == "decode" and r.get("median_ms") is not None]
+    if dec:
+        out += ["## Decode step (KV cache, 12-token prompt, median over 32 steps)", "",
+                "| framework | precision | batch | ms per step | tokens/s (all rows) |", "|---|---|---|---|---|"]
+        for r in dec:
+            out.append(f"| {r['framework']} | {r['precision']} | {r['batch']} | {r['median_ms']:.2f} | {r['tokens_per_s']:.1f} |")
+        out.append("")
     missing = {}
     for r in rows:
         if r.get("status"):

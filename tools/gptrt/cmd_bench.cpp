@@ -14,6 +14,7 @@
 #include "core/npy.h"
 #include "core/stats.h"
 #include "gptrt/error.h"
+#include "gptrt/generate.h"
 #include "platform/platform.h"
 
 #ifndef GPTRT_SOURCE_DIR
@@ -113,6 +114,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
       {"shapes", true, "forward grid BxS,... (default the recipe's 1x12,8x12,16x12,8x8,8x16,8x32)"},
       {"generate", true,
        "generation grid BATCHxNEW_TOKENS,... from a 12-token prompt (default none)"},
+      {"decode", true,
+       "decode-step table: batch sizes, comma-separated, 12-token prompt then 32 steps (default "
+       "none; e.g. 1,8,64)"},
       {"frameworks", true,
        "comma list of gptrt,pytorch,torch.compile,onnxruntime,tensorrt (default all)"},
       {"precision", true, "fp32 (default), fp16 or bf16"},
@@ -214,6 +218,23 @@ int cmd_bench(const std::vector<std::string>& argv) {
     npy::write(d + "/attention_mask.npy", mask);
   }
 
+  // Generation prompts (12 random ids per row), the same for gptrt and the peers.
+  auto gen_prompt = [&](int64_t b, int64_t n) {
+    std::string d = out + "/inputs/gen_" + std::to_string(b) + "x" + std::to_string(n);
+    platform::make_directories(d);
+    Tensor p(DType::kInt64, {b, 12});
+    for (int64_t i = 0; i < b * 12; ++i)
+      p.data_mut<int64_t>()[i] = static_cast<int64_t>(rng() % static_cast<uint64_t>(vocab));
+    npy::write(d + "/prompt_ids.npy", p);
+    return p;
+  };
+  std::vector<Tensor> gen_prompts;
+  for (const auto& [b, n] : gen_grid) gen_prompts.push_back(gen_prompt(b, n));
+  std::vector<int64_t> decode_batches;
+  if (args.has("decode"))
+    for (const std::string& item : split_list(args.get("decode"), ','))
+      decode_batches.push_back(std::stoll(item));
+
   // Peers first: they also write the PyTorch FP32 reference logits.
   std::string shapes_text, gen_text;
   for (const auto& [b, s] : grid)
@@ -298,13 +319,60 @@ int cmd_bench(const std::vector<std::string>& argv) {
               ", \"load_ms\": " + num(load_ms) + ", " + acc + "}");
     }
     progress(grid.size(), grid.size(), label + " done");
-    for (const auto& [b, n] : gen_grid) {
-      add_row(
-          "{\"framework\": " + json::quote(label) +
-          ", \"precision\": \"fp32\", \"device\": \"cpu\", \"kind\": \"generate\", \"batch\": " +
-          std::to_string(b) + ", \"seq_len\": " + std::to_string(n) +
-          ", \"median_ms\": null, \"status\": \"gptrt generation (KV-cache decoder) arrives with "
-          "the generation issue\"}");
+    // Generation: the KV-cache decoder, greedy, every row producing all its tokens.
+    std::unique_ptr<Generator> gen;
+    try {
+      if (!gen_grid.empty() || !decode_batches.empty())
+        gen = std::make_unique<Generator>(engine, static_cast<int>(threads));
+    } catch (const Error& e) {
+      log_warning(std::string("gptrt generation rows skipped: ") + e.what());
+    }
+    auto prompts_of = [](const Tensor& p) {
+      std::vector<std::vector<int64_t>> r;
+      for (int64_t i = 0; i < p.dim(0); ++i)
+        r.emplace_back(p.data<int64_t>() + i * p.dim(1), p.data<int64_t>() + (i + 1) * p.dim(1));
+      return r;
+    };
+    for (size_t i = 0; i < gen_grid.size() && gen; ++i) {
+      auto [b, n] = gen_grid[i];
+      GenerationConfig gc;
+      gc.max_new_tokens = n;
+      auto prompts = prompts_of(gen_prompts[i]);
+      gen->generate(prompts, gc);  // warm-up
+      std::vector<double> samples;
+      double start = platform::now_seconds();
+      while (samples.size() < 5 || platform::now_seconds() - start < min_seconds) {
+        double a = platform::now_seconds();
+        gen->generate(prompts, gc);
+        samples.push_back((platform::now_seconds() - a) * 1e3);
+      }
+      LatencyStats st = compute_stats(samples);
+      add_row("{\"framework\": " + json::quote(label) + ", \"precision\": \"" +
+              precision_name(engine->info().precision) +
+              "\", \"device\": \"cpu\", \"kind\": \"generate\", \"batch\": " + std::to_string(b) +
+              ", \"seq_len\": " + std::to_string(n) + ", \"median_ms\": " + num(st.median) +
+              ", \"p90_ms\": " + num(st.percentile(90)) +
+              ", \"runs\": " + std::to_string(st.count) +
+              ", \"ms_per_token\": " + num(st.median / static_cast<double>(n)) +
+              ", \"accuracy_note\": \"KV cache: prefill, then one-token decode steps\"}");
+    }
+    for (int64_t b : decode_batches) {
+      if (!gen) break;
+      Tensor p = gen_prompt(b, 32);
+      GenerationConfig gc;
+      gc.max_new_tokens = 33;  // 32 decode steps after the prefill's token
+      auto prompts = prompts_of(p);
+      std::vector<double> per_step;
+      double start = platform::now_seconds();
+      while (per_step.size() < 3 || platform::now_seconds() - start < min_seconds)
+        per_step.push_back(gen->generate(prompts, gc).timings.decode_ms_per_token);
+      LatencyStats st = compute_stats(per_step);
+      add_row("{\"framework\": " + json::quote(label) + ", \"precision\": \"" +
+              precision_name(engine->info().precision) +
+              "\", \"device\": \"cpu\", \"kind\": \"decode\", \"batch\": " + std::to_string(b) +
+              ", \"seq_len\": 12, \"median_ms\": " + num(st.median) +
+              ", \"runs\": " + std::to_string(st.count) +
+              ", \"tokens_per_s\": " + num(static_cast<double>(b) * 1e3 / st.median) + "}");
     }
   }
   rows += "\n]\n";
