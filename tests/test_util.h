@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -15,8 +16,10 @@
 
 namespace gptrt::test {
 
+/// tests/data (the build's path, or $GPTRT_TEST_DATA when the binary runs elsewhere).
 inline std::string data_path(const std::string& rel) {
-  return std::string(GPTRT_TEST_DATA) + "/" + rel;
+  const char* env = std::getenv("GPTRT_TEST_DATA");
+  return std::string(env ? env : GPTRT_TEST_DATA) + "/" + rel;
 }
 
 /// A fresh, empty temporary directory for one test.
@@ -36,7 +39,8 @@ struct CliResult {
 
 /// Runs `gptrt <args>` through the shell, capturing its output.
 inline CliResult run_cli(const std::string& args) {
-  std::string cmd = std::string(GPTRT_CLI) + " " + args + " 2>&1";
+  const char* env = std::getenv("GPTRT_CLI");  // the CLI's path when the tests run elsewhere
+  std::string cmd = std::string(env ? env : GPTRT_CLI) + " " + args + " 2>&1";
   CliResult r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;

@@ -27,7 +27,7 @@ struct OptimizationProfile {
 };
 
 /// Numeric precision an engine computes in.
-enum class Precision : int32_t { kFp32 = 0, kFp16 = 1, kBf16 = 2 };
+enum class Precision : int32_t { kFp32 = 0, kFp16 = 1, kBf16 = 2, kTf32 = 3 };
 /// "fp32", "fp16" or "bf16".
 const char* precision_name(Precision precision);
 
@@ -152,6 +152,14 @@ class ExecutionContext {
   /// Starts (or stops) timing every op of later execute() calls.
   void set_profiling(bool on);
   /// Per op type: total milliseconds and calls since profiling started.
+  /// Host-to-device, GPU compute and device-to-host times (ms) of the last execute (CUDA
+  /// backend; zeros on CPU backends).
+  struct Timings {
+    double h2d_ms = 0, compute_ms = 0, d2h_ms = 0;
+  };
+  Timings last_timings() const;
+  /// CUDA backend: replay one captured CUDA graph per input shape (default on).
+  void set_cuda_graphs(bool on);
   /// Bytes of this context's activation arena (planned for the profiles' largest shapes; 0 when
   /// the backend allocates per value).
   int64_t activation_arena_bytes() const;

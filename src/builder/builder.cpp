@@ -3,6 +3,7 @@
 #include <set>
 
 #include "backends/cpu/backend.h"
+#include "backends/cuda/cuda_backend.h"
 #include "backends/reference/kernels.h"
 #include "gptrt/error.h"
 #include "ir/verifier.h"
@@ -193,8 +194,9 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
 
   if (!backend_available(config.backend)) {
     throw Error(ErrorCode::kUnsupported, std::string("the ") + backend_name(config.backend) +
-                                             " backend is not part of this build of gptrt; build "
-                                             "with --backend cpu or --backend reference");
+                                             " backend is not part of this build of gptrt (built "
+                                             "without the CUDA toolkit); build with --backend cpu "
+                                             "or --backend reference");
   }
   info.backend = config.backend;
   info.target = "generic";
@@ -202,10 +204,21 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
     info.target = cpu::isa_name(config.cpu_isa.empty() ? cpu::best_isa()
                                                        : cpu::isa_from_name(config.cpu_isa));
   }
+  if (config.backend == Backend::kCuda) {
+    std::string why;
+    info.target = cuda::device_sm(&why);
+    if (info.target.empty())
+      throw Error(ErrorCode::kUnsupported, "the CUDA backend builds for the GPU it finds: " + why);
+    if (config.precision == Precision::kBf16 && info.target < "sm_80")
+      throw Error(ErrorCode::kUnsupported, "--bf16 needs an sm_80 or newer GPU; this one is " +
+                                               cuda::device_name() + " (use --fp16 or FP32)");
+  }
   info.format_version = kEngineFormatVersion;
   info.gptrt_version = version();
   info.precision = Precision::kFp32;
-  if (config.precision == Precision::kBf16 && config.backend == Backend::kCpu) {
+  if (config.backend == Backend::kCuda) {
+    info.precision = config.precision;  // FP32, TF32, FP16 or BF16 GEMMs, FP32 everything else
+  } else if (config.precision == Precision::kBf16 && config.backend == Backend::kCpu) {
     info.precision =
         Precision::kBf16;  // linear-layer weights in BF16; activations, accumulation FP32
   } else if (config.precision != Precision::kFp32) {
@@ -261,6 +274,17 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
   if (config.backend != Backend::kReference) {
     passes::DecoderInfo decoder = fuse(g, notice);
     info.model.notices.push_back(decoder.summary());
+    if (config.backend == Backend::kCuda) {
+      if (!decoder.recognised)
+        throw Error(ErrorCode::kUnsupported,
+                    "the CUDA backend runs the recognised GPT-2 decoder only, and this graph's was "
+                    "not (" +
+                        decoder.blocker + "); use --backend cpu");
+      cuda::lower(g, info.precision);
+      passes::eliminate_dead_code(g);
+      notice("cuda backend (" + info.target + ", " + precision_name(info.precision) +
+             "): the fused decoder on cuBLAS GEMMs and gptrt's kernels");
+    }
   }
   if (config.backend == Backend::kCpu) {
     int lowered = cpu::lower_linear(
@@ -274,6 +298,7 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
   }
   ir::verify(g);
   for (const ir::Node& n : g.nodes) {
+    if (config.backend == Backend::kCuda) break;  // cuda::lower checked every op
     bool known =
         reference::has_kernel(n.op_type, n.domain) ||
         (!n.domain.empty() && config.backend == Backend::kCpu && cpu::has_kernel(n.op_type));

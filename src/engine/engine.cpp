@@ -1,4 +1,5 @@
 #include "backends/cpu/backend.h"
+#include "backends/cuda/cuda_backend.h"
 #include "backends/reference/kernels.h"
 #include "builder/builder.h"
 #include "engine/engine_impl.h"
@@ -29,6 +30,8 @@ const char* precision_name(Precision p) {
       return "fp16";
     case Precision::kBf16:
       return "bf16";
+    case Precision::kTf32:
+      return "tf32";
   }
   return "unknown";
 }
@@ -46,7 +49,8 @@ const char* backend_name(Backend b) {
 }
 
 bool backend_available(Backend b) {
-  return b == Backend::kReference || b == Backend::kCpu;
+  return b == Backend::kReference || b == Backend::kCpu ||
+         (b == Backend::kCuda && cuda::compiled_in());
 }
 
 const ShapeRange* OptimizationProfile::find(const std::string& name) const {
@@ -102,6 +106,29 @@ std::shared_ptr<const Engine> Engine::load(const std::string& path) {
                       "; rebuild the engine on this machine (or with --cpuIsa=" +
                       cpu::isa_name(cpu::best_isa()) + ")");
     }
+  }
+  if (impl->info.backend == Backend::kCuda) {
+    if (!cuda::compiled_in())
+      throw Error(
+          ErrorCode::kEngineMismatch,
+          "engine '" + path + "' is for the cuda backend, which this gptrt was built without");
+    if (impl->info.target.rfind("sm_", 0) != 0)
+      throw Error(ErrorCode::kEngineMismatch,
+                  "engine '" + path + "' is for the cuda backend but its target '" +
+                      impl->info.target + "' is no GPU architecture; rebuild it");
+    for (const ir::Node& n : impl->graph.nodes) {
+      if (!cuda::has_kernel(n))
+        throw Error(ErrorCode::kEngineMismatch,
+                    "engine '" + path + "' is for the cuda backend but uses " + n.describe() +
+                        ", which it cannot run; rebuild it");
+    }
+    std::string why, sm = cuda::device_sm(&why);
+    if (!sm.empty() && sm != impl->info.target)
+      throw Error(ErrorCode::kEngineMismatch, "engine '" + path + "' was built for " +
+                                                  impl->info.target + " GPUs; this GPU is " +
+                                                  cuda::device_name() +
+                                                  "; rebuild the engine on this machine");
+    return std::make_shared<Engine>(impl);
   }
   for (const ir::Node& n : impl->graph.nodes) {
     bool known =

@@ -257,7 +257,7 @@ std::shared_ptr<Engine::Impl> read_engine_file(std::shared_ptr<const platform::M
     throw refuse(ErrorCode::kParseError,
                  "is damaged: checksum mismatch; rebuild it or copy it again");
   if (h.backend > static_cast<uint32_t>(Backend::kCuda) ||
-      h.precision > static_cast<uint32_t>(Precision::kBf16)) {
+      h.precision > static_cast<uint32_t>(Precision::kTf32)) {
     throw refuse(ErrorCode::kEngineMismatch,
                  "names an unknown backend or precision; it was written by a newer gptrt");
   }

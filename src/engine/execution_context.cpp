@@ -1,6 +1,7 @@
 #include <map>
 
 #include "backends/cpu/backend.h"
+#include "backends/cuda/cuda_backend.h"
 #include "backends/reference/executor.h"
 #include "backends/reference/kernels.h"
 #include "engine/engine_impl.h"
@@ -63,8 +64,8 @@ cpu::Isa runnable_isa(const Engine& engine) {
 
 // The cpu backend's activation arena: every value its kernels write, at the largest shape the
 // engine's profiles admit, planned when the context is made (nothing is allocated per run).
-reference::MemoryPlan activation_plan(const Engine& engine) {
-  if (engine.info().backend != Backend::kCpu) return {};
+// The largest value of every symbolic input dimension over the engine's profiles.
+std::map<std::string, int64_t> profile_dim_max(const Engine& engine) {
   const ir::Graph& g = engine.impl().graph;
   std::map<std::string, int64_t> dim_max;
   for (int id : g.inputs) {
@@ -79,9 +80,15 @@ reference::MemoryPlan activation_plan(const Engine& engine) {
       }
     }
   }
-  reference::MemoryPlan plan = reference::plan_memory(g, dim_max, [](const ir::Node& n) {
-    return n.domain == ir::kFusedDomain && cpu::has_kernel(n.op_type);
-  });
+  return dim_max;
+}
+
+reference::MemoryPlan activation_plan(const Engine& engine) {
+  if (engine.info().backend != Backend::kCpu) return {};
+  const ir::Graph& g = engine.impl().graph;
+  reference::MemoryPlan plan = reference::plan_memory(
+      g, profile_dim_max(engine),
+      [](const ir::Node& n) { return n.domain == ir::kFusedDomain && cpu::has_kernel(n.op_type); });
   // Beyond this the arena is not worth reserving (a profile up to 64 x 1024 on a large model):
   // those contexts allocate per value from the tensor block cache instead.
   constexpr int64_t kMaxArena = int64_t{8} << 30;
@@ -106,12 +113,33 @@ struct ExecutionContext::State {
   cpu::ThreadPool pool;
   cpu::Isa isa;
   reference::Executor executor;
+  std::unique_ptr<cuda::Runner> gpu;  // the CUDA backend's runner
+  ExecutionContext::Timings timings;
   bool profiling = false;
   reference::Executor::Profile profile;
 };
 
 ExecutionContext::ExecutionContext(std::shared_ptr<const Engine> engine, int threads)
-    : engine_(std::move(engine)), state_(std::make_unique<State>(*engine_, threads)) {}
+    : engine_(std::move(engine)),
+      state_(std::make_unique<State>(*engine_,
+                                     engine_->info().backend == Backend::kCuda ? 1 : threads)) {
+  if (engine_->info().backend != Backend::kCuda) return;
+  std::string why;
+  if (cuda::device_sm(&why).empty())
+    throw Error(ErrorCode::kEngineMismatch,
+                "this engine is for the CUDA backend (" + engine_->info().target + ") and " + why);
+  state_->gpu = std::make_unique<cuda::Runner>(std::shared_ptr<const void>(engine_, engine_.get()),
+                                               engine_->impl().graph, engine_->info().precision,
+                                               profile_dim_max(*engine_));
+}
+
+ExecutionContext::Timings ExecutionContext::last_timings() const {
+  return state_->timings;
+}
+
+void ExecutionContext::set_cuda_graphs(bool on) {
+  if (state_->gpu) state_->gpu->set_use_graphs(on);
+}
 
 ExecutionContext::~ExecutionContext() = default;
 
@@ -222,6 +250,12 @@ int ExecutionContext::check_inputs(const TensorMap& inputs) const {
 
 std::vector<Tensor> ExecutionContext::execute(const TensorMap& inputs) {
   check_inputs(inputs);
+  if (state_->gpu) {
+    cuda::Timings t;
+    std::vector<Tensor> out = state_->gpu->run(inputs, &t);
+    state_->timings = Timings{t.h2d_ms, t.compute_ms, t.d2h_ms};
+    return out;
+  }
   return state_->executor.run(inputs, state_->profiling ? &state_->profile : nullptr);
 }
 
@@ -231,7 +265,7 @@ void ExecutionContext::set_profiling(bool on) {
 }
 
 int64_t ExecutionContext::activation_arena_bytes() const {
-  return state_->executor.arena_bytes();
+  return state_->gpu ? state_->gpu->activation_bytes() : state_->executor.arena_bytes();
 }
 
 std::map<std::string, std::pair<double, int64_t>> ExecutionContext::profile() const {

@@ -113,10 +113,11 @@ int cmd_exec(const std::vector<std::string>& argv) {
   log_info(std::string("Backend: ") + backend_name(info.backend) + " (" + info.target +
            "), precision " + precision_name(info.precision) + ", " +
            std::to_string(info.profiles.size()) + " optimization profile(s).");
-  if (args.has("useCudaGraph"))
+  bool gpu = info.backend == Backend::kCuda;
+  if (args.has("useCudaGraph") && !gpu)
     log_warning("--useCudaGraph has no effect on the " + std::string(backend_name(info.backend)) +
                 " backend (no CUDA graphs on the CPU); accepted and ignored.");
-  if (args.has("noDataTransfers"))
+  if (args.has("noDataTransfers") && !gpu)
     log_warning("--noDataTransfers has no effect on the " +
                 std::string(backend_name(info.backend)) +
                 " backend: inputs are used in place, nothing is copied.");
@@ -130,6 +131,8 @@ int cmd_exec(const std::vector<std::string>& argv) {
   }
   TensorMap inputs = make_inputs(args, *le.engine, static_cast<int>(profile));
   auto ctx = le.engine->create_execution_context(static_cast<int>(args.get_int("threads", 0, 1)));
+  // As trtexec: kernels are launched one by one unless --useCudaGraph replays captured graphs.
+  ctx->set_cuda_graphs(args.has("useCudaGraph"));
   int chosen = ctx->check_inputs(inputs);
   std::string shapes;
   for (const TensorDesc& d : info.model.inputs) {
@@ -153,16 +156,22 @@ int cmd_exec(const std::vector<std::string>& argv) {
     outputs = ctx->execute(inputs);
     ++warm_runs;
   } while ((platform::now_seconds() - t_start) * 1e3 < warmup_ms);
-  std::vector<double> starts, latencies;
+  std::vector<double> starts, latencies, h2d, compute, d2h;
   if (args.has("dumpProfile")) ctx->set_profiling(true);
+  bool no_transfers = gpu && args.has("noDataTransfers");
   double t0 = platform::now_seconds();
   while (static_cast<int64_t>(latencies.size()) < iterations ||
          platform::now_seconds() - t0 < duration_s) {
     double a = platform::now_seconds();
     outputs = ctx->execute(inputs);
     double b = platform::now_seconds();
+    ExecutionContext::Timings t = ctx->last_timings();
     starts.push_back((a - t0) * 1e3);
-    latencies.push_back((b - a) * 1e3);
+    // --noDataTransfers on the GPU: the latency is the GPU compute alone, as trtexec reports it.
+    latencies.push_back(no_transfers ? t.compute_ms : (b - a) * 1e3);
+    h2d.push_back(t.h2d_ms);
+    compute.push_back(t.compute_ms);
+    d2h.push_back(t.d2h_ms);
   }
   double wall = platform::now_seconds() - t0;
   LatencyStats stats = compute_stats(latencies);
@@ -178,7 +187,7 @@ int cmd_exec(const std::vector<std::string>& argv) {
     }
   }
   double total_compute = 0;
-  for (double l : latencies) total_compute += l;
+  for (double l : gpu ? compute : latencies) total_compute += l;
   log_info("Warm-up: " + std::to_string(warm_runs) + " runs in " + std::to_string(warmup_ms) +
            " ms requested.");
   log_info("=== Performance summary ===");
@@ -187,9 +196,20 @@ int cmd_exec(const std::vector<std::string>& argv) {
                 static_cast<double>(latencies.size()) / wall);
   log_info(buf);
   print_stats_line("Latency", stats, pcts);
-  log_info("H2D Latency: none (CPU backend: inputs are read in place)");
-  print_stats_line("Compute Time", stats, pcts);
-  log_info("D2H Latency: none (CPU backend: outputs are written in place)");
+  if (gpu) {
+    print_stats_line("H2D Latency", compute_stats(h2d), pcts);
+    print_stats_line("GPU Compute Time", compute_stats(compute), pcts);
+    print_stats_line("D2H Latency", compute_stats(d2h), pcts);
+    log_info(std::string("CUDA graphs: ") +
+             (args.has("useCudaGraph")
+                  ? "captured per shape and replayed"
+                  : "off (kernels launched one by one; --useCudaGraph replays graphs)") +
+             (no_transfers ? "; --noDataTransfers: latency is the GPU compute time" : ""));
+  } else {
+    log_info("H2D Latency: none (CPU backend: inputs are read in place)");
+    print_stats_line("Compute Time", stats, pcts);
+    log_info("D2H Latency: none (CPU backend: outputs are written in place)");
+  }
   std::snprintf(buf, sizeof buf, "Total Host Walltime: %.5f s", wall);
   log_info(buf);
   std::snprintf(buf, sizeof buf, "Total Compute Time: %.5f s", total_compute / 1e3);

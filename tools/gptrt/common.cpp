@@ -127,11 +127,12 @@ std::vector<FlagSpec> build_flags() {
       {"maxBatch", true, "default profile: largest batch (default 64)"},
       {"maxSeqLen", true, "default profile: longest sequence (default: the model's n_positions)"},
       {"backend", true,
-       "target backend: cpu (default: vectorised, multi-threaded) or reference (plain C++, the "
-       "ground truth)"},
+       "target backend: cpu (default: vectorised, multi-threaded), cuda (NVIDIA GPU) or "
+       "reference (plain C++, the ground truth)"},
       {"cpuIsa", true, "cpu backend: generic, avx2 or avx512 (default: the best this CPU has)"},
       {"fp16", false, "build FP16 (the reference backend computes FP32 and says so)"},
       {"bf16", false, "build BF16 (the reference backend computes FP32 and says so)"},
+      {"tf32", false, "cuda backend: FP32 GEMMs on TF32 tensor cores"},
       {"verbose", false, "print what the builder does"},
   };
 }
@@ -142,9 +143,11 @@ BuildConfig build_config_from_flags(const Args& args,
   c.profiles = profiles_from_flags(args);
   c.default_max_batch = args.get_int("maxBatch", 64, 1);
   c.default_max_seq_len = args.get_int("maxSeqLen", 0, 1);
-  if (args.has("fp16") && args.has("bf16")) bad("--fp16 and --bf16 exclude each other; pick one");
+  if (args.has("fp16") + args.has("bf16") + args.has("tf32") > 1)
+    bad("--fp16, --bf16 and --tf32 exclude each other; pick one");
   if (args.has("fp16")) c.precision = Precision::kFp16;
   if (args.has("bf16")) c.precision = Precision::kBf16;
+  if (args.has("tf32")) c.precision = Precision::kTf32;
   std::string backend = args.get("backend", "cpu");
   if (backend == "reference")
     c.backend = Backend::kReference;

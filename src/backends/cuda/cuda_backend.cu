@@ -1,0 +1,501 @@
+// The CUDA backend (see cuda_backend.h). Host code uses only CUDA 11/12-era runtime and cuBLAS
+// APIs (cudaStreamBeginCapture, cudaGraphInstantiate with flags, cublasGemmEx), so CUDA 12 users
+// can build it.
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstring>
+#include <mutex>
+
+#include "backends/cuda/cuda_backend.h"
+#include "backends/reference/executor.h"
+#include "backends/reference/fused_ops.h"
+#include "core/half.h"
+#include "gptrt/error.h"
+
+namespace gptrt::cuda {
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess)
+    throw Error(ErrorCode::kInternal, std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
+}
+void check(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS)
+    throw Error(ErrorCode::kInternal, std::string("cuBLAS error ") + std::to_string(static_cast<int>(s)) + " in " + what);
+}
+
+// ---- kernels ---------------------------------------------------------------------------------
+
+__global__ void embedding_kernel(const int64_t* ids, const int64_t* pos, const float* wte,
+                                 const float* wpe, int64_t s, int64_t e, float* out) {
+  int64_t row = blockIdx.x;
+  int64_t p = pos ? pos[row] : row % s;
+  const float* a = wte + ids[row] * e;
+  const float* b = wpe + p * e;
+  for (int64_t k = threadIdx.x; k < e; k += blockDim.x) out[row * e + k] = a[k] + b[k];
+}
+
+__device__ float block_sum(float v, float* shared) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  float t = 0;
+  for (int w = 0; w < (blockDim.x + 31) / 32; ++w) t += shared[w];
+  return t;
+}
+
+__global__ void layer_norm_kernel(const float* x, const float* g, const float* b, float eps,
+                                  int64_t e, float* y) {
+  __shared__ float shared[32];
+  const float* px = x + blockIdx.x * e;
+  float* py = y + blockIdx.x * e;
+  float sum = 0;
+  for (int64_t k = threadIdx.x; k < e; k += blockDim.x) sum += px[k];
+  float mean = block_sum(sum, shared) / static_cast<float>(e);
+  float var = 0;
+  for (int64_t k = threadIdx.x; k < e; k += blockDim.x) var += (px[k] - mean) * (px[k] - mean);
+  float inv = rsqrtf(block_sum(var, shared) / static_cast<float>(e) + eps);
+  for (int64_t k = threadIdx.x; k < e; k += blockDim.x) py[k] = (px[k] - mean) * inv * g[k] + b[k];
+}
+
+// One warp per query: qkv [b, s, 3e]; mask [b, s] (null: all valid); heads of size d <= 32 *
+// kPerLane (lane l holds elements l, l + 32, ...). Scores live in shared memory (warps * s floats).
+template <int kPerLane>
+__global__ void attention_kernel(const float* qkv, const int64_t* mask, int64_t s, int64_t e,
+                                 int64_t heads, float scale, float* out) {
+  extern __shared__ float scores_all[];
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int64_t bh = blockIdx.x, r = bh / heads, h = bh % heads;
+  int64_t i = static_cast<int64_t>(blockIdx.y) * (blockDim.x / 32) + warp;
+  if (i >= s) return;
+  int64_t d = e / heads;
+  float* score = scores_all + warp * s;
+  const float* base = qkv + r * s * 3 * e;
+  float q[kPerLane];
+  for (int t = 0; t < kPerLane; ++t) q[t] = lane + 32 * t < d ? base[i * 3 * e + h * d + lane + 32 * t] : 0.f;
+  float mx = -INFINITY;
+  for (int64_t j = 0; j <= i; ++j) {
+    bool valid = !mask || mask[r * s + j] != 0;
+    float dot = 0;
+    if (valid) {
+      const float* k = base + j * 3 * e + e + h * d;
+      for (int t = 0; t < kPerLane; ++t)
+        if (lane + 32 * t < d) dot += q[t] * k[lane + 32 * t];
+      for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffff, dot, o);
+      dot *= scale;
+      mx = fmaxf(mx, dot);
+    }
+    if (lane == 0) score[j] = valid ? dot : -INFINITY;
+  }
+  __syncwarp();
+  float acc[kPerLane] = {};
+  float sum = 0;
+  if (mx > -INFINITY) {
+    for (int64_t j = 0; j <= i; ++j) {
+      float sj = score[j];
+      if (sj == -INFINITY) continue;
+      float w = __expf(sj - mx);
+      sum += w;
+      const float* v = base + j * 3 * e + 2 * e + h * d;
+      for (int t = 0; t < kPerLane; ++t)
+        if (lane + 32 * t < d) acc[t] += w * v[lane + 32 * t];
+    }
+  }
+  float inv = sum > 0 ? 1.0f / sum : 0.f;
+  float* o = out + (r * s + i) * e + h * d;
+  for (int t = 0; t < kPerLane; ++t)
+    if (lane + 32 * t < d) o[lane + 32 * t] = acc[t] * inv;
+}
+
+__device__ float gelu_tanh(float x) {
+  float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+  return 0.5f * x * (1.0f + tanhf(u));
+}
+__device__ float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
+
+// y[m, n] = act(y + bias[n]) + residual[m, n]
+__global__ void epilogue_kernel(float* y, const float* bias, const float* residual, int act,
+                                int64_t m, int64_t n) {
+  int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (idx >= m * n) return;
+  float v = y[idx];
+  if (bias) v += bias[idx % n];
+  if (act == reference::kActGeluTanh) v = gelu_tanh(v);
+  if (act == reference::kActGeluErf) v = gelu_erf(v);
+  if (residual) v += residual[idx];
+  y[idx] = v;
+}
+
+template <typename T>
+__global__ void convert_kernel(const float* x, int64_t n, T* y) {
+  int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (idx < n) {
+    if constexpr (std::is_same_v<T, __half>)
+      y[idx] = __float2half_rn(x[idx]);
+    else
+      y[idx] = __float2bfloat16_rn(x[idx]);
+  }
+}
+
+int blocks_for(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
+
+// ---- device weights, shared by every context of one engine -----------------------------------
+
+struct DeviceWeights {
+  std::map<int, void*> ptr;  // value id -> device copy of its constant
+  ~DeviceWeights() {
+    for (auto& [id, p] : ptr) cudaFree(p);
+  }
+};
+
+std::mutex g_weights_mu;
+std::map<const void*, std::weak_ptr<DeviceWeights>> g_weights;
+
+std::shared_ptr<DeviceWeights> weights_for(const void* owner, const ir::Graph& g) {
+  std::lock_guard<std::mutex> lock(g_weights_mu);
+  if (auto w = g_weights[owner].lock()) return w;
+  auto w = std::make_shared<DeviceWeights>();
+  for (size_t i = 0; i < g.values.size(); ++i) {
+    const ir::Value& v = g.values[i];
+    if (!v.is_constant() || v.constant.nbytes() == 0) continue;
+    void* p = nullptr;
+    check(cudaMalloc(&p, v.constant.nbytes()), "cudaMalloc (weights)");
+    w->ptr[static_cast<int>(i)] = p;
+    check(cudaMemcpy(p, v.constant.raw(), v.constant.nbytes(), cudaMemcpyHostToDevice), "weights upload");
+  }
+  g_weights[owner] = w;
+  return w;
+}
+
+}  // namespace
+
+bool compiled_in() { return true; }
+
+std::string device_sm(std::string* why) {
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    if (why) *why = e != cudaSuccess ? std::string("no usable NVIDIA GPU (") + cudaGetErrorString(e) + ")" : "no NVIDIA GPU found";
+    return "";
+  }
+  cudaDeviceProp p{};
+  check(cudaGetDeviceProperties(&p, 0), "cudaGetDeviceProperties");
+  return "sm_" + std::to_string(p.major) + std::to_string(p.minor);
+}
+
+std::string device_name() {
+  std::string why, sm = device_sm(&why);
+  if (sm.empty()) return "";
+  cudaDeviceProp p{};
+  check(cudaGetDeviceProperties(&p, 0), "cudaGetDeviceProperties");
+  return std::string(p.name) + " (" + sm + ")";
+}
+
+bool has_kernel(const ir::Node& n) {
+  return (n.domain == ir::kFusedDomain &&
+          (n.op_type == "Embedding" || n.op_type == "Linear" || n.op_type == "Attention")) ||
+         (n.domain.empty() && n.op_type == "LayerNormalization" && n.attr_int("axis", -1) == -1);
+}
+
+void lower(ir::Graph& g, Precision precision) {
+  for (ir::Node& n : g.nodes) {
+    if (!has_kernel(n)) throw Error(ErrorCode::kUnsupported, n.describe() + " has no CUDA kernel");
+    if (n.op_type == "Attention") {
+      int64_t e = g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value;
+      int64_t d = e / n.attr_int("num_heads", 1);
+      if (d > 256)
+        throw Error(ErrorCode::kUnsupported, n.describe() + ": head size " + std::to_string(d) +
+                                                 " is over 256, the CUDA attention kernel's limit");
+    }
+    if (n.op_type != "Linear" || precision == Precision::kFp32 || precision == Precision::kTf32) continue;
+    // FP16/BF16: the weight in that type (a new value, so a tied embedding keeps its FP32 table).
+    const ir::Value& w = g.values[static_cast<size_t>(n.inputs[1])];
+    Tensor t(precision == Precision::kFp16 ? DType::kFloat16 : DType::kBFloat16, w.constant.shape());
+    for (int64_t i = 0; i < w.constant.numel(); ++i) {
+      float x = w.constant.data<float>()[i];
+      t.data_mut<uint16_t>()[i] = precision == Precision::kFp16 ? float_to_half(x) : float_to_bf16(x);
+    }
+    ir::Value v;
+    v.name = w.name + (precision == Precision::kFp16 ? ".fp16" : ".bf16");
+    v.dtype = t.dtype();
+    v.shape = w.shape;
+    v.constant = t;
+    v.is_weight = true;
+    int id = g.find(v.name);
+    if (id < 0) id = g.add_value(std::move(v));
+    n.inputs[1] = id;
+  }
+}
+
+struct Runner::Impl {
+  std::shared_ptr<const void> owner;
+  const ir::Graph& g;
+  Precision precision;
+  std::shared_ptr<DeviceWeights> weights;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  void* workspace = nullptr;
+  reference::MemoryPlan plan;
+  char* arena = nullptr;
+  void* half_x = nullptr;  // FP16/BF16 copy of a GEMM's input
+  int64_t half_x_bytes = 0;
+  float* out = nullptr;  // logits [b, s, vocab] (grown, never per run)
+  int64_t out_bytes = 0;
+  int64_t* ids = nullptr;
+  int64_t* mask = nullptr;
+  int64_t* pos = nullptr;
+  int64_t io_elems = 0;  // capacity of ids/mask/pos
+  void* pinned_in = nullptr;
+  void* pinned_out = nullptr;
+  int64_t pinned_in_bytes = 0, pinned_out_bytes = 0;
+  cudaEvent_t ev[4] = {};
+  bool use_graphs = true;
+  std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> graphs;
+
+  Impl(std::shared_ptr<const void> o, const ir::Graph& graph, Precision p,
+       const std::map<std::string, int64_t>& dim_max)
+      : owner(std::move(o)), g(graph), precision(p) {
+    weights = weights_for(owner.get(), g);
+    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    check(cublasCreate(&blas), "cublasCreate");
+    check(cublasSetStream(blas, stream), "cublasSetStream");
+    check(cudaMalloc(&workspace, size_t{32} << 20), "cudaMalloc (cuBLAS workspace)");
+    check(cublasSetWorkspace(blas, workspace, size_t{32} << 20), "cublasSetWorkspace");
+    for (cudaEvent_t& e : ev) check(cudaEventCreate(&e), "cudaEventCreate");
+    plan = reference::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
+    if (plan.total > 0) check(cudaMalloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(plan.total)), "cudaMalloc (activation arena)");
+    int64_t rows = 1, max_k = 1;
+    for (const auto& [sym, v] : dim_max) rows *= v;
+    for (const ir::Node& n : g.nodes)
+      if (n.op_type == "Linear") max_k = std::max(max_k, g.values[static_cast<size_t>(n.inputs[1])].constant.dim(n.attr_int("transB", 0) ? 1 : 0));
+    if (p == Precision::kFp16 || p == Precision::kBf16) {
+      half_x_bytes = rows * max_k * 2;
+      check(cudaMalloc(&half_x, static_cast<size_t>(half_x_bytes)), "cudaMalloc (FP16 inputs)");
+    }
+  }
+
+  ~Impl() {
+    for (auto& [k, ge] : graphs) cudaGraphExecDestroy(ge);
+    cudaFree(arena);
+    cudaFree(half_x);
+    cudaFree(out);
+    cudaFree(ids);
+    cudaFree(mask);
+    cudaFree(pos);
+    cudaFree(workspace);
+    cudaFreeHost(pinned_in);
+    cudaFreeHost(pinned_out);
+    for (cudaEvent_t e : ev) cudaEventDestroy(e);
+    if (blas) cublasDestroy(blas);
+    if (stream) cudaStreamDestroy(stream);
+  }
+
+  void drop_graphs() {
+    for (auto& [k, ge] : graphs) cudaGraphExecDestroy(ge);
+    graphs.clear();
+  }
+
+  void* value_ptr(int id) {
+    if (id < 0) return nullptr;
+    auto w = weights->ptr.find(id);
+    if (w != weights->ptr.end()) return w->second;
+    if (id == g.outputs[0]) return out;
+    int64_t off = plan.offset[static_cast<size_t>(id)];
+    if (off < 0) throw Error(ErrorCode::kInternal, "value '" + g.values[static_cast<size_t>(id)].name + "' has no device memory");
+    return arena + off;
+  }
+
+  void gemm(const ir::Node& n, int64_t m, const float* x, float* y) {
+    const ir::Value& wv = g.values[static_cast<size_t>(n.inputs[1])];
+    bool trans = n.attr_int("transB", 0) != 0;
+    int64_t k = wv.constant.dim(trans ? 1 : 0), cols = wv.constant.dim(trans ? 0 : 1);
+    const void* w = value_ptr(n.inputs[1]);
+    const float one = 1.f, zero = 0.f;
+    cublasOperation_t op = trans ? CUBLAS_OP_T : CUBLAS_OP_N;
+    int lda = static_cast<int>(trans ? k : cols);
+    if (wv.dtype == DType::kFloat32) {
+      cublasComputeType_t ct = precision == Precision::kTf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+      check(cublasGemmEx(blas, op, CUBLAS_OP_N, static_cast<int>(cols), static_cast<int>(m), static_cast<int>(k), &one, w,
+                         CUDA_R_32F, lda, x, CUDA_R_32F, static_cast<int>(k), &zero, y, CUDA_R_32F, static_cast<int>(cols), ct,
+                         CUBLAS_GEMM_DEFAULT),
+            "cublasGemmEx (FP32)");
+      return;
+    }
+    bool fp16 = wv.dtype == DType::kFloat16;
+    if (fp16)
+      convert_kernel<__half><<<blocks_for(m * k, 256), 256, 0, stream>>>(x, m * k, static_cast<__half*>(half_x));
+    else
+      convert_kernel<__nv_bfloat16><<<blocks_for(m * k, 256), 256, 0, stream>>>(x, m * k, static_cast<__nv_bfloat16*>(half_x));
+    cudaDataType_t dt = fp16 ? CUDA_R_16F : CUDA_R_16BF;
+    check(cublasGemmEx(blas, op, CUBLAS_OP_N, static_cast<int>(cols), static_cast<int>(m), static_cast<int>(k), &one, w, dt,
+                       lda, half_x, dt, static_cast<int>(k), &zero, y, CUDA_R_32F, static_cast<int>(cols), CUBLAS_COMPUTE_32F,
+                       CUBLAS_GEMM_DEFAULT),
+          fp16 ? "cublasGemmEx (FP16)" : "cublasGemmEx (BF16)");
+  }
+
+  // Every kernel of one forward pass for [b, s] on `stream` (captured or launched directly).
+  void forward(int64_t b, int64_t s, bool with_pos, bool with_mask) {
+    int64_t rows = b * s;
+    for (const ir::Node& n : g.nodes) {
+      float* y = static_cast<float*>(value_ptr(n.outputs[0]));
+      if (n.op_type == "Embedding") {
+        const ir::Value& wpe = g.values[static_cast<size_t>(n.inputs[3])];
+        embedding_kernel<<<static_cast<int>(rows), 256, 0, stream>>>(
+            ids, with_pos ? pos : nullptr, static_cast<const float*>(value_ptr(n.inputs[2])),
+            static_cast<const float*>(value_ptr(n.inputs[3])), s, wpe.constant.dim(1), y);
+      } else if (n.op_type == "LayerNormalization") {
+        int64_t e = g.values[static_cast<size_t>(n.inputs[1])].constant.numel();
+        layer_norm_kernel<<<static_cast<int>(rows), 256, 0, stream>>>(
+            static_cast<const float*>(value_ptr(n.inputs[0])), static_cast<const float*>(value_ptr(n.inputs[1])),
+            static_cast<const float*>(value_ptr(n.inputs[2])), n.attr_float("epsilon", 1e-5f), e, y);
+      } else if (n.op_type == "Attention") {
+        int64_t e = g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value;
+        int64_t heads = n.attr_int("num_heads", 1), d = e / heads;
+        constexpr int kWarps = 4;
+        dim3 grid(static_cast<unsigned>(b * heads), static_cast<unsigned>((s + kWarps - 1) / kWarps));
+        size_t smem = static_cast<size_t>(kWarps * s) * sizeof(float);
+        const float* qkv = static_cast<const float*>(value_ptr(n.inputs[0]));
+        const int64_t* m = with_mask && n.inputs.size() > 1 && n.inputs[1] >= 0 ? mask : nullptr;
+        float scale = n.attr_float("scale", 1.f);
+        switch ((d + 31) / 32) {
+          case 1: attention_kernel<1><<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, y); break;
+          case 2: attention_kernel<2><<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, y); break;
+          case 3: attention_kernel<3><<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, y); break;
+          case 4: attention_kernel<4><<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, y); break;
+          default: attention_kernel<8><<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, y); break;
+        }
+      } else {  // Linear
+        const ir::Value& wv = g.values[static_cast<size_t>(n.inputs[1])];
+        int64_t cols = wv.constant.dim(n.attr_int("transB", 0) ? 0 : 1);
+        gemm(n, rows, static_cast<const float*>(value_ptr(n.inputs[0])), y);
+        const float* bias = n.inputs.size() > 2 ? static_cast<const float*>(value_ptr(n.inputs[2])) : nullptr;
+        const float* res = n.inputs.size() > 3 ? static_cast<const float*>(value_ptr(n.inputs[3])) : nullptr;
+        int act = reference::activation_from_name(n.attr_string("activation", ""));
+        if (bias || res || act != reference::kActNone)
+          epilogue_kernel<<<blocks_for(rows * cols, 256), 256, 0, stream>>>(y, bias, res, act, rows, cols);
+      }
+      check(cudaGetLastError(), "kernel launch");
+    }
+  }
+
+  template <typename T>
+  static void grow(T** p, int64_t* cap, int64_t want, bool host) {
+    if (want <= *cap) return;
+    if (host) {
+      cudaFreeHost(*p);
+      check(cudaMallocHost(reinterpret_cast<void**>(p), static_cast<size_t>(want)), "cudaMallocHost");
+    } else {
+      cudaFree(*p);
+      check(cudaMalloc(reinterpret_cast<void**>(p), static_cast<size_t>(want)), "cudaMalloc");
+    }
+    *cap = want;
+  }
+
+  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Timings* t) {
+    const ir::Node& embed = g.nodes.front();
+    std::string ids_name = g.values[static_cast<size_t>(embed.inputs[0])].name;
+    const Tensor& ids_t = inputs.at(ids_name);
+    int64_t b = ids_t.dim(0), s = ids_t.dim(1), rows = b * s;
+    const Tensor* mask_t = nullptr;
+    const Tensor* pos_t = nullptr;
+    for (int id : g.inputs) {
+      const std::string& name = g.values[static_cast<size_t>(id)].name;
+      if (name == ids_name) continue;
+      bool is_pos = embed.inputs.size() > 1 && embed.inputs[1] == id;
+      auto it = inputs.find(name);
+      if (it == inputs.end()) continue;
+      (is_pos ? pos_t : mask_t) = &it->second;
+    }
+    // Inputs as int64 in pinned memory, then one copy each to fixed device buffers.
+    if (rows > io_elems) {
+      cudaFree(ids); cudaFree(mask); cudaFree(pos);
+      ids = mask = pos = nullptr;
+      int64_t cap = 0;
+      grow(&ids, &cap, rows * 8, false);
+      cap = 0;
+      grow(&mask, &cap, rows * 8, false);
+      cap = 0;
+      grow(&pos, &cap, rows * 8, false);
+      io_elems = rows;
+      drop_graphs();
+    }
+    grow(&pinned_in, &pinned_in_bytes, rows * 8 * 3, true);
+    int64_t* host = static_cast<int64_t*>(pinned_in);
+    auto stage = [&](const Tensor* src, int64_t* dst) {
+      for (int64_t i = 0; i < rows; ++i)
+        dst[i] = src->dtype() == DType::kInt64 ? src->data<int64_t>()[i]
+                 : src->dtype() == DType::kInt32 ? src->data<int32_t>()[i]
+                                                  : static_cast<int64_t>(reference::nonzero(*src, i));
+    };
+    stage(&ids_t, host);
+    if (mask_t) stage(mask_t, host + rows);
+    if (pos_t && pos_t->dim(0) == b) stage(pos_t, host + 2 * rows);
+    if (pos_t && pos_t->dim(0) == 1)
+      for (int64_t r = 0; r < b; ++r)
+        for (int64_t i = 0; i < s; ++i)
+          host[2 * rows + r * s + i] = pos_t->dtype() == DType::kInt64 ? pos_t->data<int64_t>()[i] : pos_t->data<int32_t>()[i];
+    // Output buffer: grown to the largest shape seen (captured graphs point into it).
+    int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
+    int64_t out_need = rows * vocab * 4;
+    if (out_need > out_bytes) {
+      drop_graphs();
+      grow(&out, &out_bytes, out_need, false);
+    }
+    grow(&pinned_out, &pinned_out_bytes, out_need, true);
+
+    check(cudaEventRecord(ev[0], stream), "cudaEventRecord");
+    check(cudaMemcpyAsync(ids, host, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice, stream), "H2D ids");
+    if (mask_t) check(cudaMemcpyAsync(mask, host + rows, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice, stream), "H2D mask");
+    if (pos_t) check(cudaMemcpyAsync(pos, host + 2 * rows, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice, stream), "H2D positions");
+    check(cudaEventRecord(ev[1], stream), "cudaEventRecord");
+    if (use_graphs) {
+      auto key = std::make_pair(b, s);
+      auto it = graphs.find(key);
+      if (it == graphs.end()) {
+        cudaGraph_t graph = nullptr;
+        check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+        forward(b, s, pos_t != nullptr, mask_t != nullptr);
+        check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
+        cudaGraphExec_t exec = nullptr;
+        check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+        cudaGraphDestroy(graph);
+        it = graphs.emplace(key, exec).first;
+      }
+      check(cudaGraphLaunch(it->second, stream), "cudaGraphLaunch");
+    } else {
+      forward(b, s, pos_t != nullptr, mask_t != nullptr);
+    }
+    check(cudaEventRecord(ev[2], stream), "cudaEventRecord");
+    check(cudaMemcpyAsync(pinned_out, out, static_cast<size_t>(out_need), cudaMemcpyDeviceToHost, stream), "D2H logits");
+    check(cudaEventRecord(ev[3], stream), "cudaEventRecord");
+    check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    if (t) {
+      float a = 0, c = 0, d = 0;
+      cudaEventElapsedTime(&a, ev[0], ev[1]);
+      cudaEventElapsedTime(&c, ev[1], ev[2]);
+      cudaEventElapsedTime(&d, ev[2], ev[3]);
+      *t = Timings{a, c, d};
+    }
+    Tensor result = Tensor::uninitialized(DType::kFloat32, {b, s, vocab});
+    std::memcpy(result.data_mut<float>(), pinned_out, static_cast<size_t>(out_need));
+    return {result};
+  }
+};
+
+Runner::Runner(std::shared_ptr<const void> owner, const ir::Graph& graph, Precision precision,
+               const std::map<std::string, int64_t>& dim_max)
+    : impl_(std::make_unique<Impl>(std::move(owner), graph, precision, dim_max)) {}
+Runner::~Runner() = default;
+std::vector<Tensor> Runner::run(const std::map<std::string, Tensor>& inputs, Timings* t) {
+  return impl_->run(inputs, t);
+}
+void Runner::set_use_graphs(bool on) { impl_->use_graphs = on; }
+int64_t Runner::activation_bytes() const { return impl_->plan.total + impl_->out_bytes; }
+
+}  // namespace gptrt::cuda

@@ -1,0 +1,60 @@
+// The CUDA backend: the recognised GPT-2 decoder on an NVIDIA GPU. GEMMs through cuBLAS (FP32
+// without TF32, TF32, or FP16/BF16 weights with FP32 accumulation), own kernels for the
+// embedding, LayerNorm, causal attention with padding mask and the bias/GELU/residual epilogue;
+// weights uploaded once per engine and shared by its contexts; activations in one device arena
+// planned for the profiles' largest shapes; one CUDA graph per input shape, captured on first
+// use and replayed. Host code only here (no CUDA headers), so the rest of gptrt builds without
+// the toolkit; builds without it get the stub in cuda_backend_none.cpp.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gptrt/engine.h"
+#include "ir/graph.h"
+
+namespace gptrt::cuda {
+
+/// True when this gptrt was built with the CUDA backend.
+bool compiled_in();
+/// "sm_90" for GPU 0, or "" with `why` saying what is missing (no toolkit, driver or GPU).
+std::string device_sm(std::string* why = nullptr);
+/// "NVIDIA H200 (sm_90)" for messages and reports, or "".
+std::string device_name();
+
+/// True when the CUDA backend runs `node` (the fused decoder's ops).
+bool has_kernel(const ir::Node& node);
+
+/// Prepares a recognised, fused decoder graph for the GPU at `precision`: FP16/BF16 engines
+/// store the linear layers' weights in that type (FP32 otherwise). Throws for a graph it cannot
+/// run, naming the node.
+void lower(ir::Graph& graph, Precision precision);
+
+/// One forward pass's times (ms): host-to-device copies, GPU compute, device-to-host copies.
+struct Timings {
+  double h2d_ms = 0, compute_ms = 0, d2h_ms = 0;
+};
+
+/// Runs one engine's plan on the GPU; one per ExecutionContext, with its own stream.
+class Runner {
+ public:
+  /// `owner` keeps the graph (and its weights) alive; the weights go to the GPU once per engine.
+  Runner(std::shared_ptr<const void> owner, const ir::Graph& graph, Precision precision,
+         const std::map<std::string, int64_t>& dim_max);
+  ~Runner();
+  /// Inputs by name (already checked against the profiles) -> outputs on the host.
+  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Timings* timings);
+  /// Replay a captured CUDA graph per input shape (default on); off: launch every kernel.
+  void set_use_graphs(bool on);
+  /// Bytes of device memory for activations (the arena and the output buffer).
+  int64_t activation_bytes() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gptrt::cuda

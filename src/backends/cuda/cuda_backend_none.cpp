@@ -1,0 +1,43 @@
+// Builds without the CUDA toolkit: the CUDA backend reports itself missing.
+#include "backends/cuda/cuda_backend.h"
+#include "gptrt/error.h"
+
+namespace gptrt::cuda {
+
+bool compiled_in() {
+  return false;
+}
+
+std::string device_sm(std::string* why) {
+  if (why) *why = "this gptrt was built without the CUDA toolkit (configure with nvcc installed)";
+  return "";
+}
+
+std::string device_name() {
+  return "";
+}
+
+bool has_kernel(const ir::Node&) {
+  return false;
+}
+
+void lower(ir::Graph&, Precision) {
+  throw Error(ErrorCode::kUnsupported, "this gptrt was built without the CUDA backend");
+}
+
+struct Runner::Impl {};
+
+Runner::Runner(std::shared_ptr<const void>, const ir::Graph&, Precision,
+               const std::map<std::string, int64_t>&) {
+  throw Error(ErrorCode::kUnsupported, "this gptrt was built without the CUDA backend");
+}
+Runner::~Runner() = default;
+std::vector<Tensor> Runner::run(const std::map<std::string, Tensor>&, Timings*) {
+  return {};
+}
+void Runner::set_use_graphs(bool) {}
+int64_t Runner::activation_bytes() const {
+  return 0;
+}
+
+}  // namespace gptrt::cuda
