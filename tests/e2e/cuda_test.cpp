@@ -76,7 +76,8 @@ TEST(Cuda, ReducedPrecisionsAgreeOnTheTopToken) {
       }
     }
     EXPECT_GE(static_cast<double>(agree) / static_cast<double>(total), 0.99) << precision_name(p);
-    EXPECT_LE(worst, 0.1) << precision_name(p);
+    // Stated bounds: TF32 and FP16 keep 10-11 mantissa bits, BF16 8.
+    EXPECT_LE(worst, p == Precision::kBf16 ? 0.2 : 0.05) << precision_name(p);
     std::printf("[cuda %s] top-1 %lld/%lld, max |dlogit| %.3g\n", precision_name(p),
                 static_cast<long long>(agree), static_cast<long long>(total), worst);
   }
