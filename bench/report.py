@@ -56,7 +56,12 @@ def markdown(rows, meta):
                 v = ", ".join(f"{a} {b}" for a, b in v.items())
             out.append(f"| {k} | {v} |")
     out.append("")
-    if meta.get("read_bandwidth_gbs"):
+    if meta.get("read_bandwidth_gbs") and meta.get("device") == "cuda":
+        out.append(f"gptrt engine: built in {meta['gptrt_build_ms']:.0f} ms, loaded in {meta['gptrt_load_ms']:.1f} ms. "
+                   "gptrt-cuda rows time the GPU compute of one forward pass (a CUDA graph replay, inputs and logits "
+                   "on the GPU), as the PyTorch rows time the model on the device.")
+        out.append("")
+    elif meta.get("read_bandwidth_gbs"):
         out.append(f"gptrt engine: built in {meta['gptrt_build_ms']:.0f} ms, loaded in {meta['gptrt_load_ms']:.1f} ms. "
                    f"Memory read bandwidth measured in this run: {meta['read_bandwidth_gbs']:.1f} GB/s, so reading the "
                    f"{meta['weight_bytes'] / 1e6:.1f} MB of FP32 weights once takes {meta['weight_read_floor_ms']:.1f} ms "
