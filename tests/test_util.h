@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -87,6 +88,37 @@ inline void expect_fixture_goldens(ExecutionContext& ctx, const std::string& lab
     EXPECT_LE(max_abs_diff_masked(out[0], goldens.at(k + ".logits"), &mask), 1e-4)
         << label << " " << k;
   }
+}
+
+/// How a reduced-precision engine agrees with the fixture's FP32 goldens over the six cases, at
+/// non-pad positions: top-1 matches and the largest |dlogit|.
+struct Agreement {
+  int64_t agree = 0, total = 0;
+  double worst = 0;
+  double rate() const {
+    return total ? static_cast<double>(agree) / static_cast<double>(total) : 0;
+  }
+};
+inline Agreement fixture_agreement(ExecutionContext& ctx) {
+  static const auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
+  Agreement a;
+  for (int c = 0; c < 6; ++c) {
+    std::string k = "case" + std::to_string(c);
+    const Tensor& mask = goldens.at(k + ".attention_mask");
+    Tensor out =
+        ctx.execute({{"input_ids", goldens.at(k + ".input_ids")}, {"attention_mask", mask}})[0];
+    const Tensor& want = goldens.at(k + ".logits");
+    a.worst = std::max(a.worst, max_abs_diff_masked(out, want, &mask));
+    int64_t rows = out.dim(0) * out.dim(1), v = out.dim(2);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (mask.data<int64_t>()[r] == 0) continue;
+      const float* x = out.data<float>() + r * v;
+      const float* y = want.data<float>() + r * v;
+      a.agree += std::max_element(x, x + v) - x == std::max_element(y, y + v) - y;
+      ++a.total;
+    }
+  }
+  return a;
 }
 
 /// Builds an engine from an ONNX file with the default profile.

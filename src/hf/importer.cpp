@@ -29,13 +29,7 @@ class GraphBuilder {
     return id;
   }
   int constant(const std::string& name, Tensor t, bool weight) {
-    ir::Value v;
-    v.name = name;
-    v.dtype = t.dtype();
-    v.shape = ir::SymShape::from(t.shape());
-    v.constant = std::move(t);
-    v.is_weight = weight;
-    return g_.add_value(std::move(v));
+    return g_.add_constant(name, std::move(t), weight);
   }
   int ints(const std::vector<int64_t>& values, bool scalar = false) {
     Tensor t(DType::kInt64, scalar ? Shape{} : Shape{static_cast<int64_t>(values.size())});

@@ -65,6 +65,16 @@ int Graph::add_value(Value v) {
   return id;
 }
 
+int Graph::add_constant(std::string name, Tensor t, bool is_weight) {
+  Value v;
+  v.name = std::move(name);
+  v.dtype = t.dtype();
+  v.shape = SymShape::from(t.shape());
+  v.constant = std::move(t);
+  v.is_weight = is_weight;
+  return add_value(std::move(v));
+}
+
 int Graph::find(const std::string& name) const {
   auto it = index_.find(name);
   return it == index_.end() ? -1 : it->second;

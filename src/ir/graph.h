@@ -98,6 +98,8 @@ class Graph {
 
   /// Adds a value; its name must be unique.
   int add_value(Value v);
+  /// Adds a constant value holding `t` (dtype and shape from it); its name must be unique.
+  int add_constant(std::string name, Tensor t, bool is_weight = true);
   /// Id of the value named `name`, or -1.
   int find(const std::string& name) const;
   /// Rebuilds the name index after values were renamed or compacted.

@@ -60,15 +60,7 @@ int64_t linear_n(const ir::Graph& g, const ir::Node& lin) {
 // The canonical graph under construction.
 struct Builder {
   ir::Graph g;
-  int constant(const std::string& name, Tensor t) {
-    ir::Value v;
-    v.name = name;
-    v.dtype = t.dtype();
-    v.shape = ir::SymShape::from(t.shape());
-    v.constant = std::move(t);
-    v.is_weight = true;
-    return g.add_value(std::move(v));
-  }
+  int constant(const std::string& name, Tensor t) { return g.add_constant(name, std::move(t)); }
   int node(const std::string& name, const std::string& op, bool fused, std::vector<int> inputs,
            std::map<std::string, ir::Attribute> attrs, const std::string& out) {
     ir::Value v;

@@ -87,14 +87,9 @@ int fuse_layer_norm(ir::Graph& g) {
       }
     }
     auto make_vector = [&](const char* suffix, float fill) {
-      ir::Value v;
-      v.name = g.values[static_cast<size_t>(out)].name + suffix;
-      v.dtype = DType::kFloat32;
-      v.constant = Tensor(DType::kFloat32, {e});
-      for (int64_t i = 0; i < e; ++i) v.constant.data_mut<float>()[i] = fill;
-      v.shape = ir::SymShape::from(v.constant.shape());
-      v.is_weight = true;
-      return g.add_value(std::move(v));
+      Tensor t(DType::kFloat32, {e});
+      for (int64_t i = 0; i < e; ++i) t.data_mut<float>()[i] = fill;
+      return g.add_constant(g.values[static_cast<size_t>(out)].name + suffix, t);
     };
     if (gamma < 0) gamma = make_vector(".gamma", 1.f);
     if (beta < 0) beta = make_vector(".beta", 0.f);

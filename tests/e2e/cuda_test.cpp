@@ -46,40 +46,17 @@ TEST(Cuda, EveryFixtureExportMatchesTheGoldensInFp32) {
 
 TEST(Cuda, ReducedPrecisionsAgreeOnTheTopToken) {
   SKIP_WITHOUT_GPU();
-  static const auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
   std::vector<Precision> precisions = {Precision::kTf32, Precision::kFp16};
   if (cuda::device_sm() >= "sm_80") precisions.push_back(Precision::kBf16);
   for (Precision p : precisions) {
-    auto ctx = cuda_engine(Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")), p)
-                   ->create_execution_context();
-    int64_t agree = 0, total = 0;
-    double worst = 0;
-    for (int c = 0; c < 6; ++c) {
-      std::string k = "case" + std::to_string(c);
-      const Tensor& mask = goldens.at(k + ".attention_mask");
-      Tensor out =
-          ctx->execute({{"input_ids", goldens.at(k + ".input_ids")}, {"attention_mask", mask}})[0];
-      const Tensor& ref = goldens.at(k + ".logits");
-      int64_t v = ref.dim(2);
-      for (int64_t r = 0; r < ref.numel() / v; ++r) {
-        if (mask.data<int64_t>()[r] == 0) continue;
-        const float* a = out.data<float>() + r * v;
-        const float* b = ref.data<float>() + r * v;
-        int64_t ia = 0, ib = 0;
-        for (int64_t j = 0; j < v; ++j) {
-          worst = std::max<double>(worst, std::fabs(a[j] - b[j]));
-          if (a[j] > a[ia]) ia = j;
-          if (b[j] > b[ib]) ib = j;
-        }
-        agree += ia == ib;
-        ++total;
-      }
-    }
-    EXPECT_GE(static_cast<double>(agree) / static_cast<double>(total), 0.99) << precision_name(p);
+    Agreement a = fixture_agreement(
+        *cuda_engine(Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")), p)
+             ->create_execution_context());
+    EXPECT_GE(a.rate(), 0.99) << precision_name(p);
     // Stated bounds: TF32 and FP16 keep 10-11 mantissa bits, BF16 8.
-    EXPECT_LE(worst, p == Precision::kBf16 ? 0.2 : 0.05) << precision_name(p);
+    EXPECT_LE(a.worst, p == Precision::kBf16 ? 0.2 : 0.05) << precision_name(p);
     std::printf("[cuda %s] top-1 %lld/%lld, max |dlogit| %.3g\n", precision_name(p),
-                static_cast<long long>(agree), static_cast<long long>(total), worst);
+                static_cast<long long>(a.agree), static_cast<long long>(a.total), a.worst);
   }
 }
 

@@ -213,36 +213,17 @@ TEST(CpuElementwise, MatchesReferenceKernels) {
 
 // --bf16 on the cpu backend: linear-layer weights in BF16, everything else FP32.
 TEST(CpuBackendBf16, StaysCloseToTheGoldens) {
-  auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
   BuildConfig config;
   config.backend = Backend::kCpu;
   config.precision = Precision::kBf16;
   auto engine =
       Engine::build(Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")), config);
   EXPECT_EQ(engine->info().precision, Precision::kBf16);
-  auto ctx = engine->create_execution_context(2);
-  int64_t agree = 0, total = 0;
-  double worst = 0;
-  for (int c = 0; c < 6; ++c) {
-    std::string k = "case" + std::to_string(c);
-    const Tensor& mask = goldens.at(k + ".attention_mask");
-    Tensor out =
-        ctx->execute({{"input_ids", goldens.at(k + ".input_ids")}, {"attention_mask", mask}})[0];
-    const Tensor& want = goldens.at(k + ".logits");
-    worst = std::max(worst, max_abs_diff_masked(out, want, &mask));
-    int64_t rows = out.dim(0) * out.dim(1), v = out.dim(2);
-    for (int64_t r = 0; r < rows; ++r) {
-      if (mask.data<int64_t>()[r] == 0) continue;
-      const float* a = out.data<float>() + r * v;
-      const float* b = want.data<float>() + r * v;
-      agree += std::max_element(a, a + v) - a == std::max_element(b, b + v) - b;
-      ++total;
-    }
-  }
-  EXPECT_GE(static_cast<double>(agree) / static_cast<double>(total), 0.99) << agree << "/" << total;
-  EXPECT_LE(worst, 0.1) << "max |dlogit| of BF16 weights (0.066 when written)";
-  std::printf("bf16: top-1 agreement %lld/%lld, max |dlogit| %.4g\n", static_cast<long long>(agree),
-              static_cast<long long>(total), worst);
+  Agreement a = fixture_agreement(*engine->create_execution_context(2));
+  EXPECT_GE(a.rate(), 0.99) << a.agree << "/" << a.total;
+  EXPECT_LE(a.worst, 0.1) << "max |dlogit| of BF16 weights (0.066 when written)";
+  std::printf("bf16: top-1 agreement %lld/%lld, max |dlogit| %.4g\n",
+              static_cast<long long>(a.agree), static_cast<long long>(a.total), a.worst);
 }
 
 TEST(CpuBackendIsa, AnEngineForAnIsaThisCpuLacksBuildsButDoesNotRun) {

@@ -40,13 +40,10 @@ int lower_linear(ir::Graph& g, DType weights) {
     auto key = std::make_pair(w, transposed);
     auto it = packed.find(key);
     if (it == packed.end()) {
-      ir::Value p;
-      p.name = g.values[static_cast<size_t>(w)].name + (transposed ? ".packedT" : ".packed");
-      p.constant = pack_weights(g.values[static_cast<size_t>(w)].constant, transposed, weights);
-      p.dtype = weights;
-      p.shape = ir::SymShape::from(p.constant.shape());
-      p.is_weight = true;
-      it = packed.emplace(key, g.add_value(std::move(p))).first;
+      int id = g.add_constant(
+          g.values[static_cast<size_t>(w)].name + (transposed ? ".packedT" : ".packed"),
+          pack_weights(g.values[static_cast<size_t>(w)].constant, transposed, weights));
+      it = packed.emplace(key, id).first;
     }
     const Tensor& wt = g.values[static_cast<size_t>(w)].constant;
     int64_t k = transposed ? wt.dim(1) : wt.dim(0), cols = transposed ? wt.dim(0) : wt.dim(1);

@@ -221,14 +221,9 @@ void lower(ir::Graph& g, Precision precision) {
       float x = w.constant.data<float>()[i];
       t.data_mut<uint16_t>()[i] = precision == Precision::kFp16 ? float_to_half(x) : float_to_bf16(x);
     }
-    ir::Value v;
-    v.name = w.name + (precision == Precision::kFp16 ? ".fp16" : ".bf16");
-    v.dtype = t.dtype();
-    v.shape = w.shape;
-    v.constant = t;
-    v.is_weight = true;
-    int id = g.find(v.name);
-    if (id < 0) id = g.add_value(std::move(v));
+    std::string name = w.name + (precision == Precision::kFp16 ? ".fp16" : ".bf16");
+    int id = g.find(name);
+    if (id < 0) id = g.add_constant(name, t);
     n.inputs[1] = id;
   }
 }
