@@ -1,6 +1,7 @@
 // The CUDA backend (see cuda_backend.h). Host code uses only CUDA 11/12-era runtime and cuBLAS
 // APIs (cudaStreamBeginCapture, cudaGraphInstantiate with flags, cublasGemmEx), so CUDA 12 users
 // can build it.
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -21,11 +22,13 @@ namespace {
 
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
-    throw Error(ErrorCode::kInternal, std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
+    throw Error(ErrorCode::kInternal,
+                std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
 }
 void check(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS)
-    throw Error(ErrorCode::kInternal, std::string("cuBLAS error ") + std::to_string(static_cast<int>(s)) + " in " + what);
+    throw Error(ErrorCode::kInternal,
+                std::string("cuBLAS error ") + std::to_string(static_cast<int>(s)) + " in " + what);
 }
 
 // ---- kernels ---------------------------------------------------------------------------------
@@ -50,25 +53,38 @@ __device__ float block_sum(float v, float* shared) {
   return t;
 }
 
+template <typename T>
+__device__ __forceinline__ void store(T* p, int64_t i, float v) {
+  if constexpr (std::is_same_v<T, float>)
+    p[i] = v;
+  else if constexpr (std::is_same_v<T, __half>)
+    p[i] = __float2half_rn(v);
+  else
+    p[i] = __float2bfloat16_rn(v);
+}
+
+// Outputs in T: float, or the GEMM input type (FP16/BF16) when only linear layers read them.
+template <typename T>
 __global__ void layer_norm_kernel(const float* x, const float* g, const float* b, float eps,
-                                  int64_t e, float* y) {
+                                  int64_t e, T* y) {
   __shared__ float shared[32];
   const float* px = x + blockIdx.x * e;
-  float* py = y + blockIdx.x * e;
+  T* py = y + blockIdx.x * e;
   float sum = 0;
   for (int64_t k = threadIdx.x; k < e; k += blockDim.x) sum += px[k];
   float mean = block_sum(sum, shared) / static_cast<float>(e);
   float var = 0;
   for (int64_t k = threadIdx.x; k < e; k += blockDim.x) var += (px[k] - mean) * (px[k] - mean);
   float inv = rsqrtf(block_sum(var, shared) / static_cast<float>(e) + eps);
-  for (int64_t k = threadIdx.x; k < e; k += blockDim.x) py[k] = (px[k] - mean) * inv * g[k] + b[k];
+  for (int64_t k = threadIdx.x; k < e; k += blockDim.x)
+    store(py, k, (px[k] - mean) * inv * g[k] + b[k]);
 }
 
 // One warp per query: qkv [b, s, 3e]; mask [b, s] (null: all valid); heads of size d <= 32 *
 // kPerLane (lane l holds elements l, l + 32, ...). Scores live in shared memory (warps * s floats).
-template <int kPerLane>
+template <int kPerLane, typename T>
 __global__ void attention_kernel(const float* qkv, const int64_t* mask, int64_t s, int64_t e,
-                                 int64_t heads, float scale, float* out) {
+                                 int64_t heads, float scale, T* out) {
   extern __shared__ float scores_all[];
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   int64_t bh = blockIdx.x, r = bh / heads, h = bh % heads;
@@ -78,7 +94,8 @@ __global__ void attention_kernel(const float* qkv, const int64_t* mask, int64_t 
   float* score = scores_all + warp * s;
   const float* base = qkv + r * s * 3 * e;
   float q[kPerLane];
-  for (int t = 0; t < kPerLane; ++t) q[t] = lane + 32 * t < d ? base[i * 3 * e + h * d + lane + 32 * t] : 0.f;
+  for (int t = 0; t < kPerLane; ++t)
+    q[t] = lane + 32 * t < d ? base[i * 3 * e + h * d + lane + 32 * t] : 0.f;
   float mx = -INFINITY;
   for (int64_t j = 0; j <= i; ++j) {
     bool valid = !mask || mask[r * s + j] != 0;
@@ -108,42 +125,29 @@ __global__ void attention_kernel(const float* qkv, const int64_t* mask, int64_t 
     }
   }
   float inv = sum > 0 ? 1.0f / sum : 0.f;
-  float* o = out + (r * s + i) * e + h * d;
+  T* o = out + (r * s + i) * e + h * d;
   for (int t = 0; t < kPerLane; ++t)
-    if (lane + 32 * t < d) o[lane + 32 * t] = acc[t] * inv;
+    if (lane + 32 * t < d) store(o, lane + 32 * t, acc[t] * inv);
 }
 
-__device__ float gelu_tanh(float x) {
-  float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-  return 0.5f * x * (1.0f + tanhf(u));
-}
-__device__ float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
-
-// y[m, n] = act(y + bias[n]) + residual[m, n]
-__global__ void epilogue_kernel(float* y, const float* bias, const float* residual, int act,
-                                int64_t m, int64_t n) {
-  int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (idx >= m * n) return;
-  float v = y[idx];
-  if (bias) v += bias[idx % n];
-  if (act == reference::kActGeluTanh) v = gelu_tanh(v);
-  if (act == reference::kActGeluErf) v = gelu_erf(v);
-  if (residual) v += residual[idx];
-  y[idx] = v;
+__device__ float gelu_erf(float x) {
+  return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
 }
 
+// Exact GELU (cuBLASLt's GELU epilogue is the tanh form): y = gelu(x) + residual, x = the GEMM
+// output with its bias, in FP32 scratch.
 template <typename T>
-__global__ void convert_kernel(const float* x, int64_t n, T* y) {
+__global__ void gelu_erf_kernel(const float* x, const float* residual, int64_t n, T* y) {
   int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (idx < n) {
-    if constexpr (std::is_same_v<T, __half>)
-      y[idx] = __float2half_rn(x[idx]);
-    else
-      y[idx] = __float2bfloat16_rn(x[idx]);
-  }
+  if (idx >= n) return;
+  float v = gelu_erf(x[idx]);
+  if (residual) v += residual[idx];
+  store(y, idx, v);
 }
 
-int blocks_for(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
+int blocks_for(int64_t n, int threads) {
+  return static_cast<int>((n + threads - 1) / threads);
+}
 
 // ---- device weights, shared by every context of one engine -----------------------------------
 
@@ -167,7 +171,8 @@ std::shared_ptr<DeviceWeights> weights_for(const void* owner, const ir::Graph& g
     void* p = nullptr;
     check(cudaMalloc(&p, v.constant.nbytes()), "cudaMalloc (weights)");
     w->ptr[static_cast<int>(i)] = p;
-    check(cudaMemcpy(p, v.constant.raw(), v.constant.nbytes(), cudaMemcpyHostToDevice), "weights upload");
+    check(cudaMemcpy(p, v.constant.raw(), v.constant.nbytes(), cudaMemcpyHostToDevice),
+          "weights upload");
   }
   g_weights[owner] = w;
   return w;
@@ -175,13 +180,17 @@ std::shared_ptr<DeviceWeights> weights_for(const void* owner, const ir::Graph& g
 
 }  // namespace
 
-bool compiled_in() { return true; }
+bool compiled_in() {
+  return true;
+}
 
 std::string device_sm(std::string* why) {
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess || count == 0) {
-    if (why) *why = e != cudaSuccess ? std::string("no usable NVIDIA GPU (") + cudaGetErrorString(e) + ")" : "no NVIDIA GPU found";
+    if (why)
+      *why = e != cudaSuccess ? std::string("no usable NVIDIA GPU (") + cudaGetErrorString(e) + ")"
+                              : "no NVIDIA GPU found";
     return "";
   }
   cudaDeviceProp p{};
@@ -197,6 +206,43 @@ std::string device_name() {
   return std::string(p.name) + " (" + sm + ")";
 }
 
+namespace {
+
+// FP16/BF16 engines keep a value in that type when only linear layers read it (as their input):
+// the LayerNorm outputs, the attention outputs and the MLP's inner activations. The residual
+// stream, qkv and the logits stay FP32.
+std::vector<char> half_values(const ir::Graph& g, Precision precision) {
+  std::vector<char> half(g.values.size(), 0);
+  if (precision != Precision::kFp16 && precision != Precision::kBf16) return half;
+  std::vector<int> readers(g.values.size(), 0), linear_readers(g.values.size(), 0);
+  for (const ir::Node& n : g.nodes) {
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      if (n.inputs[k] < 0) continue;
+      ++readers[static_cast<size_t>(n.inputs[k])];
+      if (n.op_type == "Linear" && k == 0) ++linear_readers[static_cast<size_t>(n.inputs[k])];
+    }
+  }
+  for (const ir::Node& n : g.nodes) {
+    int id = n.outputs[0];
+    half[static_cast<size_t>(id)] =
+        readers[static_cast<size_t>(id)] > 0 &&
+        readers[static_cast<size_t>(id)] == linear_readers[static_cast<size_t>(id)];
+  }
+  for (int id : g.outputs) half[static_cast<size_t>(id)] = 0;
+  return half;
+}
+
+Tensor to_half(const Tensor& t, Precision precision) {
+  Tensor h(precision == Precision::kFp16 ? DType::kFloat16 : DType::kBFloat16, t.shape());
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    float x = t.data<float>()[i];
+    h.data_mut<uint16_t>()[i] = precision == Precision::kFp16 ? float_to_half(x) : float_to_bf16(x);
+  }
+  return h;
+}
+
+}  // namespace
+
 bool has_kernel(const ir::Node& n) {
   return (n.domain == ir::kFusedDomain &&
           (n.op_type == "Embedding" || n.op_type == "Linear" || n.op_type == "Attention")) ||
@@ -204,6 +250,7 @@ bool has_kernel(const ir::Node& n) {
 }
 
 void lower(ir::Graph& g, Precision precision) {
+  std::vector<char> half = half_values(g, precision);
   for (ir::Node& n : g.nodes) {
     if (!has_kernel(n)) throw Error(ErrorCode::kUnsupported, n.describe() + " has no CUDA kernel");
     if (n.op_type == "Attention") {
@@ -213,18 +260,21 @@ void lower(ir::Graph& g, Precision precision) {
         throw Error(ErrorCode::kUnsupported, n.describe() + ": head size " + std::to_string(d) +
                                                  " is over 256, the CUDA attention kernel's limit");
     }
-    if (n.op_type != "Linear" || precision == Precision::kFp32 || precision == Precision::kTf32) continue;
-    // FP16/BF16: the weight in that type (a new value, so a tied embedding keeps its FP32 table).
-    const ir::Value& w = g.values[static_cast<size_t>(n.inputs[1])];
-    Tensor t(precision == Precision::kFp16 ? DType::kFloat16 : DType::kBFloat16, w.constant.shape());
-    for (int64_t i = 0; i < w.constant.numel(); ++i) {
-      float x = w.constant.data<float>()[i];
-      t.data_mut<uint16_t>()[i] = precision == Precision::kFp16 ? float_to_half(x) : float_to_bf16(x);
-    }
-    std::string name = w.name + (precision == Precision::kFp16 ? ".fp16" : ".bf16");
-    int id = g.find(name);
-    if (id < 0) id = g.add_constant(name, t);
-    n.inputs[1] = id;
+    if (n.op_type != "Linear" || precision == Precision::kFp32 || precision == Precision::kTf32)
+      continue;
+    // FP16/BF16: the weight in that type (a new value, so a tied embedding keeps its FP32 table),
+    // and the bias too when the output is kept in that type (cuBLASLt adds it in the output type).
+    auto convert = [&](size_t input) {
+      const ir::Value& v = g.values[static_cast<size_t>(n.inputs[input])];
+      std::string name = v.name + (precision == Precision::kFp16 ? ".fp16" : ".bf16");
+      int id = g.find(name);
+      if (id < 0) id = g.add_constant(name, to_half(v.constant, precision));
+      n.inputs[input] = id;
+    };
+    convert(1);
+    bool erf = n.attr_string("activation", "") == "gelu_erf";  // bias added in FP32 scratch
+    if (n.inputs.size() > 2 && n.inputs[2] >= 0 && half[static_cast<size_t>(n.outputs[0])] && !erf)
+      convert(2);
   }
 }
 
@@ -234,12 +284,20 @@ struct Runner::Impl {
   Precision precision;
   std::shared_ptr<DeviceWeights> weights;
   cudaStream_t stream = nullptr;
-  cublasHandle_t blas = nullptr;
+  cublasLtHandle_t lt = nullptr;
   void* workspace = nullptr;
+  static constexpr size_t kWorkspace = size_t{32} << 20;
   reference::MemoryPlan plan;
   char* arena = nullptr;
-  void* half_x = nullptr;  // FP16/BF16 copy of a GEMM's input
-  int64_t half_x_bytes = 0;
+  std::vector<char> half;    // values kept in FP16/BF16
+  float* scratch = nullptr;  // FP32 GEMM output before an exact-GELU kernel
+  // One cuBLASLt plan per (linear node, rows): descriptors and the heuristic's algorithm.
+  struct LtPlan {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  std::map<std::pair<size_t, int64_t>, LtPlan> lt_plans;
   float* out = nullptr;  // logits [b, s, vocab] (grown, never per run)
   int64_t out_bytes = 0;
   int64_t* ids = nullptr;
@@ -258,27 +316,35 @@ struct Runner::Impl {
       : owner(std::move(o)), g(graph), precision(p) {
     weights = weights_for(owner.get(), g);
     check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
-    check(cublasCreate(&blas), "cublasCreate");
-    check(cublasSetStream(blas, stream), "cublasSetStream");
-    check(cudaMalloc(&workspace, size_t{32} << 20), "cudaMalloc (cuBLAS workspace)");
-    check(cublasSetWorkspace(blas, workspace, size_t{32} << 20), "cublasSetWorkspace");
+    check(cublasLtCreate(&lt), "cublasLtCreate");
+    check(cudaMalloc(&workspace, kWorkspace), "cudaMalloc (cuBLAS workspace)");
     for (cudaEvent_t& e : ev) check(cudaEventCreate(&e), "cudaEventCreate");
+    half = half_values(g, p);
     plan = reference::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
-    if (plan.total > 0) check(cudaMalloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(plan.total)), "cudaMalloc (activation arena)");
-    int64_t rows = 1, max_k = 1;
+    if (plan.total > 0)
+      check(cudaMalloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(plan.total)),
+            "cudaMalloc (activation arena)");
+    int64_t rows = 1, max_n = 0;
     for (const auto& [sym, v] : dim_max) rows *= v;
     for (const ir::Node& n : g.nodes)
-      if (n.op_type == "Linear") max_k = std::max(max_k, g.values[static_cast<size_t>(n.inputs[1])].constant.dim(n.attr_int("transB", 0) ? 1 : 0));
-    if (p == Precision::kFp16 || p == Precision::kBf16) {
-      half_x_bytes = rows * max_k * 2;
-      check(cudaMalloc(&half_x, static_cast<size_t>(half_x_bytes)), "cudaMalloc (FP16 inputs)");
-    }
+      if (n.op_type == "Linear" && n.attr_string("activation", "") == "gelu_erf")
+        max_n =
+            std::max(max_n, g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value);
+    if (max_n > 0)
+      check(cudaMalloc(reinterpret_cast<void**>(&scratch), static_cast<size_t>(rows * max_n * 4)),
+            "cudaMalloc (GELU scratch)");
   }
 
   ~Impl() {
     for (auto& [k, ge] : graphs) cudaGraphExecDestroy(ge);
+    for (auto& [k, lp] : lt_plans) {
+      cublasLtMatmulDescDestroy(lp.op);
+      cublasLtMatrixLayoutDestroy(lp.a);
+      cublasLtMatrixLayoutDestroy(lp.b);
+      cublasLtMatrixLayoutDestroy(lp.c);
+    }
     cudaFree(arena);
-    cudaFree(half_x);
+    cudaFree(scratch);
     cudaFree(out);
     cudaFree(ids);
     cudaFree(mask);
@@ -287,7 +353,7 @@ struct Runner::Impl {
     cudaFreeHost(pinned_in);
     cudaFreeHost(pinned_out);
     for (cudaEvent_t e : ev) cudaEventDestroy(e);
-    if (blas) cublasDestroy(blas);
+    if (lt) cublasLtDestroy(lt);
     if (stream) cudaStreamDestroy(stream);
   }
 
@@ -302,78 +368,180 @@ struct Runner::Impl {
     if (w != weights->ptr.end()) return w->second;
     if (id == g.outputs[0]) return out;
     int64_t off = plan.offset[static_cast<size_t>(id)];
-    if (off < 0) throw Error(ErrorCode::kInternal, "value '" + g.values[static_cast<size_t>(id)].name + "' has no device memory");
+    if (off < 0)
+      throw Error(ErrorCode::kInternal,
+                  "value '" + g.values[static_cast<size_t>(id)].name + "' has no device memory");
     return arena + off;
   }
 
-  void gemm(const ir::Node& n, int64_t m, const float* x, float* y) {
+  cudaDataType_t storage(int id) const {
+    if (!half[static_cast<size_t>(id)]) return CUDA_R_32F;
+    return precision == Precision::kFp16 ? CUDA_R_16F : CUDA_R_16BF;
+  }
+
+  static cudaDataType_t cuda_type(DType d) {
+    return d == DType::kFloat16 ? CUDA_R_16F : d == DType::kBFloat16 ? CUDA_R_16BF : CUDA_R_32F;
+  }
+
+  // y[m, N] = act(x[m, K] @ W + bias) + residual through one cuBLASLt call: the bias (and the
+  // tanh GELU) as its epilogue, the residual as C with beta = 1. Exact GELU: bias epilogue into
+  // FP32 scratch, then gelu_erf_kernel.
+  void linear(size_t index, const ir::Node& n, int64_t m, void* y) {
     const ir::Value& wv = g.values[static_cast<size_t>(n.inputs[1])];
     bool trans = n.attr_int("transB", 0) != 0;
     int64_t k = wv.constant.dim(trans ? 1 : 0), cols = wv.constant.dim(trans ? 0 : 1);
-    const void* w = value_ptr(n.inputs[1]);
-    const float one = 1.f, zero = 0.f;
-    cublasOperation_t op = trans ? CUBLAS_OP_T : CUBLAS_OP_N;
-    int lda = static_cast<int>(trans ? k : cols);
-    if (wv.dtype == DType::kFloat32) {
-      cublasComputeType_t ct = precision == Precision::kTf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-      check(cublasGemmEx(blas, op, CUBLAS_OP_N, static_cast<int>(cols), static_cast<int>(m), static_cast<int>(k), &one, w,
-                         CUDA_R_32F, lda, x, CUDA_R_32F, static_cast<int>(k), &zero, y, CUDA_R_32F, static_cast<int>(cols), ct,
-                         CUBLAS_GEMM_DEFAULT),
-            "cublasGemmEx (FP32)");
-      return;
+    int act = reference::activation_from_name(n.attr_string("activation", ""));
+    int bias_id = n.inputs.size() > 2 ? n.inputs[2] : -1;
+    int res_id = n.inputs.size() > 3 ? n.inputs[3] : -1;
+    bool erf = act == reference::kActGeluErf;
+    cudaDataType_t out_type = erf ? CUDA_R_32F : storage(n.outputs[0]);
+    auto key = std::make_pair(index, m);
+    auto it = lt_plans.find(key);
+    if (it == lt_plans.end()) {
+      LtPlan lp;
+      cublasComputeType_t ct =
+          precision == Precision::kTf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+      check(cublasLtMatmulDescCreate(&lp.op, ct, CUDA_R_32F), "cublasLtMatmulDescCreate");
+      cublasOperation_t ta = trans ? CUBLAS_OP_T : CUBLAS_OP_N, tb = CUBLAS_OP_N;
+      check(cublasLtMatmulDescSetAttribute(lp.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta),
+            "TRANSA");
+      check(cublasLtMatmulDescSetAttribute(lp.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb),
+            "TRANSB");
+      cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
+      if (bias_id >= 0)
+        epi = act == reference::kActGeluTanh ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+      else if (act == reference::kActGeluTanh)
+        epi = CUBLASLT_EPILOGUE_GELU;
+      check(cublasLtMatmulDescSetAttribute(lp.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi),
+            "EPILOGUE");
+      if (bias_id >= 0) {
+        const void* bias = value_ptr(bias_id);
+        check(cublasLtMatmulDescSetAttribute(lp.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                             sizeof bias),
+              "BIAS_POINTER");
+      }
+      // Column-major views of the row-major operands: W [K, N] is N x K (ld N), or K x N (ld K)
+      // transposed; x [m, K] is K x m; y [m, N] is N x m.
+      cudaDataType_t wt = cuda_type(wv.dtype), xt = storage(n.inputs[0]);
+      check(cublasLtMatrixLayoutCreate(&lp.a, wt, trans ? k : cols, trans ? cols : k,
+                                       trans ? k : cols),
+            "layout A");
+      check(cublasLtMatrixLayoutCreate(&lp.b, xt, k, m, k), "layout B");
+      check(cublasLtMatrixLayoutCreate(&lp.c, out_type, cols, m, cols), "layout C/D");
+      cublasLtMatmulPreference_t pref = nullptr;
+      check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
+      size_t ws = kWorkspace;
+      check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                 &ws, sizeof ws),
+            "workspace");
+      cublasLtMatmulHeuristicResult_t result{};
+      int found = 0;
+      cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, lp.op, lp.a, lp.b, lp.c, lp.c, pref, 1,
+                                                         &result, &found);
+      cublasLtMatmulPreferenceDestroy(pref);
+      if (st != CUBLAS_STATUS_SUCCESS || found == 0)
+        throw Error(ErrorCode::kUnsupported, n.describe() +
+                                                 ": cuBLASLt has no algorithm for this GEMM (" +
+                                                 std::to_string(m) + "x" + std::to_string(k) + "x" +
+                                                 std::to_string(cols) + ")");
+      lp.algo = result.algo;
+      it = lt_plans.emplace(key, lp).first;
     }
-    bool fp16 = wv.dtype == DType::kFloat16;
-    if (fp16)
-      convert_kernel<__half><<<blocks_for(m * k, 256), 256, 0, stream>>>(x, m * k, static_cast<__half*>(half_x));
+    const float one = 1.f, zero = 0.f;
+    const void* x = value_ptr(n.inputs[0]);
+    const void* res = !erf && res_id >= 0 ? value_ptr(res_id) : nullptr;
+    void* d = erf ? static_cast<void*>(scratch) : y;
+    check(cublasLtMatmul(lt, it->second.op, &one, value_ptr(n.inputs[1]), it->second.a, x,
+                         it->second.b, res ? &one : &zero, res ? res : d, it->second.c, d,
+                         it->second.c, &it->second.algo, workspace, kWorkspace, stream),
+          "cublasLtMatmul");
+    if (erf) {
+      const float* r = res_id >= 0 ? static_cast<const float*>(value_ptr(res_id)) : nullptr;
+      int64_t total = m * cols;
+      if (storage(n.outputs[0]) == CUDA_R_32F)
+        gelu_erf_kernel<float>
+            <<<blocks_for(total, 256), 256, 0, stream>>>(scratch, r, total, static_cast<float*>(y));
+      else if (precision == Precision::kFp16)
+        gelu_erf_kernel<__half><<<blocks_for(total, 256), 256, 0, stream>>>(
+            scratch, r, total, static_cast<__half*>(y));
+      else
+        gelu_erf_kernel<__nv_bfloat16><<<blocks_for(total, 256), 256, 0, stream>>>(
+            scratch, r, total, static_cast<__nv_bfloat16*>(y));
+    }
+  }
+
+  // Launches `kernel` templated on the storage type of value `id`.
+  template <typename F>
+  void typed(int id, F&& f) {
+    cudaDataType_t t = storage(id);
+    if (t == CUDA_R_32F)
+      f(float{});
+    else if (t == CUDA_R_16F)
+      f(__half{});
     else
-      convert_kernel<__nv_bfloat16><<<blocks_for(m * k, 256), 256, 0, stream>>>(x, m * k, static_cast<__nv_bfloat16*>(half_x));
-    cudaDataType_t dt = fp16 ? CUDA_R_16F : CUDA_R_16BF;
-    check(cublasGemmEx(blas, op, CUBLAS_OP_N, static_cast<int>(cols), static_cast<int>(m), static_cast<int>(k), &one, w, dt,
-                       lda, half_x, dt, static_cast<int>(k), &zero, y, CUDA_R_32F, static_cast<int>(cols), CUBLAS_COMPUTE_32F,
-                       CUBLAS_GEMM_DEFAULT),
-          fp16 ? "cublasGemmEx (FP16)" : "cublasGemmEx (BF16)");
+      f(__nv_bfloat16{});
   }
 
   // Every kernel of one forward pass for [b, s] on `stream` (captured or launched directly).
   void forward(int64_t b, int64_t s, bool with_pos, bool with_mask) {
     int64_t rows = b * s;
-    for (const ir::Node& n : g.nodes) {
-      float* y = static_cast<float*>(value_ptr(n.outputs[0]));
+    for (size_t idx = 0; idx < g.nodes.size(); ++idx) {
+      const ir::Node& n = g.nodes[idx];
+      void* y = value_ptr(n.outputs[0]);
       if (n.op_type == "Embedding") {
         const ir::Value& wpe = g.values[static_cast<size_t>(n.inputs[3])];
         embedding_kernel<<<static_cast<int>(rows), 256, 0, stream>>>(
             ids, with_pos ? pos : nullptr, static_cast<const float*>(value_ptr(n.inputs[2])),
-            static_cast<const float*>(value_ptr(n.inputs[3])), s, wpe.constant.dim(1), y);
+            static_cast<const float*>(value_ptr(n.inputs[3])), s, wpe.constant.dim(1),
+            static_cast<float*>(y));
       } else if (n.op_type == "LayerNormalization") {
         int64_t e = g.values[static_cast<size_t>(n.inputs[1])].constant.numel();
-        layer_norm_kernel<<<static_cast<int>(rows), 256, 0, stream>>>(
-            static_cast<const float*>(value_ptr(n.inputs[0])), static_cast<const float*>(value_ptr(n.inputs[1])),
-            static_cast<const float*>(value_ptr(n.inputs[2])), n.attr_float("epsilon", 1e-5f), e, y);
+        typed(n.outputs[0], [&](auto tag) {
+          using T = decltype(tag);
+          layer_norm_kernel<T><<<static_cast<int>(rows), 256, 0, stream>>>(
+              static_cast<const float*>(value_ptr(n.inputs[0])),
+              static_cast<const float*>(value_ptr(n.inputs[1])),
+              static_cast<const float*>(value_ptr(n.inputs[2])), n.attr_float("epsilon", 1e-5f), e,
+              static_cast<T*>(y));
+        });
       } else if (n.op_type == "Attention") {
         int64_t e = g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value;
         int64_t heads = n.attr_int("num_heads", 1), d = e / heads;
         constexpr int kWarps = 4;
-        dim3 grid(static_cast<unsigned>(b * heads), static_cast<unsigned>((s + kWarps - 1) / kWarps));
+        dim3 grid(static_cast<unsigned>(b * heads),
+                  static_cast<unsigned>((s + kWarps - 1) / kWarps));
         size_t smem = static_cast<size_t>(kWarps * s) * sizeof(float);
         const float* qkv = static_cast<const float*>(value_ptr(n.inputs[0]));
         const int64_t* m = with_mask && n.inputs.size() > 1 && n.inputs[1] >= 0 ? mask : nullptr;
         float scale = n.attr_float("scale", 1.f);
-        switch ((d + 31) / 32) {
-          case 1: attention_kernel<1><<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, y); break;
-          case 2: attention_kernel<2><<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, y); break;
-          case 3: attention_kernel<3><<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, y); break;
-          case 4: attention_kernel<4><<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, y); break;
-          default: attention_kernel<8><<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, y); break;
-        }
+        typed(n.outputs[0], [&](auto tag) {
+          using T = decltype(tag);
+          T* o = static_cast<T*>(y);
+          switch ((d + 31) / 32) {
+            case 1:
+              attention_kernel<1, T>
+                  <<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, o);
+              break;
+            case 2:
+              attention_kernel<2, T>
+                  <<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, o);
+              break;
+            case 3:
+              attention_kernel<3, T>
+                  <<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, o);
+              break;
+            case 4:
+              attention_kernel<4, T>
+                  <<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, o);
+              break;
+            default:
+              attention_kernel<8, T>
+                  <<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, o);
+              break;
+          }
+        });
       } else {  // Linear
-        const ir::Value& wv = g.values[static_cast<size_t>(n.inputs[1])];
-        int64_t cols = wv.constant.dim(n.attr_int("transB", 0) ? 0 : 1);
-        gemm(n, rows, static_cast<const float*>(value_ptr(n.inputs[0])), y);
-        const float* bias = n.inputs.size() > 2 ? static_cast<const float*>(value_ptr(n.inputs[2])) : nullptr;
-        const float* res = n.inputs.size() > 3 ? static_cast<const float*>(value_ptr(n.inputs[3])) : nullptr;
-        int act = reference::activation_from_name(n.attr_string("activation", ""));
-        if (bias || res || act != reference::kActNone)
-          epilogue_kernel<<<blocks_for(rows * cols, 256), 256, 0, stream>>>(y, bias, res, act, rows, cols);
+        linear(idx, n, rows, y);
       }
       check(cudaGetLastError(), "kernel launch");
     }
@@ -384,7 +552,8 @@ struct Runner::Impl {
     if (want <= *cap) return;
     if (host) {
       cudaFreeHost(*p);
-      check(cudaMallocHost(reinterpret_cast<void**>(p), static_cast<size_t>(want)), "cudaMallocHost");
+      check(cudaMallocHost(reinterpret_cast<void**>(p), static_cast<size_t>(want)),
+            "cudaMallocHost");
     } else {
       cudaFree(*p);
       check(cudaMalloc(reinterpret_cast<void**>(p), static_cast<size_t>(want)), "cudaMalloc");
@@ -409,7 +578,9 @@ struct Runner::Impl {
     }
     // Inputs as int64 in pinned memory, then one copy each to fixed device buffers.
     if (rows > io_elems) {
-      cudaFree(ids); cudaFree(mask); cudaFree(pos);
+      cudaFree(ids);
+      cudaFree(mask);
+      cudaFree(pos);
       ids = mask = pos = nullptr;
       int64_t cap = 0;
       grow(&ids, &cap, rows * 8, false);
@@ -425,8 +596,9 @@ struct Runner::Impl {
     auto stage = [&](const Tensor* src, int64_t* dst) {
       for (int64_t i = 0; i < rows; ++i)
         dst[i] = src->dtype() == DType::kInt64 ? src->data<int64_t>()[i]
-                 : src->dtype() == DType::kInt32 ? src->data<int32_t>()[i]
-                                                  : static_cast<int64_t>(reference::nonzero(*src, i));
+                 : src->dtype() == DType::kInt32
+                     ? src->data<int32_t>()[i]
+                     : static_cast<int64_t>(reference::nonzero(*src, i));
     };
     stage(&ids_t, host);
     if (mask_t) stage(mask_t, host + rows);
@@ -434,7 +606,8 @@ struct Runner::Impl {
     if (pos_t && pos_t->dim(0) == 1)
       for (int64_t r = 0; r < b; ++r)
         for (int64_t i = 0; i < s; ++i)
-          host[2 * rows + r * s + i] = pos_t->dtype() == DType::kInt64 ? pos_t->data<int64_t>()[i] : pos_t->data<int32_t>()[i];
+          host[2 * rows + r * s + i] = pos_t->dtype() == DType::kInt64 ? pos_t->data<int64_t>()[i]
+                                                                       : pos_t->data<int32_t>()[i];
     // Output buffer: grown to the largest shape seen (captured graphs point into it).
     int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
     int64_t out_need = rows * vocab * 4;
@@ -445,16 +618,24 @@ struct Runner::Impl {
     grow(&pinned_out, &pinned_out_bytes, out_need, true);
 
     check(cudaEventRecord(ev[0], stream), "cudaEventRecord");
-    check(cudaMemcpyAsync(ids, host, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice, stream), "H2D ids");
-    if (mask_t) check(cudaMemcpyAsync(mask, host + rows, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice, stream), "H2D mask");
-    if (pos_t) check(cudaMemcpyAsync(pos, host + 2 * rows, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice, stream), "H2D positions");
+    check(cudaMemcpyAsync(ids, host, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice, stream),
+          "H2D ids");
+    if (mask_t)
+      check(cudaMemcpyAsync(mask, host + rows, static_cast<size_t>(rows * 8),
+                            cudaMemcpyHostToDevice, stream),
+            "H2D mask");
+    if (pos_t)
+      check(cudaMemcpyAsync(pos, host + 2 * rows, static_cast<size_t>(rows * 8),
+                            cudaMemcpyHostToDevice, stream),
+            "H2D positions");
     check(cudaEventRecord(ev[1], stream), "cudaEventRecord");
     if (use_graphs) {
       auto key = std::make_pair(b, s);
       auto it = graphs.find(key);
       if (it == graphs.end()) {
         cudaGraph_t graph = nullptr;
-        check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+        check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
+              "cudaStreamBeginCapture");
         forward(b, s, pos_t != nullptr, mask_t != nullptr);
         check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
         cudaGraphExec_t exec = nullptr;
@@ -467,7 +648,9 @@ struct Runner::Impl {
       forward(b, s, pos_t != nullptr, mask_t != nullptr);
     }
     check(cudaEventRecord(ev[2], stream), "cudaEventRecord");
-    check(cudaMemcpyAsync(pinned_out, out, static_cast<size_t>(out_need), cudaMemcpyDeviceToHost, stream), "D2H logits");
+    check(cudaMemcpyAsync(pinned_out, out, static_cast<size_t>(out_need), cudaMemcpyDeviceToHost,
+                          stream),
+          "D2H logits");
     check(cudaEventRecord(ev[3], stream), "cudaEventRecord");
     check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
     if (t) {
@@ -490,7 +673,11 @@ Runner::~Runner() = default;
 std::vector<Tensor> Runner::run(const std::map<std::string, Tensor>& inputs, Timings* t) {
   return impl_->run(inputs, t);
 }
-void Runner::set_use_graphs(bool on) { impl_->use_graphs = on; }
-int64_t Runner::activation_bytes() const { return impl_->plan.total + impl_->out_bytes; }
+void Runner::set_use_graphs(bool on) {
+  impl_->use_graphs = on;
+}
+int64_t Runner::activation_bytes() const {
+  return impl_->plan.total + impl_->out_bytes;
+}
 
 }  // namespace gptrt::cuda
