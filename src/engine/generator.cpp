@@ -8,6 +8,7 @@
 
 #include "backends/cpu/backend.h"
 #include "backends/cpu/fused_kernels.h"
+#include "backends/cuda/cuda_backend.h"
 #include "engine/engine_impl.h"
 #include "gptrt/error.h"
 #include "gptrt/generate.h"
@@ -89,24 +90,28 @@ struct Generator::Impl {
   std::vector<std::vector<float>> k_cache, v_cache;
   std::vector<uint8_t> key_valid;  // [batch, cache_s]
   int64_t batch = 0, cache_s = 0;
-  std::vector<float> logits;  // [batch, vocab] of the last step
+  std::vector<float> logits;           // [batch, vocab] of the last step
+  std::unique_ptr<cuda::Decoder> gpu;  // the CUDA backend's KV-cache decoder
 
   Impl(std::shared_ptr<const Engine> e, int threads)
       : engine(std::move(e)),
         g(engine->impl().graph),
         pool(threads > 0 ? threads : platform::cpu_info().logical_cores),
-        isa(cpu::isa_from_name(engine->info().target)) {
-    if (engine->info().backend != Backend::kCpu)
-      not_a_decoder(std::string("this engine is for the ") + backend_name(engine->info().backend) +
-                    " backend");
-    if (!cpu::isa_supported(isa))
+        isa(engine->info().backend == Backend::kCpu ? cpu::isa_from_name(engine->info().target)
+                                                    : cpu::Isa::kGeneric) {
+    Backend backend = engine->info().backend;
+    if (backend != Backend::kCpu && backend != Backend::kCuda)
+      not_a_decoder(std::string("this engine is for the ") + backend_name(backend) + " backend");
+    if (backend == Backend::kCpu && !cpu::isa_supported(isa))
       throw Error(ErrorCode::kEngineMismatch, "this engine was built for " + engine->info().target +
                                                   " CPUs, which this one is not");
     int attention = 0;
     for (size_t i = 0; i < g.nodes.size(); ++i) {
       const ir::Node& n = g.nodes[i];
-      if (n.domain != ir::kFusedDomain || !cpu::has_kernel(n.op_type))
-        not_a_decoder("its plan runs " + n.describe() + " op by op");
+      bool runs = backend == Backend::kCuda
+                      ? cuda::has_kernel(n)
+                      : n.domain == ir::kFusedDomain && cpu::has_kernel(n.op_type);
+      if (!runs) not_a_decoder("its plan runs " + n.describe() + " op by op");
       if (n.op_type == "Embedding") {
         if (embed >= 0) not_a_decoder("the plan has two embedding lookups");
         embed = static_cast<int>(i);
@@ -116,19 +121,32 @@ struct Generator::Impl {
       if (n.op_type == "Attention") ++attention;
     }
     const ir::Node& last = g.nodes.back();
-    if (embed != 0 || attention == 0 || last.op_type != "PackedLinear" ||
-        last.outputs[0] != g.outputs[0])
+    bool has_head =
+        backend == Backend::kCuda ? last.op_type == "Linear" : last.op_type == "PackedLinear";
+    if (embed != 0 || attention == 0 || !has_head || last.outputs[0] != g.outputs[0])
       not_a_decoder("the plan is not embedding, decoder layers and an LM head");
     head = static_cast<int>(g.nodes.size()) - 1;
-    vocab = last.attr_int("N", 0);
+    vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
     k_cache.resize(static_cast<size_t>(attention));
     v_cache.resize(static_cast<size_t>(attention));
+    if (backend == Backend::kCuda) {
+      std::string why;
+      if (cuda::device_sm(&why).empty())
+        throw Error(ErrorCode::kEngineMismatch, "this engine is for the CUDA backend and " + why);
+      gpu = std::make_unique<cuda::Decoder>(std::shared_ptr<const void>(engine, engine.get()), g,
+                                            engine->info().precision);
+    }
   }
 
   // Plans the cache for `b` rows of up to `s` positions (once per generate call).
-  void reserve(int64_t b, int64_t s) {
+  void reserve(int64_t b, int64_t s, int64_t prompt) {
     batch = b;
     cache_s = s;
+    key_valid.assign(static_cast<size_t>(b * s), 0);
+    if (gpu) {
+      gpu->reserve(b, s, prompt);
+      return;
+    }
     for (size_t l = 0; l < k_cache.size(); ++l) {
       k_cache[l].assign(static_cast<size_t>(b * s * hidden), 0.f);
       v_cache[l].assign(static_cast<size_t>(b * s * hidden), 0.f);
@@ -140,6 +158,10 @@ struct Generator::Impl {
   // position's logits in `logits`.
   void step(const Tensor& ids, const Tensor& positions, int64_t past) {
     int64_t t = ids.dim(1);
+    if (gpu) {
+      gpu->step(ids.data<int64_t>(), positions.data<int64_t>(), key_valid.data(), t, past, logits);
+      return;
+    }
     std::vector<Tensor> slots(g.values.size());
     auto value = [&](int id) -> const Tensor* {
       if (id < 0) return nullptr;
@@ -234,7 +256,7 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
                     std::to_string(m.n_positions) +
                     " positions; shorten the prompt, lower the new-token count, or truncate the "
                     "prompt (gptrt generate --truncate)");
-  m.reserve(b, len + c.max_new_tokens);
+  m.reserve(b, len + c.max_new_tokens, len);
 
   // Prefill: left padding, positions counted over real tokens (padding gets position 1), as
   // Hugging Face derives them from the attention mask.

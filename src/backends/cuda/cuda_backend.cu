@@ -134,6 +134,80 @@ __device__ float gelu_erf(float x) {
   return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
 }
 
+// Attention of t new tokens per row against a KV cache (decode steps and prefill of
+// generation): *past tokens are cached; query i (position past + i) attends to cached keys
+// 0..past-1 and to new keys 0..i straight from qkv [b, t, 3e], and writes its own key and value
+// into the cache at past + i. valid [b, cache_s] marks padding. One warp per query. `past` is
+// read from device memory, so one captured graph serves every decode step.
+template <int kPerLane, typename T>
+__global__ void cached_attention_kernel(const float* qkv, float* kc, float* vc,
+                                        const uint8_t* valid, const int64_t* past_dev, int64_t t,
+                                        int64_t cache_s, int64_t e, int64_t heads, float scale,
+                                        T* out) {
+  extern __shared__ float scores_all[];
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int64_t bh = blockIdx.x, r = bh / heads, h = bh % heads;
+  int64_t i = static_cast<int64_t>(blockIdx.y) * (blockDim.x / 32) + warp;
+  if (i >= t) return;
+  int64_t past = *past_dev, d = e / heads;
+  float* score = scores_all + warp * cache_s;
+  const float* row = qkv + (r * t + i) * 3 * e;
+  for (int64_t u = lane; u < d; u += 32) {
+    kc[(r * cache_s + past + i) * e + h * d + u] = row[e + h * d + u];
+    vc[(r * cache_s + past + i) * e + h * d + u] = row[2 * e + h * d + u];
+  }
+  float q[kPerLane];
+  for (int k = 0; k < kPerLane; ++k) q[k] = lane + 32 * k < d ? row[h * d + lane + 32 * k] : 0.f;
+  auto key = [&](int64_t j) {
+    return j < past ? kc + (r * cache_s + j) * e + h * d
+                    : qkv + (r * t + j - past) * 3 * e + e + h * d;
+  };
+  auto value = [&](int64_t j) {
+    return j < past ? vc + (r * cache_s + j) * e + h * d
+                    : qkv + (r * t + j - past) * 3 * e + 2 * e + h * d;
+  };
+  int64_t keys = past + i + 1;
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < keys; ++j) {
+    bool ok = valid[r * cache_s + j] != 0;
+    float dot = 0;
+    if (ok) {
+      const float* k = key(j);
+      for (int kk = 0; kk < kPerLane; ++kk)
+        if (lane + 32 * kk < d) dot += q[kk] * k[lane + 32 * kk];
+      for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffff, dot, o);
+      dot *= scale;
+      mx = fmaxf(mx, dot);
+    }
+    if (lane == 0) score[j] = ok ? dot : -INFINITY;
+  }
+  __syncwarp();
+  float acc[kPerLane] = {};
+  float sum = 0;
+  if (mx > -INFINITY) {
+    for (int64_t j = 0; j < keys; ++j) {
+      float sj = score[j];
+      if (sj == -INFINITY) continue;
+      float w = __expf(sj - mx);
+      sum += w;
+      const float* v = value(j);
+      for (int kk = 0; kk < kPerLane; ++kk)
+        if (lane + 32 * kk < d) acc[kk] += w * v[lane + 32 * kk];
+    }
+  }
+  float inv = sum > 0 ? 1.0f / sum : 0.f;
+  T* o = out + (r * t + i) * e + h * d;
+  for (int kk = 0; kk < kPerLane; ++kk)
+    if (lane + 32 * kk < d) store(o, lane + 32 * kk, acc[kk] * inv);
+}
+
+// y[r] = x[r, t - 1]: each row's last position (the only logits generation needs).
+template <typename T>
+__global__ void last_rows_kernel(const T* x, int64_t t, int64_t e, T* y) {
+  for (int64_t k = threadIdx.x; k < e; k += blockDim.x)
+    y[blockIdx.x * e + k] = x[(blockIdx.x * t + t - 1) * e + k];
+}
+
 // Exact GELU (cuBLASLt's GELU epilogue is the tanh form): y = gelu(x) + residual, x = the GEMM
 // output with its bias, in FP32 scratch.
 template <typename T>
@@ -298,6 +372,17 @@ struct Runner::Impl {
     cublasLtMatmulAlgo_t algo{};
   };
   std::map<std::pair<size_t, int64_t>, LtPlan> lt_plans;
+  // Generation: per attention layer a KV cache [batch, cache_s, hidden], padding flags, the
+  // number of cached positions (read by the kernels, so one graph serves every decode step), each
+  // row's last position before the LM head, and the decode-step graph.
+  struct KvCache {
+    std::vector<float*> k, v;
+    uint8_t* valid = nullptr;
+    int64_t* past = nullptr;
+    void* last = nullptr;
+    int64_t batch = 0, cache_s = 0;
+    cudaGraphExec_t step_graph = nullptr;
+  } kv;
   float* out = nullptr;  // logits [b, s, vocab] (grown, never per run)
   int64_t out_bytes = 0;
   int64_t* ids = nullptr;
@@ -336,6 +421,7 @@ struct Runner::Impl {
   }
 
   ~Impl() {
+    free_kv();
     for (auto& [k, ge] : graphs) cudaGraphExecDestroy(ge);
     for (auto& [k, lp] : lt_plans) {
       cublasLtMatmulDescDestroy(lp.op);
@@ -386,7 +472,7 @@ struct Runner::Impl {
   // y[m, N] = act(x[m, K] @ W + bias) + residual through one cuBLASLt call: the bias (and the
   // tanh GELU) as its epilogue, the residual as C with beta = 1. Exact GELU: bias epilogue into
   // FP32 scratch, then gelu_erf_kernel.
-  void linear(size_t index, const ir::Node& n, int64_t m, void* y) {
+  void linear(size_t index, const ir::Node& n, int64_t m, void* y, const void* x_in = nullptr) {
     const ir::Value& wv = g.values[static_cast<size_t>(n.inputs[1])];
     bool trans = n.attr_int("transB", 0) != 0;
     int64_t k = wv.constant.dim(trans ? 1 : 0), cols = wv.constant.dim(trans ? 0 : 1);
@@ -448,7 +534,7 @@ struct Runner::Impl {
       it = lt_plans.emplace(key, lp).first;
     }
     const float one = 1.f, zero = 0.f;
-    const void* x = value_ptr(n.inputs[0]);
+    const void* x = x_in ? x_in : value_ptr(n.inputs[0]);
     const void* res = !erf && res_id >= 0 ? value_ptr(res_id) : nullptr;
     void* d = erf ? static_cast<void*>(scratch) : y;
     check(cublasLtMatmul(lt, it->second.op, &one, value_ptr(n.inputs[1]), it->second.a, x,
@@ -483,8 +569,9 @@ struct Runner::Impl {
   }
 
   // Every kernel of one forward pass for [b, s] on `stream` (captured or launched directly).
-  void forward(int64_t b, int64_t s, bool with_pos, bool with_mask) {
+  void forward(int64_t b, int64_t s, bool with_pos, bool with_mask, bool decode = false) {
     int64_t rows = b * s;
+    size_t layer = 0;
     for (size_t idx = 0; idx < g.nodes.size(); ++idx) {
       const ir::Node& n = g.nodes[idx];
       void* y = value_ptr(n.outputs[0]);
@@ -514,6 +601,40 @@ struct Runner::Impl {
         const float* qkv = static_cast<const float*>(value_ptr(n.inputs[0]));
         const int64_t* m = with_mask && n.inputs.size() > 1 && n.inputs[1] >= 0 ? mask : nullptr;
         float scale = n.attr_float("scale", 1.f);
+        if (decode) {
+          float* kc = kv.k[layer];
+          float* vc = kv.v[layer];
+          ++layer;
+          size_t csmem = static_cast<size_t>(kWarps * kv.cache_s) * sizeof(float);
+          typed(n.outputs[0], [&](auto tag) {
+            using T = decltype(tag);
+            T* o = static_cast<T*>(y);
+            auto go = [&](auto per_lane) {
+              cached_attention_kernel<decltype(per_lane)::value, T>
+                  <<<grid, 32 * kWarps, csmem, stream>>>(qkv, kc, vc, kv.valid, kv.past, s,
+                                                         kv.cache_s, e, heads, scale, o);
+            };
+            switch ((d + 31) / 32) {
+              case 1:
+                go(std::integral_constant<int, 1>{});
+                break;
+              case 2:
+                go(std::integral_constant<int, 2>{});
+                break;
+              case 3:
+                go(std::integral_constant<int, 3>{});
+                break;
+              case 4:
+                go(std::integral_constant<int, 4>{});
+                break;
+              default:
+                go(std::integral_constant<int, 8>{});
+                break;
+            }
+          });
+          check(cudaGetLastError(), "kernel launch");
+          continue;
+        }
         typed(n.outputs[0], [&](auto tag) {
           using T = decltype(tag);
           T* o = static_cast<T*>(y);
@@ -540,6 +661,14 @@ struct Runner::Impl {
               break;
           }
         });
+      } else if (decode && n.outputs[0] == g.outputs[0]) {  // LM head: last positions only
+        int64_t e = g.values[static_cast<size_t>(n.inputs[0])].shape.dims.back().value;
+        typed(n.inputs[0], [&](auto tag) {
+          using T = decltype(tag);
+          last_rows_kernel<T><<<static_cast<int>(b), 256, 0, stream>>>(
+              static_cast<const T*>(value_ptr(n.inputs[0])), s, e, static_cast<T*>(kv.last));
+        });
+        linear(idx, n, b, y, kv.last);
       } else {  // Linear
         linear(idx, n, rows, y);
       }
@@ -559,6 +688,122 @@ struct Runner::Impl {
       check(cudaMalloc(reinterpret_cast<void**>(p), static_cast<size_t>(want)), "cudaMalloc");
     }
     *cap = want;
+  }
+
+  void free_kv() {
+    if (kv.step_graph) cudaGraphExecDestroy(kv.step_graph);
+    kv.step_graph = nullptr;
+    for (float* p : kv.k) cudaFree(p);
+    for (float* p : kv.v) cudaFree(p);
+    kv.k.clear();
+    kv.v.clear();
+    cudaFree(kv.valid);
+    cudaFree(kv.past);
+    cudaFree(kv.last);
+    kv.valid = nullptr;
+    kv.past = nullptr;
+    kv.last = nullptr;
+  }
+
+  // Generation for `b` rows of up to `cache_s` positions, prompts of up to `prompt` tokens: the
+  // KV cache, the activation arena for [b, prompt], the input and logits buffers (once per
+  // generate call, never per token).
+  void reserve(int64_t b, int64_t cache_s, int64_t prompt) {
+    cudaStreamSynchronize(stream);
+    free_kv();
+    drop_graphs();
+    const ir::Value& ids_v = g.values[static_cast<size_t>(g.nodes.front().inputs[0])];
+    std::map<std::string, int64_t> dim_max;
+    if (!ids_v.shape.dims[0].is_known()) dim_max[ids_v.shape.dims[0].symbol] = b;
+    if (!ids_v.shape.dims[1].is_known()) dim_max[ids_v.shape.dims[1].symbol] = prompt;
+    reference::MemoryPlan p =
+        reference::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
+    if (p.total > plan.total) {
+      cudaFree(arena);
+      arena = nullptr;
+      check(cudaMalloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(p.total)),
+            "cudaMalloc (arena)");
+    }
+    if (p.total > 0) plan = p;
+    int64_t e = 0, layers = 0;
+    for (const ir::Node& n : g.nodes) {
+      if (n.op_type != "Attention") continue;
+      e = g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value;
+      ++layers;
+    }
+    for (int64_t l = 0; l < layers; ++l) {
+      float* k = nullptr;
+      float* v = nullptr;
+      check(cudaMalloc(reinterpret_cast<void**>(&k), static_cast<size_t>(b * cache_s * e * 4)),
+            "cudaMalloc (K cache)");
+      check(cudaMalloc(reinterpret_cast<void**>(&v), static_cast<size_t>(b * cache_s * e * 4)),
+            "cudaMalloc (V cache)");
+      kv.k.push_back(k);
+      kv.v.push_back(v);
+    }
+    check(cudaMalloc(reinterpret_cast<void**>(&kv.valid), static_cast<size_t>(b * cache_s)),
+          "cudaMalloc (padding flags)");
+    check(cudaMalloc(reinterpret_cast<void**>(&kv.past), sizeof(int64_t)), "cudaMalloc (past)");
+    check(cudaMalloc(&kv.last, static_cast<size_t>(b * e * 4)), "cudaMalloc (last rows)");
+    kv.batch = b;
+    kv.cache_s = cache_s;
+    int64_t rows = b * prompt;
+    if (rows > io_elems) {
+      for (int64_t** buf : {&ids, &mask, &pos}) {
+        cudaFree(*buf);
+        *buf = nullptr;
+        int64_t cap = 0;
+        grow(buf, &cap, rows * 8, false);
+      }
+      io_elems = rows;
+    }
+    int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
+    grow(&out, &out_bytes, b * vocab * 4, false);
+    grow(&pinned_out, &pinned_out_bytes, b * vocab * 4, true);
+    grow(&pinned_in, &pinned_in_bytes, rows * 16 + b * cache_s + 8, true);
+  }
+
+  // One generation step: `t` tokens per row at cache positions past..past+t-1; the last
+  // position's logits [b, vocab] into `logits`. Decode steps (t = 1) replay one CUDA graph.
+  void decode_step(const int64_t* host_ids, const int64_t* host_pos, const uint8_t* host_valid,
+                   int64_t t, int64_t past, std::vector<float>& logits) {
+    int64_t b = kv.batch, rows = b * t;
+    auto* in = static_cast<int64_t*>(pinned_in);
+    std::memcpy(in, host_ids, static_cast<size_t>(rows * 8));
+    std::memcpy(in + rows, host_pos, static_cast<size_t>(rows * 8));
+    in[2 * rows] = past;
+    auto* flags = reinterpret_cast<uint8_t*>(in + 2 * rows + 1);
+    std::memcpy(flags, host_valid, static_cast<size_t>(b * kv.cache_s));
+    check(cudaMemcpyAsync(ids, in, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice, stream),
+          "H2D ids");
+    check(cudaMemcpyAsync(pos, in + rows, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice,
+                          stream),
+          "H2D positions");
+    check(cudaMemcpyAsync(kv.past, in + 2 * rows, 8, cudaMemcpyHostToDevice, stream), "H2D past");
+    check(cudaMemcpyAsync(kv.valid, flags, static_cast<size_t>(b * kv.cache_s),
+                          cudaMemcpyHostToDevice, stream),
+          "H2D flags");
+    if (t == 1 && use_graphs) {
+      if (!kv.step_graph) {
+        cudaGraph_t graph = nullptr;
+        check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
+              "cudaStreamBeginCapture");
+        forward(b, 1, true, false, true);
+        check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
+        check(cudaGraphInstantiate(&kv.step_graph, graph, 0), "cudaGraphInstantiate");
+        cudaGraphDestroy(graph);
+      }
+      check(cudaGraphLaunch(kv.step_graph, stream), "cudaGraphLaunch");
+    } else {
+      forward(b, t, true, false, true);
+    }
+    int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
+    check(cudaMemcpyAsync(pinned_out, out, static_cast<size_t>(b * vocab * 4),
+                          cudaMemcpyDeviceToHost, stream),
+          "D2H logits");
+    check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    logits.assign(static_cast<const float*>(pinned_out),
+                  static_cast<const float*>(pinned_out) + b * vocab);
   }
 
   std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Timings* t) {
@@ -675,6 +920,18 @@ std::vector<Tensor> Runner::run(const std::map<std::string, Tensor>& inputs, Tim
 }
 void Runner::set_use_graphs(bool on) {
   impl_->use_graphs = on;
+}
+
+Decoder::Decoder(std::shared_ptr<const void> owner, const ir::Graph& graph, Precision precision)
+    : impl_(std::make_unique<Runner::Impl>(std::move(owner), graph, precision,
+                                           std::map<std::string, int64_t>{})) {}
+Decoder::~Decoder() = default;
+void Decoder::reserve(int64_t batch, int64_t positions, int64_t prompt) {
+  impl_->reserve(batch, positions, prompt);
+}
+void Decoder::step(const int64_t* ids, const int64_t* positions, const uint8_t* key_valid,
+                   int64_t t, int64_t past, std::vector<float>& logits) {
+  impl_->decode_step(ids, positions, key_valid, t, past, logits);
 }
 int64_t Runner::activation_bytes() const {
   return impl_->plan.total + impl_->out_bytes;

@@ -57,4 +57,22 @@ class Runner {
   std::unique_ptr<Impl> impl_;
 };
 
+/// Generation on the GPU: the plan run with a KV cache (the Generator's CUDA half).
+class Decoder {
+ public:
+  Decoder(std::shared_ptr<const void> owner, const ir::Graph& graph, Precision precision);
+  ~Decoder();
+  /// Plans the cache for `batch` rows of up to `positions` positions and prompts of up to
+  /// `prompt` tokens (once per generate call).
+  void reserve(int64_t batch, int64_t positions, int64_t prompt);
+  /// `t` tokens per row (ids, positions [batch, t]) at cache positions past..past+t-1, with
+  /// key_valid [batch, positions] (0 = padding); `logits` gets [batch, vocab] of each row's last
+  /// position. Decode steps (t = 1) replay one captured CUDA graph.
+  void step(const int64_t* ids, const int64_t* positions, const uint8_t* key_valid, int64_t t,
+            int64_t past, std::vector<float>& logits);
+
+ private:
+  std::unique_ptr<Runner::Impl> impl_;
+};
+
 }  // namespace gptrt::cuda

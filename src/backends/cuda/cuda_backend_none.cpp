@@ -40,4 +40,12 @@ int64_t Runner::activation_bytes() const {
   return 0;
 }
 
+Decoder::Decoder(std::shared_ptr<const void>, const ir::Graph&, Precision) {
+  throw Error(ErrorCode::kUnsupported, "this gptrt was built without the CUDA backend");
+}
+Decoder::~Decoder() = default;
+void Decoder::reserve(int64_t, int64_t, int64_t) {}
+void Decoder::step(const int64_t*, const int64_t*, const uint8_t*, int64_t, int64_t,
+                   std::vector<float>&) {}
+
 }  // namespace gptrt::cuda
