@@ -357,8 +357,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
       }
       LatencyStats st = compute_stats(samples);
       add_row("{\"framework\": " + json::quote(label) + ", \"precision\": \"" +
-              precision_name(engine->info().precision) +
-              "\", \"device\": \"cpu\", \"kind\": \"generate\", \"batch\": " + std::to_string(b) +
+              precision_name(engine->info().precision) + "\", \"device\": \"" + dev +
+              "\", \"kind\": \"generate\", \"batch\": " + std::to_string(b) +
               ", \"seq_len\": " + std::to_string(n) + ", \"median_ms\": " + num(st.median) +
               ", \"p90_ms\": " + num(st.percentile(90)) +
               ", \"runs\": " + std::to_string(st.count) +
@@ -377,8 +377,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
         per_step.push_back(gen->generate(prompts, gc).timings.decode_ms_per_token);
       LatencyStats st = compute_stats(per_step);
       add_row("{\"framework\": " + json::quote(label) + ", \"precision\": \"" +
-              precision_name(engine->info().precision) +
-              "\", \"device\": \"cpu\", \"kind\": \"decode\", \"batch\": " + std::to_string(b) +
+              precision_name(engine->info().precision) + "\", \"device\": \"" + dev +
+              "\", \"kind\": \"decode\", \"batch\": " + std::to_string(b) +
               ", \"seq_len\": 12, \"median_ms\": " + num(st.median) +
               ", \"runs\": " + std::to_string(st.count) +
               ", \"tokens_per_s\": " + num(static_cast<double>(b) * 1e3 / st.median) + "}");
