@@ -80,99 +80,47 @@ __global__ void layer_norm_kernel(const float* x, const float* g, const float* b
     store(py, k, (px[k] - mean) * inv * g[k] + b[k]);
 }
 
-// One warp per query: qkv [b, s, 3e]; mask [b, s] (null: all valid); heads of size d <= 32 *
-// kPerLane (lane l holds elements l, l + 32, ...). Scores live in shared memory (warps * s floats).
-template <int kPerLane, typename T>
-__global__ void attention_kernel(const float* qkv, const int64_t* mask, int64_t s, int64_t e,
+__device__ float gelu_erf(float x) {
+  return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+}
+
+// Causal attention, one warp per query. Queries 0..t-1 of row r sit at positions past..past+t-1
+// (past read from device memory, 0 when null, so one captured graph serves every decode step);
+// keys 0..past-1 come from the cache kc/vc [b, key_stride, e], keys from past on straight from
+// qkv [b, t, 3e]; with a cache, each query also appends its own key and value at past + i. Key j
+// of row r counts when mask[r * key_stride + j] != 0 (null: all). Heads of size d <= 32 *
+// kPerLane (lane l holds elements l, l + 32, ...); scores in shared memory (key_stride per warp).
+template <int kPerLane, typename T, typename M>
+__global__ void attention_kernel(const float* qkv, float* kc, float* vc, const M* mask,
+                                 const int64_t* past_dev, int64_t t, int64_t key_stride, int64_t e,
                                  int64_t heads, float scale, T* out) {
   extern __shared__ float scores_all[];
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   int64_t bh = blockIdx.x, r = bh / heads, h = bh % heads;
   int64_t i = static_cast<int64_t>(blockIdx.y) * (blockDim.x / 32) + warp;
-  if (i >= s) return;
-  int64_t d = e / heads;
-  float* score = scores_all + warp * s;
-  const float* base = qkv + r * s * 3 * e;
-  float q[kPerLane];
-  for (int t = 0; t < kPerLane; ++t)
-    q[t] = lane + 32 * t < d ? base[i * 3 * e + h * d + lane + 32 * t] : 0.f;
-  float mx = -INFINITY;
-  for (int64_t j = 0; j <= i; ++j) {
-    bool valid = !mask || mask[r * s + j] != 0;
-    float dot = 0;
-    if (valid) {
-      const float* k = base + j * 3 * e + e + h * d;
-      for (int t = 0; t < kPerLane; ++t)
-        if (lane + 32 * t < d) dot += q[t] * k[lane + 32 * t];
-      for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffff, dot, o);
-      dot *= scale;
-      mx = fmaxf(mx, dot);
-    }
-    if (lane == 0) score[j] = valid ? dot : -INFINITY;
-  }
-  __syncwarp();
-  float acc[kPerLane] = {};
-  float sum = 0;
-  if (mx > -INFINITY) {
-    for (int64_t j = 0; j <= i; ++j) {
-      float sj = score[j];
-      if (sj == -INFINITY) continue;
-      float w = __expf(sj - mx);
-      sum += w;
-      const float* v = base + j * 3 * e + 2 * e + h * d;
-      for (int t = 0; t < kPerLane; ++t)
-        if (lane + 32 * t < d) acc[t] += w * v[lane + 32 * t];
-    }
-  }
-  float inv = sum > 0 ? 1.0f / sum : 0.f;
-  T* o = out + (r * s + i) * e + h * d;
-  for (int t = 0; t < kPerLane; ++t)
-    if (lane + 32 * t < d) store(o, lane + 32 * t, acc[t] * inv);
-}
-
-__device__ float gelu_erf(float x) {
-  return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
-}
-
-// Attention of t new tokens per row against a KV cache (decode steps and prefill of
-// generation): *past tokens are cached; query i (position past + i) attends to cached keys
-// 0..past-1 and to new keys 0..i straight from qkv [b, t, 3e], and writes its own key and value
-// into the cache at past + i. valid [b, cache_s] marks padding. One warp per query. `past` is
-// read from device memory, so one captured graph serves every decode step.
-template <int kPerLane, typename T>
-__global__ void cached_attention_kernel(const float* qkv, float* kc, float* vc,
-                                        const uint8_t* valid, const int64_t* past_dev, int64_t t,
-                                        int64_t cache_s, int64_t e, int64_t heads, float scale,
-                                        T* out) {
-  extern __shared__ float scores_all[];
-  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  int64_t bh = blockIdx.x, r = bh / heads, h = bh % heads;
-  int64_t i = static_cast<int64_t>(blockIdx.y) * (blockDim.x / 32) + warp;
   if (i >= t) return;
-  int64_t past = *past_dev, d = e / heads;
-  float* score = scores_all + warp * cache_s;
+  int64_t past = past_dev ? *past_dev : 0, d = e / heads;
+  float* score = scores_all + warp * key_stride;
   const float* row = qkv + (r * t + i) * 3 * e;
-  for (int64_t u = lane; u < d; u += 32) {
-    kc[(r * cache_s + past + i) * e + h * d + u] = row[e + h * d + u];
-    vc[(r * cache_s + past + i) * e + h * d + u] = row[2 * e + h * d + u];
+  if (kc) {
+    for (int64_t u = lane; u < d; u += 32) {
+      kc[(r * key_stride + past + i) * e + h * d + u] = row[e + h * d + u];
+      vc[(r * key_stride + past + i) * e + h * d + u] = row[2 * e + h * d + u];
+    }
   }
   float q[kPerLane];
   for (int k = 0; k < kPerLane; ++k) q[k] = lane + 32 * k < d ? row[h * d + lane + 32 * k] : 0.f;
-  auto key = [&](int64_t j) {
-    return j < past ? kc + (r * cache_s + j) * e + h * d
-                    : qkv + (r * t + j - past) * 3 * e + e + h * d;
-  };
-  auto value = [&](int64_t j) {
-    return j < past ? vc + (r * cache_s + j) * e + h * d
-                    : qkv + (r * t + j - past) * 3 * e + 2 * e + h * d;
+  auto key = [&](int64_t j, int part) {  // part 1: key, 2: value
+    return j < past ? (part == 1 ? kc : vc) + (r * key_stride + j) * e + h * d
+                    : qkv + (r * t + j - past) * 3 * e + part * e + h * d;
   };
   int64_t keys = past + i + 1;
   float mx = -INFINITY;
   for (int64_t j = 0; j < keys; ++j) {
-    bool ok = valid[r * cache_s + j] != 0;
+    bool ok = !mask || mask[r * key_stride + j] != 0;
     float dot = 0;
     if (ok) {
-      const float* k = key(j);
+      const float* k = key(j, 1);
       for (int kk = 0; kk < kPerLane; ++kk)
         if (lane + 32 * kk < d) dot += q[kk] * k[lane + 32 * kk];
       for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffff, dot, o);
@@ -190,7 +138,7 @@ __global__ void cached_attention_kernel(const float* qkv, float* kc, float* vc,
       if (sj == -INFINITY) continue;
       float w = __expf(sj - mx);
       sum += w;
-      const float* v = value(j);
+      const float* v = key(j, 2);
       for (int kk = 0; kk < kPerLane; ++kk)
         if (lane + 32 * kk < d) acc[kk] += w * v[lane + 32 * kk];
     }
@@ -199,6 +147,37 @@ __global__ void cached_attention_kernel(const float* qkv, float* kc, float* vc,
   T* o = out + (r * t + i) * e + h * d;
   for (int kk = 0; kk < kPerLane; ++kk)
     if (lane + 32 * kk < d) store(o, lane + 32 * kk, acc[kk] * inv);
+}
+
+// Launches attention_kernel with the register count the head size needs.
+template <typename T, typename M>
+void launch_attention(int64_t b, int64_t t, int64_t e, int64_t heads, float scale, const float* qkv,
+                      float* kc, float* vc, const M* mask, const int64_t* past_dev,
+                      int64_t key_stride, T* out, cudaStream_t stream) {
+  constexpr int kWarps = 4;
+  dim3 grid(static_cast<unsigned>(b * heads), static_cast<unsigned>((t + kWarps - 1) / kWarps));
+  size_t smem = static_cast<size_t>(kWarps * key_stride) * sizeof(float);
+  auto go = [&](auto per_lane) {
+    attention_kernel<decltype(per_lane)::value, T, M><<<grid, 32 * kWarps, smem, stream>>>(
+        qkv, kc, vc, mask, past_dev, t, key_stride, e, heads, scale, out);
+  };
+  switch ((e / heads + 31) / 32) {
+    case 1:
+      go(std::integral_constant<int, 1>{});
+      break;
+    case 2:
+      go(std::integral_constant<int, 2>{});
+      break;
+    case 3:
+      go(std::integral_constant<int, 3>{});
+      break;
+    case 4:
+      go(std::integral_constant<int, 4>{});
+      break;
+    default:
+      go(std::integral_constant<int, 8>{});
+      break;
+  }
 }
 
 // y[r] = x[r, t - 1]: each row's last position (the only logits generation needs).
@@ -593,74 +572,23 @@ struct Runner::Impl {
         });
       } else if (n.op_type == "Attention") {
         int64_t e = g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value;
-        int64_t heads = n.attr_int("num_heads", 1), d = e / heads;
-        constexpr int kWarps = 4;
-        dim3 grid(static_cast<unsigned>(b * heads),
-                  static_cast<unsigned>((s + kWarps - 1) / kWarps));
-        size_t smem = static_cast<size_t>(kWarps * s) * sizeof(float);
+        int64_t heads = n.attr_int("num_heads", 1);
         const float* qkv = static_cast<const float*>(value_ptr(n.inputs[0]));
-        const int64_t* m = with_mask && n.inputs.size() > 1 && n.inputs[1] >= 0 ? mask : nullptr;
         float scale = n.attr_float("scale", 1.f);
-        if (decode) {
-          float* kc = kv.k[layer];
-          float* vc = kv.v[layer];
-          ++layer;
-          size_t csmem = static_cast<size_t>(kWarps * kv.cache_s) * sizeof(float);
-          typed(n.outputs[0], [&](auto tag) {
-            using T = decltype(tag);
-            T* o = static_cast<T*>(y);
-            auto go = [&](auto per_lane) {
-              cached_attention_kernel<decltype(per_lane)::value, T>
-                  <<<grid, 32 * kWarps, csmem, stream>>>(qkv, kc, vc, kv.valid, kv.past, s,
-                                                         kv.cache_s, e, heads, scale, o);
-            };
-            switch ((d + 31) / 32) {
-              case 1:
-                go(std::integral_constant<int, 1>{});
-                break;
-              case 2:
-                go(std::integral_constant<int, 2>{});
-                break;
-              case 3:
-                go(std::integral_constant<int, 3>{});
-                break;
-              case 4:
-                go(std::integral_constant<int, 4>{});
-                break;
-              default:
-                go(std::integral_constant<int, 8>{});
-                break;
-            }
-          });
-          check(cudaGetLastError(), "kernel launch");
-          continue;
-        }
         typed(n.outputs[0], [&](auto tag) {
           using T = decltype(tag);
           T* o = static_cast<T*>(y);
-          switch ((d + 31) / 32) {
-            case 1:
-              attention_kernel<1, T>
-                  <<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, o);
-              break;
-            case 2:
-              attention_kernel<2, T>
-                  <<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, o);
-              break;
-            case 3:
-              attention_kernel<3, T>
-                  <<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, o);
-              break;
-            case 4:
-              attention_kernel<4, T>
-                  <<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, o);
-              break;
-            default:
-              attention_kernel<8, T>
-                  <<<grid, 32 * kWarps, smem, stream>>>(qkv, m, s, e, heads, scale, o);
-              break;
+          if (decode) {  // against the KV cache, padding from its flags
+            launch_attention<T, uint8_t>(b, s, e, heads, scale, qkv, kv.k[layer], kv.v[layer],
+                                         kv.valid, kv.past, kv.cache_s, o, stream);
+          } else {
+            const int64_t* m =
+                with_mask && n.inputs.size() > 1 && n.inputs[1] >= 0 ? mask : nullptr;
+            launch_attention<T, int64_t>(b, s, e, heads, scale, qkv, nullptr, nullptr, m, nullptr,
+                                         s, o, stream);
           }
         });
+        ++layer;
       } else if (decode && n.outputs[0] == g.outputs[0]) {  // LM head: last positions only
         int64_t e = g.values[static_cast<size_t>(n.inputs[0])].shape.dims.back().value;
         typed(n.inputs[0], [&](auto tag) {
