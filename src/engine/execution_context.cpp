@@ -252,7 +252,8 @@ std::vector<Tensor> ExecutionContext::execute(const TensorMap& inputs) {
   check_inputs(inputs);
   if (state_->gpu) {
     cuda::Timings t;
-    std::vector<Tensor> out = state_->gpu->run(inputs, &t);
+    std::vector<Tensor> out =
+        state_->gpu->run(inputs, &t, state_->profiling ? &state_->profile : nullptr);
     state_->timings = Timings{t.h2d_ms, t.compute_ms, t.d2h_ms};
     return out;
   }

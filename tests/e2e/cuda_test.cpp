@@ -25,6 +25,11 @@ std::shared_ptr<const Engine> cuda_engine(const Network& net, Precision p = Prec
   return Engine::build(net, c);
 }
 
+int sm_number() {
+  std::string sm = cuda::device_sm();
+  return sm.empty() ? 0 : std::stoi(sm.substr(3));
+}
+
 TEST(Cuda, EveryFixtureExportMatchesTheGoldensInFp32) {
   SKIP_WITHOUT_GPU();
   // (gelu-opset20 uses exact GELU, not the goldens' tanh form: the odd-size test covers it.)
@@ -48,7 +53,7 @@ TEST(Cuda, EveryFixtureExportMatchesTheGoldensInFp32) {
 TEST(Cuda, ReducedPrecisionsAgreeOnTheTopToken) {
   SKIP_WITHOUT_GPU();
   std::vector<Precision> precisions = {Precision::kTf32, Precision::kFp16};
-  if (cuda::device_sm() >= "sm_80") precisions.push_back(Precision::kBf16);
+  if (sm_number() >= 80) precisions.push_back(Precision::kBf16);
   for (Precision p : precisions) {
     Agreement a = fixture_agreement(
         *cuda_engine(Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")), p)
@@ -61,9 +66,9 @@ TEST(Cuda, ReducedPrecisionsAgreeOnTheTopToken) {
   }
 }
 
-TEST(Cuda, EveryKernelMatchesTheReferenceAtOddSizes) {
-  SKIP_WITHOUT_GPU();
-  // Head size 40 (not a multiple of 32), 3 heads, vocabulary 257, 3 layers, exact-erf GELU.
+// Head size 40 (not a multiple of 32), 3 heads, hidden size 120 (K not a multiple of 32),
+// vocabulary 257 (N not a multiple of 8), 3 layers, exact-erf GELU.
+Network odd_size_model() {
   hf::Gpt2Config cfg;
   cfg.n_layer = 3;
   cfg.n_embd = 120;
@@ -73,24 +78,81 @@ TEST(Cuda, EveryKernelMatchesTheReferenceAtOddSizes) {
   cfg.activation_function = "gelu";
   std::string dir = temp_dir("cuda_odd");
   hf::make_model(cfg, 7, dir);
-  Network net = Network::from_hf(dir);
+  return Network::from_hf(dir);
+}
+
+// Random ids and a mask that left-pads row r by r positions.
+TensorMap odd_inputs(int64_t b, int64_t s, std::mt19937& rng) {
+  Tensor ids(DType::kInt64, {b, s}), mask(DType::kInt64, {b, s});
+  for (int64_t i = 0; i < b * s; ++i) {
+    ids.data_mut<int64_t>()[i] = static_cast<int64_t>(rng() % 257);
+    mask.data_mut<int64_t>()[i] = (i % s) >= (i / s) ? 1 : 0;
+  }
+  return {{"input_ids", ids}, {"attention_mask", mask}};
+}
+
+TEST(Cuda, EveryKernelMatchesTheReferenceAtOddSizes) {
+  SKIP_WITHOUT_GPU();
+  Network net = odd_size_model();
   auto gpu = cuda_engine(net)->create_execution_context();
   BuildConfig ref_config;
   auto ref = Engine::build(net, ref_config)->create_execution_context(1);
   std::mt19937 rng(3);
   for (auto [b, s] : {std::pair<int64_t, int64_t>{1, 1}, {3, 17}, {2, 50}}) {
-    Tensor ids(DType::kInt64, {b, s}), mask(DType::kInt64, {b, s});
-    for (int64_t i = 0; i < b * s; ++i) {
-      ids.data_mut<int64_t>()[i] = static_cast<int64_t>(rng() % 257);
-      mask.data_mut<int64_t>()[i] = (i % s) >= (i / s) ? 1 : 0;  // row r left-padded by r
-    }
-    TensorMap in{{"input_ids", ids}, {"attention_mask", mask}};
+    TensorMap in = odd_inputs(b, s, rng);
     Tensor want = ref->execute(in)[0];
     for (bool graphs : {false, true}) {
       gpu->set_cuda_graphs(graphs);
       Tensor got = gpu->execute(in)[0];
-      EXPECT_LE(max_abs_diff_masked(got, want, &mask), 1e-4)
+      EXPECT_LE(max_abs_diff_masked(got, want, &in.at("attention_mask")), 1e-4)
           << b << "x" << s << (graphs ? " graphs" : "");
+    }
+  }
+}
+
+// The skinny FP16/BF16 GEMM (up to 64 rows, LayerNorm fused) at every column-group width, and
+// cuBLASLt for comparison, against the FP32 reference: 1, 18, 40 and 51 rows use 1 to 4 row
+// tiles, 100 rows go to cuBLASLt.
+TEST(Cuda, SkinnyGemmsMatchTheReferenceAndCublasLtAtOddSizes) {
+  SKIP_WITHOUT_GPU();
+  if (sm_number() < 80) GTEST_SKIP() << "the skinny GEMM needs sm_80 or newer";
+  Network net = odd_size_model();
+  BuildConfig ref_config;
+  auto ref = Engine::build(net, ref_config)->create_execution_context(1);
+  for (Precision p : {Precision::kFp16, Precision::kBf16}) {
+    auto engine = cuda_engine(net, p);
+    std::vector<std::pair<std::string, std::unique_ptr<ExecutionContext>>> contexts;
+    for (const char* tn : {"1", "2", "4", "8"}) {
+      setenv("GPTRT_CUDA_SKINNY_TN", tn, 1);
+      contexts.emplace_back(std::string("skinny tn=") + tn, engine->create_execution_context());
+    }
+    unsetenv("GPTRT_CUDA_SKINNY_TN");
+    setenv("GPTRT_CUDA_GEMM", "cublaslt", 1);
+    contexts.emplace_back("cuBLASLt", engine->create_execution_context());
+    unsetenv("GPTRT_CUDA_GEMM");
+    std::mt19937 rng(11);
+    for (auto [b, s] : {std::pair<int64_t, int64_t>{1, 1}, {2, 9}, {1, 40}, {3, 17}, {2, 50}}) {
+      TensorMap in = odd_inputs(b, s, rng);
+      const Tensor& mask = in.at("attention_mask");
+      Tensor want = ref->execute(in)[0];
+      double scale =
+          std::max(1.0, max_abs_diff_masked(want, Tensor(DType::kFloat32, want.shape()), &mask));
+      // Stated bounds relative to the largest logit: FP16 keeps 11 mantissa bits, BF16 8.
+      double tol = (p == Precision::kFp16 ? 0.01 : 0.05) * scale;
+      std::vector<Tensor> got;
+      for (auto& [name, ctx] : contexts) {
+        for (bool graphs : {false, true}) {
+          ctx->set_cuda_graphs(graphs);
+          got.push_back(ctx->execute(in)[0]);
+          EXPECT_LE(max_abs_diff_masked(got.back(), want, &mask), tol)
+              << precision_name(p) << " " << name << " " << b << "x" << s
+              << (graphs ? " graphs" : "");
+        }
+      }
+      // Every skinny variant against cuBLASLt: the same rounding, so closer than to FP32.
+      for (size_t i = 0; i + 2 < got.size(); ++i)
+        EXPECT_LE(max_abs_diff_masked(got[i], got.back(), &mask), tol / 2)
+            << precision_name(p) << " " << contexts[i / 2].first << " " << b << "x" << s;
     }
   }
 }

@@ -8,14 +8,17 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/skinny_linear.cuh"
 #include "backends/reference/executor.h"
 #include "backends/reference/fused_ops.h"
 #include "core/half.h"
 #include "gptrt/error.h"
+#include "passes/pattern.h"
 
 namespace gptrt::cuda {
 namespace {
@@ -35,6 +38,8 @@ void check(cublasStatus_t s, const char* what) {
 
 __global__ void embedding_kernel(const int64_t* ids, const int64_t* pos, const float* wte,
                                  const float* wpe, int64_t s, int64_t e, float* out) {
+  wait_for_previous_kernel();
+  let_next_kernel_start();
   int64_t row = blockIdx.x;
   int64_t p = pos ? pos[row] : row % s;
   const float* a = wte + ids[row] * e;
@@ -67,6 +72,8 @@ __device__ __forceinline__ void store(T* p, int64_t i, float v) {
 template <typename T>
 __global__ void layer_norm_kernel(const float* x, const float* g, const float* b, float eps,
                                   int64_t e, T* y) {
+  wait_for_previous_kernel();
+  let_next_kernel_start();
   __shared__ float shared[32];
   const float* px = x + blockIdx.x * e;
   T* py = y + blockIdx.x * e;
@@ -84,82 +91,165 @@ __device__ float gelu_erf(float x) {
   return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
 }
 
-// Causal attention, one warp per query. Queries 0..t-1 of row r sit at positions past..past+t-1
-// (past read from device memory, 0 when null, so one captured graph serves every decode step);
-// keys 0..past-1 come from the cache kc/vc [b, key_stride, e], keys from past on straight from
-// qkv [b, t, 3e]; with a cache, each query also appends its own key and value at past + i. Key j
-// of row r counts when mask[r * key_stride + j] != 0 (null: all). Heads of size d <= 32 *
-// kPerLane (lane l holds elements l, l + 32, ...); scores in shared memory (key_stride per warp).
+// Causal attention. Block (row r, head h, query block) has 4 warps, one query each: queries
+// 0..t-1 of row r sit at positions past..past+t-1 (past read from device memory, 0 when null, so
+// one captured graph serves every decode step); keys 0..past-1 come from the cache kc/vc
+// [b, key_stride, e], keys from past on straight from qkv [b, t, 3e]; with a cache, the first
+// query block also appends its new keys and values at past + i. Key j of row r counts when
+// mask[r * key_stride + j] != 0 (null: all). The block stages keys and values in tiles of
+// kKeyTile in shared memory, all threads loading at once (one memory round trip per tile, not per
+// key); each warp scores a tile with a lane per key, keeps an online softmax and adds the tile's
+// values with a lane per head element (head size d <= 32 * kPerLane).
+constexpr int kAttentionWarps = 4;
+__host__ __device__ inline int attention_key_tile(int64_t d) {
+  return d <= 64 ? 64 : 32;
+}
+inline size_t attention_smem_bytes(int64_t d) {
+  int64_t tile = attention_key_tile(d);
+  return static_cast<size_t>(tile * (d | 1) + tile * d + kAttentionWarps * (d + tile)) * 4;
+}
+
 template <int kPerLane, typename T, typename M>
 __global__ void attention_kernel(const float* qkv, float* kc, float* vc, const M* mask,
                                  const int64_t* past_dev, int64_t t, int64_t key_stride, int64_t e,
                                  int64_t heads, float scale, T* out) {
-  extern __shared__ float scores_all[];
-  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  int64_t bh = blockIdx.x, r = bh / heads, h = bh % heads;
-  int64_t i = static_cast<int64_t>(blockIdx.y) * (blockDim.x / 32) + warp;
-  if (i >= t) return;
-  int64_t past = past_dev ? *past_dev : 0, d = e / heads;
-  float* score = scores_all + warp * key_stride;
-  const float* row = qkv + (r * t + i) * 3 * e;
-  if (kc) {
-    for (int64_t u = lane; u < d; u += 32) {
-      kc[(r * key_stride + past + i) * e + h * d + u] = row[e + h * d + u];
-      vc[(r * key_stride + past + i) * e + h * d + u] = row[2 * e + h * d + u];
+  extern __shared__ float attention_smem[];
+  wait_for_previous_kernel();
+  let_next_kernel_start();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t r = blockIdx.x / heads, h = blockIdx.x % heads;
+  const int d = static_cast<int>(e / heads);
+  const int64_t past = past_dev ? *past_dev : 0;
+  const int tile = attention_key_tile(d);
+  const int kstride = d | 1;  // odd: a lane per key reads distinct banks
+  float* ks = attention_smem;
+  float* vs = ks + tile * kstride;
+  float* qs = vs + tile * d + warp * d;
+  float* probs = vs + tile * d + kAttentionWarps * d + warp * tile;
+  const int64_t first_query = static_cast<int64_t>(blockIdx.y) * kAttentionWarps;
+  const int64_t i = first_query + warp;  // this warp's query
+  const bool active = i < t;
+  const int64_t qpos = past + i;
+  const int64_t keys = past + min(t, first_query + kAttentionWarps);  // block's
+  if (kc && blockIdx.y == 0) {
+    for (int at = threadIdx.x; at < static_cast<int>(t) * d; at += blockDim.x) {
+      int q = at / d, u = at % d;
+      const float* row = qkv + (r * t + q) * 3 * e + h * d + u;
+      kc[(r * key_stride + past + q) * e + h * d + u] = row[e];
+      vc[(r * key_stride + past + q) * e + h * d + u] = row[2 * e];
     }
   }
-  float q[kPerLane];
-  for (int k = 0; k < kPerLane; ++k) q[k] = lane + 32 * k < d ? row[h * d + lane + 32 * k] : 0.f;
-  auto key = [&](int64_t j, int part) {  // part 1: key, 2: value
-    return j < past ? (part == 1 ? kc : vc) + (r * key_stride + j) * e + h * d
-                    : qkv + (r * t + j - past) * 3 * e + part * e + h * d;
-  };
-  int64_t keys = past + i + 1;
-  float mx = -INFINITY;
-  for (int64_t j = 0; j < keys; ++j) {
-    bool ok = !mask || mask[r * key_stride + j] != 0;
-    float dot = 0;
-    if (ok) {
-      const float* k = key(j, 1);
+  if (active) {
+    const float* row = qkv + (r * t + i) * 3 * e + h * d;
+    for (int u = lane; u < d; u += 32) qs[u] = row[u] * scale;
+  }
+  float m = -INFINITY, l = 0.f, acc[kPerLane] = {};
+  for (int64_t j0 = 0; j0 < keys; j0 += tile) {
+    const int64_t n = min(static_cast<int64_t>(tile), keys - j0);
+    __syncthreads();  // the previous tile is used up
+#pragma unroll 4
+    for (int at = threadIdx.x; at < static_cast<int>(n) * d; at += blockDim.x) {
+      int jj = at / d, u = at % d;
+      int64_t j = j0 + jj;
+      const float* kp = j < past ? kc + (r * key_stride + j) * e + h * d
+                                 : qkv + (r * t + j - past) * 3 * e + e + h * d;
+      const float* vp = j < past ? vc + (r * key_stride + j) * e + h * d
+                                 : qkv + (r * t + j - past) * 3 * e + 2 * e + h * d;
+      ks[jj * kstride + u] = kp[u];
+      vs[jj * d + u] = vp[u];
+    }
+    __syncthreads();
+    if (!active || j0 > qpos) continue;
+    // Scores, a lane per key.
+    float sc[2];
+    float tile_max = -INFINITY;
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      int jj = lane + 32 * q;
+      int64_t j = j0 + jj;
+      sc[q] = -INFINITY;
+      if (jj < n && j <= qpos && (!mask || mask[r * key_stride + j] != 0)) {
+        float dot = 0;
+        for (int u = 0; u < d; ++u) dot += qs[u] * ks[jj * kstride + u];
+        sc[q] = dot;
+        tile_max = fmaxf(tile_max, dot);
+      }
+    }
+    for (int o = 16; o > 0; o >>= 1)
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffff, tile_max, o));
+    if (tile_max == -INFINITY) continue;  // every key of this tile is masked for this query
+    const float new_m = fmaxf(m, tile_max);
+    const float correction = m == -INFINITY ? 0.f : __expf(m - new_m);
+    float tile_sum = 0;
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      int jj = lane + 32 * q;
+      float pr = sc[q] == -INFINITY ? 0.f : __expf(sc[q] - new_m);
+      tile_sum += pr;
+      if (jj < tile) probs[jj] = pr;
+    }
+    for (int o = 16; o > 0; o >>= 1) tile_sum += __shfl_xor_sync(0xffffffff, tile_sum, o);
+    l = l * correction + tile_sum;
+    m = new_m;
+    __syncwarp();
+    // Values, a lane per head element.
+#pragma unroll
+    for (int kk = 0; kk < kPerLane; ++kk) acc[kk] *= correction;
+    const int64_t last = min(n, qpos - j0 + 1);
+    for (int jj = 0; jj < static_cast<int>(last); ++jj) {
+      float pr = probs[jj];
+#pragma unroll
       for (int kk = 0; kk < kPerLane; ++kk)
-        if (lane + 32 * kk < d) dot += q[kk] * k[lane + 32 * kk];
-      for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffff, dot, o);
-      dot *= scale;
-      mx = fmaxf(mx, dot);
+        if (lane + 32 * kk < d) acc[kk] += pr * vs[jj * d + lane + 32 * kk];
     }
-    if (lane == 0) score[j] = ok ? dot : -INFINITY;
+    __syncwarp();
   }
-  __syncwarp();
-  float acc[kPerLane] = {};
-  float sum = 0;
-  if (mx > -INFINITY) {
-    for (int64_t j = 0; j < keys; ++j) {
-      float sj = score[j];
-      if (sj == -INFINITY) continue;
-      float w = __expf(sj - mx);
-      sum += w;
-      const float* v = key(j, 2);
-      for (int kk = 0; kk < kPerLane; ++kk)
-        if (lane + 32 * kk < d) acc[kk] += w * v[lane + 32 * kk];
-    }
-  }
-  float inv = sum > 0 ? 1.0f / sum : 0.f;
+  if (!active) return;
+  const float inv = l > 0 ? 1.0f / l : 0.f;
   T* o = out + (r * t + i) * e + h * d;
   for (int kk = 0; kk < kPerLane; ++kk)
     if (lane + 32 * kk < d) store(o, lane + 32 * kk, acc[kk] * inv);
 }
 
+// Launches kernels on one stream, each allowed to start while the one before it finishes
+// (programmatic dependent launch, sm_90) when `overlap` is on: the kernels wait for their
+// predecessor themselves (wait_for_previous_kernel).
+struct Launcher {
+  cudaStream_t stream = nullptr;
+  bool overlap = false;
+  template <typename... Params, typename... Args>
+  void operator()(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                  Args... args) const {
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = smem;
+    config.stream = stream;
+    config.attrs = attr;
+    config.numAttrs = overlap ? 1 : 0;
+    check(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...), "kernel launch");
+  }
+};
+
 // Launches attention_kernel with the register count the head size needs.
 template <typename T, typename M>
 void launch_attention(int64_t b, int64_t t, int64_t e, int64_t heads, float scale, const float* qkv,
                       float* kc, float* vc, const M* mask, const int64_t* past_dev,
-                      int64_t key_stride, T* out, cudaStream_t stream) {
-  constexpr int kWarps = 4;
-  dim3 grid(static_cast<unsigned>(b * heads), static_cast<unsigned>((t + kWarps - 1) / kWarps));
-  size_t smem = static_cast<size_t>(kWarps * key_stride) * sizeof(float);
+                      int64_t key_stride, T* out, const Launcher& launch) {
+  dim3 grid(static_cast<unsigned>(b * heads),
+            static_cast<unsigned>((t + kAttentionWarps - 1) / kAttentionWarps));
+  size_t smem = attention_smem_bytes(e / heads);
   auto go = [&](auto per_lane) {
-    attention_kernel<decltype(per_lane)::value, T, M><<<grid, 32 * kWarps, smem, stream>>>(
-        qkv, kc, vc, mask, past_dev, t, key_stride, e, heads, scale, out);
+    auto kernel = attention_kernel<decltype(per_lane)::value, T, M>;
+    if (smem > 48 * 1024)
+      check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(smem)),
+            "cudaFuncSetAttribute (attention)");
+    launch(kernel, grid, dim3(32 * kAttentionWarps), smem, qkv, kc, vc, mask, past_dev, t,
+           key_stride, e, heads, scale, out);
   };
   switch ((e / heads + 31) / 32) {
     case 1:
@@ -183,6 +273,8 @@ void launch_attention(int64_t b, int64_t t, int64_t e, int64_t heads, float scal
 // y[r] = x[r, t - 1]: each row's last position (the only logits generation needs).
 template <typename T>
 __global__ void last_rows_kernel(const T* x, int64_t t, int64_t e, T* y) {
+  wait_for_previous_kernel();
+  let_next_kernel_start();
   for (int64_t k = threadIdx.x; k < e; k += blockDim.x)
     y[blockIdx.x * e + k] = x[(blockIdx.x * t + t - 1) * e + k];
 }
@@ -191,11 +283,23 @@ __global__ void last_rows_kernel(const T* x, int64_t t, int64_t e, T* y) {
 // output with its bias, in FP32 scratch.
 template <typename T>
 __global__ void gelu_erf_kernel(const float* x, const float* residual, int64_t n, T* y) {
+  wait_for_previous_kernel();
+  let_next_kernel_start();
   int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (idx >= n) return;
   float v = gelu_erf(x[idx]);
   if (residual) v += residual[idx];
   store(y, idx, v);
+}
+
+// Keeps the GPU busy for `ns` nanoseconds, so that kernels launched behind it queue up and
+// per-kernel events time the GPU, not the host's launches (profiling only).
+__global__ void spin_kernel(int64_t ns) {
+  uint64_t start = 0, now = 0;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+  } while (static_cast<int64_t>(now - start) < ns);
 }
 
 int blocks_for(int64_t n, int threads) {
@@ -285,11 +389,17 @@ std::vector<char> half_values(const ir::Graph& g, Precision precision) {
   return half;
 }
 
-Tensor to_half(const Tensor& t, Precision precision) {
-  Tensor h(precision == Precision::kFp16 ? DType::kFloat16 : DType::kBFloat16, t.shape());
+// `t` in FP16/BF16; a [K, N] weight transposed to [N, K] when `transpose`.
+Tensor to_half(const Tensor& t, Precision precision, bool transpose = false) {
+  std::vector<int64_t> shape = t.shape();
+  if (transpose) std::swap(shape[0], shape[1]);
+  Tensor h(precision == Precision::kFp16 ? DType::kFloat16 : DType::kBFloat16, shape);
+  int64_t rows = t.dim(0), cols = t.numel() / std::max<int64_t>(rows, 1);
   for (int64_t i = 0; i < t.numel(); ++i) {
     float x = t.data<float>()[i];
-    h.data_mut<uint16_t>()[i] = precision == Precision::kFp16 ? float_to_half(x) : float_to_bf16(x);
+    int64_t at = transpose ? i % cols * rows + i / cols : i;
+    h.data_mut<uint16_t>()[at] =
+        precision == Precision::kFp16 ? float_to_half(x) : float_to_bf16(x);
   }
   return h;
 }
@@ -315,19 +425,22 @@ void lower(ir::Graph& g, Precision precision) {
     }
     if (n.op_type != "Linear" || precision == Precision::kFp32 || precision == Precision::kTf32)
       continue;
-    // FP16/BF16: the weight in that type (a new value, so a tied embedding keeps its FP32 table),
-    // and the bias too when the output is kept in that type (cuBLASLt adds it in the output type).
-    auto convert = [&](size_t input) {
+    // FP16/BF16: the weight in that type (a new value, so a tied embedding keeps its FP32 table)
+    // and stored [N, K] (transB = 1: what the skinny kernel streams), and the bias too when the
+    // output is kept in that type (cuBLASLt adds it in the output type).
+    auto convert = [&](size_t input, bool transpose) {
       const ir::Value& v = g.values[static_cast<size_t>(n.inputs[input])];
-      std::string name = v.name + (precision == Precision::kFp16 ? ".fp16" : ".bf16");
+      std::string name =
+          v.name + (precision == Precision::kFp16 ? ".fp16" : ".bf16") + (transpose ? ".T" : "");
       int id = g.find(name);
-      if (id < 0) id = g.add_constant(name, to_half(v.constant, precision));
+      if (id < 0) id = g.add_constant(name, to_half(v.constant, precision, transpose));
       n.inputs[input] = id;
     };
-    convert(1);
+    convert(1, n.attr_int("transB", 0) == 0);
+    n.attrs["transB"] = passes::int_attr(1);
     bool erf = n.attr_string("activation", "") == "gelu_erf";  // bias added in FP32 scratch
     if (n.inputs.size() > 2 && n.inputs[2] >= 0 && half[static_cast<size_t>(n.outputs[0])] && !erf)
-      convert(2);
+      convert(2, false);
   }
 }
 
@@ -374,6 +487,27 @@ struct Runner::Impl {
   cudaEvent_t ev[4] = {};
   bool use_graphs = true;
   std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> graphs;
+  Launcher launch;
+  int sm_major = 0, sm_count = 1;
+  size_t smem_optin = 0;
+  bool skinny_enabled = false;
+  int forced_tn = 0;  // GPTRT_CUDA_SKINNY_TN: column tiles per block (tests cover each)
+  // LayerNorm fusion: per Linear node the LayerNormalization node feeding it that the skinny
+  // kernel can absorb (-1: none); per such LayerNorm node its readers (all Linear, as input 0).
+  std::vector<int> ln_before;
+  std::vector<std::vector<size_t>> ln_readers;
+  // Per (linear node, rows): whether the skinny kernel runs it, and how.
+  struct SkinnyPlan {
+    bool ok = false;
+    int mt = 0, tn = 1, grid = 0;
+    size_t smem = 0;
+  };
+  std::map<std::pair<size_t, int64_t>, SkinnyPlan> skinny_plans;
+  // Profiling: an event after each kernel and its label (pool of events reused).
+  std::vector<cudaEvent_t> mark_events;
+  std::vector<std::string> mark_labels;
+  bool marking = false;
+  std::string gemm_kind;  // how linear() ran its last node, for the labels
 
   Impl(std::shared_ptr<const void> o, const ir::Graph& graph, Precision p,
        const std::map<std::string, int64_t>& dim_max)
@@ -384,6 +518,31 @@ struct Runner::Impl {
     check(cudaMalloc(&workspace, kWorkspace), "cudaMalloc (cuBLAS workspace)");
     for (cudaEvent_t& e : ev) check(cudaEventCreate(&e), "cudaEventCreate");
     half = half_values(g, p);
+    int dev = 0, optin = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&sm_major, cudaDevAttrComputeCapabilityMajor, dev), "SM version");
+    check(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, dev), "SM count");
+    check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
+          "shared memory size");
+    smem_optin = static_cast<size_t>(optin);
+    // GPTRT_CUDA_PDL=0 and GPTRT_CUDA_GEMM=cublaslt switch the two off (for comparisons).
+    const char* pdl_env = std::getenv("GPTRT_CUDA_PDL");
+    const char* gemm_env = std::getenv("GPTRT_CUDA_GEMM");
+    const char* tn_env = std::getenv("GPTRT_CUDA_SKINNY_TN");
+    if (tn_env) forced_tn = std::atoi(tn_env);
+    if (forced_tn != 0 && forced_tn != 1 && forced_tn != 2 && forced_tn != 4 && forced_tn != 8)
+      throw Error(ErrorCode::kInvalidArgument,
+                  std::string("GPTRT_CUDA_SKINNY_TN is '") + tn_env + "'; expected 1, 2, 4 or 8");
+    launch.stream = stream;
+    launch.overlap = sm_major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
+    skinny_enabled = sm_major >= 8 && (p == Precision::kFp16 || p == Precision::kBf16) &&
+                     !(gemm_env && std::string(gemm_env) == "cublaslt");
+    if (skinny_enabled)
+      for (int mt = 1; mt <= 4; ++mt)
+        check(cudaFuncSetAttribute(skinny_kernel(mt), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   optin),
+              "cudaFuncSetAttribute");
+    find_layer_norm_fusions();
     plan = reference::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
     if (plan.total > 0)
       check(cudaMalloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(plan.total)),
@@ -418,6 +577,7 @@ struct Runner::Impl {
     cudaFreeHost(pinned_in);
     cudaFreeHost(pinned_out);
     for (cudaEvent_t e : ev) cudaEventDestroy(e);
+    for (cudaEvent_t e : mark_events) cudaEventDestroy(e);
     if (lt) cublasLtDestroy(lt);
     if (stream) cudaStreamDestroy(stream);
   }
@@ -444,14 +604,135 @@ struct Runner::Impl {
     return precision == Precision::kFp16 ? CUDA_R_16F : CUDA_R_16BF;
   }
 
+  using SkinnyKernel = void (*)(SkinnyArgs);
+  SkinnyKernel skinny_kernel(int mt) const {
+    static const SkinnyKernel fp16[] = {
+        skinny_linear_kernel<__half, 1>, skinny_linear_kernel<__half, 2>,
+        skinny_linear_kernel<__half, 3>, skinny_linear_kernel<__half, 4>};
+    static const SkinnyKernel bf16[] = {
+        skinny_linear_kernel<__nv_bfloat16, 1>, skinny_linear_kernel<__nv_bfloat16, 2>,
+        skinny_linear_kernel<__nv_bfloat16, 3>, skinny_linear_kernel<__nv_bfloat16, 4>};
+    return (precision == Precision::kFp16 ? fp16 : bf16)[mt - 1];
+  }
+
+  void find_layer_norm_fusions() {
+    ln_before.assign(g.nodes.size(), -1);
+    ln_readers.assign(g.nodes.size(), {});
+    std::vector<int> producer(g.values.size(), -1), readers(g.values.size(), 0);
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      for (int o : g.nodes[i].outputs)
+        if (o >= 0) producer[static_cast<size_t>(o)] = static_cast<int>(i);
+      for (int in : g.nodes[i].inputs)
+        if (in >= 0) ++readers[static_cast<size_t>(in)];
+    }
+    for (int o : g.outputs) ++readers[static_cast<size_t>(o)];
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const ir::Node& n = g.nodes[i];
+      if (n.op_type != "Linear" || n.inputs[0] < 0) continue;
+      int p = producer[static_cast<size_t>(n.inputs[0])];
+      if (p < 0) continue;
+      const ir::Node& ln = g.nodes[static_cast<size_t>(p)];
+      if (ln.op_type != "LayerNormalization" || ln.inputs.size() < 3 || ln.inputs[2] < 0) continue;
+      ln_before[i] = p;
+      ln_readers[static_cast<size_t>(p)].push_back(i);
+    }
+    for (size_t l = 0; l < g.nodes.size(); ++l) {
+      if (ln_readers[l].empty()) continue;
+      if (static_cast<size_t>(readers[static_cast<size_t>(g.nodes[l].outputs[0])]) ==
+          ln_readers[l].size())
+        continue;
+      for (size_t r : ln_readers[l]) ln_before[r] = -1;  // something else reads the LayerNorm
+      ln_readers[l].clear();
+    }
+  }
+
+  const SkinnyPlan& skinny_plan(size_t index, int64_t m) {
+    auto key = std::make_pair(index, m);
+    auto it = skinny_plans.find(key);
+    if (it != skinny_plans.end()) return it->second;
+    SkinnyPlan sp;
+    const ir::Node& n = g.nodes[index];
+    const ir::Value& wv = g.values[static_cast<size_t>(n.inputs[1])];
+    int res_id = n.inputs.size() > 3 ? n.inputs[3] : -1;
+    DType want = precision == Precision::kFp16 ? DType::kFloat16 : DType::kBFloat16;
+    int64_t mt = (m + 15) / 16, k = wv.constant.dim(1), cols = wv.constant.dim(0);
+    if (skinny_enabled && wv.dtype == want && n.attr_int("transB", 0) != 0 && k % 8 == 0 &&
+        mt >= 1 && mt <= 4 && k < (1 << 24) && cols < (1 << 24) &&
+        (res_id < 0 || storage(res_id) == CUDA_R_32F) &&
+        skinny_smem_bytes(static_cast<int>(mt), static_cast<int>(k)) <= smem_optin) {
+      sp.ok = true;
+      sp.mt = static_cast<int>(mt);
+      sp.smem = skinny_smem_bytes(sp.mt, static_cast<int>(k));
+      // The narrowest column group that lets every block own one group, at most one block per
+      // SM (so the next kernel's blocks fit beside them and start early); the widest, with as
+      // many blocks as fit, when even that is too many groups (the LM head).
+      auto groups = [&](int tn) { return (cols + 8 * tn - 1) / (8 * tn); };
+      sp.tn = 8;
+      for (int tn : {1, 2, 4})
+        if (groups(tn) <= sm_count) {
+          sp.tn = tn;
+          break;
+        }
+      if (forced_tn) sp.tn = forced_tn;
+      int per_sm = 0;
+      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, skinny_kernel(sp.mt), 256,
+                                                          sp.smem),
+            "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+      int64_t slots = groups(sp.tn) <= sm_count ? sm_count : std::max(per_sm, 1) * sm_count;
+      sp.grid = static_cast<int>(std::min<int64_t>(groups(sp.tn), slots));
+    }
+    return skinny_plans.emplace(key, sp).first->second;
+  }
+
+  // True when LayerNorm node `l` is left to the skinny kernels of its readers (rows: the rows
+  // each reader runs).
+  bool layer_norm_fused(size_t l, int64_t rows, int64_t head_rows) {
+    if (ln_readers[l].empty()) return false;
+    for (size_t r : ln_readers[l])
+      if (!skinny_plan(r, g.nodes[r].outputs[0] == g.outputs[0] ? head_rows : rows).ok)
+        return false;
+    return true;
+  }
+
   static cudaDataType_t cuda_type(DType d) {
     return d == DType::kFloat16 ? CUDA_R_16F : d == DType::kBFloat16 ? CUDA_R_16BF : CUDA_R_32F;
   }
 
-  // y[m, N] = act(x[m, K] @ W + bias) + residual through one cuBLASLt call: the bias (and the
-  // tanh GELU) as its epilogue, the residual as C with beta = 1. Exact GELU: bias epilogue into
-  // FP32 scratch, then gelu_erf_kernel.
-  void linear(size_t index, const ir::Node& n, int64_t m, void* y, const void* x_in = nullptr) {
+  // y[m, N] = act(x[m, K] @ W + bias) + residual. The skinny kernel where its plan says so (x
+  // being the input of the LayerNorm before this node when `ln_fused`); otherwise one cuBLASLt
+  // call: the bias (and the tanh GELU) as its epilogue, the residual as C with beta = 1, and for
+  // exact GELU the bias epilogue into FP32 scratch, then gelu_erf_kernel. `x_in` overrides x.
+  void linear(size_t index, const ir::Node& n, int64_t m, void* y, const void* x_in = nullptr,
+              bool ln_fused = false) {
+    const SkinnyPlan& sp = skinny_plan(index, m);
+    if (sp.ok && (ln_fused || storage(n.inputs[0]) != CUDA_R_32F)) {
+      const ir::Value& w = g.values[static_cast<size_t>(n.inputs[1])];
+      const ir::Node* ln = ln_fused ? &g.nodes[static_cast<size_t>(ln_before[index])] : nullptr;
+      int bias_id = n.inputs.size() > 2 ? n.inputs[2] : -1;
+      int res_id = n.inputs.size() > 3 ? n.inputs[3] : -1;
+      SkinnyArgs a{};
+      a.x = x_in ? x_in : value_ptr(ln ? ln->inputs[0] : n.inputs[0]);
+      if (ln) {
+        a.ln_gamma = static_cast<const float*>(value_ptr(ln->inputs[1]));
+        a.ln_beta = static_cast<const float*>(value_ptr(ln->inputs[2]));
+        a.ln_eps = ln->attr_float("epsilon", 1e-5f);
+      }
+      a.w = value_ptr(n.inputs[1]);
+      a.bias = bias_id >= 0 ? value_ptr(bias_id) : nullptr;
+      a.bias_half = bias_id >= 0 && g.values[static_cast<size_t>(bias_id)].dtype != DType::kFloat32;
+      a.residual = res_id >= 0 ? static_cast<const float*>(value_ptr(res_id)) : nullptr;
+      a.y = y;
+      a.y_half = storage(n.outputs[0]) != CUDA_R_32F;
+      a.act = reference::activation_from_name(n.attr_string("activation", ""));
+      a.m = static_cast<int>(m);
+      a.n = static_cast<int>(w.constant.dim(0));
+      a.k = static_cast<int>(w.constant.dim(1));
+      a.row_stride = skinny_row_stride(a.k);
+      a.tn = sp.tn;
+      launch(skinny_kernel(sp.mt), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
+      gemm_kind = ln ? "skinny+LN" : "skinny";
+      return;
+    }
     const ir::Value& wv = g.values[static_cast<size_t>(n.inputs[1])];
     bool trans = n.attr_int("transB", 0) != 0;
     int64_t k = wv.constant.dim(trans ? 1 : 0), cols = wv.constant.dim(trans ? 0 : 1);
@@ -460,6 +741,7 @@ struct Runner::Impl {
     int res_id = n.inputs.size() > 3 ? n.inputs[3] : -1;
     bool erf = act == reference::kActGeluErf;
     cudaDataType_t out_type = erf ? CUDA_R_32F : storage(n.outputs[0]);
+    gemm_kind = erf ? "cuBLASLt+GELU kernel" : "cuBLASLt";
     auto key = std::make_pair(index, m);
     auto it = lt_plans.find(key);
     if (it == lt_plans.end()) {
@@ -523,15 +805,16 @@ struct Runner::Impl {
     if (erf) {
       const float* r = res_id >= 0 ? static_cast<const float*>(value_ptr(res_id)) : nullptr;
       int64_t total = m * cols;
+      dim3 grid(static_cast<unsigned>(blocks_for(total, 256)));
       if (storage(n.outputs[0]) == CUDA_R_32F)
-        gelu_erf_kernel<float>
-            <<<blocks_for(total, 256), 256, 0, stream>>>(scratch, r, total, static_cast<float*>(y));
+        launch(gelu_erf_kernel<float>, grid, dim3(256), 0, scratch, r, total,
+               static_cast<float*>(y));
       else if (precision == Precision::kFp16)
-        gelu_erf_kernel<__half><<<blocks_for(total, 256), 256, 0, stream>>>(
-            scratch, r, total, static_cast<__half*>(y));
+        launch(gelu_erf_kernel<__half>, grid, dim3(256), 0, scratch, r, total,
+               static_cast<__half*>(y));
       else
-        gelu_erf_kernel<__nv_bfloat16><<<blocks_for(total, 256), 256, 0, stream>>>(
-            scratch, r, total, static_cast<__nv_bfloat16*>(y));
+        launch(gelu_erf_kernel<__nv_bfloat16>, grid, dim3(256), 0, scratch, r, total,
+               static_cast<__nv_bfloat16*>(y));
     }
   }
 
@@ -549,26 +832,28 @@ struct Runner::Impl {
 
   // Every kernel of one forward pass for [b, s] on `stream` (captured or launched directly).
   void forward(int64_t b, int64_t s, bool with_pos, bool with_mask, bool decode = false) {
-    int64_t rows = b * s;
+    int64_t rows = b * s, head_rows = decode ? b : rows;  // the LM head's rows
+    dim3 row_blocks(static_cast<unsigned>(rows)), threads(256);
     size_t layer = 0;
     for (size_t idx = 0; idx < g.nodes.size(); ++idx) {
       const ir::Node& n = g.nodes[idx];
       void* y = value_ptr(n.outputs[0]);
       if (n.op_type == "Embedding") {
         const ir::Value& wpe = g.values[static_cast<size_t>(n.inputs[3])];
-        embedding_kernel<<<static_cast<int>(rows), 256, 0, stream>>>(
-            ids, with_pos ? pos : nullptr, static_cast<const float*>(value_ptr(n.inputs[2])),
-            static_cast<const float*>(value_ptr(n.inputs[3])), s, wpe.constant.dim(1),
-            static_cast<float*>(y));
+        launch(embedding_kernel, row_blocks, threads, 0, ids, with_pos ? pos : nullptr,
+               static_cast<const float*>(value_ptr(n.inputs[2])),
+               static_cast<const float*>(value_ptr(n.inputs[3])), s, wpe.constant.dim(1),
+               static_cast<float*>(y));
       } else if (n.op_type == "LayerNormalization") {
+        if (layer_norm_fused(idx, rows, head_rows)) continue;  // its readers normalise
         int64_t e = g.values[static_cast<size_t>(n.inputs[1])].constant.numel();
         typed(n.outputs[0], [&](auto tag) {
           using T = decltype(tag);
-          layer_norm_kernel<T><<<static_cast<int>(rows), 256, 0, stream>>>(
-              static_cast<const float*>(value_ptr(n.inputs[0])),
-              static_cast<const float*>(value_ptr(n.inputs[1])),
-              static_cast<const float*>(value_ptr(n.inputs[2])), n.attr_float("epsilon", 1e-5f), e,
-              static_cast<T*>(y));
+          launch(layer_norm_kernel<T>, row_blocks, threads, 0,
+                 static_cast<const float*>(value_ptr(n.inputs[0])),
+                 static_cast<const float*>(value_ptr(n.inputs[1])),
+                 static_cast<const float*>(value_ptr(n.inputs[2])), n.attr_float("epsilon", 1e-5f),
+                 e, static_cast<T*>(y));
         });
       } else if (n.op_type == "Attention") {
         int64_t e = g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value;
@@ -580,28 +865,58 @@ struct Runner::Impl {
           T* o = static_cast<T*>(y);
           if (decode) {  // against the KV cache, padding from its flags
             launch_attention<T, uint8_t>(b, s, e, heads, scale, qkv, kv.k[layer], kv.v[layer],
-                                         kv.valid, kv.past, kv.cache_s, o, stream);
+                                         kv.valid, kv.past, kv.cache_s, o, launch);
           } else {
             const int64_t* m =
                 with_mask && n.inputs.size() > 1 && n.inputs[1] >= 0 ? mask : nullptr;
             launch_attention<T, int64_t>(b, s, e, heads, scale, qkv, nullptr, nullptr, m, nullptr,
-                                         s, o, stream);
+                                         s, o, launch);
           }
         });
         ++layer;
       } else if (decode && n.outputs[0] == g.outputs[0]) {  // LM head: last positions only
-        int64_t e = g.values[static_cast<size_t>(n.inputs[0])].shape.dims.back().value;
-        typed(n.inputs[0], [&](auto tag) {
-          using T = decltype(tag);
-          last_rows_kernel<T><<<static_cast<int>(b), 256, 0, stream>>>(
-              static_cast<const T*>(value_ptr(n.inputs[0])), s, e, static_cast<T*>(kv.last));
-        });
-        linear(idx, n, b, y, kv.last);
+        // (of the LayerNorm's input when the skinny kernel normalises)
+        bool ln = ln_before[idx] >= 0 &&
+                  layer_norm_fused(static_cast<size_t>(ln_before[idx]), rows, head_rows);
+        int src = ln ? g.nodes[static_cast<size_t>(ln_before[idx])].inputs[0] : n.inputs[0];
+        const void* x = value_ptr(src);
+        if (s > 1) {
+          int64_t e = g.values[static_cast<size_t>(src)].shape.dims.back().value;
+          typed(src, [&](auto tag) {
+            using T = decltype(tag);
+            launch(last_rows_kernel<T>, dim3(static_cast<unsigned>(b)), threads, 0,
+                   static_cast<const T*>(x), s, e, static_cast<T*>(kv.last));
+          });
+          x = kv.last;
+        }
+        linear(idx, n, b, y, x, ln);
       } else {  // Linear
-        linear(idx, n, rows, y);
+        bool ln = ln_before[idx] >= 0 &&
+                  layer_norm_fused(static_cast<size_t>(ln_before[idx]), rows, head_rows);
+        linear(idx, n, rows, y, nullptr, ln);
       }
       check(cudaGetLastError(), "kernel launch");
+      if (marking) mark(n, rows);
     }
+  }
+
+  void mark(const ir::Node& n, int64_t rows) {
+    std::string label = n.op_type;
+    if (n.op_type == "Linear") {
+      const ir::Value& w = g.values[static_cast<size_t>(n.inputs[1])];
+      bool head = n.outputs[0] == g.outputs[0];
+      int64_t k = w.constant.dim(n.attr_int("transB", 0) ? 1 : 0), cols = w.constant.numel() / k;
+      label += (head ? " (LM head) " : " ") + std::to_string(k) + "->" + std::to_string(cols) +
+               " " + gemm_kind;
+    }
+    label += ", " + std::to_string(rows) + " rows";
+    size_t i = mark_labels.size();
+    if (i == mark_events.size()) {
+      mark_events.push_back(nullptr);
+      check(cudaEventCreate(&mark_events.back()), "cudaEventCreate");
+    }
+    check(cudaEventRecord(mark_events[i], stream), "cudaEventRecord");
+    mark_labels.push_back(label);
   }
 
   template <typename T>
@@ -734,7 +1049,8 @@ struct Runner::Impl {
                   static_cast<const float*>(pinned_out) + b * vocab);
   }
 
-  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Timings* t) {
+  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Timings* t,
+                          Runner::Profile* profile) {
     const ir::Node& embed = g.nodes.front();
     std::string ids_name = g.values[static_cast<size_t>(embed.inputs[0])].name;
     const Tensor& ids_t = inputs.at(ids_name);
@@ -802,7 +1118,14 @@ struct Runner::Impl {
                             cudaMemcpyHostToDevice, stream),
             "H2D positions");
     check(cudaEventRecord(ev[1], stream), "cudaEventRecord");
-    if (use_graphs) {
+    if (profile) {
+      launch(spin_kernel, dim3(1), dim3(1), 0, int64_t{2000000});  // 2 ms: the launches queue up
+      marking = true;
+      mark_labels.clear();
+      check(cudaEventRecord(ev[1], stream), "cudaEventRecord");
+      forward(b, s, pos_t != nullptr, mask_t != nullptr);
+      marking = false;
+    } else if (use_graphs) {
       auto key = std::make_pair(b, s);
       auto it = graphs.find(key);
       if (it == graphs.end()) {
@@ -833,6 +1156,13 @@ struct Runner::Impl {
       cudaEventElapsedTime(&d, ev[2], ev[3]);
       *t = Timings{a, c, d};
     }
+    for (size_t i = 0; profile && i < mark_labels.size(); ++i) {
+      float ms = 0;
+      cudaEventElapsedTime(&ms, i ? mark_events[i - 1] : ev[1], mark_events[i]);
+      auto& slot = (*profile)[mark_labels[i]];
+      slot.first += ms;
+      slot.second += 1;
+    }
     Tensor result = Tensor::uninitialized(DType::kFloat32, {b, s, vocab});
     std::memcpy(result.data_mut<float>(), pinned_out, static_cast<size_t>(out_need));
     return {result};
@@ -843,8 +1173,9 @@ Runner::Runner(std::shared_ptr<const void> owner, const ir::Graph& graph, Precis
                const std::map<std::string, int64_t>& dim_max)
     : impl_(std::make_unique<Impl>(std::move(owner), graph, precision, dim_max)) {}
 Runner::~Runner() = default;
-std::vector<Tensor> Runner::run(const std::map<std::string, Tensor>& inputs, Timings* t) {
-  return impl_->run(inputs, t);
+std::vector<Tensor> Runner::run(const std::map<std::string, Tensor>& inputs, Timings* t,
+                                Profile* profile) {
+  return impl_->run(inputs, t, profile);
 }
 void Runner::set_use_graphs(bool on) {
   impl_->use_graphs = on;

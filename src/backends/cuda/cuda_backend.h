@@ -44,8 +44,13 @@ class Runner {
   Runner(std::shared_ptr<const void> owner, const ir::Graph& graph, Precision precision,
          const std::map<std::string, int64_t>& dim_max);
   ~Runner();
-  /// Inputs by name (already checked against the profiles) -> outputs on the host.
-  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Timings* timings);
+  /// Per kernel kind: total GPU milliseconds and launches (ExecutionContext::profile()).
+  using Profile = std::map<std::string, std::pair<double, int64_t>>;
+  /// Inputs by name (already checked against the profiles) -> outputs on the host. With
+  /// `profile`, the kernels run one by one (no CUDA graph) behind a spin kernel that lets the
+  /// stream fill up, and each kernel's GPU time is added to `profile`.
+  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Timings* timings,
+                          Profile* profile = nullptr);
   /// Replay a captured CUDA graph per input shape (default on); off: launch every kernel.
   void set_use_graphs(bool on);
   /// Bytes of device memory for activations (the arena and the output buffer).

@@ -32,7 +32,7 @@ Runner::Runner(std::shared_ptr<const void>, const ir::Graph&, Precision,
   throw Error(ErrorCode::kUnsupported, "this gptrt was built without the CUDA backend");
 }
 Runner::~Runner() = default;
-std::vector<Tensor> Runner::run(const std::map<std::string, Tensor>&, Timings*) {
+std::vector<Tensor> Runner::run(const std::map<std::string, Tensor>&, Timings*, Profile*) {
   return {};
 }
 void Runner::set_use_graphs(bool) {}
