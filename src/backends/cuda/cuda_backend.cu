@@ -104,9 +104,16 @@ constexpr int kAttentionWarps = 4;
 __host__ __device__ inline int attention_key_tile(int64_t d) {
   return d <= 64 ? 64 : 32;
 }
+// Key rows in shared memory: d + 4 floats when d % 4 == 0 (16-byte reads; a quarter-warp's 8
+// lanes, one key each, hit distinct banks), else odd (d | 1) for the scalar path.
+__host__ __device__ inline int attention_key_stride(int d) {
+  return d % 4 == 0 ? d + 4 : d | 1;
+}
 inline size_t attention_smem_bytes(int64_t d) {
   int64_t tile = attention_key_tile(d);
-  return static_cast<size_t>(tile * (d | 1) + tile * d + kAttentionWarps * (d + tile)) * 4;
+  return static_cast<size_t>(tile * attention_key_stride(static_cast<int>(d)) + tile * d +
+                             kAttentionWarps * (d + tile)) *
+         4;
 }
 
 template <int kPerLane, typename T, typename M>
@@ -121,7 +128,8 @@ __global__ void attention_kernel(const float* qkv, float* kc, float* vc, const M
   const int d = static_cast<int>(e / heads);
   const int64_t past = past_dev ? *past_dev : 0;
   const int tile = attention_key_tile(d);
-  const int kstride = d | 1;  // odd: a lane per key reads distinct banks
+  const int kstride = attention_key_stride(d);
+  const bool vec = d % 4 == 0 && e % 4 == 0;
   float* ks = attention_smem;
   float* vs = ks + tile * kstride;
   float* qs = vs + tile * d + warp * d;
@@ -146,17 +154,24 @@ __global__ void attention_kernel(const float* qkv, float* kc, float* vc, const M
   float m = -INFINITY, l = 0.f, acc[kPerLane] = {};
   for (int64_t j0 = 0; j0 < keys; j0 += tile) {
     const int64_t n = min(static_cast<int64_t>(tile), keys - j0);
-    __syncthreads();  // the previous tile is used up
+    __syncthreads();              // the previous tile is used up
+    const int per = vec ? 4 : 1;  // elements per thread and step
 #pragma unroll 4
-    for (int at = threadIdx.x; at < static_cast<int>(n) * d; at += blockDim.x) {
+    for (int at = threadIdx.x * per; at < static_cast<int>(n) * d; at += blockDim.x * per) {
       int jj = at / d, u = at % d;
       int64_t j = j0 + jj;
       const float* kp = j < past ? kc + (r * key_stride + j) * e + h * d
                                  : qkv + (r * t + j - past) * 3 * e + e + h * d;
       const float* vp = j < past ? vc + (r * key_stride + j) * e + h * d
                                  : qkv + (r * t + j - past) * 3 * e + 2 * e + h * d;
-      ks[jj * kstride + u] = kp[u];
-      vs[jj * d + u] = vp[u];
+      if (vec) {
+        *reinterpret_cast<float4*>(ks + jj * kstride + u) =
+            *reinterpret_cast<const float4*>(kp + u);
+        *reinterpret_cast<float4*>(vs + jj * d + u) = *reinterpret_cast<const float4*>(vp + u);
+      } else {
+        ks[jj * kstride + u] = kp[u];
+        vs[jj * d + u] = vp[u];
+      }
     }
     __syncthreads();
     if (!active || j0 > qpos) continue;
@@ -170,7 +185,15 @@ __global__ void attention_kernel(const float* qkv, float* kc, float* vc, const M
       sc[q] = -INFINITY;
       if (jj < n && j <= qpos && (!mask || mask[r * key_stride + j] != 0)) {
         float dot = 0;
-        for (int u = 0; u < d; ++u) dot += qs[u] * ks[jj * kstride + u];
+        if (vec) {
+          for (int u = 0; u < d; u += 4) {
+            float4 qv = *reinterpret_cast<const float4*>(qs + u);
+            float4 kv = *reinterpret_cast<const float4*>(ks + jj * kstride + u);
+            dot += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
+          }
+        } else {
+          for (int u = 0; u < d; ++u) dot += qs[u] * ks[jj * kstride + u];
+        }
         sc[q] = dot;
         tile_max = fmaxf(tile_max, dot);
       }
@@ -659,10 +682,11 @@ struct Runner::Impl {
     if (skinny_enabled && wv.dtype == want && n.attr_int("transB", 0) != 0 && k % 8 == 0 &&
         mt >= 1 && mt <= 4 && k < (1 << 24) && cols < (1 << 24) &&
         (res_id < 0 || storage(res_id) == CUDA_R_32F) &&
-        skinny_smem_bytes(static_cast<int>(mt), static_cast<int>(k)) <= smem_optin) {
+        skinny_smem_bytes(static_cast<int>(mt), static_cast<int>(k), ln_before[index] >= 0) <=
+            smem_optin) {
       sp.ok = true;
       sp.mt = static_cast<int>(mt);
-      sp.smem = skinny_smem_bytes(sp.mt, static_cast<int>(k));
+      sp.smem = skinny_smem_bytes(sp.mt, static_cast<int>(k), ln_before[index] >= 0);
       // The narrowest column group that lets every block own one group, at most one block per
       // SM (so the next kernel's blocks fit beside them and start early); the widest, with as
       // many blocks as fit, when even that is too many groups (the LM head).

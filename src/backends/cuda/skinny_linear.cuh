@@ -5,11 +5,11 @@
 // Shape of the work: each block of 8 warps owns 8 * tn output columns at a time (grid-stride over
 // column groups) and all M <= 16 * MT rows. The rows sit in shared memory, written once per block:
 // either the FP16/BF16 input itself or, with a fused LayerNorm, the normalised FP32 input. The
-// weights stream from memory straight into registers, never through shared memory: in a chunk of
-// 32 k, lane (g, c) loads the 16 bytes W[n0 + g][k0 + 8c .. 8c + 7] (each 32-byte sector whole),
-// and the k order inside the chunk is relabelled so those 8 values are exactly the B fragments of
-// two m16n8k16 steps; the A fragments come from shared memory under the same relabelling (one
-// 16-byte load per row per chunk, rows padded so a quarter-warp hits 32 distinct banks). The
+// weights stream from memory through a per-lane cp.async ring: in a chunk of 32 k, lane (g, c)
+// fetches the 16 bytes W[n0 + g][k0 + 8c .. 8c + 7] (each 32-byte sector whole), and the k order
+// inside the chunk is relabelled so those 8 values are exactly the B fragments of two m16n8k16
+// steps; the A fragments come from shared memory under the same relabelling (one 16-byte load per
+// row per chunk, rows padded so a quarter-warp hits 32 distinct banks). The
 // 8 / tn warps that share columns split K, and their sums meet in shared memory in a fixed order
 // (deterministic). Epilogue: bias, GELU (tanh or erf), residual, FP32 or FP16/BF16 output.
 //
@@ -71,10 +71,13 @@ struct SkinnyArgs {
 inline int skinny_row_stride(int k) {
   return (k + 63) / 64 * 64 + 32;
 }
-// Rows, partial sums of the 8 warps, LayerNorm gamma and beta.
-inline size_t skinny_smem_bytes(int mt, int k) {
-  return static_cast<size_t>(mt) * 16 * skinny_row_stride(k) * 2 + size_t{8} * mt * 128 * 4 +
-         size_t{8} * static_cast<size_t>(k);
+// Weight chunks per warp per pipeline stage, and stages in flight.
+constexpr int kSkinnyBatch = 4, kSkinnyStages = 4;
+// The weight ring, rows, partial sums of the 8 warps, LayerNorm gamma and beta.
+inline size_t skinny_smem_bytes(int mt, int k, bool layer_norm) {
+  return size_t{kSkinnyStages} * kSkinnyBatch * 256 * 16 +
+         static_cast<size_t>(mt) * 16 * skinny_row_stride(k) * 2 + size_t{8} * mt * 128 * 4 +
+         (layer_norm ? size_t{8} * static_cast<size_t>(k) : 0);
 }
 
 template <typename T>
@@ -109,12 +112,24 @@ __device__ __forceinline__ void mma_16816(float* d, uint32_t a0, uint32_t a1, ui
 #endif
 }
 
-__device__ __forceinline__ uint4 load_weights(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
+// 16 bytes from global to shared memory without passing through registers (zeros when !valid).
+__device__ __forceinline__ void copy_async(void* dst, const void* src, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(addr), "l"(src),
+               "r"(valid ? 16 : 0));
+#endif
+}
+__device__ __forceinline__ void copy_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;");
+#endif
+}
+template <int kPending>
+__device__ __forceinline__ void copy_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending));
+#endif
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -122,37 +137,41 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// The rows into shared memory: [16 * MT][row_stride] in T, zero past row m and column k. With a
+// Two floats as one 32-bit pair of T.
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float a, float b) {
+  if constexpr (std::is_same_v<T, __half>) {
+    __half2 h = __floats2half2_rn(a, b);
+    return *reinterpret_cast<uint32_t*>(&h);
+  } else {
+    __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+}
+
+// The rows into shared memory: [16 * MT][row_stride] in T, rows < m and columns < k only (the
+// multiply reads nothing else). With a
 // fused LayerNorm each warp normalises its rows from registers (one read of the row; gamma and
-// beta already in shared memory).
+// beta already in shared memory), four values per lane at a time.
 template <typename T, int MT>
 __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_beta) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, stride = p.row_stride;
   if (!p.ln_gamma) {
     const T* x = static_cast<const T*>(p.x);
-    const int vecs = stride / 8;
-    for (int i = threadIdx.x; i < 16 * MT * vecs; i += blockDim.x) {
-      int r = i / vecs, c = i % vecs * 8;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (r < p.m && c < p.k)
-        v = *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * p.k + c);
-      *reinterpret_cast<uint4*>(xs + r * stride + c) = v;
-    }
+    for (int r = warp; r < p.m; r += 8)
+      for (int c = lane * 8; c < p.k; c += 256)
+        *reinterpret_cast<uint4*>(xs + r * stride + c) =
+            *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * p.k + c);
     return;
   }
   constexpr int kVecs = 8;  // rows of up to 32 * 8 * 4 = 1024 values stay in registers
   const float* x = static_cast<const float*>(p.x);
-  const float* gamma = gamma_beta;
-  const float* beta = gamma_beta + p.k;
+  const float4* gamma = reinterpret_cast<const float4*>(gamma_beta);
+  const float4* beta = reinterpret_cast<const float4*>(gamma_beta + p.k);
   const int nv = p.k / 4;
   const float inv_k = 1.0f / static_cast<float>(p.k);
-  for (int r = warp; r < 16 * MT; r += 8) {
+  for (int r = warp; r < p.m; r += 8) {
     T* dst = xs + r * stride;
-    for (int c = p.k + lane; c < stride; c += 32) dst[c] = to_t<T>(0.f);
-    if (r >= p.m) {
-      for (int c = lane; c < p.k; c += 32) dst[c] = to_t<T>(0.f);
-      continue;
-    }
     const float* src = x + static_cast<int64_t>(r) * p.k;
     if (nv <= 32 * kVecs) {
       float4 v[kVecs];
@@ -163,68 +182,91 @@ __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_
       }
       float sum = 0;
 #pragma unroll
-      for (int j = 0; j < kVecs; ++j) sum += v[j].x + v[j].y + v[j].z + v[j].w;
+      for (int j = 0; j < kVecs; ++j) sum += (v[j].x + v[j].y) + (v[j].z + v[j].w);
       const float mean = warp_sum(sum) * inv_k;
       float var = 0;
 #pragma unroll
       for (int j = 0; j < kVecs; ++j) {
         if (lane + 32 * j >= nv) continue;
         float a = v[j].x - mean, b = v[j].y - mean, c = v[j].z - mean, d = v[j].w - mean;
-        var += a * a + b * b + c * c + d * d;
+        var += (a * a + b * b) + (c * c + d * d);
       }
       const float inv = rsqrtf(warp_sum(var) * inv_k + p.ln_eps);
 #pragma unroll
       for (int j = 0; j < kVecs; ++j) {
         int at = lane + 32 * j;
         if (at >= nv) continue;
-        const float vals[4] = {v[j].x, v[j].y, v[j].z, v[j].w};
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          int c = 4 * at + q;
-          dst[c] = to_t<T>((vals[q] - mean) * inv * gamma[c] + beta[c]);
-        }
+        float4 gm = gamma[at], bt = beta[at];
+        uint2 packed;
+        packed.x =
+            pack2<T>((v[j].x - mean) * inv * gm.x + bt.x, (v[j].y - mean) * inv * gm.y + bt.y);
+        packed.y =
+            pack2<T>((v[j].z - mean) * inv * gm.z + bt.z, (v[j].w - mean) * inv * gm.w + bt.w);
+        *reinterpret_cast<uint2*>(dst + 4 * at) = packed;
       }
     } else {  // longer rows: three passes over the (cached) row
+      const float* g = gamma_beta;
+      const float* b = gamma_beta + p.k;
       float sum = 0;
       for (int c = lane; c < p.k; c += 32) sum += src[c];
       const float mean = warp_sum(sum) * inv_k;
       float var = 0;
       for (int c = lane; c < p.k; c += 32) var += (src[c] - mean) * (src[c] - mean);
       const float inv = rsqrtf(warp_sum(var) * inv_k + p.ln_eps);
-      for (int c = lane; c < p.k; c += 32)
-        dst[c] = to_t<T>((src[c] - mean) * inv * gamma[c] + beta[c]);
+      for (int c = lane; c < p.k; c += 32) dst[c] = to_t<T>((src[c] - mean) * inv * g[c] + b[c]);
     }
   }
 }
 
+// The weights stream through a ring of kSkinnyStages stages in shared memory with cp.async:
+// each lane copies exactly the 16-byte pieces it will multiply, so a lane waits only for its own
+// copies (no barrier). The first stages are requested before the previous kernel has finished.
 template <typename T, int MT>
 __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
   extern __shared__ __align__(16) unsigned char smem[];
-  T* xs = reinterpret_cast<T*>(smem);
-  float* partial = reinterpret_cast<float*>(smem + 16 * MT * p.row_stride * sizeof(T));
+  uint4* ring = reinterpret_cast<uint4*>(smem);  // [stage][chunk][thread]
+  T* xs = reinterpret_cast<T*>(smem + size_t{kSkinnyStages} * kSkinnyBatch * 256 * 16);
+  float* partial = reinterpret_cast<float*>(xs + 16 * MT * p.row_stride);
   float* gamma_beta = partial + 8 * MT * 128;  // [2][k] with a fused LayerNorm
-  constexpr int kBatch = 8;  // weight chunks per warp per step (two steps in flight)
+  constexpr int kBatch = kSkinnyBatch, kStages = kSkinnyStages;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
   const int tn = p.tn, splits = 8 / tn, tile = warp % tn, part = warp / tn;
   const int chunks = (p.k + 31) / 32, cols = 8 * tn, groups = (p.n + cols - 1) / cols;
   // Every warp walks the same number of steps per column group (so the block's barriers line
   // up); chunk slots past K load zeros and are skipped.
   const int slots = (chunks + splits - 1) / splits, steps = (slots + kBatch - 1) / kBatch;
-  const T* w = static_cast<const T*>(p.w);
+  const int my_groups = blockIdx.x < groups ? (groups - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+  const int items = my_groups * steps;  // (group, step) pairs of this block, in order
+  // This lane's first weight and first shared-memory element of chunk slot 0; slot s adds
+  // s * splits * 32 to both.
+  const int k0 = part * 32 + c * 8, k_step = splits * 32;
+  const T* w_lane = static_cast<const T*>(p.w) + k0;
+  const T* a_lo = xs + g * p.row_stride + k0;
 
-  auto load_step = [&](uint4(&dst)[kBatch], int group, int step) {
-    int n = group * cols + tile * 8 + g;
+  // Requests items in order: the next one's weights into its ring stage (one commit group, empty
+  // past the last item, so that the groups keep counting).
+  int rq_item = 0, rq_group = blockIdx.x, rq_step = 0, rq_stage = 0;
+  auto request = [&]() {
+    if (rq_item < items) {
+      const int n = rq_group * cols + tile * 8 + g;
+      const T* base = w_lane + static_cast<int64_t>(n < p.n ? n : 0) * p.k;
+      uint4* slot = ring + rq_stage * kBatch * 256 + threadIdx.x;
 #pragma unroll
-    for (int i = 0; i < kBatch; ++i) {
-      int chunk = part + (step * kBatch + i) * splits;
-      int k = chunk * 32 + c * 8;
-      dst[i] = n < p.n && chunk < chunks && k < p.k
-                   ? load_weights(w + static_cast<int64_t>(n) * p.k + k)
-                   : make_uint4(0, 0, 0, 0);
+      for (int i = 0; i < kBatch; ++i) {
+        const int off = (rq_step * kBatch + i) * k_step;
+        copy_async(slot + i * 256, base + (k0 + off < p.k ? off : 0), n < p.n && k0 + off < p.k);
+      }
+      ++rq_item;
+      rq_stage = rq_stage + 1 == kStages ? 0 : rq_stage + 1;
+      if (++rq_step == steps) {
+        rq_step = 0;
+        rq_group += gridDim.x;
+      }
     }
+    copy_async_commit();
   };
 
-  // Output i of a column group (i < tn * MT * 128, thread threadIdx.x + 256 q holds it in the
+  // Output i of a column group (i < tn * MT * 128; thread threadIdx.x + 256 q holds it in the
   // epilogue): its row and column, and where its partial sums sit.
   const int outputs = tn * MT * 128;
   auto row_of = [&](int i) {
@@ -245,94 +287,99 @@ __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
                                                 : 0.f;
   };
 
-  // Before the previous kernel has finished: the first weights, the first group's bias and the
-  // LayerNorm's parameters. Right after it: the first group's residual, then the rows.
+  // Before the previous kernel has finished: the first weight stages, the first group's bias
+  // and the LayerNorm's parameters. Right after it: the first group's residual, then the rows.
   constexpr int kEarly = 4;  // outputs per thread whose bias and residual are fetched early
-  int group = blockIdx.x, step = 0;
-  uint4 cur[kBatch], next[kBatch];
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) request();
   float early_bias[kEarly], early_residual[kEarly];
-  if (group < groups) load_step(cur, group, 0);
 #pragma unroll
   for (int q = 0; q < kEarly; ++q) {
     int i = threadIdx.x + q * 256;
-    early_bias[q] = i < outputs ? bias_at(col_of(group, i)) : 0.f;
+    early_bias[q] = i < outputs ? bias_at(col_of(blockIdx.x, i)) : 0.f;
   }
   if (p.ln_gamma)
-    for (int i = threadIdx.x; i < p.k; i += blockDim.x) {
-      gamma_beta[i] = p.ln_gamma[i];
-      gamma_beta[p.k + i] = p.ln_beta[i];
+    for (int i = threadIdx.x; i < p.k / 4; i += blockDim.x) {
+      reinterpret_cast<float4*>(gamma_beta)[i] = reinterpret_cast<const float4*>(p.ln_gamma)[i];
+      reinterpret_cast<float4*>(gamma_beta + p.k)[i] =
+          reinterpret_cast<const float4*>(p.ln_beta)[i];
     }
   wait_for_previous_kernel();
   let_next_kernel_start();
 #pragma unroll
   for (int q = 0; q < kEarly; ++q) {
     int i = threadIdx.x + q * 256;
-    early_residual[q] = i < outputs ? residual_at(row_of(i), col_of(group, i)) : 0.f;
+    early_residual[q] = i < outputs ? residual_at(row_of(i), col_of(blockIdx.x, i)) : 0.f;
   }
   __syncthreads();
   skinny_load_rows<T, MT>(p, xs, gamma_beta);
   __syncthreads();
 
   float acc[MT][4] = {};
-  while (group < groups) {
-    int next_group = group, next_step = step + 1;
-    if (next_step == steps) {
-      next_step = 0;
-      next_group += gridDim.x;
-    }
-    if (next_group < groups) load_step(next, next_group, next_step);
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  int group = blockIdx.x, step = 0, stage = 0;
+  for (int item = 0; item < items; ++item) {
+    request();
+    copy_async_wait<kStages - 1>();  // this lane's copies for `item` have landed
+    const uint4* slot = ring + stage * kBatch * 256 + threadIdx.x;
 #pragma unroll
     for (int i = 0; i < kBatch; ++i) {
-      const int chunk = part + (step * kBatch + i) * splits;
-      if (chunk >= chunks) break;  // the same for the whole warp
-      const int k = chunk * 32 + c * 8;
+      const int off = (step * kBatch + i) * k_step;
+      if (k0 - c * 8 + off >= p.k) break;  // past K for the whole warp
+      const bool col_ok = k0 + off < p.k;
+      const uint4 b = slot[i * 256];
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
-        uint4 lo = *reinterpret_cast<const uint4*>(xs + (mt * 16 + g) * p.row_stride + k);
-        uint4 hi = *reinterpret_cast<const uint4*>(xs + (mt * 16 + g + 8) * p.row_stride + k);
-        mma_16816<T>(acc[mt], lo.x, hi.x, lo.y, hi.y, cur[i].x, cur[i].y);
-        mma_16816<T>(acc[mt], lo.z, hi.z, lo.w, hi.w, cur[i].z, cur[i].w);
+        const int r = mt * 16 + g;
+        uint4 lo = col_ok && r < p.m
+                       ? *reinterpret_cast<const uint4*>(a_lo + mt * 16 * p.row_stride + off)
+                       : zero;
+        uint4 hi = col_ok && r + 8 < p.m
+                       ? *reinterpret_cast<const uint4*>(a_lo + (mt * 16 + 8) * p.row_stride + off)
+                       : zero;
+        mma_16816<T>(acc[mt], lo.x, hi.x, lo.y, hi.y, b.x, b.y);
+        mma_16816<T>(acc[mt], lo.z, hi.z, lo.w, hi.w, b.z, b.w);
       }
     }
-    if (step + 1 == steps) {
-      // Partial sums of every warp, then the K splits added in a fixed order.
+    stage = stage + 1 == kStages ? 0 : stage + 1;
+    if (++step < steps) continue;
+    step = 0;
+    // End of a column group: partial sums of every warp, then the K splits added in a fixed
+    // order, bias, activation, residual.
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        *reinterpret_cast<float4*>(partial + ((warp * MT + mt) * 32 + lane) * 4) =
-            make_float4(acc[mt][0], acc[mt][1], acc[mt][2], acc[mt][3]);
-        acc[mt][0] = acc[mt][1] = acc[mt][2] = acc[mt][3] = 0.f;
-      }
-      __syncthreads();
-      auto finish = [&](int i, float bias, float residual) {
-        int row = row_of(i), col = col_of(group, i);
-        if (row >= p.m || col >= p.n) return;
-        int t = i / (MT * 128), rest = i % (MT * 128);
-        float v = 0;
-        for (int s = 0; s < splits; ++s) v += partial[(s * tn + t) * MT * 128 + rest];
-        v = activate(v + bias, p.act) + residual;
-        int64_t at = static_cast<int64_t>(row) * p.n + col;
-        if (p.y_half)
-          static_cast<T*>(p.y)[at] = to_t<T>(v);
-        else
-          static_cast<float*>(p.y)[at] = v;
-      };
-      const bool early = group == static_cast<int>(blockIdx.x);
-#pragma unroll
-      for (int q = 0; q < kEarly; ++q) {
-        int i = threadIdx.x + q * 256;
-        if (i >= outputs) break;
-        finish(i, early ? early_bias[q] : bias_at(col_of(group, i)),
-               early ? early_residual[q] : residual_at(row_of(i), col_of(group, i)));
-      }
-      for (int i = threadIdx.x + kEarly * 256; i < outputs; i += blockDim.x)
-        finish(i, bias_at(col_of(group, i)), residual_at(row_of(i), col_of(group, i)));
-      __syncthreads();
+    for (int mt = 0; mt < MT; ++mt) {
+      *reinterpret_cast<float4*>(partial + ((warp * MT + mt) * 32 + lane) * 4) =
+          make_float4(acc[mt][0], acc[mt][1], acc[mt][2], acc[mt][3]);
+      acc[mt][0] = acc[mt][1] = acc[mt][2] = acc[mt][3] = 0.f;
     }
+    __syncthreads();
+    auto finish = [&](int i, float bias, float residual) {
+      int row = row_of(i), col = col_of(group, i);
+      if (row >= p.m || col >= p.n) return;
+      int t = i / (MT * 128), rest = i % (MT * 128);
+      float v = 0;
+      for (int s = 0; s < splits; ++s) v += partial[(s * tn + t) * MT * 128 + rest];
+      v = activate(v + bias, p.act) + residual;
+      int64_t at = static_cast<int64_t>(row) * p.n + col;
+      if (p.y_half)
+        static_cast<T*>(p.y)[at] = to_t<T>(v);
+      else
+        static_cast<float*>(p.y)[at] = v;
+    };
+    const bool early = group == static_cast<int>(blockIdx.x);
 #pragma unroll
-    for (int i = 0; i < kBatch; ++i) cur[i] = next[i];
-    group = next_group;
-    step = next_step;
+    for (int q = 0; q < kEarly; ++q) {
+      int i = threadIdx.x + q * 256;
+      if (i >= outputs) break;
+      finish(i, early ? early_bias[q] : bias_at(col_of(group, i)),
+             early ? early_residual[q] : residual_at(row_of(i), col_of(group, i)));
+    }
+    for (int i = threadIdx.x + kEarly * 256; i < outputs; i += blockDim.x)
+      finish(i, bias_at(col_of(group, i)), residual_at(row_of(i), col_of(group, i)));
+    __syncthreads();
+    group += gridDim.x;
   }
+  copy_async_wait<0>();
 }
 
 }  // namespace gptrt::cuda
