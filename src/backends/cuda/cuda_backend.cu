@@ -561,7 +561,7 @@ struct Runner::Impl {
     skinny_enabled = sm_major >= 8 && (p == Precision::kFp16 || p == Precision::kBf16) &&
                      !(gemm_env && std::string(gemm_env) == "cublaslt");
     if (skinny_enabled)
-      for (int mt = 1; mt <= 4; ++mt)
+      for (int mt = 1; mt <= kSkinnyMaxTiles; ++mt)
         check(cudaFuncSetAttribute(skinny_kernel(mt), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    optin),
               "cudaFuncSetAttribute");
@@ -629,12 +629,11 @@ struct Runner::Impl {
 
   using SkinnyKernel = void (*)(SkinnyArgs);
   SkinnyKernel skinny_kernel(int mt) const {
-    static const SkinnyKernel fp16[] = {
-        skinny_linear_kernel<__half, 1>, skinny_linear_kernel<__half, 2>,
-        skinny_linear_kernel<__half, 3>, skinny_linear_kernel<__half, 4>};
-    static const SkinnyKernel bf16[] = {
-        skinny_linear_kernel<__nv_bfloat16, 1>, skinny_linear_kernel<__nv_bfloat16, 2>,
-        skinny_linear_kernel<__nv_bfloat16, 3>, skinny_linear_kernel<__nv_bfloat16, 4>};
+    static_assert(kSkinnyMaxTiles == 2, "one instantiation per row-tile count");
+    static const SkinnyKernel fp16[] = {skinny_linear_kernel<__half, 1>,
+                                        skinny_linear_kernel<__half, 2>};
+    static const SkinnyKernel bf16[] = {skinny_linear_kernel<__nv_bfloat16, 1>,
+                                        skinny_linear_kernel<__nv_bfloat16, 2>};
     return (precision == Precision::kFp16 ? fp16 : bf16)[mt - 1];
   }
 
@@ -680,7 +679,7 @@ struct Runner::Impl {
     DType want = precision == Precision::kFp16 ? DType::kFloat16 : DType::kBFloat16;
     int64_t mt = (m + 15) / 16, k = wv.constant.dim(1), cols = wv.constant.dim(0);
     if (skinny_enabled && wv.dtype == want && n.attr_int("transB", 0) != 0 && k % 8 == 0 &&
-        mt >= 1 && mt <= 4 && k < (1 << 24) && cols < (1 << 24) &&
+        mt >= 1 && mt <= kSkinnyMaxTiles && k < (1 << 24) && cols < (1 << 24) &&
         (res_id < 0 || storage(res_id) == CUDA_R_32F) &&
         skinny_smem_bytes(static_cast<int>(mt), static_cast<int>(k), ln_before[index] >= 0) <=
             smem_optin) {
