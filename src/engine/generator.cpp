@@ -92,6 +92,10 @@ struct Generator::Impl {
   int64_t batch = 0, cache_s = 0;
   std::vector<float> logits;           // [batch, vocab] of the last step
   std::unique_ptr<cuda::Decoder> gpu;  // the CUDA backend's KV-cache decoder
+  // Greedy decoding on the GPU: the rows' picks come back instead of the logits, which stay on
+  // the GPU until last_logits() asks for them.
+  std::vector<int64_t> picks;
+  bool logits_on_gpu = false;
 
   Impl(std::shared_ptr<const Engine> e, int threads)
       : engine(std::move(e)),
@@ -155,11 +159,14 @@ struct Generator::Impl {
   }
 
   // Runs `ids` [batch, t] at `positions` (cache positions past..past+t-1); leaves the last
-  // position's logits in `logits`.
-  void step(const Tensor& ids, const Tensor& positions, int64_t past) {
+  // position's logits in `logits`, or on the GPU with `greedy` (each row's argmax in `picks`).
+  void step(const Tensor& ids, const Tensor& positions, int64_t past, bool greedy) {
     int64_t t = ids.dim(1);
     if (gpu) {
-      gpu->step(ids.data<int64_t>(), positions.data<int64_t>(), key_valid.data(), t, past, logits);
+      picks.resize(static_cast<size_t>(batch));
+      gpu->step(ids.data<int64_t>(), positions.data<int64_t>(), key_valid.data(), t, past,
+                greedy ? nullptr : &logits, greedy ? picks.data() : nullptr);
+      logits_on_gpu = greedy;
       return;
     }
     std::vector<Tensor> slots(g.values.size());
@@ -211,6 +218,10 @@ Generator::Generator(std::shared_ptr<const Engine> engine, int threads)
 Generator::~Generator() = default;
 
 const std::vector<float>& Generator::last_logits() const {
+  if (impl_->logits_on_gpu) {
+    impl_->gpu->last_logits(impl_->logits);
+    impl_->logits_on_gpu = false;
+  }
   return impl_->logits;
 }
 int64_t Generator::vocab_size() const {
@@ -279,8 +290,10 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
     seen[static_cast<size_t>(r)] = p;
     result.timings.prompt_tokens += static_cast<int64_t>(p.size());
   }
+  // Greedy without a repetition penalty needs only each row's argmax: the GPU picks it.
+  const bool gpu_greedy = m.gpu && !c.do_sample && c.repetition_penalty == 1.0f;
   double t0 = platform::now_seconds();
-  m.step(ids, pos, 0);
+  m.step(ids, pos, 0, gpu_greedy);
   double t1 = platform::now_seconds();
   result.timings.prefill_ms = (t1 - t0) * 1e3;
 
@@ -294,8 +307,12 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
       size_t ri = static_cast<size_t>(r);
       int64_t tok = c.pad_token_id;
       if (!finished[ri]) {
-        std::copy_n(m.logits.begin() + r * m.vocab, m.vocab, row.begin());
-        tok = pick_token(row, seen[ri], c, rng);
+        if (gpu_greedy) {
+          tok = m.picks[ri];
+        } else {
+          std::copy_n(m.logits.begin() + r * m.vocab, m.vocab, row.begin());
+          tok = pick_token(row, seen[ri], c, rng);
+        }
         result.generated[ri].push_back(tok);
         seen[ri].push_back(tok);
         ++produced;
@@ -310,7 +327,7 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
     if (n + 1 == c.max_new_tokens ||
         std::all_of(finished.begin(), finished.end(), [](char f) { return f; }))
       break;
-    m.step(next, next_pos, len + n);
+    m.step(next, next_pos, len + n, gpu_greedy);
     ++steps;
   }
   double t2 = platform::now_seconds();

@@ -227,6 +227,23 @@ TEST(Cuda, GenerationReproducesTheGoldensAndEveryDecodeStepMatchesAFullRerun) {
                                                 full.data<float>()[(s - 1) * v + t]));
     EXPECT_LE(worst, 1e-4) << "after " << k << " tokens";
   }
+  // Sampling and the repetition penalty read the logits on the host: the same tokens as the cpu
+  // backend's generator with the same seed.
+  BuildConfig cpu_config;
+  cpu_config.backend = Backend::kCpu;
+  Generator cpu_gen(
+      Engine::build(Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")), cpu_config));
+  GenerationConfig sampled;
+  sampled.max_new_tokens = 12;
+  sampled.do_sample = true;
+  sampled.top_k = 20;
+  sampled.seed = 5;
+  EXPECT_EQ(gen.generate({start}, sampled).generated, cpu_gen.generate({start}, sampled).generated);
+  GenerationConfig penalised;
+  penalised.max_new_tokens = 12;
+  penalised.repetition_penalty = 1.3f;
+  EXPECT_EQ(gen.generate({start}, penalised).generated,
+            cpu_gen.generate({start}, penalised).generated);
 }
 
 }  // namespace

@@ -325,6 +325,47 @@ __global__ void spin_kernel(int64_t ns) {
   } while (static_cast<int64_t>(now - start) < ns);
 }
 
+// ids[r] = the first index of row r's largest logit (greedy decoding on the GPU).
+__global__ void argmax_kernel(const float* logits, int64_t vocab, int64_t* ids) {
+  wait_for_previous_kernel();
+  let_next_kernel_start();
+  __shared__ float best_v[32];
+  __shared__ int64_t best_i[32];
+  const float* row = logits + blockIdx.x * vocab;
+  float v = -INFINITY;
+  int64_t at = vocab;
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x)
+    if (row[i] > v || at == vocab) {
+      v = row[i];
+      at = i;
+    }
+  auto better = [](float va, int64_t ia, float vb, int64_t ib) {
+    return vb > va || (vb == va && ib < ia);
+  };
+  for (int o = 16; o > 0; o >>= 1) {
+    float ov = __shfl_xor_sync(0xffffffff, v, o);
+    int64_t oi = __shfl_xor_sync(0xffffffff, at, o);
+    if (better(v, at, ov, oi)) {
+      v = ov;
+      at = oi;
+    }
+  }
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  if (lane == 0) {
+    best_v[warp] = v;
+    best_i[warp] = at;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < warps; ++w)
+      if (better(v, at, best_v[w], best_i[w])) {
+        v = best_v[w];
+        at = best_i[w];
+      }
+    ids[blockIdx.x] = at < vocab ? at : 0;
+  }
+}
+
 int blocks_for(int64_t n, int threads) {
   return static_cast<int>((n + threads - 1) / threads);
 }
@@ -495,6 +536,7 @@ struct Runner::Impl {
     uint8_t* valid = nullptr;
     int64_t* past = nullptr;
     void* last = nullptr;
+    int64_t* picks = nullptr;  // argmax per row
     int64_t batch = 0, cache_s = 0;
     cudaGraphExec_t step_graph = nullptr;
   } kv;
@@ -966,6 +1008,8 @@ struct Runner::Impl {
     cudaFree(kv.valid);
     cudaFree(kv.past);
     cudaFree(kv.last);
+    cudaFree(kv.picks);
+    kv.picks = nullptr;
     kv.valid = nullptr;
     kv.past = nullptr;
     kv.last = nullptr;
@@ -1011,6 +1055,8 @@ struct Runner::Impl {
           "cudaMalloc (padding flags)");
     check(cudaMalloc(reinterpret_cast<void**>(&kv.past), sizeof(int64_t)), "cudaMalloc (past)");
     check(cudaMalloc(&kv.last, static_cast<size_t>(b * e * 4)), "cudaMalloc (last rows)");
+    check(cudaMalloc(reinterpret_cast<void**>(&kv.picks), static_cast<size_t>(b * 8)),
+          "cudaMalloc (picks)");
     kv.batch = b;
     kv.cache_s = cache_s;
     int64_t rows = b * prompt;
@@ -1026,13 +1072,15 @@ struct Runner::Impl {
     int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
     grow(&out, &out_bytes, b * vocab * 4, false);
     grow(&pinned_out, &pinned_out_bytes, b * vocab * 4, true);
-    grow(&pinned_in, &pinned_in_bytes, rows * 16 + b * cache_s + 8, true);
+    // ids, positions, past, padding flags, then the picks (8-byte aligned).
+    grow(&pinned_in, &pinned_in_bytes, rows * 16 + 8 + (b * cache_s + 7) / 8 * 8 + b * 8, true);
   }
 
   // One generation step: `t` tokens per row at cache positions past..past+t-1; the last
-  // position's logits [b, vocab] into `logits`. Decode steps (t = 1) replay one CUDA graph.
+  // position's logits [b, vocab] into `logits` and/or each row's argmax into `argmax`. Decode
+  // steps (t = 1) replay one CUDA graph.
   void decode_step(const int64_t* host_ids, const int64_t* host_pos, const uint8_t* host_valid,
-                   int64_t t, int64_t past, std::vector<float>& logits) {
+                   int64_t t, int64_t past, std::vector<float>* logits, int64_t* argmax) {
     int64_t b = kv.batch, rows = b * t;
     auto* in = static_cast<int64_t*>(pinned_in);
     std::memcpy(in, host_ids, static_cast<size_t>(rows * 8));
@@ -1064,12 +1112,30 @@ struct Runner::Impl {
       forward(b, t, true, false, true);
     }
     int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
-    check(cudaMemcpyAsync(pinned_out, out, static_cast<size_t>(b * vocab * 4),
-                          cudaMemcpyDeviceToHost, stream),
+    auto* picks_host = static_cast<int64_t*>(pinned_in) + 2 * rows + 1 + (b * kv.cache_s + 7) / 8;
+    if (argmax) {
+      launch(argmax_kernel, dim3(static_cast<unsigned>(b)), dim3(1024), 0, out, vocab, kv.picks);
+      check(cudaMemcpyAsync(picks_host, kv.picks, static_cast<size_t>(b * 8),
+                            cudaMemcpyDeviceToHost, stream),
+            "D2H picks");
+    }
+    if (logits)
+      check(cudaMemcpyAsync(pinned_out, out, static_cast<size_t>(b * vocab * 4),
+                            cudaMemcpyDeviceToHost, stream),
+            "D2H logits");
+    check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    if (argmax) std::memcpy(argmax, picks_host, static_cast<size_t>(b * 8));
+    if (logits)
+      logits->assign(static_cast<const float*>(pinned_out),
+                     static_cast<const float*>(pinned_out) + b * vocab);
+  }
+
+  void last_logits(std::vector<float>& logits) {
+    int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
+    logits.resize(static_cast<size_t>(kv.batch * vocab));
+    check(cudaMemcpyAsync(logits.data(), out, logits.size() * 4, cudaMemcpyDeviceToHost, stream),
           "D2H logits");
     check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-    logits.assign(static_cast<const float*>(pinned_out),
-                  static_cast<const float*>(pinned_out) + b * vocab);
   }
 
   std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Timings* t,
@@ -1212,8 +1278,11 @@ void Decoder::reserve(int64_t batch, int64_t positions, int64_t prompt) {
   impl_->reserve(batch, positions, prompt);
 }
 void Decoder::step(const int64_t* ids, const int64_t* positions, const uint8_t* key_valid,
-                   int64_t t, int64_t past, std::vector<float>& logits) {
-  impl_->decode_step(ids, positions, key_valid, t, past, logits);
+                   int64_t t, int64_t past, std::vector<float>* logits, int64_t* argmax) {
+  impl_->decode_step(ids, positions, key_valid, t, past, logits, argmax);
+}
+void Decoder::last_logits(std::vector<float>& logits) {
+  impl_->last_logits(logits);
 }
 int64_t Runner::activation_bytes() const {
   return impl_->plan.total + impl_->out_bytes;

@@ -71,10 +71,14 @@ class Decoder {
   /// `prompt` tokens (once per generate call).
   void reserve(int64_t batch, int64_t positions, int64_t prompt);
   /// `t` tokens per row (ids, positions [batch, t]) at cache positions past..past+t-1, with
-  /// key_valid [batch, positions] (0 = padding); `logits` gets [batch, vocab] of each row's last
-  /// position. Decode steps (t = 1) replay one captured CUDA graph.
+  /// key_valid [batch, positions] (0 = padding). Decode steps (t = 1) replay one captured CUDA
+  /// graph. `logits` (if set) gets [batch, vocab] of each row's last position; `argmax` (if set)
+  /// gets each row's most likely token (the first on ties), picked on the GPU so that greedy
+  /// decoding copies 8 bytes per row instead of the logits.
   void step(const int64_t* ids, const int64_t* positions, const uint8_t* key_valid, int64_t t,
-            int64_t past, std::vector<float>& logits);
+            int64_t past, std::vector<float>* logits, int64_t* argmax = nullptr);
+  /// The last step's logits [batch, vocab] (copied from the GPU now).
+  void last_logits(std::vector<float>& logits);
 
  private:
   std::unique_ptr<Runner::Impl> impl_;

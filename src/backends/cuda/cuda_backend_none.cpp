@@ -46,6 +46,7 @@ Decoder::Decoder(std::shared_ptr<const void>, const ir::Graph&, Precision) {
 Decoder::~Decoder() = default;
 void Decoder::reserve(int64_t, int64_t, int64_t) {}
 void Decoder::step(const int64_t*, const int64_t*, const uint8_t*, int64_t, int64_t,
-                   std::vector<float>&) {}
+                   std::vector<float>*, int64_t*) {}
+void Decoder::last_logits(std::vector<float>&) {}
 
 }  // namespace gptrt::cuda
