@@ -34,7 +34,9 @@ std::vector<FlagSpec> exec_flags() {
        "write every timed iteration's start, end and latency as JSON to this file"},
       {"seed", true, "seed of the random inputs (default 1234)"},
       {"threads", true, "CPU threads to run on (default: every core)"},
-      {"dumpProfile", false, "print the time spent in each op type over the timed iterations"},
+      {"dumpProfile", false,
+       "print the time spent in each op type over the timed iterations (cuda: GPU time per kernel "
+       "kind, the kernels run one by one without a CUDA graph)"},
       {"skipInference", false, "build (and save) only"},
       {"help", false, "show this help"},
   };
