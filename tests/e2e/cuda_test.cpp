@@ -5,8 +5,12 @@
 #include <random>
 
 #include "backends/cuda/cuda_backend.h"
+#include "builder/builder.h"
+#include "core/half.h"
+#include "engine/engine_impl.h"
 #include "gptrt/generate.h"
 #include "hf/make_model.h"
+#include "passes/passes.h"
 #include "test_util.h"
 
 namespace gptrt::test {
@@ -28,6 +32,49 @@ std::shared_ptr<const Engine> cuda_engine(const Network& net, Precision p = Prec
 int sm_number() {
   std::string sm = cuda::device_sm();
   return sm.empty() ? 0 : std::stoi(sm.substr(3));
+}
+
+// cuda::lower is host code: it runs wherever the backend is compiled in, GPU or not. FP16/BF16
+// engines store every linear layer's weight as [N, K] (transB = 1, what the skinny GEMM streams),
+// holding the FP32 weight's values rounded.
+TEST(CudaLowering, HalfPrecisionWeightsAreStoredAsNByK) {
+  if (!cuda::compiled_in()) GTEST_SKIP() << "built without the CUDA backend";
+  Network net = Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx"));
+  for (Precision p : {Precision::kFp16, Precision::kBf16}) {
+    ir::Graph g = net.impl->graph;
+    passes::fold_constants(g);
+    passes::eliminate_dead_code(g);
+    ASSERT_TRUE(builder::fuse(g, nullptr).recognised);
+    const ir::Graph before = g;
+    cuda::lower(g, p);
+    ASSERT_EQ(g.nodes.size(), before.nodes.size());
+    int linears = 0;
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const ir::Node& n = g.nodes[i];
+      if (n.op_type != "Linear") continue;
+      ++linears;
+      const ir::Node& old = before.nodes[i];
+      const Tensor& w = g.values[static_cast<size_t>(n.inputs[1])].constant;
+      const Tensor& w0 = before.values[static_cast<size_t>(old.inputs[1])].constant;
+      bool was_nk = old.attr_int("transB", 0) != 0;
+      int64_t k = was_nk ? w0.dim(1) : w0.dim(0), cols = was_nk ? w0.dim(0) : w0.dim(1);
+      EXPECT_EQ(n.attr_int("transB", 0), 1) << n.describe();
+      EXPECT_EQ(w.dtype(), p == Precision::kFp16 ? DType::kFloat16 : DType::kBFloat16);
+      ASSERT_EQ(w.shape(), (Shape{cols, k})) << n.describe();
+      double worst = 0;
+      for (int64_t c = 0; c < cols; ++c)
+        for (int64_t r = 0; r < k; ++r) {
+          float want = w0.data<float>()[was_nk ? c * k + r : r * cols + c];
+          uint16_t h = w.data<uint16_t>()[c * k + r];
+          float got = p == Precision::kFp16 ? half_to_float(h) : bf16_to_float(h);
+          worst = std::max(worst, std::fabs(double(got) - want) / std::max(std::fabs(want), 1e-3f));
+        }
+      // Stated bounds: FP16 rounds to 11 significant bits, BF16 to 8.
+      EXPECT_LE(worst, p == Precision::kFp16 ? 1.0 / 2048 : 1.0 / 256)
+          << precision_name(p) << " " << n.describe();
+    }
+    EXPECT_GT(linears, 0);
+  }
 }
 
 TEST(Cuda, EveryFixtureExportMatchesTheGoldensInFp32) {

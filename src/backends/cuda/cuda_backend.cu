@@ -87,10 +87,6 @@ __global__ void layer_norm_kernel(const float* x, const float* g, const float* b
     store(py, k, (px[k] - mean) * inv * g[k] + b[k]);
 }
 
-__device__ float gelu_erf(float x) {
-  return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
-}
-
 // Causal attention. Block (row r, head h, query block) has 4 warps, one query each: queries
 // 0..t-1 of row r sit at positions past..past+t-1 (past read from device memory, 0 when null, so
 // one captured graph serves every decode step); keys 0..past-1 come from the cache kc/vc
@@ -310,7 +306,7 @@ __global__ void gelu_erf_kernel(const float* x, const float* residual, int64_t n
   let_next_kernel_start();
   int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (idx >= n) return;
-  float v = gelu_erf(x[idx]);
+  float v = activate(x[idx], reference::kActGeluErf);
   if (residual) v += residual[idx];
   store(y, idx, v);
 }
