@@ -11,8 +11,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <tuple>
 
+#include "backends/cuda/attention.cuh"
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/decoder_kernel.cuh"
 #include "backends/cuda/skinny_linear.cuh"
 #include "backends/reference/executor.h"
 #include "backends/reference/fused_ops.h"
@@ -36,15 +39,11 @@ void check(cublasStatus_t s, const char* what) {
 
 // ---- kernels ---------------------------------------------------------------------------------
 
-__global__ void embedding_kernel(const int64_t* ids, const int64_t* pos, const float* wte,
-                                 const float* wpe, int64_t s, int64_t e, float* out) {
-  wait_for_previous_kernel();
-  let_next_kernel_start();
-  int64_t row = blockIdx.x;
-  int64_t p = pos ? pos[row] : row % s;
-  const float* a = wte + ids[row] * e;
-  const float* b = wpe + p * e;
-  for (int64_t k = threadIdx.x; k < e; k += blockDim.x) out[row * e + k] = a[k] + b[k];
+__global__ void embedding_kernel(EmbeddingArgs a) {
+  embedding_block(a, [] {
+    wait_for_previous_kernel();
+    let_next_kernel_start();
+  });
 }
 
 __device__ float block_sum(float v, float* shared) {
@@ -56,16 +55,6 @@ __device__ float block_sum(float v, float* shared) {
   float t = 0;
   for (int w = 0; w < (blockDim.x + 31) / 32; ++w) t += shared[w];
   return t;
-}
-
-template <typename T>
-__device__ __forceinline__ void store(T* p, int64_t i, float v) {
-  if constexpr (std::is_same_v<T, float>)
-    p[i] = v;
-  else if constexpr (std::is_same_v<T, __half>)
-    p[i] = __float2half_rn(v);
-  else
-    p[i] = __float2bfloat16_rn(v);
 }
 
 // Outputs in T: float, or the GEMM input type (FP16/BF16) when only linear layers read them.
@@ -84,150 +73,7 @@ __global__ void layer_norm_kernel(const float* x, const float* g, const float* b
   for (int64_t k = threadIdx.x; k < e; k += blockDim.x) var += (px[k] - mean) * (px[k] - mean);
   float inv = rsqrtf(block_sum(var, shared) / static_cast<float>(e) + eps);
   for (int64_t k = threadIdx.x; k < e; k += blockDim.x)
-    store(py, k, (px[k] - mean) * inv * g[k] + b[k]);
-}
-
-// Causal attention. Block (row r, head h, query block) has 4 warps, one query each: queries
-// 0..t-1 of row r sit at positions past..past+t-1 (past read from device memory, 0 when null, so
-// one captured graph serves every decode step); keys 0..past-1 come from the cache kc/vc
-// [b, key_stride, e], keys from past on straight from qkv [b, t, 3e]; with a cache, the first
-// query block also appends its new keys and values at past + i. Key j of row r counts when
-// mask[r * key_stride + j] != 0 (null: all). The block stages keys and values in tiles of
-// kKeyTile in shared memory, all threads loading at once (one memory round trip per tile, not per
-// key); each warp scores a tile with a lane per key, keeps an online softmax and adds the tile's
-// values with a lane per head element (head size d <= 32 * kPerLane).
-constexpr int kAttentionWarps = 4;
-__host__ __device__ inline int attention_key_tile(int64_t d) {
-  return d <= 64 ? 64 : 32;
-}
-// Key rows in shared memory: d + 4 floats when d % 4 == 0 (16-byte reads; a quarter-warp's 8
-// lanes, one key each, hit distinct banks), else odd (d | 1) for the scalar path.
-__host__ __device__ inline int attention_key_stride(int d) {
-  return d % 4 == 0 ? d + 4 : d | 1;
-}
-inline size_t attention_smem_bytes(int64_t d) {
-  int64_t tile = attention_key_tile(d);
-  return static_cast<size_t>(tile * attention_key_stride(static_cast<int>(d)) + tile * d +
-                             kAttentionWarps * (d + tile)) *
-         4;
-}
-
-template <int kPerLane, typename T, typename M>
-__global__ void attention_kernel(const float* qkv, float* kc, float* vc, const M* mask,
-                                 const int64_t* past_dev, int64_t t, int64_t key_stride, int64_t e,
-                                 int64_t heads, float scale, T* out) {
-  extern __shared__ float attention_smem[];
-  wait_for_previous_kernel();
-  let_next_kernel_start();
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t r = blockIdx.x / heads, h = blockIdx.x % heads;
-  const int d = static_cast<int>(e / heads);
-  const int64_t past = past_dev ? *past_dev : 0;
-  const int tile = attention_key_tile(d);
-  const int kstride = attention_key_stride(d);
-  const bool vec = d % 4 == 0 && e % 4 == 0;
-  float* ks = attention_smem;
-  float* vs = ks + tile * kstride;
-  float* qs = vs + tile * d + warp * d;
-  float* probs = vs + tile * d + kAttentionWarps * d + warp * tile;
-  const int64_t first_query = static_cast<int64_t>(blockIdx.y) * kAttentionWarps;
-  const int64_t i = first_query + warp;  // this warp's query
-  const bool active = i < t;
-  const int64_t qpos = past + i;
-  const int64_t keys = past + min(t, first_query + kAttentionWarps);  // block's
-  if (kc && blockIdx.y == 0) {
-    for (int at = threadIdx.x; at < static_cast<int>(t) * d; at += blockDim.x) {
-      int q = at / d, u = at % d;
-      const float* row = qkv + (r * t + q) * 3 * e + h * d + u;
-      kc[(r * key_stride + past + q) * e + h * d + u] = row[e];
-      vc[(r * key_stride + past + q) * e + h * d + u] = row[2 * e];
-    }
-  }
-  if (active) {
-    const float* row = qkv + (r * t + i) * 3 * e + h * d;
-    for (int u = lane; u < d; u += 32) qs[u] = row[u] * scale;
-  }
-  float m = -INFINITY, l = 0.f, acc[kPerLane] = {};
-  for (int64_t j0 = 0; j0 < keys; j0 += tile) {
-    const int64_t n = min(static_cast<int64_t>(tile), keys - j0);
-    __syncthreads();              // the previous tile is used up
-    const int per = vec ? 4 : 1;  // elements per thread and step
-#pragma unroll 4
-    for (int at = threadIdx.x * per; at < static_cast<int>(n) * d; at += blockDim.x * per) {
-      int jj = at / d, u = at % d;
-      int64_t j = j0 + jj;
-      const float* kp = j < past ? kc + (r * key_stride + j) * e + h * d
-                                 : qkv + (r * t + j - past) * 3 * e + e + h * d;
-      const float* vp = j < past ? vc + (r * key_stride + j) * e + h * d
-                                 : qkv + (r * t + j - past) * 3 * e + 2 * e + h * d;
-      if (vec) {
-        *reinterpret_cast<float4*>(ks + jj * kstride + u) =
-            *reinterpret_cast<const float4*>(kp + u);
-        *reinterpret_cast<float4*>(vs + jj * d + u) = *reinterpret_cast<const float4*>(vp + u);
-      } else {
-        ks[jj * kstride + u] = kp[u];
-        vs[jj * d + u] = vp[u];
-      }
-    }
-    __syncthreads();
-    if (!active || j0 > qpos) continue;
-    // Scores, a lane per key.
-    float sc[2];
-    float tile_max = -INFINITY;
-#pragma unroll
-    for (int q = 0; q < 2; ++q) {
-      int jj = lane + 32 * q;
-      int64_t j = j0 + jj;
-      sc[q] = -INFINITY;
-      if (jj < n && j <= qpos && (!mask || mask[r * key_stride + j] != 0)) {
-        float dot = 0;
-        if (vec) {
-          for (int u = 0; u < d; u += 4) {
-            float4 qv = *reinterpret_cast<const float4*>(qs + u);
-            float4 kv = *reinterpret_cast<const float4*>(ks + jj * kstride + u);
-            dot += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
-          }
-        } else {
-          for (int u = 0; u < d; ++u) dot += qs[u] * ks[jj * kstride + u];
-        }
-        sc[q] = dot;
-        tile_max = fmaxf(tile_max, dot);
-      }
-    }
-    for (int o = 16; o > 0; o >>= 1)
-      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffff, tile_max, o));
-    if (tile_max == -INFINITY) continue;  // every key of this tile is masked for this query
-    const float new_m = fmaxf(m, tile_max);
-    const float correction = m == -INFINITY ? 0.f : __expf(m - new_m);
-    float tile_sum = 0;
-#pragma unroll
-    for (int q = 0; q < 2; ++q) {
-      int jj = lane + 32 * q;
-      float pr = sc[q] == -INFINITY ? 0.f : __expf(sc[q] - new_m);
-      tile_sum += pr;
-      if (jj < tile) probs[jj] = pr;
-    }
-    for (int o = 16; o > 0; o >>= 1) tile_sum += __shfl_xor_sync(0xffffffff, tile_sum, o);
-    l = l * correction + tile_sum;
-    m = new_m;
-    __syncwarp();
-    // Values, a lane per head element.
-#pragma unroll
-    for (int kk = 0; kk < kPerLane; ++kk) acc[kk] *= correction;
-    const int64_t last = min(n, qpos - j0 + 1);
-    for (int jj = 0; jj < static_cast<int>(last); ++jj) {
-      float pr = probs[jj];
-#pragma unroll
-      for (int kk = 0; kk < kPerLane; ++kk)
-        if (lane + 32 * kk < d) acc[kk] += pr * vs[jj * d + lane + 32 * kk];
-    }
-    __syncwarp();
-  }
-  if (!active) return;
-  const float inv = l > 0 ? 1.0f / l : 0.f;
-  T* o = out + (r * t + i) * e + h * d;
-  for (int kk = 0; kk < kPerLane; ++kk)
-    if (lane + 32 * kk < d) store(o, lane + 32 * kk, acc[kk] * inv);
+    py[k] = to_t<T>((px[k] - mean) * inv * g[k] + b[k]);
 }
 
 // Launches kernels on one stream, each allowed to start while the one before it finishes
@@ -253,24 +99,20 @@ struct Launcher {
   }
 };
 
-// Launches attention_kernel with the register count the head size needs.
+// Launches attention_kernel with the register count the head size needs (M: the mask's type).
 template <typename T, typename M>
-void launch_attention(int64_t b, int64_t t, int64_t e, int64_t heads, float scale, const float* qkv,
-                      float* kc, float* vc, const M* mask, const int64_t* past_dev,
-                      int64_t key_stride, T* out, const Launcher& launch) {
-  dim3 grid(static_cast<unsigned>(b * heads),
-            static_cast<unsigned>((t + kAttentionWarps - 1) / kAttentionWarps));
-  size_t smem = attention_smem_bytes(e / heads);
+void launch_attention(const AttentionArgs& a, const Launcher& launch) {
+  dim3 grid(static_cast<unsigned>(attention_work_blocks(a, kAttentionWarps)));
+  size_t smem = attention_smem_bytes(a.e / a.heads, kAttentionWarps);
   auto go = [&](auto per_lane) {
     auto kernel = attention_kernel<decltype(per_lane)::value, T, M>;
     if (smem > 48 * 1024)
       check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  static_cast<int>(smem)),
             "cudaFuncSetAttribute (attention)");
-    launch(kernel, grid, dim3(32 * kAttentionWarps), smem, qkv, kc, vc, mask, past_dev, t,
-           key_stride, e, heads, scale, out);
+    launch(kernel, grid, dim3(32 * kAttentionWarps), smem, a);
   };
-  switch ((e / heads + 31) / 32) {
+  switch ((a.e / a.heads + 31) / 32) {
     case 1:
       go(std::integral_constant<int, 1>{});
       break;
@@ -289,13 +131,11 @@ void launch_attention(int64_t b, int64_t t, int64_t e, int64_t heads, float scal
   }
 }
 
-// y[r] = x[r, t - 1]: each row's last position (the only logits generation needs).
-template <typename T>
-__global__ void last_rows_kernel(const T* x, int64_t t, int64_t e, T* y) {
-  wait_for_previous_kernel();
-  let_next_kernel_start();
-  for (int64_t k = threadIdx.x; k < e; k += blockDim.x)
-    y[blockIdx.x * e + k] = x[(blockIdx.x * t + t - 1) * e + k];
+__global__ void last_rows_kernel(LastRowsArgs a) {
+  last_rows_block(a, [] {
+    wait_for_previous_kernel();
+    let_next_kernel_start();
+  });
 }
 
 // Exact GELU (cuBLASLt's GELU epilogue is the tanh form): y = gelu(x) + residual, x = the GEMM
@@ -308,7 +148,7 @@ __global__ void gelu_erf_kernel(const float* x, const float* residual, int64_t n
   if (idx >= n) return;
   float v = activate(x[idx], reference::kActGeluErf);
   if (residual) v += residual[idx];
-  store(y, idx, v);
+  y[idx] = to_t<T>(v);
 }
 
 // Keeps the GPU busy for `ns` nanoseconds, so that kernels launched behind it queue up and
@@ -603,6 +443,20 @@ struct Runner::Impl {
         check(cudaFuncSetAttribute(skinny_kernel(mt), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    optin),
               "cudaFuncSetAttribute");
+    // GPTRT_CUDA_DECODER_KERNEL=0 switches the persistent decoder kernel off (comparisons, tests).
+    const char* decoder_env = std::getenv("GPTRT_CUDA_DECODER_KERNEL");
+    int cooperative = 0;
+    check(cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, dev),
+          "cooperative launch support");
+    decoder_kernel_enabled =
+        skinny_enabled && cooperative && !(decoder_env && std::string(decoder_env) == "0");
+    if (decoder_kernel_enabled) {
+      check(cudaFuncSetAttribute(decoder_kernel_fn(), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 optin),
+            "cudaFuncSetAttribute (decoder kernel)");
+      check(cudaMalloc(reinterpret_cast<void**>(&barrier), 256), "cudaMalloc (grid barrier)");
+      check(cudaMemset(barrier, 0, 256), "cudaMemset (grid barrier)");
+    }
     find_layer_norm_fusions();
     plan = reference::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
     if (plan.total > 0)
@@ -621,7 +475,8 @@ struct Runner::Impl {
 
   ~Impl() {
     free_kv();
-    for (auto& [k, ge] : graphs) cudaGraphExecDestroy(ge);
+    drop_graphs();
+    cudaFree(barrier);
     for (auto& [k, lp] : lt_plans) {
       cublasLtMatmulDescDestroy(lp.op);
       cublasLtMatrixLayoutDestroy(lp.a);
@@ -646,6 +501,7 @@ struct Runner::Impl {
   void drop_graphs() {
     for (auto& [k, ge] : graphs) cudaGraphExecDestroy(ge);
     graphs.clear();
+    free_decoder_plans(false);  // after the graphs that launch with them
   }
 
   void* value_ptr(int id) {
@@ -790,8 +646,19 @@ struct Runner::Impl {
       a.k = static_cast<int>(w.constant.dim(1));
       a.row_stride = skinny_row_stride(a.k);
       a.tn = sp.tn;
+      if (collecting) {
+        collect_failed = collect_failed || sp.mt != 1;
+        collecting->emplace_back();
+        collecting->back().kind = StageKind::kLinear;
+        collecting->back().linear = a;
+        return;
+      }
       launch(skinny_kernel(sp.mt), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
       gemm_kind = ln ? "skinny+LN" : "skinny";
+      return;
+    }
+    if (collecting) {  // cuBLASLt: not a stage of the persistent decoder kernel
+      collect_failed = true;
       return;
     }
     const ir::Value& wv = g.values[static_cast<size_t>(n.inputs[1])];
@@ -891,7 +758,9 @@ struct Runner::Impl {
       f(__nv_bfloat16{});
   }
 
-  // Every kernel of one forward pass for [b, s] on `stream` (captured or launched directly).
+  // Every kernel of one forward pass for [b, s] on `stream` (captured or launched directly), or
+  // with `collecting` set, the persistent decoder kernel's stages instead (collect_failed when a
+  // node needs a kernel of its own).
   void forward(int64_t b, int64_t s, bool with_pos, bool with_mask, bool decode = false) {
     int64_t rows = b * s, head_rows = decode ? b : rows;  // the LM head's rows
     dim3 row_blocks(static_cast<unsigned>(rows)), threads(256);
@@ -901,12 +770,25 @@ struct Runner::Impl {
       void* y = value_ptr(n.outputs[0]);
       if (n.op_type == "Embedding") {
         const ir::Value& wpe = g.values[static_cast<size_t>(n.inputs[3])];
-        launch(embedding_kernel, row_blocks, threads, 0, ids, with_pos ? pos : nullptr,
-               static_cast<const float*>(value_ptr(n.inputs[2])),
-               static_cast<const float*>(value_ptr(n.inputs[3])), s, wpe.constant.dim(1),
-               static_cast<float*>(y));
+        EmbeddingArgs a{ids,
+                        with_pos ? pos : nullptr,
+                        static_cast<const float*>(value_ptr(n.inputs[2])),
+                        static_cast<const float*>(value_ptr(n.inputs[3])),
+                        static_cast<float*>(y),
+                        rows,
+                        s,
+                        wpe.constant.dim(1)};
+        if (collecting) {
+          collecting->emplace_back();
+          collecting->back().kind = StageKind::kEmbedding;
+          collecting->back().embedding = a;
+        } else {
+          launch(embedding_kernel, row_blocks, threads, 0, a);
+        }
       } else if (n.op_type == "LayerNormalization") {
         if (layer_norm_fused(idx, rows, head_rows)) continue;  // its readers normalise
+        collect_failed = collect_failed || collecting;
+        if (collecting) continue;
         int64_t e = g.values[static_cast<size_t>(n.inputs[1])].constant.numel();
         typed(n.outputs[0], [&](auto tag) {
           using T = decltype(tag);
@@ -917,24 +799,43 @@ struct Runner::Impl {
                  e, static_cast<T*>(y));
         });
       } else if (n.op_type == "Attention") {
-        int64_t e = g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value;
-        int64_t heads = n.attr_int("num_heads", 1);
-        const float* qkv = static_cast<const float*>(value_ptr(n.inputs[0]));
-        float scale = n.attr_float("scale", 1.f);
+        AttentionArgs a{};
+        a.qkv = static_cast<const float*>(value_ptr(n.inputs[0]));
+        a.out = y;
+        a.b = b;
+        a.t = s;
+        a.e = g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value;
+        a.heads = n.attr_int("num_heads", 1);
+        a.scale = n.attr_float("scale", 1.f);
+        if (decode) {  // against the KV cache, padding from its flags
+          a.kc = kv.k[layer];
+          a.vc = kv.v[layer];
+          a.mask = kv.valid;
+          a.past = kv.past;
+          a.key_stride = kv.cache_s;
+        } else {
+          a.mask = with_mask && n.inputs.size() > 1 && n.inputs[1] >= 0 ? mask : nullptr;
+          a.key_stride = s;
+        }
+        ++layer;
+        if (collecting) {
+          const int64_t d = a.e / a.heads;
+          collect_failed = collect_failed || d > 64 || storage(n.outputs[0]) == CUDA_R_32F;
+          collecting->emplace_back();
+          Stage& st = collecting->back();
+          st.kind = StageKind::kAttention;
+          st.per_lane = d <= 32 ? 1 : 2;
+          st.mask_bytes = decode ? 1 : 8;
+          st.attention = a;
+          continue;
+        }
         typed(n.outputs[0], [&](auto tag) {
           using T = decltype(tag);
-          T* o = static_cast<T*>(y);
-          if (decode) {  // against the KV cache, padding from its flags
-            launch_attention<T, uint8_t>(b, s, e, heads, scale, qkv, kv.k[layer], kv.v[layer],
-                                         kv.valid, kv.past, kv.cache_s, o, launch);
-          } else {
-            const int64_t* m =
-                with_mask && n.inputs.size() > 1 && n.inputs[1] >= 0 ? mask : nullptr;
-            launch_attention<T, int64_t>(b, s, e, heads, scale, qkv, nullptr, nullptr, m, nullptr,
-                                         s, o, launch);
-          }
+          if (decode)
+            launch_attention<T, uint8_t>(a, launch);
+          else
+            launch_attention<T, int64_t>(a, launch);
         });
-        ++layer;
       } else if (decode && n.outputs[0] == g.outputs[0]) {  // LM head: last positions only
         // (of the LayerNorm's input when the skinny kernel normalises)
         bool ln = ln_before[idx] >= 0 &&
@@ -943,11 +844,14 @@ struct Runner::Impl {
         const void* x = value_ptr(src);
         if (s > 1) {
           int64_t e = g.values[static_cast<size_t>(src)].shape.dims.back().value;
-          typed(src, [&](auto tag) {
-            using T = decltype(tag);
-            launch(last_rows_kernel<T>, dim3(static_cast<unsigned>(b)), threads, 0,
-                   static_cast<const T*>(x), s, e, static_cast<T*>(kv.last));
-          });
+          LastRowsArgs a{x, kv.last, b, s, e * (storage(src) == CUDA_R_32F ? 4 : 2)};
+          if (collecting) {
+            collecting->emplace_back();
+            collecting->back().kind = StageKind::kLastRows;
+            collecting->back().last_rows = a;
+          } else {
+            launch(last_rows_kernel, dim3(static_cast<unsigned>(b)), threads, 0, a);
+          }
           x = kv.last;
         }
         linear(idx, n, b, y, x, ln);
@@ -961,6 +865,110 @@ struct Runner::Impl {
     }
   }
 
+  // The persistent decoder kernel's plan for one input shape: the stage list in device memory
+  // (referenced by the captured graphs, so freed with them), or ok = false when some node needs a
+  // kernel of its own there (more than 16 rows, an unfused LayerNorm, head size over 64, ...).
+  struct DecoderPlan {
+    bool ok = false;
+    Stage* stages = nullptr;
+    int count = 0;
+    size_t smem = 0;
+  };
+  using DecoderKey = std::tuple<int64_t, int64_t, bool, bool, bool>;  // b, s, pos, mask, decode
+  std::map<DecoderKey, DecoderPlan> decoder_plans;
+  bool decoder_kernel_enabled = false;
+  unsigned* barrier = nullptr;  // grid barrier state (decoder_kernel.cuh)
+  std::vector<Stage>* collecting = nullptr;
+  bool collect_failed = false;
+
+  void* decoder_kernel_fn() const {
+    return precision == Precision::kFp16 ? reinterpret_cast<void*>(decoder_kernel<__half>)
+                                         : reinterpret_cast<void*>(decoder_kernel<__nv_bfloat16>);
+  }
+
+  // Plans (once per shape, never inside a graph capture) whether the persistent decoder kernel
+  // runs this pass.
+  const DecoderPlan& decoder_plan(int64_t b, int64_t s, bool with_pos, bool with_mask,
+                                  bool decode) {
+    DecoderKey key{b, s, with_pos, with_mask, decode};
+    auto it = decoder_plans.find(key);
+    if (it != decoder_plans.end()) return it->second;
+    DecoderPlan dp;
+    if (decoder_kernel_enabled && b * s <= 16) {
+      std::vector<Stage> stages;
+      collecting = &stages;
+      collect_failed = false;
+      forward(b, s, with_pos, with_mask, decode);
+      collecting = nullptr;
+      size_t work = 0;
+      for (const Stage& st : stages) {
+        if (st.kind == StageKind::kLinear)
+          work = std::max(work, skinny_smem_bytes(1, st.linear.k, st.linear.ln_gamma != nullptr));
+        if (st.kind == StageKind::kAttention)
+          work = std::max(work,
+                          attention_smem_bytes(st.attention.e / st.attention.heads, kDecoderWarps));
+      }
+      dp.count = static_cast<int>(stages.size());
+      dp.smem = stages.size() * sizeof(Stage) + work;
+      int per_sm = 0;
+      if (!collect_failed && !stages.empty() && dp.smem <= smem_optin)
+        check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, decoder_kernel_fn(),
+                                                            32 * kDecoderWarps, dp.smem),
+              "cudaOccupancyMaxActiveBlocksPerMultiprocessor (decoder kernel)");
+      if (per_sm >= 1) {
+        check(cudaMalloc(reinterpret_cast<void**>(&dp.stages), stages.size() * sizeof(Stage)),
+              "cudaMalloc (decoder stages)");
+        check(cudaMemcpy(dp.stages, stages.data(), stages.size() * sizeof(Stage),
+                         cudaMemcpyHostToDevice),
+              "decoder stages upload");
+        dp.ok = true;
+      }
+    }
+    return decoder_plans.emplace(key, dp).first->second;
+  }
+
+  void free_decoder_plans(bool decode) {
+    for (auto it = decoder_plans.begin(); it != decoder_plans.end();) {
+      if (std::get<4>(it->first) != decode) {
+        ++it;
+        continue;
+      }
+      cudaFree(it->second.stages);
+      it = decoder_plans.erase(it);
+    }
+  }
+
+  // One forward pass: the persistent decoder kernel when its plan (made beforehand) says so,
+  // else every kernel.
+  void forward_pass(int64_t b, int64_t s, bool with_pos, bool with_mask, bool decode = false) {
+    auto it = decoder_plans.find(DecoderKey{b, s, with_pos, with_mask, decode});
+    if (it == decoder_plans.end() || !it->second.ok) {
+      forward(b, s, with_pos, with_mask, decode);
+      return;
+    }
+    const DecoderPlan& dp = it->second;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeCooperative;  // every block resident (the grid barrier)
+    attr[0].val.cooperative = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(static_cast<unsigned>(sm_count));
+    config.blockDim = dim3(32 * kDecoderWarps);
+    config.dynamicSmemBytes = dp.smem;
+    config.stream = stream;
+    config.attrs = attr;
+    config.numAttrs = 1;
+    const Stage* stages = dp.stages;
+    if (precision == Precision::kFp16)
+      check(cudaLaunchKernelEx(&config, decoder_kernel<__half>, stages, dp.count, barrier),
+            "decoder kernel launch");
+    else
+      check(cudaLaunchKernelEx(&config, decoder_kernel<__nv_bfloat16>, stages, dp.count, barrier),
+            "decoder kernel launch");
+    if (marking)
+      mark_label("persistent decoder kernel (" + std::to_string(dp.count) + " stages), " +
+                 std::to_string(b * s) + " rows");
+  }
+
   void mark(const ir::Node& n, int64_t rows) {
     std::string label = n.op_type;
     if (n.op_type == "Linear") {
@@ -971,6 +979,9 @@ struct Runner::Impl {
                " " + gemm_kind;
     }
     label += ", " + std::to_string(rows) + " rows";
+    mark_label(label);
+  }
+  void mark_label(const std::string& label) {
     size_t i = mark_labels.size();
     if (i == mark_events.size()) {
       mark_events.push_back(nullptr);
@@ -997,6 +1008,7 @@ struct Runner::Impl {
   void free_kv() {
     if (kv.step_graph) cudaGraphExecDestroy(kv.step_graph);
     kv.step_graph = nullptr;
+    free_decoder_plans(true);
     for (float* p : kv.k) cudaFree(p);
     for (float* p : kv.v) cudaFree(p);
     kv.k.clear();
@@ -1093,19 +1105,20 @@ struct Runner::Impl {
     check(cudaMemcpyAsync(kv.valid, flags, static_cast<size_t>(b * kv.cache_s),
                           cudaMemcpyHostToDevice, stream),
           "H2D flags");
+    decoder_plan(b, t, true, false, true);
     if (t == 1 && use_graphs) {
       if (!kv.step_graph) {
         cudaGraph_t graph = nullptr;
         check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
               "cudaStreamBeginCapture");
-        forward(b, 1, true, false, true);
+        forward_pass(b, 1, true, false, true);
         check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
         check(cudaGraphInstantiate(&kv.step_graph, graph, 0), "cudaGraphInstantiate");
         cudaGraphDestroy(graph);
       }
       check(cudaGraphLaunch(kv.step_graph, stream), "cudaGraphLaunch");
     } else {
-      forward(b, t, true, false, true);
+      forward_pass(b, t, true, false, true);
     }
     int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
     auto* picks_host = static_cast<int64_t*>(pinned_in) + 2 * rows + 1 + (b * kv.cache_s + 7) / 8;
@@ -1191,6 +1204,7 @@ struct Runner::Impl {
     }
     grow(&pinned_out, &pinned_out_bytes, out_need, true);
 
+    decoder_plan(b, s, pos_t != nullptr, mask_t != nullptr, false);
     check(cudaEventRecord(ev[0], stream), "cudaEventRecord");
     check(cudaMemcpyAsync(ids, host, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice, stream),
           "H2D ids");
@@ -1208,7 +1222,7 @@ struct Runner::Impl {
       marking = true;
       mark_labels.clear();
       check(cudaEventRecord(ev[1], stream), "cudaEventRecord");
-      forward(b, s, pos_t != nullptr, mask_t != nullptr);
+      forward_pass(b, s, pos_t != nullptr, mask_t != nullptr);
       marking = false;
     } else if (use_graphs) {
       auto key = std::make_pair(b, s);
@@ -1217,7 +1231,7 @@ struct Runner::Impl {
         cudaGraph_t graph = nullptr;
         check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
               "cudaStreamBeginCapture");
-        forward(b, s, pos_t != nullptr, mask_t != nullptr);
+        forward_pass(b, s, pos_t != nullptr, mask_t != nullptr);
         check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
         cudaGraphExec_t exec = nullptr;
         check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
@@ -1226,7 +1240,7 @@ struct Runner::Impl {
       }
       check(cudaGraphLaunch(it->second, stream), "cudaGraphLaunch");
     } else {
-      forward(b, s, pos_t != nullptr, mask_t != nullptr);
+      forward_pass(b, s, pos_t != nullptr, mask_t != nullptr);
     }
     check(cudaEventRecord(ev[2], stream), "cudaEventRecord");
     check(cudaMemcpyAsync(pinned_out, out, static_cast<size_t>(out_need), cudaMemcpyDeviceToHost,

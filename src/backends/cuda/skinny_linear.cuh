@@ -24,30 +24,9 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "backends/reference/fused_ops.h"
+#include "backends/cuda/kernel_common.cuh"
 
 namespace gptrt::cuda {
-
-// Waits for the previous kernel in the stream (its writes visible); a no-op without programmatic
-// dependent launch. Every kernel calls it before it reads an activation or writes anything.
-__device__ __forceinline__ void wait_for_previous_kernel() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-// Lets the next kernel in the stream start its prologue (it still waits for this one to finish).
-__device__ __forceinline__ void let_next_kernel_start() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;");
-#endif
-}
-
-__device__ __forceinline__ float activate(float v, int act) {
-  if (act == reference::kActGeluTanh)
-    return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-  if (act == reference::kActGeluErf) return 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
-  return v;
-}
 
 struct SkinnyArgs {
   const void* x;  // [M, K]: FP32 when ln_gamma is set (LayerNorm fused), else T
@@ -82,17 +61,6 @@ inline size_t skinny_smem_bytes(int mt, int k, bool layer_norm) {
   return size_t{kSkinnyStages} * kSkinnyBatch * 256 * 16 +
          static_cast<size_t>(mt) * 16 * skinny_row_stride(k) * 2 + size_t{8} * mt * 128 * 4 +
          (layer_norm ? size_t{8} * static_cast<size_t>(k) : 0);
-}
-
-template <typename T>
-__device__ __forceinline__ T to_t(float v);
-template <>
-__device__ __forceinline__ __half to_t<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 to_t<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
 }
 
 template <typename T>
@@ -134,11 +102,6 @@ __device__ __forceinline__ void copy_async_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_group %0;" ::"n"(kPending));
 #endif
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
-  return v;
 }
 
 // Two floats as one 32-bit pair of T.
@@ -225,9 +188,13 @@ __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_
 // The weights stream through a ring of kSkinnyStages stages in shared memory with cp.async:
 // each lane copies exactly the 16-byte pieces it will multiply, so a lane waits only for its own
 // copies (no barrier). The first stages are requested before the previous kernel has finished.
-template <typename T, int MT>
-__global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
-  extern __shared__ __align__(16) unsigned char smem[];
+//
+// One block's share of the GEMM (grid-stride over column groups), with the block's dynamic shared
+// memory; `wait()` returns when the inputs are ready (the previous kernel, or the previous stage
+// of the persistent decoder kernel, has finished), every block calls it exactly once.
+template <typename T, int MT, typename Wait>
+__device__ __forceinline__ void skinny_linear_block(const SkinnyArgs& p, unsigned char* smem,
+                                                    Wait wait) {
   uint4* ring = reinterpret_cast<uint4*>(smem);  // [stage][chunk][thread]
   T* xs = reinterpret_cast<T*>(smem + size_t{kSkinnyStages} * kSkinnyBatch * 256 * 16);
   float* partial = reinterpret_cast<float*>(xs + 16 * MT * p.row_stride);
@@ -308,8 +275,7 @@ __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
       reinterpret_cast<float4*>(gamma_beta + p.k)[i] =
           reinterpret_cast<const float4*>(p.ln_beta)[i];
     }
-  wait_for_previous_kernel();
-  let_next_kernel_start();
+  wait();
 #pragma unroll
   for (int q = 0; q < kEarly; ++q) {
     int i = threadIdx.x + q * 256;
@@ -384,6 +350,15 @@ __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
     group += gridDim.x;
   }
   copy_async_wait<0>();
+}
+
+template <typename T, int MT>
+__global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  skinny_linear_block<T, MT>(p, smem, [] {
+    wait_for_previous_kernel();
+    let_next_kernel_start();
+  });
 }
 
 }  // namespace gptrt::cuda

@@ -1,0 +1,186 @@
+// Causal attention with padding mask and KV cache, tuned for latency (short sequences, decode
+// steps): each block of kWarps warps takes one (row r, head h, block of kWarps queries), one
+// query per warp. Queries 0..t-1 of row r sit at positions past..past+t-1 (past read from device
+// memory, 0 when null, so one captured graph serves every decode step); keys 0..past-1 come from
+// the cache kc/vc [b, key_stride, e], keys from past on straight from qkv [b, t, 3e]; with a
+// cache, the first query block also appends its new keys and values at past + i. Key j of row r
+// counts when mask[r * key_stride + j] != 0 (null: all). The block stages keys and values in
+// tiles in shared memory, all threads loading at once (one memory round trip per tile, not per
+// key); each warp scores a tile with a lane per key, keeps an online softmax and adds the tile's
+// values with a lane per head element (head size d <= 32 * kPerLane).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backends/cuda/kernel_common.cuh"
+
+namespace gptrt::cuda {
+
+struct AttentionArgs {
+  const float* qkv;  // [b, t, 3e]
+  float* kc;         // caches [b, key_stride, e], or null
+  float* vc;
+  const void* mask;  // [b, key_stride] of M, or null
+  const int64_t* past;
+  void* out;  // [b, t, e] in T
+  int64_t b, t, key_stride, e, heads;
+  float scale;
+};
+
+__host__ __device__ inline int attention_key_tile(int64_t d) {
+  return d <= 64 ? 64 : 32;
+}
+// Key rows in shared memory: d + 4 floats when d % 4 == 0 (16-byte reads; a quarter-warp's 8
+// lanes, one key each, hit distinct banks), else odd (d | 1) for the scalar path.
+__host__ __device__ inline int attention_key_stride(int d) {
+  return d % 4 == 0 ? d + 4 : d | 1;
+}
+inline size_t attention_smem_bytes(int64_t d, int warps) {
+  int64_t tile = attention_key_tile(d);
+  return static_cast<size_t>(tile * attention_key_stride(static_cast<int>(d)) + tile * d +
+                             warps * (d + tile)) *
+         4;
+}
+// Blocks of work: one per (row, head, block of `warps` queries).
+inline int64_t attention_work_blocks(const AttentionArgs& a, int warps) {
+  return a.b * a.heads * ((a.t + warps - 1) / warps);
+}
+
+// Every work block of the attention, grid-stride over this kernel's blocks (blockDim.x must be
+// 32 * kWarps); `wait()` as in skinny_linear_block.
+template <int kPerLane, int kWarps, typename T, typename M, typename Wait>
+__device__ __forceinline__ void attention_block(const AttentionArgs& a, float* smem, Wait wait) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int d = static_cast<int>(a.e / a.heads);
+  const int tile = attention_key_tile(d);
+  const int kstride = attention_key_stride(d);
+  const bool vec = d % 4 == 0 && a.e % 4 == 0;
+  const int64_t e = a.e, t = a.t, key_stride = a.key_stride;
+  const float* qkv = a.qkv;
+  const M* mask = static_cast<const M*>(a.mask);
+  float* ks = smem;
+  float* vs = ks + tile * kstride;
+  float* qs = vs + tile * d + warp * d;
+  float* probs = vs + tile * d + kWarps * d + warp * tile;
+  const int64_t query_blocks = (t + kWarps - 1) / kWarps;
+  const int64_t work = a.b * a.heads * query_blocks;
+  wait();
+  const int64_t past = a.past ? *a.past : 0;
+  for (int64_t item = blockIdx.x; item < work; item += gridDim.x) {
+    const int64_t r = item / (a.heads * query_blocks), h = item / query_blocks % a.heads;
+    const int64_t first_query = item % query_blocks * kWarps;
+    const int64_t i = first_query + warp;  // this warp's query
+    const bool active = i < t;
+    const int64_t qpos = past + i;
+    const int64_t keys = past + min(t, first_query + kWarps);  // block's
+    __syncthreads();  // the previous item's shared memory is used up
+    if (a.kc && first_query == 0) {
+      for (int at = threadIdx.x; at < static_cast<int>(t) * d; at += blockDim.x) {
+        int q = at / d, u = at % d;
+        const float* row = qkv + (r * t + q) * 3 * e + h * d + u;
+        a.kc[(r * key_stride + past + q) * e + h * d + u] = row[e];
+        a.vc[(r * key_stride + past + q) * e + h * d + u] = row[2 * e];
+      }
+    }
+    if (active) {
+      const float* row = qkv + (r * t + i) * 3 * e + h * d;
+      for (int u = lane; u < d; u += 32) qs[u] = row[u] * a.scale;
+    }
+    float m = -INFINITY, l = 0.f, acc[kPerLane] = {};
+    for (int64_t j0 = 0; j0 < keys; j0 += tile) {
+      const int64_t n = min(static_cast<int64_t>(tile), keys - j0);
+      __syncthreads();              // the previous tile is used up
+      const int per = vec ? 4 : 1;  // elements per thread and step
+#pragma unroll 4
+      for (int at = threadIdx.x * per; at < static_cast<int>(n) * d; at += blockDim.x * per) {
+        int jj = at / d, u = at % d;
+        int64_t j = j0 + jj;
+        const float* kp = j < past ? a.kc + (r * key_stride + j) * e + h * d
+                                   : qkv + (r * t + j - past) * 3 * e + e + h * d;
+        const float* vp = j < past ? a.vc + (r * key_stride + j) * e + h * d
+                                   : qkv + (r * t + j - past) * 3 * e + 2 * e + h * d;
+        if (vec) {
+          *reinterpret_cast<float4*>(ks + jj * kstride + u) =
+              *reinterpret_cast<const float4*>(kp + u);
+          *reinterpret_cast<float4*>(vs + jj * d + u) = *reinterpret_cast<const float4*>(vp + u);
+        } else {
+          ks[jj * kstride + u] = kp[u];
+          vs[jj * d + u] = vp[u];
+        }
+      }
+      __syncthreads();
+      if (!active || j0 > qpos) continue;
+      // Scores, a lane per key.
+      float sc[2];
+      float tile_max = -INFINITY;
+#pragma unroll
+      for (int q = 0; q < 2; ++q) {
+        int jj = lane + 32 * q;
+        int64_t j = j0 + jj;
+        sc[q] = -INFINITY;
+        if (jj < n && j <= qpos && (!mask || mask[r * key_stride + j] != 0)) {
+          float dot = 0;
+          if (vec) {
+            for (int u = 0; u < d; u += 4) {
+              float4 qv = *reinterpret_cast<const float4*>(qs + u);
+              float4 kv = *reinterpret_cast<const float4*>(ks + jj * kstride + u);
+              dot += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
+            }
+          } else {
+            for (int u = 0; u < d; ++u) dot += qs[u] * ks[jj * kstride + u];
+          }
+          sc[q] = dot;
+          tile_max = fmaxf(tile_max, dot);
+        }
+      }
+      for (int o = 16; o > 0; o >>= 1)
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffff, tile_max, o));
+      if (tile_max == -INFINITY) continue;  // every key of this tile is masked for this query
+      const float new_m = fmaxf(m, tile_max);
+      const float correction = m == -INFINITY ? 0.f : __expf(m - new_m);
+      float tile_sum = 0;
+#pragma unroll
+      for (int q = 0; q < 2; ++q) {
+        int jj = lane + 32 * q;
+        float pr = sc[q] == -INFINITY ? 0.f : __expf(sc[q] - new_m);
+        tile_sum += pr;
+        if (jj < tile) probs[jj] = pr;
+      }
+      tile_sum = warp_sum(tile_sum);
+      l = l * correction + tile_sum;
+      m = new_m;
+      __syncwarp();
+      // Values, a lane per head element.
+#pragma unroll
+      for (int kk = 0; kk < kPerLane; ++kk) acc[kk] *= correction;
+      const int64_t last = min(n, qpos - j0 + 1);
+      for (int jj = 0; jj < static_cast<int>(last); ++jj) {
+        float pr = probs[jj];
+#pragma unroll
+        for (int kk = 0; kk < kPerLane; ++kk)
+          if (lane + 32 * kk < d) acc[kk] += pr * vs[jj * d + lane + 32 * kk];
+      }
+      __syncwarp();
+    }
+    if (!active) continue;
+    const float inv = l > 0 ? 1.0f / l : 0.f;
+    T* o = static_cast<T*>(a.out) + (r * t + i) * e + h * d;
+    for (int kk = 0; kk < kPerLane; ++kk)
+      if (lane + 32 * kk < d) o[lane + 32 * kk] = to_t<T>(acc[kk] * inv);
+  }
+}
+
+// The standalone kernel: kAttentionWarps queries per block, one block per work block.
+constexpr int kAttentionWarps = 4;
+template <int kPerLane, typename T, typename M>
+__global__ void attention_kernel(AttentionArgs a) {
+  extern __shared__ float attention_smem[];
+  attention_block<kPerLane, kAttentionWarps, T, M>(a, attention_smem, [] {
+    wait_for_previous_kernel();
+    let_next_kernel_start();
+  });
+}
+
+}  // namespace gptrt::cuda
