@@ -477,6 +477,7 @@ struct Runner::Impl {
     free_kv();
     drop_graphs();
     cudaFree(barrier);
+    cudaFree(stamps);
     for (auto& [k, lp] : lt_plans) {
       cublasLtMatmulDescDestroy(lp.op);
       cublasLtMatrixLayoutDestroy(lp.a);
@@ -646,15 +647,16 @@ struct Runner::Impl {
       a.k = static_cast<int>(w.constant.dim(1));
       a.row_stride = skinny_row_stride(a.k);
       a.tn = sp.tn;
+      gemm_kind = ln ? "skinny+LN" : "skinny";
       if (collecting) {
         collect_failed = collect_failed || sp.mt != 1;
-        collecting->emplace_back();
-        collecting->back().kind = StageKind::kLinear;
-        collecting->back().linear = a;
+        Stage st{};
+        st.kind = StageKind::kLinear;
+        st.linear = a;
+        collect(st, label_of(n, m));
         return;
       }
       launch(skinny_kernel(sp.mt), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
-      gemm_kind = ln ? "skinny+LN" : "skinny";
       return;
     }
     if (collecting) {  // cuBLASLt: not a stage of the persistent decoder kernel
@@ -779,9 +781,10 @@ struct Runner::Impl {
                         s,
                         wpe.constant.dim(1)};
         if (collecting) {
-          collecting->emplace_back();
-          collecting->back().kind = StageKind::kEmbedding;
-          collecting->back().embedding = a;
+          Stage st{};
+          st.kind = StageKind::kEmbedding;
+          st.embedding = a;
+          collect(st, label_of(n, rows));
         } else {
           launch(embedding_kernel, row_blocks, threads, 0, a);
         }
@@ -821,21 +824,21 @@ struct Runner::Impl {
         if (collecting) {
           const int64_t d = a.e / a.heads;
           collect_failed = collect_failed || d > 64 || storage(n.outputs[0]) == CUDA_R_32F;
-          collecting->emplace_back();
-          Stage& st = collecting->back();
+          Stage st{};
           st.kind = StageKind::kAttention;
           st.per_lane = d <= 32 ? 1 : 2;
           st.mask_bytes = decode ? 1 : 8;
           st.attention = a;
-          continue;
+          collect(st, label_of(n, rows));
+        } else {
+          typed(n.outputs[0], [&](auto tag) {
+            using T = decltype(tag);
+            if (decode)
+              launch_attention<T, uint8_t>(a, launch);
+            else
+              launch_attention<T, int64_t>(a, launch);
+          });
         }
-        typed(n.outputs[0], [&](auto tag) {
-          using T = decltype(tag);
-          if (decode)
-            launch_attention<T, uint8_t>(a, launch);
-          else
-            launch_attention<T, int64_t>(a, launch);
-        });
       } else if (decode && n.outputs[0] == g.outputs[0]) {  // LM head: last positions only
         // (of the LayerNorm's input when the skinny kernel normalises)
         bool ln = ln_before[idx] >= 0 &&
@@ -846,9 +849,10 @@ struct Runner::Impl {
           int64_t e = g.values[static_cast<size_t>(src)].shape.dims.back().value;
           LastRowsArgs a{x, kv.last, b, s, e * (storage(src) == CUDA_R_32F ? 4 : 2)};
           if (collecting) {
-            collecting->emplace_back();
-            collecting->back().kind = StageKind::kLastRows;
-            collecting->back().last_rows = a;
+            Stage st{};
+            st.kind = StageKind::kLastRows;
+            st.last_rows = a;
+            collect(st, "Last rows, " + std::to_string(b) + " rows");
           } else {
             launch(last_rows_kernel, dim3(static_cast<unsigned>(b)), threads, 0, a);
           }
@@ -873,13 +877,25 @@ struct Runner::Impl {
     Stage* stages = nullptr;
     int count = 0;
     size_t smem = 0;
+    std::vector<std::string> labels;  // per stage, for profiles
   };
   using DecoderKey = std::tuple<int64_t, int64_t, bool, bool, bool>;  // b, s, pos, mask, decode
   std::map<DecoderKey, DecoderPlan> decoder_plans;
   bool decoder_kernel_enabled = false;
   unsigned* barrier = nullptr;  // grid barrier state (decoder_kernel.cuh)
-  std::vector<Stage>* collecting = nullptr;
+  struct Collected {
+    std::vector<Stage> stages;
+    std::vector<std::string> labels;
+  };
+  Collected* collecting = nullptr;
+  unsigned long long* stamps = nullptr;  // profiles: the persistent kernel's clock stamps
+  int64_t stamps_bytes = 0;
+  const DecoderPlan* stamped = nullptr;
   bool collect_failed = false;
+  void collect(const Stage& st, std::string label) {
+    collecting->stages.push_back(st);
+    collecting->labels.push_back(std::move(label));
+  }
 
   void* decoder_kernel_fn() const {
     return precision == Precision::kFp16 ? reinterpret_cast<void*>(decoder_kernel<__half>)
@@ -895,11 +911,13 @@ struct Runner::Impl {
     if (it != decoder_plans.end()) return it->second;
     DecoderPlan dp;
     if (decoder_kernel_enabled && b * s <= 16) {
-      std::vector<Stage> stages;
-      collecting = &stages;
+      Collected collected;
+      collecting = &collected;
       collect_failed = false;
       forward(b, s, with_pos, with_mask, decode);
       collecting = nullptr;
+      const std::vector<Stage>& stages = collected.stages;
+      dp.labels = collected.labels;
       size_t work = 0;
       for (const Stage& st : stages) {
         if (st.kind == StageKind::kLinear)
@@ -958,18 +976,51 @@ struct Runner::Impl {
     config.attrs = attr;
     config.numAttrs = 1;
     const Stage* stages = dp.stages;
+    unsigned long long* st = nullptr;
+    if (marking) {  // per-stage times from the kernel's own clock stamps
+      grow(&stamps, &stamps_bytes, (2 * dp.count + 1) * 8, false);
+      check(cudaMemsetAsync(stamps, 0, static_cast<size_t>(stamps_bytes), stream), "stamps");
+      st = stamps;
+      stamped = &dp;
+    }
     if (precision == Precision::kFp16)
-      check(cudaLaunchKernelEx(&config, decoder_kernel<__half>, stages, dp.count, barrier),
+      check(cudaLaunchKernelEx(&config, decoder_kernel<__half>, stages, dp.count, barrier, st),
             "decoder kernel launch");
     else
-      check(cudaLaunchKernelEx(&config, decoder_kernel<__nv_bfloat16>, stages, dp.count, barrier),
-            "decoder kernel launch");
+      check(
+          cudaLaunchKernelEx(&config, decoder_kernel<__nv_bfloat16>, stages, dp.count, barrier, st),
+          "decoder kernel launch");
     if (marking)
       mark_label("persistent decoder kernel (" + std::to_string(dp.count) + " stages), " +
                  std::to_string(b * s) + " rows");
   }
 
-  void mark(const ir::Node& n, int64_t rows) {
+  // After a profiled persistent kernel: each stage's time (from the block 0's exit of the barrier
+  // before it to the last arrival at the barrier after it) and the barriers' into `profile`.
+  void add_stage_times(Runner::Profile& profile) {
+    if (!stamped) return;
+    const int count = stamped->count;
+    std::vector<unsigned long long> t(static_cast<size_t>(2 * count + 1));
+    check(cudaMemcpy(t.data(), stamps, t.size() * 8, cudaMemcpyDeviceToHost), "stamps");
+    auto ms = [](unsigned long long from, unsigned long long to) {
+      return to > from ? static_cast<double>(to - from) * 1e-6 : 0.0;
+    };
+    for (int s = 0; s < count; ++s) {
+      auto& work =
+          profile["  in the persistent kernel: " + stamped->labels[static_cast<size_t>(s)]];
+      work.first += ms(t[static_cast<size_t>(2 * s + 1)], t[static_cast<size_t>(2 * s + 2)]);
+      work.second += 1;
+      if (s == 0) continue;
+      auto& wait = profile["  in the persistent kernel: grid barriers"];
+      wait.first += ms(t[static_cast<size_t>(2 * s)], t[static_cast<size_t>(2 * s + 1)]);
+      wait.second += 1;
+    }
+    stamped = nullptr;
+  }
+
+  void mark(const ir::Node& n, int64_t rows) { mark_label(label_of(n, rows)); }
+  // The profile's name for node n's kernel over `rows` rows.
+  std::string label_of(const ir::Node& n, int64_t rows) const {
     std::string label = n.op_type;
     if (n.op_type == "Linear") {
       const ir::Value& w = g.values[static_cast<size_t>(n.inputs[1])];
@@ -978,8 +1029,7 @@ struct Runner::Impl {
       label += (head ? " (LM head) " : " ") + std::to_string(k) + "->" + std::to_string(cols) +
                " " + gemm_kind;
     }
-    label += ", " + std::to_string(rows) + " rows";
-    mark_label(label);
+    return label + ", " + std::to_string(rows) + " rows";
   }
   void mark_label(const std::string& label) {
     size_t i = mark_labels.size();
@@ -1262,6 +1312,7 @@ struct Runner::Impl {
       slot.first += ms;
       slot.second += 1;
     }
+    if (profile) add_stage_times(*profile);
     Tensor result = Tensor::uninitialized(DType::kFloat32, {b, s, vocab});
     std::memcpy(result.data_mut<float>(), pinned_out, static_cast<size_t>(out_need));
     return {result};

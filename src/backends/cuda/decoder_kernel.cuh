@@ -60,6 +60,12 @@ __device__ __forceinline__ void last_rows_block(const LastRowsArgs& a, Wait wait
   }
 }
 
+__device__ __forceinline__ unsigned long long global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
 enum class StageKind : int { kEmbedding, kLinear, kAttention, kLastRows };
 // Attention variants: head size up to 32 or 64 lanes' worth, int64 mask (forward) or uint8
 // padding flags (decode).
@@ -79,31 +85,38 @@ struct alignas(16) Stage {
 // All blocks of the grid meet here; what any block wrote before it is visible to every block
 // after it. bar[0] counts arrivals and bar[1] is the generation: the last block to arrive resets
 // the count and bumps the generation the others wait on, so both serve every later barrier and
-// launch without a reset.
-__device__ __forceinline__ void grid_barrier(unsigned* bar) {
+// launch without a reset. With `arrival`, the latest arrival time (ns) goes there (profiles).
+__device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned long long* arrival) {
   __syncthreads();
   if (threadIdx.x == 0) {
-    unsigned gen = 0, now = 0;
+    if (arrival) atomicMax(arrival, global_ns());
+    unsigned gen = 0, now = 0, arrived = 0;
+    // The block's writes (ordered before this thread's by __syncthreads) are released with the
+    // arrival; the last block acquires them all and releases them with the new generation.
     asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(gen) : "l"(bar + 1) : "memory");
-    __threadfence();
-    if (atomicAdd(bar, 1u) == gridDim.x - 1) {
-      atomicExch(bar, 0u);
-      __threadfence();
+    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;"
+                 : "=r"(arrived)
+                 : "l"(bar)
+                 : "memory");
+    if (arrived == gridDim.x - 1) {
+      asm volatile("st.relaxed.gpu.global.u32 [%0], 0;" ::"l"(bar) : "memory");
       asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(bar + 1), "r"(gen + 1) : "memory");
     } else {
       do {
-        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(bar + 1) : "memory");
+        asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(bar + 1) : "memory");
       } while (now == gen);
+      asm volatile("fence.acq_rel.gpu;" ::: "memory");
     }
-    __threadfence();
   }
   __syncthreads();
 }
 
-// Dynamic shared memory: the stage list, then the largest stage's working memory.
+// Dynamic shared memory: the stage list, then the largest stage's working memory. With `stamps`
+// (profiles; zeroed before the launch): stamps[2s] = the last block's arrival at the barrier
+// before stage s, stamps[2s + 1] = when block 0 left it, stamps[2 count] = the last block's end.
 template <typename T>
 __global__ void __launch_bounds__(32 * kDecoderWarps, 1)
-    decoder_kernel(const Stage* stages, int count, unsigned* barrier) {
+    decoder_kernel(const Stage* stages, int count, unsigned* barrier, unsigned long long* stamps) {
   extern __shared__ __align__(16) unsigned char smem[];
   Stage* list = reinterpret_cast<Stage*>(smem);
   unsigned char* work = smem + static_cast<size_t>(count) * sizeof(Stage);
@@ -114,7 +127,8 @@ __global__ void __launch_bounds__(32 * kDecoderWarps, 1)
   for (int s = 0; s < count; ++s) {
     const Stage& st = list[s];
     auto wait = [&] {
-      if (s > 0) grid_barrier(barrier);
+      if (s > 0) grid_barrier(barrier, stamps ? stamps + 2 * s : nullptr);
+      if (stamps && blockIdx.x == 0 && threadIdx.x == 0) stamps[2 * s + 1] = global_ns();
     };
     float* fwork = reinterpret_cast<float*>(work);
     switch (st.kind) {
@@ -143,6 +157,7 @@ __global__ void __launch_bounds__(32 * kDecoderWarps, 1)
     }
     __syncthreads();  // the next stage reuses the working memory
   }
+  if (stamps && threadIdx.x == 0) atomicMax(stamps + 2 * count, global_ns());
 }
 
 }  // namespace gptrt::cuda
