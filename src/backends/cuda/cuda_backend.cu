@@ -926,6 +926,7 @@ struct Runner::Impl {
           work = std::max(work,
                           attention_smem_bytes(st.attention.e / st.attention.heads, kDecoderWarps));
       }
+      plan_prefetches(collected.stages);
       dp.count = static_cast<int>(stages.size());
       dp.smem = stages.size() * sizeof(Stage) + work;
       int per_sm = 0;
@@ -943,6 +944,40 @@ struct Runner::Impl {
       }
     }
     return decoder_plans.emplace(key, dp).first->second;
+  }
+
+  // The persistent kernel's L2 prefetches: each linear stage (and the first stage) asks for the
+  // weights of the next linear stage but the LM head; the stages before the LM head each ask for
+  // a slice of its first head_prefetch bytes (GPTRT_CUDA_HEAD_PREFETCH_MB, default 24: less than
+  // the smallest L2 of the GPUs it is tuned for, 50 MB on the H100).
+  void plan_prefetches(std::vector<Stage>& stages) {
+    const int count = static_cast<int>(stages.size());
+    auto weight_bytes = [](const Stage& st) {
+      return static_cast<int64_t>(st.linear.n) * st.linear.k * 2;
+    };
+    for (int s = 0; s < count; ++s) {
+      stages[static_cast<size_t>(s)].prefetch[0] = stages[static_cast<size_t>(s)].prefetch[1] =
+          nullptr;
+      if (s > 0 && stages[static_cast<size_t>(s)].kind != StageKind::kLinear) continue;
+      for (int n = s + 1; n < count - 1; ++n) {
+        const Stage& next = stages[static_cast<size_t>(n)];
+        if (next.kind != StageKind::kLinear) continue;
+        stages[static_cast<size_t>(s)].prefetch[0] = next.linear.w;
+        stages[static_cast<size_t>(s)].prefetch_bytes[0] = weight_bytes(next);
+        break;
+      }
+    }
+    const Stage& head = stages.back();
+    if (count < 2 || head.kind != StageKind::kLinear) return;
+    const char* env = std::getenv("GPTRT_CUDA_HEAD_PREFETCH_MB");
+    int64_t want = std::min<int64_t>(weight_bytes(head), (env ? std::atoll(env) : 24) << 20);
+    const int slices = std::min(5, count - 1);
+    const int64_t slice = want / slices / 128 * 128;
+    for (int i = 0; i < slices && slice > 0; ++i) {
+      Stage& st = stages[static_cast<size_t>(count - 1 - slices + i)];
+      st.prefetch[1] = static_cast<const char*>(head.linear.w) + i * slice;
+      st.prefetch_bytes[1] = slice;
+    }
   }
 
   void free_decoder_plans(bool decode) {

@@ -74,6 +74,10 @@ struct alignas(16) Stage {
   StageKind kind;
   int per_lane;    // attention: head elements per lane (1 or 2)
   int mask_bytes;  // attention: 8 (int64 mask) or 1 (uint8 flags)
+  // Weights of later stages to pull into L2 when this stage starts (null: none), each block a
+  // share, so that they come from L2 rather than memory when their stage streams them.
+  const void* prefetch[2];
+  int64_t prefetch_bytes[2];
   union {
     EmbeddingArgs embedding;
     SkinnyArgs linear;  // one row tile (m <= 16)
@@ -81,6 +85,25 @@ struct alignas(16) Stage {
     LastRowsArgs last_rows;
   };
 };
+
+// Asks L2 for this block's share of [p, p + bytes): a hint, nothing waits for it.
+__device__ __forceinline__ void prefetch_l2_share(const void* p, int64_t bytes) {
+  if (!p || bytes <= 0) return;
+  const int64_t share = (bytes / gridDim.x + 128) / 128 * 128;
+  const int64_t from = share * blockIdx.x, to = min(bytes, from + share);
+  [[maybe_unused]] const char* base = static_cast<const char*>(p);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (threadIdx.x == 0)
+    for (int64_t at = from; at + 16 <= to; at += 32768) {
+      const unsigned n = static_cast<unsigned>(min(int64_t{32768}, (to - at) / 16 * 16));
+      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + at), "r"(n)
+                   : "memory");
+    }
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  for (int64_t at = from + threadIdx.x * 128; at < to; at += blockDim.x * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(base + at));
+#endif
+}
 
 // All blocks of the grid meet here; what any block wrote before it is visible to every block
 // after it. bar[0] counts arrivals and bar[1] is the generation: the last block to arrive resets
@@ -131,6 +154,8 @@ __global__ void __launch_bounds__(32 * kDecoderWarps, 1)
       if (stamps && blockIdx.x == 0 && threadIdx.x == 0) stamps[2 * s + 1] = global_ns();
     };
     float* fwork = reinterpret_cast<float*>(work);
+    prefetch_l2_share(st.prefetch[0], st.prefetch_bytes[0]);
+    prefetch_l2_share(st.prefetch[1], st.prefetch_bytes[1]);
     switch (st.kind) {
       case StageKind::kEmbedding:
         embedding_block(st.embedding, wait);

@@ -117,18 +117,21 @@ __device__ __forceinline__ uint32_t pack2(float a, float b) {
 }
 
 // The rows into shared memory: [16 * MT][row_stride] in T, rows < m and columns < k only (the
-// multiply reads nothing else). With a
-// fused LayerNorm each warp normalises its rows from registers (one read of the row; gamma and
-// beta already in shared memory), four values per lane at a time.
+// multiply reads nothing else), in one memory round trip where it can: plain rows with cp.async
+// (every piece requested at once), LayerNorm rows two per warp at a time in registers (one read
+// of each row; gamma and beta already in shared memory), four values per lane at a time.
 template <typename T, int MT>
 __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_beta) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, stride = p.row_stride;
   if (!p.ln_gamma) {
     const T* x = static_cast<const T*>(p.x);
-    for (int r = warp; r < p.m; r += 8)
-      for (int c = lane * 8; c < p.k; c += 256)
-        *reinterpret_cast<uint4*>(xs + r * stride + c) =
-            *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * p.k + c);
+    const int pieces = p.k / 8;  // 16 bytes each (k % 8 == 0)
+    for (int i = threadIdx.x; i < p.m * pieces; i += blockDim.x) {
+      const int r = i / pieces, c = i % pieces * 8;
+      copy_async(xs + r * stride + c, x + static_cast<int64_t>(r) * p.k + c, true);
+    }
+    copy_async_commit();
+    copy_async_wait<0>();  // (and the weight stages requested before: needed next anyway)
     return;
   }
   constexpr int kVecs = 8;  // rows of up to 32 * 8 * 4 = 1024 values stay in registers
@@ -137,41 +140,10 @@ __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_
   const float4* beta = reinterpret_cast<const float4*>(gamma_beta + p.k);
   const int nv = p.k / 4;
   const float inv_k = 1.0f / static_cast<float>(p.k);
-  for (int r = warp; r < p.m; r += 8) {
-    T* dst = xs + r * stride;
-    const float* src = x + static_cast<int64_t>(r) * p.k;
-    if (nv <= 32 * kVecs) {
-      float4 v[kVecs];
-#pragma unroll
-      for (int j = 0; j < kVecs; ++j) {
-        int at = lane + 32 * j;
-        v[j] = at < nv ? reinterpret_cast<const float4*>(src)[at] : make_float4(0, 0, 0, 0);
-      }
-      float sum = 0;
-#pragma unroll
-      for (int j = 0; j < kVecs; ++j) sum += (v[j].x + v[j].y) + (v[j].z + v[j].w);
-      const float mean = warp_sum(sum) * inv_k;
-      float var = 0;
-#pragma unroll
-      for (int j = 0; j < kVecs; ++j) {
-        if (lane + 32 * j >= nv) continue;
-        float a = v[j].x - mean, b = v[j].y - mean, c = v[j].z - mean, d = v[j].w - mean;
-        var += (a * a + b * b) + (c * c + d * d);
-      }
-      const float inv = rsqrtf(warp_sum(var) * inv_k + p.ln_eps);
-#pragma unroll
-      for (int j = 0; j < kVecs; ++j) {
-        int at = lane + 32 * j;
-        if (at >= nv) continue;
-        float4 gm = gamma[at], bt = beta[at];
-        uint2 packed;
-        packed.x =
-            pack2<T>((v[j].x - mean) * inv * gm.x + bt.x, (v[j].y - mean) * inv * gm.y + bt.y);
-        packed.y =
-            pack2<T>((v[j].z - mean) * inv * gm.z + bt.z, (v[j].w - mean) * inv * gm.w + bt.w);
-        *reinterpret_cast<uint2*>(dst + 4 * at) = packed;
-      }
-    } else {  // longer rows: three passes over the (cached) row
+  if (nv > 32 * kVecs) {  // longer rows: three passes over the (cached) row
+    for (int r = warp; r < p.m; r += 8) {
+      T* dst = xs + r * stride;
+      const float* src = x + static_cast<int64_t>(r) * p.k;
       const float* g = gamma_beta;
       const float* b = gamma_beta + p.k;
       float sum = 0;
@@ -181,6 +153,57 @@ __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_
       for (int c = lane; c < p.k; c += 32) var += (src[c] - mean) * (src[c] - mean);
       const float inv = rsqrtf(warp_sum(var) * inv_k + p.ln_eps);
       for (int c = lane; c < p.k; c += 32) dst[c] = to_t<T>((src[c] - mean) * inv * g[c] + b[c]);
+    }
+    return;
+  }
+  for (int r0 = warp; r0 < p.m; r0 += 16) {  // rows r0 and r0 + 8
+    float4 v[2][kVecs];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = r0 + 8 * h;
+      const float4* src = reinterpret_cast<const float4*>(x + static_cast<int64_t>(r) * p.k);
+#pragma unroll
+      for (int j = 0; j < kVecs; ++j) {
+        int at = lane + 32 * j;
+        v[h][j] = r < p.m && at < nv ? src[at] : make_float4(0, 0, 0, 0);
+      }
+    }
+    float mean[2], inv[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float sum = 0;
+#pragma unroll
+      for (int j = 0; j < kVecs; ++j) sum += (v[h][j].x + v[h][j].y) + (v[h][j].z + v[h][j].w);
+      mean[h] = warp_sum(sum) * inv_k;
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float var = 0;
+#pragma unroll
+      for (int j = 0; j < kVecs; ++j) {
+        if (lane + 32 * j >= nv) continue;
+        float a = v[h][j].x - mean[h], b = v[h][j].y - mean[h], c = v[h][j].z - mean[h],
+              d = v[h][j].w - mean[h];
+        var += (a * a + b * b) + (c * c + d * d);
+      }
+      inv[h] = rsqrtf(warp_sum(var) * inv_k + p.ln_eps);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = r0 + 8 * h;
+      if (r >= p.m) break;
+      T* dst = xs + r * stride;
+#pragma unroll
+      for (int j = 0; j < kVecs; ++j) {
+        int at = lane + 32 * j;
+        if (at >= nv) continue;
+        float4 gm = gamma[at], bt = beta[at];
+        const float m = mean[h], iv = inv[h];
+        uint2 packed;
+        packed.x = pack2<T>((v[h][j].x - m) * iv * gm.x + bt.x, (v[h][j].y - m) * iv * gm.y + bt.y);
+        packed.y = pack2<T>((v[h][j].z - m) * iv * gm.z + bt.z, (v[h][j].w - m) * iv * gm.w + bt.w);
+        *reinterpret_cast<uint2*>(dst + 4 * at) = packed;
+      }
     }
   }
 }
