@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # On a GPU machine: GPU compute time (median, CUDA graphs, no transfers) of the CUDA backend's
 # variants side by side in one run, DistilGPT2 size (random weights), the recipe's shapes:
-# the persistent decoder kernel where it applies (default: FP16/BF16, up to 16 rows), the kernels
-# one by one (skinny GEMM + programmatic dependent launch), those without PDL, cuBLASLt only.
+# skinny GEMM + programmatic dependent launch (default), without PDL, cuBLASLt only.
 # Usage: bench/gpu/variants.sh OUT_DIR [precision flags, default --fp16]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,10 +18,9 @@ model=${GPTRT_BENCH_MODEL:-/tmp/gptrt-distilgpt2}
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$out/gpu.txt"
 printf '%-22s %-8s %s\n' variant shape "GPU compute median (ms)" | tee "$out/variants.txt"
 for shape in 1x12 8x12 16x12 1x1 8x1 64x1; do
-  for variant in default kernels no-pdl cublaslt; do
+  for variant in default no-pdl cublaslt; do
     env=()
-    [ "$variant" = kernels ] && env=(GPTRT_CUDA_DECODER_KERNEL=0)
-    [ "$variant" = no-pdl ] && env=(GPTRT_CUDA_DECODER_KERNEL=0 GPTRT_CUDA_PDL=0)
+    [ "$variant" = no-pdl ] && env=(GPTRT_CUDA_PDL=0)
     [ "$variant" = cublaslt ] && env=(GPTRT_CUDA_GEMM=cublaslt)
     line=$(env "${env[@]}" "$gptrt" exec --loadEngine "$out/engine" \
       --shapes "input_ids:$shape,attention_mask:$shape" --useCudaGraph --noDataTransfers \
@@ -33,9 +31,9 @@ for shape in 1x12 8x12 16x12 1x1 8x1 64x1; do
 done
 # Where the time goes: GPU time per kernel kind (kernels one by one, no graph).
 for shape in ${GPTRT_PROFILE_SHAPES:-1x12 64x1}; do
-  for variant in default kernels; do
+  for variant in default cublaslt; do
     env=()
-    [ "$variant" = kernels ] && env=(GPTRT_CUDA_DECODER_KERNEL=0)
+    [ "$variant" = cublaslt ] && env=(GPTRT_CUDA_GEMM=cublaslt)
     echo "== $variant $shape" >> "$out/profile.txt"
     env "${env[@]}" "$gptrt" exec --loadEngine "$out/engine" \
       --shapes "input_ids:$shape,attention_mask:$shape" --duration 0.5 --dumpProfile 2>&1 |

@@ -205,66 +205,6 @@ TEST(Cuda, SkinnyGemmsMatchTheReferenceAndCublasLtAtOddSizes) {
   }
 }
 
-// The persistent decoder kernel (FP16/BF16, up to 16 rows, one launch per forward pass or decode
-// step) runs the same arithmetic as the kernels launched one by one: the same logits bit for bit,
-// in forward passes with padding, with and without graphs, and in generation with a KV cache.
-// More rows fall back to the kernels. The profile says which ran.
-TEST(Cuda, PersistentDecoderKernelGivesTheLogitsOfTheKernelsOneByOne) {
-  SKIP_WITHOUT_GPU();
-  if (sm_number() < 80) GTEST_SKIP() << "the persistent decoder kernel needs sm_80 or newer";
-  Network net = odd_size_model();
-  BuildConfig ref_config;
-  auto ref = Engine::build(net, ref_config)->create_execution_context(1);
-  for (Precision p : {Precision::kFp16, Precision::kBf16}) {
-    auto engine = cuda_engine(net, p);
-    auto fused = engine->create_execution_context();
-    setenv("GPTRT_CUDA_DECODER_KERNEL", "0", 1);
-    auto apart = engine->create_execution_context();
-    Generator apart_gen(engine);
-    unsetenv("GPTRT_CUDA_DECODER_KERNEL");
-    Generator fused_gen(engine);
-    std::mt19937 rng(21);
-    for (auto [b, s] :
-         {std::pair<int64_t, int64_t>{1, 1}, {1, 12}, {2, 8}, {4, 4}, {16, 1}, {3, 5}}) {
-      TensorMap in = odd_inputs(b, s, rng);
-      const Tensor& mask = in.at("attention_mask");
-      Tensor want = ref->execute(in)[0];
-      double scale =
-          std::max(1.0, max_abs_diff_masked(want, Tensor(DType::kFloat32, want.shape()), &mask));
-      double tol = (p == Precision::kFp16 ? 0.01 : 0.05) * scale;
-      for (bool graphs : {false, true}) {
-        fused->set_cuda_graphs(graphs);
-        apart->set_cuda_graphs(graphs);
-        Tensor got = fused->execute(in)[0];
-        EXPECT_EQ(max_abs_diff_masked(got, apart->execute(in)[0], &mask), 0.0)
-            << precision_name(p) << " " << b << "x" << s << (graphs ? " graphs" : "");
-        EXPECT_LE(max_abs_diff_masked(got, want, &mask), tol)
-            << precision_name(p) << " " << b << "x" << s << (graphs ? " graphs" : "");
-      }
-    }
-    // Which kernels ran: one persistent kernel up to 16 rows, the kernels one by one beyond.
-    auto ran_persistent = [&](int64_t b, int64_t s) {
-      fused->set_profiling(true);
-      fused->execute(odd_inputs(b, s, rng));
-      bool found = false;
-      for (const auto& [label, time] : fused->profile())
-        found = found || label.find("persistent decoder kernel") != std::string::npos;
-      fused->set_profiling(false);
-      return found;
-    };
-    EXPECT_TRUE(ran_persistent(2, 8)) << precision_name(p);
-    EXPECT_FALSE(ran_persistent(3, 17)) << precision_name(p);
-    // Generation: prompts of different lengths (left padding), prefill and decode steps.
-    GenerationConfig c;
-    c.max_new_tokens = 9;
-    std::vector<std::vector<int64_t>> prompts = {{5, 17, 200, 2}, {9}, {31, 32, 33, 34, 35, 36}};
-    GenerationResult a = fused_gen.generate(prompts, c);
-    GenerationResult d = apart_gen.generate(prompts, c);
-    EXPECT_EQ(a.generated, d.generated) << precision_name(p);
-    EXPECT_EQ(fused_gen.last_logits(), apart_gen.last_logits()) << precision_name(p);
-  }
-}
-
 TEST(Cuda, EnginesRoundTripAndTheCliReportsTransfersApart) {
   SKIP_WITHOUT_GPU();
   std::string dir = temp_dir("cuda_engine");

@@ -242,7 +242,7 @@ int cmd_exec(const std::vector<std::string>& argv) {
     double total = 0;
     for (const auto& [op, t] : prof) {
       order.emplace_back(t.first, op);
-      if (op.rfind("  ", 0) != 0) total += t.first;  // indented: a part of another entry
+      total += t.first;
     }
     std::sort(order.rbegin(), order.rend());
     log_info("=== Profile (" + std::to_string(latencies.size()) +

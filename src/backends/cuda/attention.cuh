@@ -1,10 +1,10 @@
 // Causal attention with padding mask and KV cache, tuned for latency (short sequences, decode
-// steps): each block of kWarps warps takes one (row r, head h, block of kWarps queries), one
-// query per warp. Queries 0..t-1 of row r sit at positions past..past+t-1 (past read from device
-// memory, 0 when null, so one captured graph serves every decode step); keys 0..past-1 come from
-// the cache kc/vc [b, key_stride, e], keys from past on straight from qkv [b, t, 3e]; with a
-// cache, the first query block also appends its new keys and values at past + i. Key j of row r
-// counts when mask[r * key_stride + j] != 0 (null: all). The block stages keys and values in
+// steps): each block of kAttentionWarps warps takes one (row r, head h, block of kAttentionWarps
+// queries), one query per warp. Queries 0..t-1 of row r sit at positions past..past+t-1 (past read
+// from device memory, 0 when null, so one captured graph serves every decode step); keys 0..past-1
+// come from the cache kc/vc [b, key_stride, e], keys from past on straight from qkv [b, t, 3e];
+// with a cache, the first query block also appends its new keys and values at past + i. Key j of
+// row r counts when mask[r * key_stride + j] != 0 (null: all). The block stages keys and values in
 // tiles in shared memory, all threads loading at once (one memory round trip per tile, not per
 // key); each warp scores a tile with a lane per key, keeps an online softmax and adds the tile's
 // values with a lane per head element (head size d <= 32 * kPerLane).
@@ -37,21 +37,23 @@ __host__ __device__ inline int attention_key_tile(int64_t d) {
 __host__ __device__ inline int attention_key_stride(int d) {
   return d % 4 == 0 ? d + 4 : d | 1;
 }
-inline size_t attention_smem_bytes(int64_t d, int warps) {
+constexpr int kAttentionWarps = 4;
+inline size_t attention_smem_bytes(int64_t d) {
   int64_t tile = attention_key_tile(d);
   return static_cast<size_t>(tile * attention_key_stride(static_cast<int>(d)) + tile * d +
-                             warps * (d + tile)) *
+                             kAttentionWarps * (d + tile)) *
          4;
 }
-// Blocks of work: one per (row, head, block of `warps` queries).
-inline int64_t attention_work_blocks(const AttentionArgs& a, int warps) {
-  return a.b * a.heads * ((a.t + warps - 1) / warps);
+// Blocks: one per (row, head, block of kAttentionWarps queries).
+inline int64_t attention_blocks(const AttentionArgs& a) {
+  return a.b * a.heads * ((a.t + kAttentionWarps - 1) / kAttentionWarps);
 }
 
-// Every work block of the attention, grid-stride over this kernel's blocks (blockDim.x must be
-// 32 * kWarps); `wait()` as in skinny_linear_block.
-template <int kPerLane, int kWarps, typename T, typename M, typename Wait>
-__device__ __forceinline__ void attention_block(const AttentionArgs& a, float* smem, Wait wait) {
+template <int kPerLane, typename T, typename M>
+__global__ void attention_kernel(AttentionArgs a) {
+  extern __shared__ float attention_smem[];
+  float* smem = attention_smem;
+  constexpr int kWarps = kAttentionWarps;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int d = static_cast<int>(a.e / a.heads);
   const int tile = attention_key_tile(d);
@@ -66,9 +68,10 @@ __device__ __forceinline__ void attention_block(const AttentionArgs& a, float* s
   float* probs = vs + tile * d + kWarps * d + warp * tile;
   const int64_t query_blocks = (t + kWarps - 1) / kWarps;
   const int64_t work = a.b * a.heads * query_blocks;
-  wait();
+  wait_for_previous_kernel();
+  let_next_kernel_start();
   const int64_t past = a.past ? *a.past : 0;
-  for (int64_t item = blockIdx.x; item < work; item += gridDim.x) {
+  for (int64_t item = blockIdx.x; item < work; item += gridDim.x) {  // (one per block)
     const int64_t r = item / (a.heads * query_blocks), h = item / query_blocks % a.heads;
     const int64_t first_query = item % query_blocks * kWarps;
     const int64_t i = first_query + warp;  // this warp's query
@@ -170,17 +173,6 @@ __device__ __forceinline__ void attention_block(const AttentionArgs& a, float* s
     for (int kk = 0; kk < kPerLane; ++kk)
       if (lane + 32 * kk < d) o[lane + 32 * kk] = to_t<T>(acc[kk] * inv);
   }
-}
-
-// The standalone kernel: kAttentionWarps queries per block, one block per work block.
-constexpr int kAttentionWarps = 4;
-template <int kPerLane, typename T, typename M>
-__global__ void attention_kernel(AttentionArgs a) {
-  extern __shared__ float attention_smem[];
-  attention_block<kPerLane, kAttentionWarps, T, M>(a, attention_smem, [] {
-    wait_for_previous_kernel();
-    let_next_kernel_start();
-  });
 }
 
 }  // namespace gptrt::cuda

@@ -11,11 +11,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
-#include <tuple>
 
 #include "backends/cuda/attention.cuh"
 #include "backends/cuda/cuda_backend.h"
-#include "backends/cuda/decoder_kernel.cuh"
 #include "backends/cuda/skinny_linear.cuh"
 #include "backends/reference/executor.h"
 #include "backends/reference/fused_ops.h"
@@ -39,11 +37,15 @@ void check(cublasStatus_t s, const char* what) {
 
 // ---- kernels ---------------------------------------------------------------------------------
 
-__global__ void embedding_kernel(EmbeddingArgs a) {
-  embedding_block(a, [] {
-    wait_for_previous_kernel();
-    let_next_kernel_start();
-  });
+__global__ void embedding_kernel(const int64_t* ids, const int64_t* pos, const float* wte,
+                                 const float* wpe, int64_t s, int64_t e, float* out) {
+  wait_for_previous_kernel();
+  let_next_kernel_start();
+  int64_t row = blockIdx.x;
+  int64_t p = pos ? pos[row] : row % s;
+  const float* a = wte + ids[row] * e;
+  const float* b = wpe + p * e;
+  for (int64_t k = threadIdx.x; k < e; k += blockDim.x) out[row * e + k] = a[k] + b[k];
 }
 
 __device__ float block_sum(float v, float* shared) {
@@ -102,8 +104,8 @@ struct Launcher {
 // Launches attention_kernel with the register count the head size needs (M: the mask's type).
 template <typename T, typename M>
 void launch_attention(const AttentionArgs& a, const Launcher& launch) {
-  dim3 grid(static_cast<unsigned>(attention_work_blocks(a, kAttentionWarps)));
-  size_t smem = attention_smem_bytes(a.e / a.heads, kAttentionWarps);
+  dim3 grid(static_cast<unsigned>(attention_blocks(a)));
+  size_t smem = attention_smem_bytes(a.e / a.heads);
   auto go = [&](auto per_lane) {
     auto kernel = attention_kernel<decltype(per_lane)::value, T, M>;
     if (smem > 48 * 1024)
@@ -131,11 +133,13 @@ void launch_attention(const AttentionArgs& a, const Launcher& launch) {
   }
 }
 
-__global__ void last_rows_kernel(LastRowsArgs a) {
-  last_rows_block(a, [] {
-    wait_for_previous_kernel();
-    let_next_kernel_start();
-  });
+// y[r] = x[r, t - 1]: each row's last position (the only logits generation needs).
+template <typename T>
+__global__ void last_rows_kernel(const T* x, int64_t t, int64_t e, T* y) {
+  wait_for_previous_kernel();
+  let_next_kernel_start();
+  for (int64_t k = threadIdx.x; k < e; k += blockDim.x)
+    y[blockIdx.x * e + k] = x[(blockIdx.x * t + t - 1) * e + k];
 }
 
 // Exact GELU (cuBLASLt's GELU epilogue is the tanh form): y = gelu(x) + residual, x = the GEMM
@@ -443,20 +447,6 @@ struct Runner::Impl {
         check(cudaFuncSetAttribute(skinny_kernel(mt), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    optin),
               "cudaFuncSetAttribute");
-    // GPTRT_CUDA_DECODER_KERNEL=0 switches the persistent decoder kernel off (comparisons, tests).
-    const char* decoder_env = std::getenv("GPTRT_CUDA_DECODER_KERNEL");
-    int cooperative = 0;
-    check(cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, dev),
-          "cooperative launch support");
-    decoder_kernel_enabled =
-        skinny_enabled && cooperative && !(decoder_env && std::string(decoder_env) == "0");
-    if (decoder_kernel_enabled) {
-      check(cudaFuncSetAttribute(decoder_kernel_fn(), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 optin),
-            "cudaFuncSetAttribute (decoder kernel)");
-      check(cudaMalloc(reinterpret_cast<void**>(&barrier), 256), "cudaMalloc (grid barrier)");
-      check(cudaMemset(barrier, 0, 256), "cudaMemset (grid barrier)");
-    }
     find_layer_norm_fusions();
     plan = reference::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
     if (plan.total > 0)
@@ -475,9 +465,7 @@ struct Runner::Impl {
 
   ~Impl() {
     free_kv();
-    drop_graphs();
-    cudaFree(barrier);
-    cudaFree(stamps);
+    for (auto& [k, ge] : graphs) cudaGraphExecDestroy(ge);
     for (auto& [k, lp] : lt_plans) {
       cublasLtMatmulDescDestroy(lp.op);
       cublasLtMatrixLayoutDestroy(lp.a);
@@ -502,7 +490,6 @@ struct Runner::Impl {
   void drop_graphs() {
     for (auto& [k, ge] : graphs) cudaGraphExecDestroy(ge);
     graphs.clear();
-    free_decoder_plans(false);  // after the graphs that launch with them
   }
 
   void* value_ptr(int id) {
@@ -647,20 +634,8 @@ struct Runner::Impl {
       a.k = static_cast<int>(w.constant.dim(1));
       a.row_stride = skinny_row_stride(a.k);
       a.tn = sp.tn;
-      gemm_kind = ln ? "skinny+LN" : "skinny";
-      if (collecting) {
-        collect_failed = collect_failed || sp.mt != 1;
-        Stage st{};
-        st.kind = StageKind::kLinear;
-        st.linear = a;
-        collect(st, label_of(n, m));
-        return;
-      }
       launch(skinny_kernel(sp.mt), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
-      return;
-    }
-    if (collecting) {  // cuBLASLt: not a stage of the persistent decoder kernel
-      collect_failed = true;
+      gemm_kind = ln ? "skinny+LN" : "skinny";
       return;
     }
     const ir::Value& wv = g.values[static_cast<size_t>(n.inputs[1])];
@@ -760,9 +735,7 @@ struct Runner::Impl {
       f(__nv_bfloat16{});
   }
 
-  // Every kernel of one forward pass for [b, s] on `stream` (captured or launched directly), or
-  // with `collecting` set, the persistent decoder kernel's stages instead (collect_failed when a
-  // node needs a kernel of its own).
+  // Every kernel of one forward pass for [b, s] on `stream` (captured or launched directly).
   void forward(int64_t b, int64_t s, bool with_pos, bool with_mask, bool decode = false) {
     int64_t rows = b * s, head_rows = decode ? b : rows;  // the LM head's rows
     dim3 row_blocks(static_cast<unsigned>(rows)), threads(256);
@@ -772,26 +745,12 @@ struct Runner::Impl {
       void* y = value_ptr(n.outputs[0]);
       if (n.op_type == "Embedding") {
         const ir::Value& wpe = g.values[static_cast<size_t>(n.inputs[3])];
-        EmbeddingArgs a{ids,
-                        with_pos ? pos : nullptr,
-                        static_cast<const float*>(value_ptr(n.inputs[2])),
-                        static_cast<const float*>(value_ptr(n.inputs[3])),
-                        static_cast<float*>(y),
-                        rows,
-                        s,
-                        wpe.constant.dim(1)};
-        if (collecting) {
-          Stage st{};
-          st.kind = StageKind::kEmbedding;
-          st.embedding = a;
-          collect(st, label_of(n, rows));
-        } else {
-          launch(embedding_kernel, row_blocks, threads, 0, a);
-        }
+        launch(embedding_kernel, row_blocks, threads, 0, ids, with_pos ? pos : nullptr,
+               static_cast<const float*>(value_ptr(n.inputs[2])),
+               static_cast<const float*>(value_ptr(n.inputs[3])), s, wpe.constant.dim(1),
+               static_cast<float*>(y));
       } else if (n.op_type == "LayerNormalization") {
         if (layer_norm_fused(idx, rows, head_rows)) continue;  // its readers normalise
-        collect_failed = collect_failed || collecting;
-        if (collecting) continue;
         int64_t e = g.values[static_cast<size_t>(n.inputs[1])].constant.numel();
         typed(n.outputs[0], [&](auto tag) {
           using T = decltype(tag);
@@ -820,25 +779,14 @@ struct Runner::Impl {
           a.mask = with_mask && n.inputs.size() > 1 && n.inputs[1] >= 0 ? mask : nullptr;
           a.key_stride = s;
         }
+        typed(n.outputs[0], [&](auto tag) {
+          using T = decltype(tag);
+          if (decode)
+            launch_attention<T, uint8_t>(a, launch);
+          else
+            launch_attention<T, int64_t>(a, launch);
+        });
         ++layer;
-        if (collecting) {
-          const int64_t d = a.e / a.heads;
-          collect_failed = collect_failed || d > 64 || storage(n.outputs[0]) == CUDA_R_32F;
-          Stage st{};
-          st.kind = StageKind::kAttention;
-          st.per_lane = d <= 32 ? 1 : 2;
-          st.mask_bytes = decode ? 1 : 8;
-          st.attention = a;
-          collect(st, label_of(n, rows));
-        } else {
-          typed(n.outputs[0], [&](auto tag) {
-            using T = decltype(tag);
-            if (decode)
-              launch_attention<T, uint8_t>(a, launch);
-            else
-              launch_attention<T, int64_t>(a, launch);
-          });
-        }
       } else if (decode && n.outputs[0] == g.outputs[0]) {  // LM head: last positions only
         // (of the LayerNorm's input when the skinny kernel normalises)
         bool ln = ln_before[idx] >= 0 &&
@@ -847,15 +795,11 @@ struct Runner::Impl {
         const void* x = value_ptr(src);
         if (s > 1) {
           int64_t e = g.values[static_cast<size_t>(src)].shape.dims.back().value;
-          LastRowsArgs a{x, kv.last, b, s, e * (storage(src) == CUDA_R_32F ? 4 : 2)};
-          if (collecting) {
-            Stage st{};
-            st.kind = StageKind::kLastRows;
-            st.last_rows = a;
-            collect(st, "Last rows, " + std::to_string(b) + " rows");
-          } else {
-            launch(last_rows_kernel, dim3(static_cast<unsigned>(b)), threads, 0, a);
-          }
+          typed(src, [&](auto tag) {
+            using T = decltype(tag);
+            launch(last_rows_kernel<T>, dim3(static_cast<unsigned>(b)), threads, 0,
+                   static_cast<const T*>(x), s, e, static_cast<T*>(kv.last));
+          });
           x = kv.last;
         }
         linear(idx, n, b, y, x, ln);
@@ -869,193 +813,7 @@ struct Runner::Impl {
     }
   }
 
-  // The persistent decoder kernel's plan for one input shape: the stage list in device memory
-  // (referenced by the captured graphs, so freed with them), or ok = false when some node needs a
-  // kernel of its own there (more than 16 rows, an unfused LayerNorm, head size over 64, ...).
-  struct DecoderPlan {
-    bool ok = false;
-    Stage* stages = nullptr;
-    int count = 0;
-    size_t smem = 0;
-    std::vector<std::string> labels;  // per stage, for profiles
-  };
-  using DecoderKey = std::tuple<int64_t, int64_t, bool, bool, bool>;  // b, s, pos, mask, decode
-  std::map<DecoderKey, DecoderPlan> decoder_plans;
-  bool decoder_kernel_enabled = false;
-  unsigned* barrier = nullptr;  // grid barrier state (decoder_kernel.cuh)
-  struct Collected {
-    std::vector<Stage> stages;
-    std::vector<std::string> labels;
-  };
-  Collected* collecting = nullptr;
-  unsigned long long* stamps = nullptr;  // profiles: the persistent kernel's clock stamps
-  int64_t stamps_bytes = 0;
-  const DecoderPlan* stamped = nullptr;
-  bool collect_failed = false;
-  void collect(const Stage& st, std::string label) {
-    collecting->stages.push_back(st);
-    collecting->labels.push_back(std::move(label));
-  }
-
-  void* decoder_kernel_fn() const {
-    return precision == Precision::kFp16 ? reinterpret_cast<void*>(decoder_kernel<__half>)
-                                         : reinterpret_cast<void*>(decoder_kernel<__nv_bfloat16>);
-  }
-
-  // Plans (once per shape, never inside a graph capture) whether the persistent decoder kernel
-  // runs this pass.
-  const DecoderPlan& decoder_plan(int64_t b, int64_t s, bool with_pos, bool with_mask,
-                                  bool decode) {
-    DecoderKey key{b, s, with_pos, with_mask, decode};
-    auto it = decoder_plans.find(key);
-    if (it != decoder_plans.end()) return it->second;
-    DecoderPlan dp;
-    if (decoder_kernel_enabled && b * s <= 16) {
-      Collected collected;
-      collecting = &collected;
-      collect_failed = false;
-      forward(b, s, with_pos, with_mask, decode);
-      collecting = nullptr;
-      const std::vector<Stage>& stages = collected.stages;
-      dp.labels = collected.labels;
-      size_t work = 0;
-      for (const Stage& st : stages) {
-        if (st.kind == StageKind::kLinear)
-          work = std::max(work, skinny_smem_bytes(1, st.linear.k, st.linear.ln_gamma != nullptr));
-        if (st.kind == StageKind::kAttention)
-          work = std::max(work,
-                          attention_smem_bytes(st.attention.e / st.attention.heads, kDecoderWarps));
-      }
-      plan_prefetches(collected.stages);
-      dp.count = static_cast<int>(stages.size());
-      dp.smem = stages.size() * sizeof(Stage) + work;
-      int per_sm = 0;
-      if (!collect_failed && !stages.empty() && dp.smem <= smem_optin)
-        check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, decoder_kernel_fn(),
-                                                            32 * kDecoderWarps, dp.smem),
-              "cudaOccupancyMaxActiveBlocksPerMultiprocessor (decoder kernel)");
-      if (per_sm >= 1) {
-        check(cudaMalloc(reinterpret_cast<void**>(&dp.stages), stages.size() * sizeof(Stage)),
-              "cudaMalloc (decoder stages)");
-        check(cudaMemcpy(dp.stages, stages.data(), stages.size() * sizeof(Stage),
-                         cudaMemcpyHostToDevice),
-              "decoder stages upload");
-        dp.ok = true;
-      }
-    }
-    return decoder_plans.emplace(key, dp).first->second;
-  }
-
-  // The persistent kernel's L2 prefetches: each linear stage (and the first stage) asks for the
-  // weights of the next linear stage but the LM head; the stages before the LM head each ask for
-  // a slice of its first head_prefetch bytes (GPTRT_CUDA_HEAD_PREFETCH_MB, default 24: less than
-  // the smallest L2 of the GPUs it is tuned for, 50 MB on the H100).
-  void plan_prefetches(std::vector<Stage>& stages) {
-    const int count = static_cast<int>(stages.size());
-    auto weight_bytes = [](const Stage& st) {
-      return static_cast<int64_t>(st.linear.n) * st.linear.k * 2;
-    };
-    for (int s = 0; s < count; ++s) {
-      stages[static_cast<size_t>(s)].prefetch[0] = stages[static_cast<size_t>(s)].prefetch[1] =
-          nullptr;
-      if (s > 0 && stages[static_cast<size_t>(s)].kind != StageKind::kLinear) continue;
-      for (int n = s + 1; n < count - 1; ++n) {
-        const Stage& next = stages[static_cast<size_t>(n)];
-        if (next.kind != StageKind::kLinear) continue;
-        stages[static_cast<size_t>(s)].prefetch[0] = next.linear.w;
-        stages[static_cast<size_t>(s)].prefetch_bytes[0] = weight_bytes(next);
-        break;
-      }
-    }
-    const Stage& head = stages.back();
-    if (count < 2 || head.kind != StageKind::kLinear) return;
-    const char* env = std::getenv("GPTRT_CUDA_HEAD_PREFETCH_MB");
-    int64_t want = std::min<int64_t>(weight_bytes(head), (env ? std::atoll(env) : 24) << 20);
-    const int slices = std::min(5, count - 1);
-    const int64_t slice = want / slices / 128 * 128;
-    for (int i = 0; i < slices && slice > 0; ++i) {
-      Stage& st = stages[static_cast<size_t>(count - 1 - slices + i)];
-      st.prefetch[1] = static_cast<const char*>(head.linear.w) + i * slice;
-      st.prefetch_bytes[1] = slice;
-    }
-  }
-
-  void free_decoder_plans(bool decode) {
-    for (auto it = decoder_plans.begin(); it != decoder_plans.end();) {
-      if (std::get<4>(it->first) != decode) {
-        ++it;
-        continue;
-      }
-      cudaFree(it->second.stages);
-      it = decoder_plans.erase(it);
-    }
-  }
-
-  // One forward pass: the persistent decoder kernel when its plan (made beforehand) says so,
-  // else every kernel.
-  void forward_pass(int64_t b, int64_t s, bool with_pos, bool with_mask, bool decode = false) {
-    auto it = decoder_plans.find(DecoderKey{b, s, with_pos, with_mask, decode});
-    if (it == decoder_plans.end() || !it->second.ok) {
-      forward(b, s, with_pos, with_mask, decode);
-      return;
-    }
-    const DecoderPlan& dp = it->second;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeCooperative;  // every block resident (the grid barrier)
-    attr[0].val.cooperative = 1;
-    cudaLaunchConfig_t config{};
-    config.gridDim = dim3(static_cast<unsigned>(sm_count));
-    config.blockDim = dim3(32 * kDecoderWarps);
-    config.dynamicSmemBytes = dp.smem;
-    config.stream = stream;
-    config.attrs = attr;
-    config.numAttrs = 1;
-    const Stage* stages = dp.stages;
-    unsigned long long* st = nullptr;
-    if (marking) {  // per-stage times from the kernel's own clock stamps
-      grow(&stamps, &stamps_bytes, (2 * dp.count + 1) * 8, false);
-      check(cudaMemsetAsync(stamps, 0, static_cast<size_t>(stamps_bytes), stream), "stamps");
-      st = stamps;
-      stamped = &dp;
-    }
-    if (precision == Precision::kFp16)
-      check(cudaLaunchKernelEx(&config, decoder_kernel<__half>, stages, dp.count, barrier, st),
-            "decoder kernel launch");
-    else
-      check(
-          cudaLaunchKernelEx(&config, decoder_kernel<__nv_bfloat16>, stages, dp.count, barrier, st),
-          "decoder kernel launch");
-    if (marking)
-      mark_label("persistent decoder kernel (" + std::to_string(dp.count) + " stages), " +
-                 std::to_string(b * s) + " rows");
-  }
-
-  // After a profiled persistent kernel: each stage's time (from the block 0's exit of the barrier
-  // before it to the last arrival at the barrier after it) and the barriers' into `profile`.
-  void add_stage_times(Runner::Profile& profile) {
-    if (!stamped) return;
-    const int count = stamped->count;
-    std::vector<unsigned long long> t(static_cast<size_t>(2 * count + 1));
-    check(cudaMemcpy(t.data(), stamps, t.size() * 8, cudaMemcpyDeviceToHost), "stamps");
-    auto ms = [](unsigned long long from, unsigned long long to) {
-      return to > from ? static_cast<double>(to - from) * 1e-6 : 0.0;
-    };
-    for (int s = 0; s < count; ++s) {
-      auto& work =
-          profile["  in the persistent kernel: " + stamped->labels[static_cast<size_t>(s)]];
-      work.first += ms(t[static_cast<size_t>(2 * s + 1)], t[static_cast<size_t>(2 * s + 2)]);
-      work.second += 1;
-      if (s == 0) continue;
-      auto& wait = profile["  in the persistent kernel: grid barriers"];
-      wait.first += ms(t[static_cast<size_t>(2 * s)], t[static_cast<size_t>(2 * s + 1)]);
-      wait.second += 1;
-    }
-    stamped = nullptr;
-  }
-
-  void mark(const ir::Node& n, int64_t rows) { mark_label(label_of(n, rows)); }
-  // The profile's name for node n's kernel over `rows` rows.
-  std::string label_of(const ir::Node& n, int64_t rows) const {
+  void mark(const ir::Node& n, int64_t rows) {
     std::string label = n.op_type;
     if (n.op_type == "Linear") {
       const ir::Value& w = g.values[static_cast<size_t>(n.inputs[1])];
@@ -1064,9 +822,7 @@ struct Runner::Impl {
       label += (head ? " (LM head) " : " ") + std::to_string(k) + "->" + std::to_string(cols) +
                " " + gemm_kind;
     }
-    return label + ", " + std::to_string(rows) + " rows";
-  }
-  void mark_label(const std::string& label) {
+    label += ", " + std::to_string(rows) + " rows";
     size_t i = mark_labels.size();
     if (i == mark_events.size()) {
       mark_events.push_back(nullptr);
@@ -1093,7 +849,6 @@ struct Runner::Impl {
   void free_kv() {
     if (kv.step_graph) cudaGraphExecDestroy(kv.step_graph);
     kv.step_graph = nullptr;
-    free_decoder_plans(true);
     for (float* p : kv.k) cudaFree(p);
     for (float* p : kv.v) cudaFree(p);
     kv.k.clear();
@@ -1190,20 +945,19 @@ struct Runner::Impl {
     check(cudaMemcpyAsync(kv.valid, flags, static_cast<size_t>(b * kv.cache_s),
                           cudaMemcpyHostToDevice, stream),
           "H2D flags");
-    decoder_plan(b, t, true, false, true);
     if (t == 1 && use_graphs) {
       if (!kv.step_graph) {
         cudaGraph_t graph = nullptr;
         check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
               "cudaStreamBeginCapture");
-        forward_pass(b, 1, true, false, true);
+        forward(b, 1, true, false, true);
         check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
         check(cudaGraphInstantiate(&kv.step_graph, graph, 0), "cudaGraphInstantiate");
         cudaGraphDestroy(graph);
       }
       check(cudaGraphLaunch(kv.step_graph, stream), "cudaGraphLaunch");
     } else {
-      forward_pass(b, t, true, false, true);
+      forward(b, t, true, false, true);
     }
     int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
     auto* picks_host = static_cast<int64_t*>(pinned_in) + 2 * rows + 1 + (b * kv.cache_s + 7) / 8;
@@ -1289,7 +1043,6 @@ struct Runner::Impl {
     }
     grow(&pinned_out, &pinned_out_bytes, out_need, true);
 
-    decoder_plan(b, s, pos_t != nullptr, mask_t != nullptr, false);
     check(cudaEventRecord(ev[0], stream), "cudaEventRecord");
     check(cudaMemcpyAsync(ids, host, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice, stream),
           "H2D ids");
@@ -1307,7 +1060,7 @@ struct Runner::Impl {
       marking = true;
       mark_labels.clear();
       check(cudaEventRecord(ev[1], stream), "cudaEventRecord");
-      forward_pass(b, s, pos_t != nullptr, mask_t != nullptr);
+      forward(b, s, pos_t != nullptr, mask_t != nullptr);
       marking = false;
     } else if (use_graphs) {
       auto key = std::make_pair(b, s);
@@ -1316,7 +1069,7 @@ struct Runner::Impl {
         cudaGraph_t graph = nullptr;
         check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
               "cudaStreamBeginCapture");
-        forward_pass(b, s, pos_t != nullptr, mask_t != nullptr);
+        forward(b, s, pos_t != nullptr, mask_t != nullptr);
         check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
         cudaGraphExec_t exec = nullptr;
         check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
@@ -1325,7 +1078,7 @@ struct Runner::Impl {
       }
       check(cudaGraphLaunch(it->second, stream), "cudaGraphLaunch");
     } else {
-      forward_pass(b, s, pos_t != nullptr, mask_t != nullptr);
+      forward(b, s, pos_t != nullptr, mask_t != nullptr);
     }
     check(cudaEventRecord(ev[2], stream), "cudaEventRecord");
     check(cudaMemcpyAsync(pinned_out, out, static_cast<size_t>(out_need), cudaMemcpyDeviceToHost,
@@ -1347,7 +1100,6 @@ struct Runner::Impl {
       slot.first += ms;
       slot.second += 1;
     }
-    if (profile) add_stage_times(*profile);
     Tensor result = Tensor::uninitialized(DType::kFloat32, {b, s, vocab});
     std::memcpy(result.data_mut<float>(), pinned_out, static_cast<size_t>(out_need));
     return {result};

@@ -44,9 +44,7 @@ class Runner {
   Runner(std::shared_ptr<const void> owner, const ir::Graph& graph, Precision precision,
          const std::map<std::string, int64_t>& dim_max);
   ~Runner();
-  /// Per kernel kind: total GPU milliseconds and launches (ExecutionContext::profile()). Labels
-  /// indented by two spaces are parts of another entry (the persistent decoder kernel's stages
-  /// and barriers, timed by its own clock).
+  /// Per kernel kind: total GPU milliseconds and launches (ExecutionContext::profile()).
   using Profile = std::map<std::string, std::pair<double, int64_t>>;
   /// Inputs by name (already checked against the profiles) -> outputs on the host. With
   /// `profile`, the kernels run one by one (no CUDA graph) behind a spin kernel that lets the

@@ -211,13 +211,9 @@ __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_
 // The weights stream through a ring of kSkinnyStages stages in shared memory with cp.async:
 // each lane copies exactly the 16-byte pieces it will multiply, so a lane waits only for its own
 // copies (no barrier). The first stages are requested before the previous kernel has finished.
-//
-// One block's share of the GEMM (grid-stride over column groups), with the block's dynamic shared
-// memory; `wait()` returns when the inputs are ready (the previous kernel, or the previous stage
-// of the persistent decoder kernel, has finished), every block calls it exactly once.
-template <typename T, int MT, typename Wait>
-__device__ __forceinline__ void skinny_linear_block(const SkinnyArgs& p, unsigned char* smem,
-                                                    Wait wait) {
+template <typename T, int MT>
+__global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
+  extern __shared__ __align__(16) unsigned char smem[];
   uint4* ring = reinterpret_cast<uint4*>(smem);  // [stage][chunk][thread]
   T* xs = reinterpret_cast<T*>(smem + size_t{kSkinnyStages} * kSkinnyBatch * 256 * 16);
   float* partial = reinterpret_cast<float*>(xs + 16 * MT * p.row_stride);
@@ -298,7 +294,8 @@ __device__ __forceinline__ void skinny_linear_block(const SkinnyArgs& p, unsigne
       reinterpret_cast<float4*>(gamma_beta + p.k)[i] =
           reinterpret_cast<const float4*>(p.ln_beta)[i];
     }
-  wait();
+  wait_for_previous_kernel();
+  let_next_kernel_start();
 #pragma unroll
   for (int q = 0; q < kEarly; ++q) {
     int i = threadIdx.x + q * 256;
@@ -373,15 +370,6 @@ __device__ __forceinline__ void skinny_linear_block(const SkinnyArgs& p, unsigne
     group += gridDim.x;
   }
   copy_async_wait<0>();
-}
-
-template <typename T, int MT>
-__global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  skinny_linear_block<T, MT>(p, smem, [] {
-    wait_for_previous_kernel();
-    let_next_kernel_start();
-  });
 }
 
 }  // namespace gptrt::cuda
