@@ -291,6 +291,17 @@ TEST(Cuda, GenerationReproducesTheGoldensAndEveryDecodeStepMatchesAFullRerun) {
   penalised.repetition_penalty = 1.3f;
   EXPECT_EQ(gen.generate({start}, penalised).generated,
             cpu_gen.generate({start}, penalised).generated);
+  // A call with the batch and cache length of the one before reuses its cache, buffers and
+  // decode graph (nothing allocated or captured again): the same tokens as the cpu backend, for a
+  // repeated prompt and for a shorter one (5 + 10 positions like 7 + 8).
+  GenerationConfig greedy;
+  greedy.max_new_tokens = 8;
+  EXPECT_EQ(gen.generate({start}, greedy).generated, all);
+  EXPECT_EQ(gen.generate({start}, greedy).generated, all);
+  greedy.max_new_tokens = 10;
+  const std::vector<int64_t> shorter = {44, 3, 250, 9, 60};
+  EXPECT_EQ(gen.generate({shorter}, greedy).generated,
+            cpu_gen.generate({shorter}, greedy).generated);
 }
 
 }  // namespace

@@ -377,7 +377,7 @@ struct Runner::Impl {
     int64_t* past = nullptr;
     void* last = nullptr;
     int64_t* picks = nullptr;  // argmax per row
-    int64_t batch = 0, cache_s = 0;
+    int64_t batch = 0, cache_s = 0, prompt = 0;
     cudaGraphExec_t step_graph = nullptr;
   } kv;
   float* out = nullptr;  // logits [b, s, vocab] (grown, never per run)
@@ -858,15 +858,18 @@ struct Runner::Impl {
     cudaFree(kv.last);
     cudaFree(kv.picks);
     kv.picks = nullptr;
+    kv.batch = kv.cache_s = kv.prompt = 0;  // (a failed reserve leaves nothing to reuse)
     kv.valid = nullptr;
     kv.past = nullptr;
     kv.last = nullptr;
   }
 
   // Generation for `b` rows of up to `cache_s` positions, prompts of up to `prompt` tokens: the
-  // KV cache, the activation arena for [b, prompt], the input and logits buffers (once per
-  // generate call, never per token).
+  // KV cache, the activation arena for [b, prompt], the input and logits buffers (at most once per
+  // generate call, never per token; kept, with the decode-step graph, for the next call of the
+  // same batch and cache length whose prompt fits).
   void reserve(int64_t b, int64_t cache_s, int64_t prompt) {
+    if (kv.batch == b && kv.cache_s == cache_s && prompt <= kv.prompt) return;
     cudaStreamSynchronize(stream);
     free_kv();
     drop_graphs();
@@ -907,6 +910,7 @@ struct Runner::Impl {
           "cudaMalloc (picks)");
     kv.batch = b;
     kv.cache_s = cache_s;
+    kv.prompt = prompt;
     int64_t rows = b * prompt;
     if (rows > io_elems) {
       for (int64_t** buf : {&ids, &mask, &pos}) {
