@@ -34,13 +34,13 @@ int sm_number() {
   return sm.empty() ? 0 : std::stoi(sm.substr(3));
 }
 
-// cuda::lower is host code: it runs wherever the backend is compiled in, GPU or not. FP16/BF16
-// engines store every linear layer's weight as [N, K] (transB = 1, what the skinny GEMM streams),
-// holding the FP32 weight's values rounded.
-TEST(CudaLowering, HalfPrecisionWeightsAreStoredAsNByK) {
+// cuda::lower is host code: it runs wherever the backend is compiled in, GPU or not. Engines
+// store every linear layer's weight as [N, K] (transB = 1, what the skinny GEMMs read): FP16/BF16
+// engines the FP32 weight's values rounded, FP32 engines the same values.
+TEST(CudaLowering, LinearWeightsAreStoredAsNByK) {
   if (!cuda::compiled_in()) GTEST_SKIP() << "built without the CUDA backend";
   Network net = Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx"));
-  for (Precision p : {Precision::kFp16, Precision::kBf16}) {
+  for (Precision p : {Precision::kFp16, Precision::kBf16, Precision::kFp32}) {
     ir::Graph g = net.impl->graph;
     passes::fold_constants(g);
     passes::eliminate_dead_code(g);
@@ -59,18 +59,23 @@ TEST(CudaLowering, HalfPrecisionWeightsAreStoredAsNByK) {
       bool was_nk = old.attr_int("transB", 0) != 0;
       int64_t k = was_nk ? w0.dim(1) : w0.dim(0), cols = was_nk ? w0.dim(0) : w0.dim(1);
       EXPECT_EQ(n.attr_int("transB", 0), 1) << n.describe();
-      EXPECT_EQ(w.dtype(), p == Precision::kFp16 ? DType::kFloat16 : DType::kBFloat16);
+      EXPECT_EQ(w.dtype(), p == Precision::kFp16   ? DType::kFloat16
+                           : p == Precision::kBf16 ? DType::kBFloat16
+                                                   : DType::kFloat32);
       ASSERT_EQ(w.shape(), (Shape{cols, k})) << n.describe();
       double worst = 0;
       for (int64_t c = 0; c < cols; ++c)
         for (int64_t r = 0; r < k; ++r) {
           float want = w0.data<float>()[was_nk ? c * k + r : r * cols + c];
-          uint16_t h = w.data<uint16_t>()[c * k + r];
-          float got = p == Precision::kFp16 ? half_to_float(h) : bf16_to_float(h);
+          float got = p == Precision::kFp32   ? w.data<float>()[c * k + r]
+                      : p == Precision::kFp16 ? half_to_float(w.data<uint16_t>()[c * k + r])
+                                              : bf16_to_float(w.data<uint16_t>()[c * k + r]);
           worst = std::max(worst, std::fabs(double(got) - want) / std::max(std::fabs(want), 1e-3f));
         }
-      // Stated bounds: FP16 rounds to 11 significant bits, BF16 to 8.
-      EXPECT_LE(worst, p == Precision::kFp16 ? 1.0 / 2048 : 1.0 / 256)
+      // Stated bounds: FP16 rounds to 11 significant bits, BF16 to 8; FP32 is the same value.
+      EXPECT_LE(worst, p == Precision::kFp32   ? 0.0
+                       : p == Precision::kFp16 ? 1.0 / 2048
+                                               : 1.0 / 256)
           << precision_name(p) << " " << n.describe();
     }
     EXPECT_GT(linears, 0);
@@ -203,6 +208,45 @@ TEST(Cuda, SkinnyGemmsMatchTheReferenceAndCublasLtAtOddSizes) {
             << precision_name(p) << " " << contexts[i / 2].first << " " << b << "x" << s;
     }
   }
+}
+
+// The FP32 skinny GEMM (up to 16 rows, exact FP32 on the CUDA cores, LayerNorm fused) against
+// the FP32 reference and against cuBLASLt without TF32, on the odd-size model (K 120 is not a
+// multiple of 128, N 257 is odd), with padded rows, with and without graphs: 1, 8 and 16-row
+// variants; 51 rows go to cuBLASLt.
+TEST(Cuda, SkinnyFp32GemmMatchesTheReferenceAndCublasLtAtOddSizes) {
+  SKIP_WITHOUT_GPU();
+  if (sm_number() < 80) GTEST_SKIP() << "the FP32 skinny GEMM needs sm_80 or newer";
+  Network net = odd_size_model();
+  BuildConfig ref_config;
+  auto ref = Engine::build(net, ref_config)->create_execution_context(1);
+  auto engine = cuda_engine(net, Precision::kFp32);
+  auto skinny = engine->create_execution_context();
+  setenv("GPTRT_CUDA_GEMM", "cublaslt", 1);
+  auto lt = engine->create_execution_context();
+  unsetenv("GPTRT_CUDA_GEMM");
+  std::mt19937 rng(17);
+  for (auto [b, s] :
+       {std::pair<int64_t, int64_t>{1, 1}, {1, 7}, {2, 4}, {1, 12}, {4, 4}, {16, 1}, {3, 17}}) {
+    TensorMap in = odd_inputs(b, s, rng);
+    const Tensor& mask = in.at("attention_mask");
+    Tensor want = ref->execute(in)[0];
+    Tensor with_lt = lt->execute(in)[0];
+    for (bool graphs : {false, true}) {
+      skinny->set_cuda_graphs(graphs);
+      Tensor got = skinny->execute(in)[0];
+      EXPECT_LE(max_abs_diff_masked(got, want, &mask), 1e-4)
+          << b << "x" << s << (graphs ? " graphs" : "");
+      EXPECT_LE(max_abs_diff_masked(got, with_lt, &mask), 1e-4) << b << "x" << s;
+    }
+  }
+  // The profile names the kernel that ran.
+  skinny->set_profiling(true);
+  skinny->execute(odd_inputs(1, 12, rng));
+  bool fp32_skinny = false;
+  for (const auto& [label, time] : skinny->profile())
+    fp32_skinny = fp32_skinny || label.find("skinny FP32+LN") != std::string::npos;
+  EXPECT_TRUE(fp32_skinny);
 }
 
 TEST(Cuda, EnginesRoundTripAndTheCliReportsTransfersApart) {

@@ -14,6 +14,7 @@
 
 #include "backends/cuda/attention.cuh"
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/skinny_fp32.cuh"
 #include "backends/cuda/skinny_linear.cuh"
 #include "backends/reference/executor.h"
 #include "backends/reference/fused_ops.h"
@@ -308,6 +309,16 @@ Tensor to_half(const Tensor& t, Precision precision, bool transpose = false) {
   return h;
 }
 
+// An FP32 matrix [R, C] as [C, R].
+Tensor transposed(const Tensor& t) {
+  const int64_t rows = t.dim(0), cols = t.dim(1);
+  Tensor out(DType::kFloat32, {cols, rows});
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      out.data_mut<float>()[c * rows + r] = t.data<float>()[r * cols + c];
+  return out;
+}
+
 }  // namespace
 
 bool has_kernel(const ir::Node& n) {
@@ -327,8 +338,19 @@ void lower(ir::Graph& g, Precision precision) {
         throw Error(ErrorCode::kUnsupported, n.describe() + ": head size " + std::to_string(d) +
                                                  " is over 256, the CUDA attention kernel's limit");
     }
-    if (n.op_type != "Linear" || precision == Precision::kFp32 || precision == Precision::kTf32)
+    if (n.op_type != "Linear") continue;
+    if (precision == Precision::kFp32 || precision == Precision::kTf32) {
+      // FP32: the weight stored [N, K] too (what the FP32 skinny kernel reads; cuBLASLt reads
+      // either), as a new value so that a tied embedding keeps its table.
+      if (n.attr_int("transB", 0) != 0) continue;
+      const ir::Value& v = g.values[static_cast<size_t>(n.inputs[1])];
+      std::string name = v.name + ".T";
+      int id = g.find(name);
+      if (id < 0) id = g.add_constant(name, transposed(v.constant));
+      n.inputs[1] = id;
+      n.attrs["transB"] = passes::int_attr(1);
       continue;
+    }
     // FP16/BF16: the weight in that type (a new value, so a tied embedding keeps its FP32 table)
     // and stored [N, K] (transB = 1: what the skinny kernel streams), and the bias too when the
     // output is kept in that type (cuBLASLt adds it in the output type).
@@ -396,6 +418,7 @@ struct Runner::Impl {
   int sm_major = 0, sm_count = 1;
   size_t smem_optin = 0;
   bool skinny_enabled = false;
+  bool skinny_fp32_enabled = false;
   int forced_tn = 0;  // GPTRT_CUDA_SKINNY_TN: column tiles per block (tests cover each)
   // LayerNorm fusion: per Linear node the LayerNormalization node feeding it that the skinny
   // kernel can absorb (-1: none); per such LayerNorm node its readers (all Linear, as input 0).
@@ -404,7 +427,8 @@ struct Runner::Impl {
   // Per (linear node, rows): whether the skinny kernel runs it, and how.
   struct SkinnyPlan {
     bool ok = false;
-    int mt = 0, tn = 1, grid = 0;
+    bool fp32 = false;  // skinny_fp32_kernel: mt = its MR, tn = its K splits, v = its V
+    int mt = 0, tn = 1, grid = 0, v = 0;
     size_t smem = 0;
   };
   std::map<std::pair<size_t, int64_t>, SkinnyPlan> skinny_plans;
@@ -442,6 +466,14 @@ struct Runner::Impl {
     launch.overlap = sm_major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
     skinny_enabled = sm_major >= 8 && (p == Precision::kFp16 || p == Precision::kBf16) &&
                      !(gemm_env && std::string(gemm_env) == "cublaslt");
+    skinny_fp32_enabled = sm_major >= 8 && (p == Precision::kFp32 || p == Precision::kTf32) &&
+                          !(gemm_env && std::string(gemm_env) == "cublaslt");
+    if (skinny_fp32_enabled)
+      for (int mr : {1, 8, 16})
+        for (int v : {2, 4, 6})
+          check(cudaFuncSetAttribute(fp32_kernel(mr, v),
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, optin),
+                "cudaFuncSetAttribute");
     if (skinny_enabled)
       for (int mt = 1; mt <= kSkinnyMaxTiles; ++mt)
         check(cudaFuncSetAttribute(skinny_kernel(mt), cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -519,6 +551,38 @@ struct Runner::Impl {
     return (precision == Precision::kFp16 ? fp16 : bf16)[mt - 1];
   }
 
+  SkinnyKernel fp32_kernel(int mr, int v) const {
+    static const SkinnyKernel kernels[3][3] = {
+        {skinny_fp32_kernel<1, 2>, skinny_fp32_kernel<1, 4>, skinny_fp32_kernel<1, 6>},
+        {skinny_fp32_kernel<8, 2>, skinny_fp32_kernel<8, 4>, skinny_fp32_kernel<8, 6>},
+        {skinny_fp32_kernel<16, 2>, skinny_fp32_kernel<16, 4>, skinny_fp32_kernel<16, 6>}};
+    return kernels[mr == 1 ? 0 : mr == 8 ? 1 : 2][v / 2 - 1];
+  }
+
+  // The FP32 skinny kernel's plan: rows up to 16 (MR 1, 8 or 16), the fewest K splits (each lane
+  // holding at most 6 float4s per weight row) that give every SM a block, else the most.
+  SkinnyPlan skinny_fp32_plan(int64_t m, int64_t k, int64_t cols, bool layer_norm) const {
+    SkinnyPlan sp;
+    if (m < 1 || m > 16 || k % 4 != 0 || k > 128 * 6 * 8 || cols >= (1 << 24)) return sp;
+    sp.smem = skinny_fp32_smem_bytes(static_cast<int>(m), static_cast<int>(k), layer_norm);
+    if (sp.smem > smem_optin) return sp;
+    auto blocks = [&](int splits) {
+      return (cols + 8 / splits * kFp32Cols - 1) / (8 / splits * kFp32Cols);
+    };
+    for (int splits : {1, 2, 4, 8}) {
+      if (k > 128 * 6 * splits) continue;
+      sp.tn = splits;
+      if (blocks(splits) >= sm_count) break;
+    }
+    int64_t per_lane = (k + 128 * sp.tn - 1) / (128 * sp.tn);  // float4s per weight row
+    sp.v = static_cast<int>(std::max<int64_t>(2, (per_lane + 1) / 2 * 2));
+    sp.mt = m == 1 ? 1 : m <= 8 ? 8 : 16;
+    sp.grid = static_cast<int>(blocks(sp.tn));
+    sp.fp32 = true;
+    sp.ok = true;
+    return sp;
+  }
+
   void find_layer_norm_fusions() {
     ln_before.assign(g.nodes.size(), -1);
     ln_readers.assign(g.nodes.size(), {});
@@ -558,6 +622,12 @@ struct Runner::Impl {
     const ir::Node& n = g.nodes[index];
     const ir::Value& wv = g.values[static_cast<size_t>(n.inputs[1])];
     int res_id = n.inputs.size() > 3 ? n.inputs[3] : -1;
+    if (skinny_fp32_enabled && wv.dtype == DType::kFloat32 && n.attr_int("transB", 0) != 0 &&
+        storage(n.outputs[0]) == CUDA_R_32F)
+      return skinny_plans
+          .emplace(key, skinny_fp32_plan(m, wv.constant.dim(1), wv.constant.dim(0),
+                                         ln_before[index] >= 0))
+          .first->second;
     DType want = precision == Precision::kFp16 ? DType::kFloat16 : DType::kBFloat16;
     int64_t mt = (m + 15) / 16, k = wv.constant.dim(1), cols = wv.constant.dim(0);
     if (skinny_enabled && wv.dtype == want && n.attr_int("transB", 0) != 0 && k % 8 == 0 &&
@@ -610,7 +680,7 @@ struct Runner::Impl {
   void linear(size_t index, const ir::Node& n, int64_t m, void* y, const void* x_in = nullptr,
               bool ln_fused = false) {
     const SkinnyPlan& sp = skinny_plan(index, m);
-    if (sp.ok && (ln_fused || storage(n.inputs[0]) != CUDA_R_32F)) {
+    if (sp.ok && (sp.fp32 || ln_fused || storage(n.inputs[0]) != CUDA_R_32F)) {
       const ir::Value& w = g.values[static_cast<size_t>(n.inputs[1])];
       const ir::Node* ln = ln_fused ? &g.nodes[static_cast<size_t>(ln_before[index])] : nullptr;
       int bias_id = n.inputs.size() > 2 ? n.inputs[2] : -1;
@@ -632,8 +702,14 @@ struct Runner::Impl {
       a.m = static_cast<int>(m);
       a.n = static_cast<int>(w.constant.dim(0));
       a.k = static_cast<int>(w.constant.dim(1));
-      a.row_stride = skinny_row_stride(a.k);
+      a.row_stride = sp.fp32 ? a.k : skinny_row_stride(a.k);
       a.tn = sp.tn;
+      if (sp.fp32) {
+        launch(fp32_kernel(sp.mt, sp.v), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem,
+               a);
+        gemm_kind = ln ? "skinny FP32+LN" : "skinny FP32";
+        return;
+      }
       launch(skinny_kernel(sp.mt), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
       gemm_kind = ln ? "skinny+LN" : "skinny";
       return;

@@ -116,18 +116,20 @@ __device__ __forceinline__ uint32_t pack2(float a, float b) {
   }
 }
 
-// The rows into shared memory: [16 * MT][row_stride] in T, rows < m and columns < k only (the
+// The rows into shared memory: [16 * MT][row_stride] in T (FP16/BF16, or FP32 for
+// skinny_fp32_kernel), rows < m and columns < k only (the
 // multiply reads nothing else), in one memory round trip where it can: plain rows with cp.async
-// (every piece requested at once), LayerNorm rows two per warp at a time in registers (one read
-// of each row; gamma and beta already in shared memory), four values per lane at a time.
-template <typename T, int MT>
+// (every piece requested at once), LayerNorm rows kAtOnce per warp at a time in registers (one
+// read of each row; gamma and beta already in shared memory), four values per lane at a time.
+template <typename T, int kAtOnce = 2>
 __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_beta) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, stride = p.row_stride;
   if (!p.ln_gamma) {
     const T* x = static_cast<const T*>(p.x);
-    const int pieces = p.k / 8;  // 16 bytes each (k % 8 == 0)
+    constexpr int kPer = 16 / sizeof(T);
+    const int pieces = p.k / kPer;  // 16 bytes each (k % kPer == 0)
     for (int i = threadIdx.x; i < p.m * pieces; i += blockDim.x) {
-      const int r = i / pieces, c = i % pieces * 8;
+      const int r = i / pieces, c = i % pieces * kPer;
       copy_async(xs + r * stride + c, x + static_cast<int64_t>(r) * p.k + c, true);
     }
     copy_async_commit();
@@ -156,10 +158,10 @@ __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_
     }
     return;
   }
-  for (int r0 = warp; r0 < p.m; r0 += 16) {  // rows r0 and r0 + 8
-    float4 v[2][kVecs];
+  for (int r0 = warp; r0 < p.m; r0 += 8 * kAtOnce) {  // rows r0, r0 + 8, ...
+    float4 v[kAtOnce][kVecs];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
+    for (int h = 0; h < kAtOnce; ++h) {
       const int r = r0 + 8 * h;
       const float4* src = reinterpret_cast<const float4*>(x + static_cast<int64_t>(r) * p.k);
 #pragma unroll
@@ -168,16 +170,16 @@ __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_
         v[h][j] = r < p.m && at < nv ? src[at] : make_float4(0, 0, 0, 0);
       }
     }
-    float mean[2], inv[2];
+    float mean[kAtOnce], inv[kAtOnce];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
+    for (int h = 0; h < kAtOnce; ++h) {
       float sum = 0;
 #pragma unroll
       for (int j = 0; j < kVecs; ++j) sum += (v[h][j].x + v[h][j].y) + (v[h][j].z + v[h][j].w);
       mean[h] = warp_sum(sum) * inv_k;
     }
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
+    for (int h = 0; h < kAtOnce; ++h) {
       float var = 0;
 #pragma unroll
       for (int j = 0; j < kVecs; ++j) {
@@ -189,7 +191,7 @@ __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_
       inv[h] = rsqrtf(warp_sum(var) * inv_k + p.ln_eps);
     }
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
+    for (int h = 0; h < kAtOnce; ++h) {
       const int r = r0 + 8 * h;
       if (r >= p.m) break;
       T* dst = xs + r * stride;
@@ -199,10 +201,17 @@ __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_
         if (at >= nv) continue;
         float4 gm = gamma[at], bt = beta[at];
         const float m = mean[h], iv = inv[h];
-        uint2 packed;
-        packed.x = pack2<T>((v[h][j].x - m) * iv * gm.x + bt.x, (v[h][j].y - m) * iv * gm.y + bt.y);
-        packed.y = pack2<T>((v[h][j].z - m) * iv * gm.z + bt.z, (v[h][j].w - m) * iv * gm.w + bt.w);
-        *reinterpret_cast<uint2*>(dst + 4 * at) = packed;
+        const float4 out =
+            make_float4((v[h][j].x - m) * iv * gm.x + bt.x, (v[h][j].y - m) * iv * gm.y + bt.y,
+                        (v[h][j].z - m) * iv * gm.z + bt.z, (v[h][j].w - m) * iv * gm.w + bt.w);
+        if constexpr (std::is_same_v<T, float>) {
+          *reinterpret_cast<float4*>(dst + 4 * at) = out;
+        } else {
+          uint2 packed;
+          packed.x = pack2<T>(out.x, out.y);
+          packed.y = pack2<T>(out.z, out.w);
+          *reinterpret_cast<uint2*>(dst + 4 * at) = packed;
+        }
       }
     }
   }
@@ -302,7 +311,7 @@ __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
     early_residual[q] = i < outputs ? residual_at(row_of(i), col_of(blockIdx.x, i)) : 0.f;
   }
   __syncthreads();
-  skinny_load_rows<T, MT>(p, xs, gamma_beta);
+  skinny_load_rows<T>(p, xs, gamma_beta);
   __syncthreads();
 
   float acc[MT][4] = {};

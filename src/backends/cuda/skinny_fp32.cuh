@@ -1,0 +1,137 @@
+// The CUDA backend's FP32 GEMM for few rows (exact FP32 arithmetic on the CUDA cores, no TF32):
+// y[M, N] = act(LN(x)[M, K] @ W^T + bias) + residual with W stored [N, K] in FP32, M <= 16.
+//
+// Shape of the work: a block of 8 warps owns 8 / S column pairs (S = the K splits, 1, 2, 4 or 8);
+// warp (pair g, split s) holds its two weight rows' share of K in registers, V float4s per row
+// and lane: k = (s * V + v) * 128 + 4 * lane. Those loads are issued before the block waits for
+// the previous kernel (programmatic dependent launch), so the weights stream in while it
+// finishes. The rows then come into shared memory as FP32 (normalised there when a LayerNorm is
+// fused), each lane multiplies its weights with every row (MR x 2 sums), and the warp reduces the
+// sums with a butterfly that leaves one sum per lane. The K splits meet in shared memory in a
+// fixed order (deterministic), then bias, GELU (tanh or erf) and the residual.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backends/cuda/kernel_common.cuh"
+#include "backends/cuda/skinny_linear.cuh"
+
+namespace gptrt::cuda {
+
+constexpr int kFp32Cols = 2;  // output columns per warp
+
+// Shared memory: the rows [m][k], the warps' sums [8][MR * 2], LayerNorm gamma and beta.
+inline size_t skinny_fp32_smem_bytes(int m, int k, bool layer_norm) {
+  return (static_cast<size_t>(m) * k + 8 * 16 * kFp32Cols + (layer_norm ? 2 * k : 0)) * 4;
+}
+
+// Sums v[i] over the warp's lanes for every i < NV (a power of two up to 32) with 31 or fewer
+// shuffles: returns the sum of value `idx`, which the lane learns (lanes holding the same idx
+// hold the same sum).
+template <int NV>
+__device__ __forceinline__ float warp_reduce_scatter(float (&v)[NV], int lane, int& idx) {
+  idx = 0;
+  int count = NV;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    if (count > 1) {
+      const bool upper = (lane & o) != 0;
+      const int half = count / 2;
+#pragma unroll
+      for (int i = 0; i < NV / 2; ++i) {
+        if (i >= half) break;
+        const float send = upper ? v[i] : v[i + half];
+        const float keep = upper ? v[i + half] : v[i];
+        v[i] = keep + __shfl_xor_sync(0xffffffff, send, o);
+      }
+      if (upper) idx += half;
+      count = half;
+    } else {
+      v[0] += __shfl_xor_sync(0xffffffff, v[0], o);
+    }
+  }
+  return v[0];
+}
+
+// MR: rows (>= m, 1, 8 or 16); V: float4s per weight row and lane (K <= 128 * V * splits).
+// SkinnyArgs as for skinny_linear_kernel, all FP32; tn holds the K splits.
+template <int MR, int V>
+__global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
+  extern __shared__ __align__(16) float fsmem[];
+  constexpr int C = kFp32Cols, NV = MR * C;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int splits = p.tn, pairs = 8 / splits, pair = warp % pairs, split = warp / pairs;
+  float* xs = fsmem;                                  // [m][k]
+  float* sums = xs + static_cast<size_t>(p.m) * p.k;  // [8][NV]
+  float* gamma_beta = sums + 8 * 16 * C;              // [2][k]
+  const float* w = static_cast<const float*>(p.w);
+  const int n0 = (blockIdx.x * pairs + pair) * C;
+
+  // Before the previous kernel has finished: this warp's weights, its epilogue bias, the
+  // LayerNorm's parameters.
+  float4 wr[C][V];
+#pragma unroll
+  for (int c = 0; c < C; ++c)
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      const int k = (split * V + v) * 128 + 4 * lane, n = n0 + c;
+      wr[c][v] = n < p.n && k < p.k
+                     ? *reinterpret_cast<const float4*>(w + static_cast<int64_t>(n) * p.k + k)
+                     : make_float4(0, 0, 0, 0);
+    }
+  // Epilogue thread e: output idx = e % NV of pair e / NV (row idx / C, column n0' + idx % C).
+  const int e_pair = threadIdx.x / NV, e_idx = threadIdx.x % NV;
+  const int e_row = e_idx / C, e_col = (blockIdx.x * pairs + e_pair) * C + e_idx % C;
+  const bool e_live = e_pair < pairs && e_row < p.m && e_col < p.n;
+  const float e_bias = e_live && p.bias ? static_cast<const float*>(p.bias)[e_col] : 0.f;
+  if (p.ln_gamma)
+    for (int i = threadIdx.x; i < p.k; i += blockDim.x) {
+      gamma_beta[i] = p.ln_gamma[i];
+      gamma_beta[p.k + i] = p.ln_beta[i];
+    }
+  wait_for_previous_kernel();
+  let_next_kernel_start();
+  const float e_residual =
+      e_live && p.residual ? p.residual[static_cast<int64_t>(e_row) * p.n + e_col] : 0.f;
+
+  __syncthreads();                                // gamma and beta
+  skinny_load_rows<float, 1>(p, xs, gamma_beta);  // (row_stride = k; one row at a time: the
+                                                  // weights hold registers)
+  __syncthreads();
+
+  // Every row times this warp's weights.
+  float acc[NV];
+#pragma unroll
+  for (int i = 0; i < NV; ++i) acc[i] = 0.f;
+#pragma unroll
+  for (int m = 0; m < MR; ++m) {
+    if (m >= p.m) break;
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      const int k = (split * V + v) * 128 + 4 * lane;
+      if (k >= p.k) break;
+      const float4 xv = *reinterpret_cast<const float4*>(xs + static_cast<size_t>(m) * p.k + k);
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        float& a = acc[m * C + c];
+        a = fmaf(wr[c][v].x, xv.x, a);
+        a = fmaf(wr[c][v].y, xv.y, a);
+        a = fmaf(wr[c][v].z, xv.z, a);
+        a = fmaf(wr[c][v].w, xv.w, a);
+      }
+    }
+  }
+  int idx = 0;
+  const float total = warp_reduce_scatter<NV>(acc, lane, idx);
+  if ((lane & (32 / NV - 1)) == 0) sums[(split * pairs + pair) * NV + idx] = total;
+  __syncthreads();
+  if (!e_live) return;
+  float v = 0;
+  for (int s = 0; s < splits; ++s) v += sums[(s * pairs + e_pair) * NV + e_idx];
+  v = activate(v + e_bias, p.act) + e_residual;
+  static_cast<float*>(p.y)[static_cast<int64_t>(e_row) * p.n + e_col] = v;
+}
+
+}  // namespace gptrt::cuda
