@@ -211,35 +211,48 @@ TEST(Cuda, SkinnyGemmsMatchTheReferenceAndCublasLtAtOddSizes) {
 }
 
 // The FP32 skinny GEMM (up to 16 rows, exact FP32 on the CUDA cores, LayerNorm fused) against
-// the FP32 reference and against cuBLASLt without TF32, on the odd-size model (K 120 is not a
-// multiple of 128, N 257 is odd), with padded rows, with and without graphs: 1, 8 and 16-row
-// variants; 51 rows go to cuBLASLt.
+// the FP32 reference and against cuBLASLt without TF32, with padded rows, with and without
+// graphs: 1, 8 and 16-row variants; 51 rows go to cuBLASLt. On the odd-size model (K 120 is not
+// a multiple of 128, N 257 is odd: 2 float4s per lane) and on one of hidden size 520 (head size
+// 65; 4 and 6 float4s per lane, K 2080 split over 4 or 8 warps).
 TEST(Cuda, SkinnyFp32GemmMatchesTheReferenceAndCublasLtAtOddSizes) {
   SKIP_WITHOUT_GPU();
   if (sm_number() < 80) GTEST_SKIP() << "the FP32 skinny GEMM needs sm_80 or newer";
-  Network net = odd_size_model();
-  BuildConfig ref_config;
-  auto ref = Engine::build(net, ref_config)->create_execution_context(1);
-  auto engine = cuda_engine(net, Precision::kFp32);
-  auto skinny = engine->create_execution_context();
-  setenv("GPTRT_CUDA_GEMM", "cublaslt", 1);
-  auto lt = engine->create_execution_context();
-  unsetenv("GPTRT_CUDA_GEMM");
-  std::mt19937 rng(17);
-  for (auto [b, s] :
-       {std::pair<int64_t, int64_t>{1, 1}, {1, 7}, {2, 4}, {1, 12}, {4, 4}, {16, 1}, {3, 17}}) {
-    TensorMap in = odd_inputs(b, s, rng);
-    const Tensor& mask = in.at("attention_mask");
-    Tensor want = ref->execute(in)[0];
-    Tensor with_lt = lt->execute(in)[0];
-    for (bool graphs : {false, true}) {
-      skinny->set_cuda_graphs(graphs);
-      Tensor got = skinny->execute(in)[0];
-      EXPECT_LE(max_abs_diff_masked(got, want, &mask), 1e-4)
-          << b << "x" << s << (graphs ? " graphs" : "");
-      EXPECT_LE(max_abs_diff_masked(got, with_lt, &mask), 1e-4) << b << "x" << s;
+  hf::Gpt2Config wide;
+  wide.n_layer = 1;
+  wide.n_embd = 520;
+  wide.n_head = 8;
+  wide.vocab_size = 257;
+  wide.n_positions = 50;
+  std::string wide_dir = temp_dir("cuda_wide");
+  hf::make_model(wide, 9, wide_dir);
+  for (const Network& net : {odd_size_model(), Network::from_hf(wide_dir)}) {
+    BuildConfig ref_config;
+    auto ref = Engine::build(net, ref_config)->create_execution_context(1);
+    auto engine = cuda_engine(net, Precision::kFp32);
+    auto skinny = engine->create_execution_context();
+    setenv("GPTRT_CUDA_GEMM", "cublaslt", 1);
+    auto lt = engine->create_execution_context();
+    unsetenv("GPTRT_CUDA_GEMM");
+    std::mt19937 rng(17);
+    for (auto [b, s] :
+         {std::pair<int64_t, int64_t>{1, 1}, {1, 7}, {2, 4}, {1, 12}, {4, 4}, {16, 1}, {3, 17}}) {
+      TensorMap in = odd_inputs(b, s, rng);
+      const Tensor& mask = in.at("attention_mask");
+      Tensor want = ref->execute(in)[0];
+      Tensor with_lt = lt->execute(in)[0];
+      for (bool graphs : {false, true}) {
+        skinny->set_cuda_graphs(graphs);
+        Tensor got = skinny->execute(in)[0];
+        EXPECT_LE(max_abs_diff_masked(got, want, &mask), 1e-4)
+            << b << "x" << s << (graphs ? " graphs" : "");
+        EXPECT_LE(max_abs_diff_masked(got, with_lt, &mask), 1e-4) << b << "x" << s;
+      }
     }
   }
+  Network net = odd_size_model();
+  auto skinny = cuda_engine(net, Precision::kFp32)->create_execution_context();
+  std::mt19937 rng(18);
   // The profile names the kernel that ran.
   skinny->set_profiling(true);
   skinny->execute(odd_inputs(1, 12, rng));

@@ -471,9 +471,10 @@ struct Runner::Impl {
     if (skinny_fp32_enabled)
       for (int mr : {1, 8, 16})
         for (int v : {2, 4, 6})
-          check(cudaFuncSetAttribute(fp32_kernel(mr, v),
-                                     cudaFuncAttributeMaxDynamicSharedMemorySize, optin),
-                "cudaFuncSetAttribute");
+          if (fp32_kernel(mr, v))
+            check(cudaFuncSetAttribute(fp32_kernel(mr, v),
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, optin),
+                  "cudaFuncSetAttribute");
     if (skinny_enabled)
       for (int mt = 1; mt <= kSkinnyMaxTiles; ++mt)
         check(cudaFuncSetAttribute(skinny_kernel(mt), cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -555,29 +556,37 @@ struct Runner::Impl {
     static const SkinnyKernel kernels[3][3] = {
         {skinny_fp32_kernel<1, 2>, skinny_fp32_kernel<1, 4>, skinny_fp32_kernel<1, 6>},
         {skinny_fp32_kernel<8, 2>, skinny_fp32_kernel<8, 4>, skinny_fp32_kernel<8, 6>},
-        {skinny_fp32_kernel<16, 2>, skinny_fp32_kernel<16, 4>, skinny_fp32_kernel<16, 6>}};
+        {skinny_fp32_kernel<16, 2>, skinny_fp32_kernel<16, 4>, nullptr}};  // (16 x 6 spills)
     return kernels[mr == 1 ? 0 : mr == 8 ? 1 : 2][v / 2 - 1];
   }
 
   // The FP32 skinny kernel's plan: rows up to 16 (MR 1, 8 or 16), the fewest K splits (each lane
-  // holding at most 6 float4s per weight row) that give every SM a block, else the most.
+  // holding at most 6 float4s per weight row, 4 with 16 rows) that give every SM a block, else
+  // the most.
   SkinnyPlan skinny_fp32_plan(int64_t m, int64_t k, int64_t cols, bool layer_norm) const {
     SkinnyPlan sp;
-    if (m < 1 || m > 16 || k % 4 != 0 || k > 128 * 6 * 8 || cols >= (1 << 24)) return sp;
+    const int max_v = m > 8 ? 4 : 6;
+    if (m < 1 || m > 16 || k % 4 != 0 || k > 128 * max_v * 8 || cols >= (1 << 24)) return sp;
     sp.smem = skinny_fp32_smem_bytes(static_cast<int>(m), static_cast<int>(k), layer_norm);
     if (sp.smem > smem_optin) return sp;
     auto blocks = [&](int splits) {
       return (cols + 8 / splits * kFp32Cols - 1) / (8 / splits * kFp32Cols);
     };
     for (int splits : {1, 2, 4, 8}) {
-      if (k > 128 * 6 * splits) continue;
+      if (k > 128 * max_v * splits) continue;
       sp.tn = splits;
       if (blocks(splits) >= sm_count) break;
     }
     int64_t per_lane = (k + 128 * sp.tn - 1) / (128 * sp.tn);  // float4s per weight row
     sp.v = static_cast<int>(std::max<int64_t>(2, (per_lane + 1) / 2 * 2));
     sp.mt = m == 1 ? 1 : m <= 8 ? 8 : 16;
-    sp.grid = static_cast<int>(blocks(sp.tn));
+    // As many blocks as fit on the GPU at once; each takes several column blocks if needed.
+    int per_sm = 0;
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fp32_kernel(sp.mt, sp.v), 256,
+                                                        sp.smem),
+          "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+    sp.grid = static_cast<int>(
+        std::min<int64_t>(blocks(sp.tn), static_cast<int64_t>(std::max(per_sm, 1)) * sm_count));
     sp.fp32 = true;
     sp.ok = true;
     return sp;

@@ -56,36 +56,51 @@ __device__ __forceinline__ float warp_reduce_scatter(float (&v)[NV], int lane, i
 }
 
 // MR: rows (>= m, 1, 8 or 16); V: float4s per weight row and lane (K <= 128 * V * splits).
-// SkinnyArgs as for skinny_linear_kernel, all FP32; tn holds the K splits.
+// SkinnyArgs as for skinny_linear_kernel, all FP32; tn holds the K splits. A block takes column
+// blocks blockIdx.x, + gridDim.x, ... (more than one where there are more than fit on the GPU at
+// once, the LM head), the rows loaded once.
 template <int MR, int V>
 __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
   extern __shared__ __align__(16) float fsmem[];
   constexpr int C = kFp32Cols, NV = MR * C;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int splits = p.tn, pairs = 8 / splits, pair = warp % pairs, split = warp / pairs;
+  const int column_blocks = (p.n + pairs * C - 1) / (pairs * C);
   float* xs = fsmem;                                  // [m][k]
   float* sums = xs + static_cast<size_t>(p.m) * p.k;  // [8][NV]
   float* gamma_beta = sums + 8 * 16 * C;              // [2][k]
   const float* w = static_cast<const float*>(p.w);
-  const int n0 = (blockIdx.x * pairs + pair) * C;
 
-  // Before the previous kernel has finished: this warp's weights, its epilogue bias, the
-  // LayerNorm's parameters.
   float4 wr[C][V];
+  auto load_weights = [&](int block) {
+    const int n0 = (block * pairs + pair) * C;
 #pragma unroll
-  for (int c = 0; c < C; ++c)
+    for (int c = 0; c < C; ++c)
 #pragma unroll
-    for (int v = 0; v < V; ++v) {
-      const int k = (split * V + v) * 128 + 4 * lane, n = n0 + c;
-      wr[c][v] = n < p.n && k < p.k
-                     ? *reinterpret_cast<const float4*>(w + static_cast<int64_t>(n) * p.k + k)
-                     : make_float4(0, 0, 0, 0);
-    }
-  // Epilogue thread e: output idx = e % NV of pair e / NV (row idx / C, column n0' + idx % C).
-  const int e_pair = threadIdx.x / NV, e_idx = threadIdx.x % NV;
-  const int e_row = e_idx / C, e_col = (blockIdx.x * pairs + e_pair) * C + e_idx % C;
-  const bool e_live = e_pair < pairs && e_row < p.m && e_col < p.n;
-  const float e_bias = e_live && p.bias ? static_cast<const float*>(p.bias)[e_col] : 0.f;
+      for (int v = 0; v < V; ++v) {
+        const int k = (split * V + v) * 128 + 4 * lane, n = n0 + c;
+        wr[c][v] = n < p.n && k < p.k
+                       ? *reinterpret_cast<const float4*>(w + static_cast<int64_t>(n) * p.k + k)
+                       : make_float4(0, 0, 0, 0);
+      }
+  };
+  // Epilogue thread e: output idx = e % NV of pair e / NV (row idx / C, column + idx % C).
+  const int e_pair = threadIdx.x / NV, e_idx = threadIdx.x % NV, e_row = e_idx / C;
+  auto e_col = [&](int block) { return (block * pairs + e_pair) * C + e_idx % C; };
+  auto e_live = [&](int block) { return e_pair < pairs && e_row < p.m && e_col(block) < p.n; };
+  auto bias_of = [&](int block) {
+    return e_live(block) && p.bias ? static_cast<const float*>(p.bias)[e_col(block)] : 0.f;
+  };
+  auto residual_of = [&](int block) {
+    return e_live(block) && p.residual
+               ? p.residual[static_cast<int64_t>(e_row) * p.n + e_col(block)]
+               : 0.f;
+  };
+
+  // Before the previous kernel has finished: the first column block's weights and bias, the
+  // LayerNorm's parameters. Then the rows, once.
+  load_weights(blockIdx.x);
+  float bias = bias_of(blockIdx.x);
   if (p.ln_gamma)
     for (int i = threadIdx.x; i < p.k; i += blockDim.x) {
       gamma_beta[i] = p.ln_gamma[i];
@@ -93,45 +108,52 @@ __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
     }
   wait_for_previous_kernel();
   let_next_kernel_start();
-  const float e_residual =
-      e_live && p.residual ? p.residual[static_cast<int64_t>(e_row) * p.n + e_col] : 0.f;
-
+  float residual = residual_of(blockIdx.x);
   __syncthreads();                                // gamma and beta
   skinny_load_rows<float, 1>(p, xs, gamma_beta);  // (row_stride = k; one row at a time: the
                                                   // weights hold registers)
   __syncthreads();
 
-  // Every row times this warp's weights.
-  float acc[NV];
+  for (int block = blockIdx.x; block < column_blocks; block += gridDim.x) {
+    if (block != static_cast<int>(blockIdx.x)) {
+      load_weights(block);
+      bias = bias_of(block);
+      residual = residual_of(block);
+    }
+    // Every row times this warp's weights.
+    float acc[NV];
 #pragma unroll
-  for (int i = 0; i < NV; ++i) acc[i] = 0.f;
+    for (int i = 0; i < NV; ++i) acc[i] = 0.f;
 #pragma unroll
-  for (int m = 0; m < MR; ++m) {
-    if (m >= p.m) break;
+    for (int m = 0; m < MR; ++m) {
+      if (m >= p.m) break;
 #pragma unroll
-    for (int v = 0; v < V; ++v) {
-      const int k = (split * V + v) * 128 + 4 * lane;
-      if (k >= p.k) break;
-      const float4 xv = *reinterpret_cast<const float4*>(xs + static_cast<size_t>(m) * p.k + k);
+      for (int v = 0; v < V; ++v) {
+        const int k = (split * V + v) * 128 + 4 * lane;
+        if (k >= p.k) break;
+        const float4 xv = *reinterpret_cast<const float4*>(xs + static_cast<size_t>(m) * p.k + k);
 #pragma unroll
-      for (int c = 0; c < C; ++c) {
-        float& a = acc[m * C + c];
-        a = fmaf(wr[c][v].x, xv.x, a);
-        a = fmaf(wr[c][v].y, xv.y, a);
-        a = fmaf(wr[c][v].z, xv.z, a);
-        a = fmaf(wr[c][v].w, xv.w, a);
+        for (int c = 0; c < C; ++c) {
+          float& a = acc[m * C + c];
+          a = fmaf(wr[c][v].x, xv.x, a);
+          a = fmaf(wr[c][v].y, xv.y, a);
+          a = fmaf(wr[c][v].z, xv.z, a);
+          a = fmaf(wr[c][v].w, xv.w, a);
+        }
       }
     }
+    int idx = 0;
+    const float total = warp_reduce_scatter<NV>(acc, lane, idx);
+    if ((lane & (32 / NV - 1)) == 0) sums[(split * pairs + pair) * NV + idx] = total;
+    __syncthreads();
+    if (e_live(block)) {
+      float v = 0;
+      for (int s = 0; s < splits; ++s) v += sums[(s * pairs + e_pair) * NV + e_idx];
+      v = activate(v + bias, p.act) + residual;
+      static_cast<float*>(p.y)[static_cast<int64_t>(e_row) * p.n + e_col(block)] = v;
+    }
+    __syncthreads();  // the sums are read before the next block's
   }
-  int idx = 0;
-  const float total = warp_reduce_scatter<NV>(acc, lane, idx);
-  if ((lane & (32 / NV - 1)) == 0) sums[(split * pairs + pair) * NV + idx] = total;
-  __syncthreads();
-  if (!e_live) return;
-  float v = 0;
-  for (int s = 0; s < splits; ++s) v += sums[(s * pairs + e_pair) * NV + e_idx];
-  v = activate(v + e_bias, p.act) + e_residual;
-  static_cast<float*>(p.y)[static_cast<int64_t>(e_row) * p.n + e_col] = v;
 }
 
 }  // namespace gptrt::cuda
