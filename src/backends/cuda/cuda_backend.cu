@@ -85,6 +85,7 @@ __global__ void layer_norm_kernel(const float* x, const float* g, const float* b
 struct Launcher {
   cudaStream_t stream = nullptr;
   bool overlap = false;
+  mutable bool after_copy = false;  // the next launch follows a copy: a plain dependency
   template <typename... Params, typename... Args>
   void operator()(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                   Args... args) const {
@@ -97,7 +98,8 @@ struct Launcher {
     config.dynamicSmemBytes = smem;
     config.stream = stream;
     config.attrs = attr;
-    config.numAttrs = overlap ? 1 : 0;
+    config.numAttrs = overlap && !after_copy ? 1 : 0;
+    after_copy = false;
     check(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...), "kernel launch");
   }
 };
@@ -400,7 +402,7 @@ struct Runner::Impl {
     void* last = nullptr;
     int64_t* picks = nullptr;  // argmax per row
     int64_t batch = 0, cache_s = 0, prompt = 0;
-    cudaGraphExec_t step_graph = nullptr;
+    cudaGraphExec_t step_graphs[4] = {};  // decode step, by (argmax?, logits?)
   } kv;
   float* out = nullptr;  // logits [b, s, vocab] (grown, never per run)
   int64_t out_bytes = 0;
@@ -932,8 +934,10 @@ struct Runner::Impl {
   }
 
   void free_kv() {
-    if (kv.step_graph) cudaGraphExecDestroy(kv.step_graph);
-    kv.step_graph = nullptr;
+    for (cudaGraphExec_t& e : kv.step_graphs) {
+      if (e) cudaGraphExecDestroy(e);
+      e = nullptr;
+    }
     for (float* p : kv.k) cudaFree(p);
     for (float* p : kv.v) cudaFree(p);
     kv.k.clear();
@@ -1025,41 +1029,47 @@ struct Runner::Impl {
     in[2 * rows] = past;
     auto* flags = reinterpret_cast<uint8_t*>(in + 2 * rows + 1);
     std::memcpy(flags, host_valid, static_cast<size_t>(b * kv.cache_s));
-    check(cudaMemcpyAsync(ids, in, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice, stream),
-          "H2D ids");
-    check(cudaMemcpyAsync(pos, in + rows, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice,
-                          stream),
-          "H2D positions");
-    check(cudaMemcpyAsync(kv.past, in + 2 * rows, 8, cudaMemcpyHostToDevice, stream), "H2D past");
-    check(cudaMemcpyAsync(kv.valid, flags, static_cast<size_t>(b * kv.cache_s),
-                          cudaMemcpyHostToDevice, stream),
-          "H2D flags");
-    if (t == 1 && use_graphs) {
-      if (!kv.step_graph) {
+    int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
+    auto* picks_host = static_cast<int64_t*>(pinned_in) + 2 * rows + 1 + (b * kv.cache_s + 7) / 8;
+    // The step's work on the stream: inputs up, the forward pass, the picks and/or logits back.
+    auto enqueue = [&] {
+      check(cudaMemcpyAsync(ids, in, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice, stream),
+            "H2D ids");
+      check(cudaMemcpyAsync(pos, in + rows, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice,
+                            stream),
+            "H2D positions");
+      check(cudaMemcpyAsync(kv.past, in + 2 * rows, 8, cudaMemcpyHostToDevice, stream), "H2D past");
+      check(cudaMemcpyAsync(kv.valid, flags, static_cast<size_t>(b * kv.cache_s),
+                            cudaMemcpyHostToDevice, stream),
+            "H2D flags");
+      launch.after_copy = true;
+      forward(b, t, true, false, true);
+      if (argmax) {
+        launch(argmax_kernel, dim3(static_cast<unsigned>(b)), dim3(1024), 0, out, vocab, kv.picks);
+        check(cudaMemcpyAsync(picks_host, kv.picks, static_cast<size_t>(b * 8),
+                              cudaMemcpyDeviceToHost, stream),
+              "D2H picks");
+      }
+      if (logits)
+        check(cudaMemcpyAsync(pinned_out, out, static_cast<size_t>(b * vocab * 4),
+                              cudaMemcpyDeviceToHost, stream),
+              "D2H logits");
+    };
+    if (t == 1 && use_graphs) {  // decode steps: all of it as one graph (per kind of result)
+      cudaGraphExec_t& exec = kv.step_graphs[(argmax ? 2 : 0) + (logits ? 1 : 0)];
+      if (!exec) {
         cudaGraph_t graph = nullptr;
         check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
               "cudaStreamBeginCapture");
-        forward(b, 1, true, false, true);
+        enqueue();
         check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
-        check(cudaGraphInstantiate(&kv.step_graph, graph, 0), "cudaGraphInstantiate");
+        check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
         cudaGraphDestroy(graph);
       }
-      check(cudaGraphLaunch(kv.step_graph, stream), "cudaGraphLaunch");
+      check(cudaGraphLaunch(exec, stream), "cudaGraphLaunch");
     } else {
-      forward(b, t, true, false, true);
+      enqueue();
     }
-    int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
-    auto* picks_host = static_cast<int64_t*>(pinned_in) + 2 * rows + 1 + (b * kv.cache_s + 7) / 8;
-    if (argmax) {
-      launch(argmax_kernel, dim3(static_cast<unsigned>(b)), dim3(1024), 0, out, vocab, kv.picks);
-      check(cudaMemcpyAsync(picks_host, kv.picks, static_cast<size_t>(b * 8),
-                            cudaMemcpyDeviceToHost, stream),
-            "D2H picks");
-    }
-    if (logits)
-      check(cudaMemcpyAsync(pinned_out, out, static_cast<size_t>(b * vocab * 4),
-                            cudaMemcpyDeviceToHost, stream),
-            "D2H logits");
     check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
     if (argmax) std::memcpy(argmax, picks_host, static_cast<size_t>(b * 8));
     if (logits)
