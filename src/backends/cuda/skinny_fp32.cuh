@@ -115,11 +115,6 @@ __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
   __syncthreads();
 
   for (int block = blockIdx.x; block < column_blocks; block += gridDim.x) {
-    if (block != static_cast<int>(blockIdx.x)) {
-      load_weights(block);
-      bias = bias_of(block);
-      residual = residual_of(block);
-    }
     // Every row times this warp's weights.
     float acc[NV];
 #pragma unroll
@@ -142,6 +137,14 @@ __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
         }
       }
     }
+    // The weights are used up: the next column block's stream in during the reduction and the
+    // epilogue.
+    const float block_bias = bias, block_residual = residual;
+    if (block + static_cast<int>(gridDim.x) < column_blocks) {
+      load_weights(block + gridDim.x);
+      bias = bias_of(block + gridDim.x);
+      residual = residual_of(block + gridDim.x);
+    }
     int idx = 0;
     const float total = warp_reduce_scatter<NV>(acc, lane, idx);
     if ((lane & (32 / NV - 1)) == 0) sums[(split * pairs + pair) * NV + idx] = total;
@@ -149,7 +152,7 @@ __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
     if (e_live(block)) {
       float v = 0;
       for (int s = 0; s < splits; ++s) v += sums[(s * pairs + e_pair) * NV + e_idx];
-      v = activate(v + bias, p.act) + residual;
+      v = activate(v + block_bias, p.act) + block_residual;
       static_cast<float*>(p.y)[static_cast<int64_t>(e_row) * p.n + e_col(block)] = v;
     }
     __syncthreads();  // the sums are read before the next block's
