@@ -118,19 +118,24 @@ TEST(Cuda, ReducedPrecisionsAgreeOnTheTopToken) {
   }
 }
 
-// Head size 40 (not a multiple of 32), 3 heads, hidden size 120 (K not a multiple of 32),
-// vocabulary 257 (N not a multiple of 8), 3 layers, exact-erf GELU.
-Network odd_size_model() {
+// A random-weight GPT-2 of vocabulary 257 (N not a multiple of 8) and 50 positions.
+Network small_model(int layers, int hidden, int heads, const char* activation, uint64_t seed) {
   hf::Gpt2Config cfg;
-  cfg.n_layer = 3;
-  cfg.n_embd = 120;
-  cfg.n_head = 3;
+  cfg.n_layer = layers;
+  cfg.n_embd = hidden;
+  cfg.n_head = heads;
   cfg.vocab_size = 257;
   cfg.n_positions = 50;
-  cfg.activation_function = "gelu";
-  std::string dir = temp_dir("cuda_odd");
-  hf::make_model(cfg, 7, dir);
+  cfg.activation_function = activation;
+  std::string dir = temp_dir("cuda_model_" + std::to_string(hidden));
+  hf::make_model(cfg, seed, dir);
   return Network::from_hf(dir);
+}
+
+// Head size 40 (not a multiple of 32), 3 heads, hidden size 120 (K not a multiple of 32),
+// 3 layers, exact-erf GELU.
+Network odd_size_model() {
+  return small_model(3, 120, 3, "gelu", 7);
 }
 
 // Random ids and a mask that left-pads row r by r positions.
@@ -218,15 +223,7 @@ TEST(Cuda, SkinnyGemmsMatchTheReferenceAndCublasLtAtOddSizes) {
 TEST(Cuda, SkinnyFp32GemmMatchesTheReferenceAndCublasLtAtOddSizes) {
   SKIP_WITHOUT_GPU();
   if (sm_number() < 80) GTEST_SKIP() << "the FP32 skinny GEMM needs sm_80 or newer";
-  hf::Gpt2Config wide;
-  wide.n_layer = 1;
-  wide.n_embd = 520;
-  wide.n_head = 8;
-  wide.vocab_size = 257;
-  wide.n_positions = 50;
-  std::string wide_dir = temp_dir("cuda_wide");
-  hf::make_model(wide, 9, wide_dir);
-  for (const Network& net : {odd_size_model(), Network::from_hf(wide_dir)}) {
+  for (const Network& net : {odd_size_model(), small_model(1, 520, 8, "gelu_new", 9)}) {
     BuildConfig ref_config;
     auto ref = Engine::build(net, ref_config)->create_execution_context(1);
     auto engine = cuda_engine(net, Precision::kFp32);
