@@ -168,6 +168,26 @@ __global__ void spin_kernel(int64_t ns) {
   } while (static_cast<int64_t>(now - start) < ns);
 }
 
+// A generation step's inputs from mapped pinned host memory into device memory, in one read over
+// the bus instead of one copy each: `in` holds ids [rows], positions [rows], the cached length,
+// then the padding flags [flag_bytes] (the layout decode_step writes), 8 bytes at a time.
+__global__ void step_inputs_kernel(const int64_t* in, int64_t rows, int64_t flag_bytes,
+                                   int64_t* ids, int64_t* pos, int64_t* past, uint8_t* valid) {
+  let_next_kernel_start();
+  const int64_t* flags = in + 2 * rows + 1;
+  const int64_t at = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x,
+                stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = at; i < rows; i += stride) {
+    ids[i] = in[i];
+    pos[i] = in[rows + i];
+  }
+  if (at == 0) *past = in[2 * rows];
+  for (int64_t i = at; i < flag_bytes / 8; i += stride)
+    reinterpret_cast<int64_t*>(valid)[i] = flags[i];
+  const uint8_t* tail = reinterpret_cast<const uint8_t*>(flags);
+  for (int64_t i = flag_bytes / 8 * 8 + at; i < flag_bytes; i += stride) valid[i] = tail[i];
+}
+
 // ids[r] = the first index of row r's largest logit (greedy decoding on the GPU).
 __global__ void argmax_kernel(const float* logits, int64_t vocab, int64_t* ids) {
   wait_for_previous_kernel();
@@ -1031,24 +1051,42 @@ struct Runner::Impl {
     std::memcpy(flags, host_valid, static_cast<size_t>(b * kv.cache_s));
     int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
     auto* picks_host = static_cast<int64_t*>(pinned_in) + 2 * rows + 1 + (b * kv.cache_s + 7) / 8;
-    // The step's work on the stream: inputs up, the forward pass, the picks and/or logits back.
+    // The step's work on the stream: inputs up (one kernel reading the mapped pinned buffer where
+    // the host memory is mapped, else a copy each), the forward pass, the picks (written straight
+    // into mapped host memory) and/or the logits back.
+    int64_t* in_dev = nullptr;
+    const bool mapped =
+        cudaHostGetDevicePointer(reinterpret_cast<void**>(&in_dev), pinned_in, 0) == cudaSuccess;
+    cudaGetLastError();  // (an unmapped buffer only means the copies)
+    int64_t* picks_dev = mapped ? in_dev + (picks_host - in) : kv.picks;
     auto enqueue = [&] {
-      check(cudaMemcpyAsync(ids, in, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice, stream),
+      if (mapped) {
+        launch.after_copy = true;  // the first work of the graph or step: a plain launch
+        const int64_t words = std::max(rows, b * kv.cache_s / 8);
+        launch(step_inputs_kernel,
+               dim3(static_cast<unsigned>(std::min<int64_t>(64, words / 256 + 1))), dim3(256), 0,
+               in_dev, rows, b * kv.cache_s, ids, pos, kv.past, kv.valid);
+      } else {
+        check(
+            cudaMemcpyAsync(ids, in, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice, stream),
             "H2D ids");
-      check(cudaMemcpyAsync(pos, in + rows, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice,
-                            stream),
-            "H2D positions");
-      check(cudaMemcpyAsync(kv.past, in + 2 * rows, 8, cudaMemcpyHostToDevice, stream), "H2D past");
-      check(cudaMemcpyAsync(kv.valid, flags, static_cast<size_t>(b * kv.cache_s),
-                            cudaMemcpyHostToDevice, stream),
-            "H2D flags");
-      launch.after_copy = true;
+        check(cudaMemcpyAsync(pos, in + rows, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice,
+                              stream),
+              "H2D positions");
+        check(cudaMemcpyAsync(kv.past, in + 2 * rows, 8, cudaMemcpyHostToDevice, stream),
+              "H2D past");
+        check(cudaMemcpyAsync(kv.valid, flags, static_cast<size_t>(b * kv.cache_s),
+                              cudaMemcpyHostToDevice, stream),
+              "H2D flags");
+        launch.after_copy = true;
+      }
       forward(b, t, true, false, true);
       if (argmax) {
-        launch(argmax_kernel, dim3(static_cast<unsigned>(b)), dim3(1024), 0, out, vocab, kv.picks);
-        check(cudaMemcpyAsync(picks_host, kv.picks, static_cast<size_t>(b * 8),
-                              cudaMemcpyDeviceToHost, stream),
-              "D2H picks");
+        launch(argmax_kernel, dim3(static_cast<unsigned>(b)), dim3(1024), 0, out, vocab, picks_dev);
+        if (!mapped)
+          check(cudaMemcpyAsync(picks_host, kv.picks, static_cast<size_t>(b * 8),
+                                cudaMemcpyDeviceToHost, stream),
+                "D2H picks");
       }
       if (logits)
         check(cudaMemcpyAsync(pinned_out, out, static_cast<size_t>(b * vocab * 4),
