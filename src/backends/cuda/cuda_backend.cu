@@ -316,29 +316,27 @@ std::vector<char> half_values(const ir::Graph& g, Precision precision) {
   return half;
 }
 
-// `t` in FP16/BF16; a [K, N] weight transposed to [N, K] when `transpose`.
-Tensor to_half(const Tensor& t, Precision precision, bool transpose = false) {
+// `t` in the precision's storage type (FP16, BF16, else FP32); a [K, N] weight transposed to
+// [N, K] when `transpose`.
+Tensor stored(const Tensor& t, Precision precision, bool transpose) {
   std::vector<int64_t> shape = t.shape();
   if (transpose) std::swap(shape[0], shape[1]);
-  Tensor h(precision == Precision::kFp16 ? DType::kFloat16 : DType::kBFloat16, shape);
+  const bool half = precision == Precision::kFp16 || precision == Precision::kBf16;
+  Tensor h(precision == Precision::kFp16   ? DType::kFloat16
+           : precision == Precision::kBf16 ? DType::kBFloat16
+                                           : DType::kFloat32,
+           shape);
   int64_t rows = t.dim(0), cols = t.numel() / std::max<int64_t>(rows, 1);
   for (int64_t i = 0; i < t.numel(); ++i) {
     float x = t.data<float>()[i];
     int64_t at = transpose ? i % cols * rows + i / cols : i;
-    h.data_mut<uint16_t>()[at] =
-        precision == Precision::kFp16 ? float_to_half(x) : float_to_bf16(x);
+    if (!half)
+      h.data_mut<float>()[at] = x;
+    else
+      h.data_mut<uint16_t>()[at] =
+          precision == Precision::kFp16 ? float_to_half(x) : float_to_bf16(x);
   }
   return h;
-}
-
-// An FP32 matrix [R, C] as [C, R].
-Tensor transposed(const Tensor& t) {
-  const int64_t rows = t.dim(0), cols = t.dim(1);
-  Tensor out(DType::kFloat32, {cols, rows});
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c)
-      out.data_mut<float>()[c * rows + r] = t.data<float>()[r * cols + c];
-  return out;
 }
 
 }  // namespace
@@ -361,31 +359,26 @@ void lower(ir::Graph& g, Precision precision) {
                                                  " is over 256, the CUDA attention kernel's limit");
     }
     if (n.op_type != "Linear") continue;
-    if (precision == Precision::kFp32 || precision == Precision::kTf32) {
-      // FP32: the weight stored [N, K] too (what the FP32 skinny kernel reads; cuBLASLt reads
-      // either), as a new value so that a tied embedding keeps its table.
-      if (n.attr_int("transB", 0) != 0) continue;
-      const ir::Value& v = g.values[static_cast<size_t>(n.inputs[1])];
-      std::string name = v.name + ".T";
-      int id = g.find(name);
-      if (id < 0) id = g.add_constant(name, transposed(v.constant));
-      n.inputs[1] = id;
-      n.attrs["transB"] = passes::int_attr(1);
-      continue;
-    }
-    // FP16/BF16: the weight in that type (a new value, so a tied embedding keeps its FP32 table)
-    // and stored [N, K] (transB = 1: what the skinny kernel streams), and the bias too when the
-    // output is kept in that type (cuBLASLt adds it in the output type).
+    // Every linear weight stored [N, K] (transB = 1: what the skinny kernels read; cuBLASLt reads
+    // either), in FP16/BF16 for those precisions, as a new value so that a tied embedding keeps
+    // its FP32 table; for FP16/BF16 also the bias when the output is kept in that type (cuBLASLt
+    // adds it in the output type).
+    const bool half_weights = precision == Precision::kFp16 || precision == Precision::kBf16;
     auto convert = [&](size_t input, bool transpose) {
       const ir::Value& v = g.values[static_cast<size_t>(n.inputs[input])];
-      std::string name =
-          v.name + (precision == Precision::kFp16 ? ".fp16" : ".bf16") + (transpose ? ".T" : "");
+      std::string name = v.name +
+                         (!half_weights                   ? ""
+                          : precision == Precision::kFp16 ? ".fp16"
+                                                          : ".bf16") +
+                         (transpose ? ".T" : "");
       int id = g.find(name);
-      if (id < 0) id = g.add_constant(name, to_half(v.constant, precision, transpose));
+      if (id < 0) id = g.add_constant(name, stored(v.constant, precision, transpose));
       n.inputs[input] = id;
     };
-    convert(1, n.attr_int("transB", 0) == 0);
+    const bool transpose = n.attr_int("transB", 0) == 0;
+    if (half_weights || transpose) convert(1, transpose);
     n.attrs["transB"] = passes::int_attr(1);
+    if (!half_weights) continue;
     bool erf = n.attr_string("activation", "") == "gelu_erf";  // bias added in FP32 scratch
     if (n.inputs.size() > 2 && n.inputs[2] >= 0 && half[static_cast<size_t>(n.outputs[0])] && !erf)
       convert(2, false);
@@ -433,6 +426,8 @@ struct Runner::Impl {
   void* pinned_in = nullptr;
   void* pinned_out = nullptr;
   int64_t pinned_in_bytes = 0, pinned_out_bytes = 0;
+  const void* mapped_for = nullptr;  // pinned_in as the GPU addresses it (null: not mapped)
+  int64_t* mapped_in = nullptr;
   cudaEvent_t ev[4] = {};
   bool use_graphs = true;
   std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> graphs;
@@ -1054,10 +1049,16 @@ struct Runner::Impl {
     // The step's work on the stream: inputs up (one kernel reading the mapped pinned buffer where
     // the host memory is mapped, else a copy each), the forward pass, the picks (written straight
     // into mapped host memory) and/or the logits back.
-    int64_t* in_dev = nullptr;
-    const bool mapped =
-        cudaHostGetDevicePointer(reinterpret_cast<void**>(&in_dev), pinned_in, 0) == cudaSuccess;
-    cudaGetLastError();  // (an unmapped buffer only means the copies)
+    if (mapped_for != pinned_in) {  // once per pinned buffer, not per step
+      mapped_for = pinned_in;
+      mapped_in = nullptr;
+      if (cudaHostGetDevicePointer(reinterpret_cast<void**>(&mapped_in), pinned_in, 0) !=
+          cudaSuccess)
+        mapped_in = nullptr;
+      cudaGetLastError();  // (an unmapped buffer only means the copies)
+    }
+    int64_t* in_dev = mapped_in;
+    const bool mapped = in_dev != nullptr;
     int64_t* picks_dev = mapped ? in_dev + (picks_host - in) : kv.picks;
     auto enqueue = [&] {
       if (mapped) {
