@@ -118,16 +118,18 @@ TEST(Cuda, ReducedPrecisionsAgreeOnTheTopToken) {
   }
 }
 
-// A random-weight GPT-2 of vocabulary 257 (N not a multiple of 8) and 50 positions.
-Network small_model(int layers, int hidden, int heads, const char* activation, uint64_t seed) {
+// A random-weight GPT-2 of vocabulary 257 (N not a multiple of 8) and 50 positions (or more).
+Network small_model(int layers, int hidden, int heads, const char* activation, uint64_t seed,
+                    int positions = 50) {
   hf::Gpt2Config cfg;
   cfg.n_layer = layers;
   cfg.n_embd = hidden;
   cfg.n_head = heads;
   cfg.vocab_size = 257;
-  cfg.n_positions = 50;
+  cfg.n_positions = positions;
   cfg.activation_function = activation;
-  std::string dir = temp_dir("cuda_model_" + std::to_string(hidden));
+  std::string dir =
+      temp_dir("cuda_model_" + std::to_string(hidden) + "_" + std::to_string(positions));
   hf::make_model(cfg, seed, dir);
   return Network::from_hf(dir);
 }
@@ -356,6 +358,50 @@ TEST(Cuda, GenerationReproducesTheGoldensAndEveryDecodeStepMatchesAFullRerun) {
   const std::vector<int64_t> shorter = {44, 3, 250, 9, 60};
   EXPECT_EQ(gen.generate({shorter}, greedy).generated,
             cpu_gen.generate({shorter}, greedy).generated);
+}
+
+// The decode step's attention kernel over caches longer than one of its key tiles (64 keys at
+// head size 64, 32 at 65, where the head size is not a multiple of 4 either): every decode step's
+// logits against a full forward pass of the same engine, and a left-padded batch against the cpu
+// backend's greedy tokens.
+TEST(Cuda, DecodeAttentionMatchesAFullRerunAcrossKeyTiles) {
+  SKIP_WITHOUT_GPU();
+  for (const Network& net :
+       {small_model(2, 128, 2, "gelu_new", 11, 160), small_model(1, 520, 8, "gelu_new", 9, 160)}) {
+    auto engine = cuda_engine(net);
+    Generator gen(engine);
+    auto ctx = engine->create_execution_context();
+    std::mt19937 rng(23);
+    std::vector<int64_t> prompt(70);
+    for (int64_t& id : prompt) id = static_cast<int64_t>(rng() % 257);
+    GenerationConfig c;
+    for (int64_t k : {1, 2, 30}) {  // 70, 71 and 99 keys at the last step
+      c.max_new_tokens = k;
+      std::vector<int64_t> out = gen.generate({prompt}, c).generated[0];
+      ASSERT_EQ(static_cast<int64_t>(out.size()), k);
+      int64_t s = 70 + k - 1;
+      Tensor ids(DType::kInt64, {1, s}), mask(DType::kInt64, {1, s});
+      for (int64_t i = 0; i < s; ++i) {
+        ids.data_mut<int64_t>()[i] =
+            i < 70 ? prompt[static_cast<size_t>(i)] : out[static_cast<size_t>(i - 70)];
+        mask.data_mut<int64_t>()[i] = 1;
+      }
+      Tensor full = ctx->execute({{"input_ids", ids}, {"attention_mask", mask}})[0];
+      int64_t v = gen.vocab_size();
+      double worst = 0;
+      for (int64_t t = 0; t < v; ++t)
+        worst = std::max<double>(worst, std::fabs(gen.last_logits()[static_cast<size_t>(t)] -
+                                                  full.data<float>()[(s - 1) * v + t]));
+      EXPECT_LE(worst, 1e-4) << "after " << k << " tokens";
+    }
+    BuildConfig cpu_config;
+    cpu_config.backend = Backend::kCpu;
+    Generator cpu_gen(Engine::build(net, cpu_config));
+    std::vector<int64_t> shorter(prompt.begin(), prompt.begin() + 41);
+    c.max_new_tokens = 40;
+    EXPECT_EQ(gen.generate({prompt, shorter}, c).generated,
+              cpu_gen.generate({prompt, shorter}, c).generated);
+  }
 }
 
 }  // namespace

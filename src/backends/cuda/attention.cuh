@@ -51,6 +51,7 @@ inline int64_t attention_blocks(const AttentionArgs& a) {
 
 template <int kPerLane, typename T, typename M>
 __global__ void attention_kernel(AttentionArgs a) {
+  GPTRT_TRACE_KERNEL();
   extern __shared__ float attention_smem[];
   float* smem = attention_smem;
   constexpr int kWarps = kAttentionWarps;
@@ -172,6 +173,168 @@ __global__ void attention_kernel(AttentionArgs a) {
     T* o = static_cast<T*>(a.out) + (r * t + i) * e + h * d;
     for (int kk = 0; kk < kPerLane; ++kk)
       if (lane + 32 * kk < d) o[lane + 32 * kk] = to_t<T>(acc[kk] * inv);
+  }
+}
+
+// Decode steps (one query per row, t == 1, against the KV cache with its padding flags): one block
+// of kAttentionWarps warps per (row, head). What earlier steps and the step's first kernel wrote is
+// read before waiting for the QKV projection (a kernel may read, before its wait, what kernels two
+// or more launches before it wrote: see kernel_common.cuh): the cached length, the flags and the
+// first tile of cached keys and values. After the wait only the new token's query, key and value
+// remain to be read. Scores for all keys, a thread per key, go to shared memory; one softmax over
+// the block; then the values, each warp summing a quarter of the keys' values, the warps' sums
+// added in a fixed order.
+// Shared memory the decode kernel may take (caches of up to ~35,000 positions at head size 64;
+// longer ones take attention_kernel).
+constexpr size_t kAttentionDecodeMaxSmem = 160 * 1024;
+inline size_t attention_decode_smem_bytes(int64_t d, int64_t key_stride) {
+  int64_t tile = attention_key_tile(d);
+  return static_cast<size_t>(tile * attention_key_stride(static_cast<int>(d)) + tile * d + d +
+                             kAttentionWarps * d + 2 * kAttentionWarps + key_stride) *
+         4;
+}
+
+template <int kPerLane, typename T>
+__global__ void attention_decode_kernel(AttentionArgs a) {
+  GPTRT_TRACE_KERNEL();
+  extern __shared__ float attention_smem[];
+  constexpr int kWarps = kAttentionWarps, kThreads = 32 * kWarps;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int d = static_cast<int>(a.e / a.heads);
+  const int tile = attention_key_tile(d), kstride = attention_key_stride(d);
+  const bool vec = d % 4 == 0 && a.e % 4 == 0;
+  const int64_t e = a.e, key_stride = a.key_stride;
+  const int64_t r = blockIdx.x / a.heads, h = blockIdx.x % a.heads;
+  float* ks = attention_smem;         // [tile][kstride]
+  float* vs = ks + tile * kstride;    // [tile][d]
+  float* qs = vs + tile * d;          // [d], scaled
+  float* part = qs + d;               // [kWarps][d]: the warps' value sums
+  float* stat = part + kWarps * d;    // [2][kWarps]: the warps' maxima, then sums
+  float* scores = stat + 2 * kWarps;  // [key_stride]
+  const uint8_t* valid = static_cast<const uint8_t*>(a.mask) + r * key_stride;
+  const float* kc = a.kc + r * key_stride * e + h * d;  // key j at kc + j * e
+  const float* vc = a.vc + r * key_stride * e + h * d;
+  const float* fresh = a.qkv + r * 3 * e + h * d;  // the new query; its key at + e, value + 2e
+
+  // Cached keys or values [j0, j0 + n) (not the new one, at `past`) into `dst` (row length
+  // `stride`).
+  auto load_cached = [&](const float* src, float* dst, int stride, int64_t j0, int n,
+                         int64_t past) {
+    const int per = vec ? 4 : 1;
+    for (int at = threadIdx.x * per; at < n * d; at += kThreads * per) {
+      const int jj = at / d, u = at % d;
+      if (j0 + jj >= past) break;  // (at grows with jj)
+      const float* from = src + (j0 + jj) * e + u;
+      if (vec)
+        *reinterpret_cast<float4*>(dst + jj * stride + u) = *reinterpret_cast<const float4*>(from);
+      else
+        dst[jj * stride + u] = *from;
+    }
+  };
+
+  const int64_t past = *a.past;  // (the step's first kernel wrote it)
+  const int64_t keys = past + 1;
+  const int first = static_cast<int>(min(static_cast<int64_t>(tile), keys));
+  load_cached(kc, ks, kstride, 0, first, past);
+  load_cached(vc, vs, d, 0, first, past);
+  wait_for_previous_kernel();
+  let_next_kernel_start();
+  for (int u = threadIdx.x; u < d; u += kThreads) {
+    const float q = fresh[u], k = fresh[e + u], v = fresh[2 * e + u];
+    qs[u] = q * a.scale;
+    a.kc[(r * key_stride + past) * e + h * d + u] = k;
+    a.vc[(r * key_stride + past) * e + h * d + u] = v;
+    if (past < tile) {
+      ks[past * kstride + u] = k;
+      vs[past * d + u] = v;
+    }
+  }
+  __syncthreads();
+
+  // Scores, a thread per key, tile by tile (the first already loaded).
+  float local_max = -INFINITY;
+  for (int64_t j0 = 0; j0 < keys; j0 += tile) {
+    const int n = static_cast<int>(min(static_cast<int64_t>(tile), keys - j0));
+    if (j0 > 0) {
+      __syncthreads();  // the previous tile is used up
+      load_cached(kc, ks, kstride, j0, n, past);
+      if (j0 <= past && past < j0 + n)
+        for (int u = threadIdx.x; u < d; u += kThreads)
+          ks[(past - j0) * kstride + u] = fresh[e + u];
+      __syncthreads();
+    }
+    for (int jj = threadIdx.x; jj < n; jj += kThreads) {
+      float dot = -INFINITY;
+      if (valid[j0 + jj] != 0) {
+        float acc4[4] = {};
+        if (vec) {
+          for (int u = 0; u < d; u += 4) {
+            const float4 qv = *reinterpret_cast<const float4*>(qs + u);
+            const float4 kv = *reinterpret_cast<const float4*>(ks + jj * kstride + u);
+            acc4[0] += qv.x * kv.x;
+            acc4[1] += qv.y * kv.y;
+            acc4[2] += qv.z * kv.z;
+            acc4[3] += qv.w * kv.w;
+          }
+        } else {
+          for (int u = 0; u < d; ++u) acc4[u & 3] += qs[u] * ks[jj * kstride + u];
+        }
+        dot = (acc4[0] + acc4[1]) + (acc4[2] + acc4[3]);
+      }
+      scores[j0 + jj] = dot;
+      local_max = fmaxf(local_max, dot);
+    }
+  }
+  // One softmax over the block: the maximum, then the exponentials and their sum.
+  for (int o = 16; o > 0; o >>= 1)
+    local_max = fmaxf(local_max, __shfl_xor_sync(0xffffffff, local_max, o));
+  if (lane == 0) stat[warp] = local_max;
+  __syncthreads();
+  float m = stat[0];
+  for (int w = 1; w < kWarps; ++w) m = fmaxf(m, stat[w]);
+  float local_sum = 0;
+  for (int64_t j = threadIdx.x; j < keys; j += kThreads) {
+    const float s = scores[j];
+    const float pr = s == -INFINITY ? 0.f : __expf(s - m);
+    scores[j] = pr;
+    local_sum += pr;
+  }
+  local_sum = warp_sum(local_sum);
+  if (lane == 0) stat[kWarps + warp] = local_sum;
+
+  // Values: warp w sums keys [w * tile / kWarps, (w + 1) * tile / kWarps) of each tile, a lane per
+  // head element.
+  float acc[kPerLane] = {};
+  const int per_warp = tile / kWarps;
+  for (int64_t j0 = 0; j0 < keys; j0 += tile) {
+    const int n = static_cast<int>(min(static_cast<int64_t>(tile), keys - j0));
+    if (j0 > 0) {
+      __syncthreads();  // the previous tile (and, at the first, the scores) are used up
+      load_cached(vc, vs, d, j0, n, past);
+      if (j0 <= past && past < j0 + n)
+        for (int u = threadIdx.x; u < d; u += kThreads) vs[(past - j0) * d + u] = fresh[2 * e + u];
+    }
+    __syncthreads();
+    const int lo = warp * per_warp, hi = min(n, lo + per_warp);
+    for (int jj = lo; jj < hi; ++jj) {
+      const float pr = scores[j0 + jj];
+#pragma unroll
+      for (int kk = 0; kk < kPerLane; ++kk)
+        if (lane + 32 * kk < d) acc[kk] += pr * vs[jj * d + lane + 32 * kk];
+    }
+  }
+#pragma unroll
+  for (int kk = 0; kk < kPerLane; ++kk)
+    if (lane + 32 * kk < d) part[warp * d + lane + 32 * kk] = acc[kk];
+  __syncthreads();
+  float l = 0;
+  for (int w = 0; w < kWarps; ++w) l += stat[kWarps + w];
+  const float inv = l > 0 ? 1.0f / l : 0.f;
+  T* o = static_cast<T*>(a.out) + r * e + h * d;
+  for (int u = threadIdx.x; u < d; u += kThreads) {
+    float v = 0;
+    for (int w = 0; w < kWarps; ++w) v += part[w * d + u];
+    o[u] = to_t<T>(v * inv);
   }
 }
 

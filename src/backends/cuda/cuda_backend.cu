@@ -7,7 +7,9 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -40,6 +42,7 @@ void check(cublasStatus_t s, const char* what) {
 
 __global__ void embedding_kernel(const int64_t* ids, const int64_t* pos, const float* wte,
                                  const float* wpe, int64_t s, int64_t e, float* out) {
+  GPTRT_TRACE_KERNEL();
   wait_for_previous_kernel();
   let_next_kernel_start();
   int64_t row = blockIdx.x;
@@ -64,6 +67,7 @@ __device__ float block_sum(float v, float* shared) {
 template <typename T>
 __global__ void layer_norm_kernel(const float* x, const float* g, const float* b, float eps,
                                   int64_t e, T* y) {
+  GPTRT_TRACE_KERNEL();
   wait_for_previous_kernel();
   let_next_kernel_start();
   __shared__ float shared[32];
@@ -105,12 +109,17 @@ struct Launcher {
 };
 
 // Launches attention_kernel with the register count the head size needs (M: the mask's type).
+// Decode steps (one query per row against the cache and its flags) take attention_decode_kernel.
 template <typename T, typename M>
 void launch_attention(const AttentionArgs& a, const Launcher& launch) {
-  dim3 grid(static_cast<unsigned>(attention_blocks(a)));
-  size_t smem = attention_smem_bytes(a.e / a.heads);
+  const size_t decode_smem = attention_decode_smem_bytes(a.e / a.heads, a.key_stride);
+  const bool decode = std::is_same_v<M, uint8_t> && a.t == 1 && a.kc && a.mask && a.past &&
+                      decode_smem <= kAttentionDecodeMaxSmem;
+  dim3 grid(static_cast<unsigned>(decode ? a.b * a.heads : attention_blocks(a)));
+  size_t smem = decode ? decode_smem : attention_smem_bytes(a.e / a.heads);
   auto go = [&](auto per_lane) {
-    auto kernel = attention_kernel<decltype(per_lane)::value, T, M>;
+    auto kernel = decode ? attention_decode_kernel<decltype(per_lane)::value, T>
+                         : attention_kernel<decltype(per_lane)::value, T, M>;
     if (smem > 48 * 1024)
       check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  static_cast<int>(smem)),
@@ -139,6 +148,7 @@ void launch_attention(const AttentionArgs& a, const Launcher& launch) {
 // y[r] = x[r, t - 1]: each row's last position (the only logits generation needs).
 template <typename T>
 __global__ void last_rows_kernel(const T* x, int64_t t, int64_t e, T* y) {
+  GPTRT_TRACE_KERNEL();
   wait_for_previous_kernel();
   let_next_kernel_start();
   for (int64_t k = threadIdx.x; k < e; k += blockDim.x)
@@ -149,6 +159,7 @@ __global__ void last_rows_kernel(const T* x, int64_t t, int64_t e, T* y) {
 // output with its bias, in FP32 scratch.
 template <typename T>
 __global__ void gelu_erf_kernel(const float* x, const float* residual, int64_t n, T* y) {
+  GPTRT_TRACE_KERNEL();
   wait_for_previous_kernel();
   let_next_kernel_start();
   int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -173,6 +184,7 @@ __global__ void spin_kernel(int64_t ns) {
 // then the padding flags [flag_bytes] (the layout decode_step writes), 8 bytes at a time.
 __global__ void step_inputs_kernel(const int64_t* in, int64_t rows, int64_t flag_bytes,
                                    int64_t* ids, int64_t* pos, int64_t* past, uint8_t* valid) {
+  GPTRT_TRACE_KERNEL();
   let_next_kernel_start();
   const int64_t* flags = in + 2 * rows + 1;
   const int64_t at = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x,
@@ -190,6 +202,7 @@ __global__ void step_inputs_kernel(const int64_t* in, int64_t rows, int64_t flag
 
 // ids[r] = the first index of row r's largest logit (greedy decoding on the GPU).
 __global__ void argmax_kernel(const float* logits, int64_t vocab, int64_t* ids) {
+  GPTRT_TRACE_KERNEL();
   wait_for_previous_kernel();
   let_next_kernel_start();
   __shared__ float best_v[32];
@@ -197,11 +210,25 @@ __global__ void argmax_kernel(const float* logits, int64_t vocab, int64_t* ids) 
   const float* row = logits + blockIdx.x * vocab;
   float v = -INFINITY;
   int64_t at = vocab;
-  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x)
-    if (row[i] > v || at == vocab) {
-      v = row[i];
-      at = i;
+  // kAtOnce logits per thread requested before any is compared (one memory round trip per
+  // kAtOnce * blockDim.x logits, not per blockDim.x), then taken in index order.
+  constexpr int kAtOnce = 32;
+  for (int64_t i0 = threadIdx.x; i0 < vocab; i0 += int64_t{blockDim.x} * kAtOnce) {
+    float x[kAtOnce];
+#pragma unroll
+    for (int u = 0; u < kAtOnce; ++u) {
+      const int64_t i = i0 + int64_t{u} * blockDim.x;
+      x[u] = i < vocab ? row[i] : 0.f;
     }
+#pragma unroll
+    for (int u = 0; u < kAtOnce; ++u) {
+      const int64_t i = i0 + int64_t{u} * blockDim.x;
+      if (i < vocab && (x[u] > v || at == vocab)) {
+        v = x[u];
+        at = i;
+      }
+    }
+  }
   auto better = [](float va, int64_t ia, float vb, int64_t ib) {
     return vb > va || (vb == va && ib < ia);
   };
@@ -488,15 +515,9 @@ struct Runner::Impl {
     if (skinny_fp32_enabled)
       for (int mr : {1, 8, 16})
         for (int v : {2, 4, 6})
-          if (fp32_kernel(mr, v))
-            check(cudaFuncSetAttribute(fp32_kernel(mr, v),
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, optin),
-                  "cudaFuncSetAttribute");
+          if (fp32_kernel(mr, v)) allow_all_shared_memory(fp32_kernel(mr, v));
     if (skinny_enabled)
-      for (int mt = 1; mt <= kSkinnyMaxTiles; ++mt)
-        check(cudaFuncSetAttribute(skinny_kernel(mt), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   optin),
-              "cudaFuncSetAttribute");
+      for (int mt = 1; mt <= kSkinnyMaxTiles; ++mt) allow_all_shared_memory(skinny_kernel(mt));
     find_layer_norm_fusions();
     plan = reference::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
     if (plan.total > 0)
@@ -560,6 +581,15 @@ struct Runner::Impl {
   }
 
   using SkinnyKernel = void (*)(SkinnyArgs);
+  // Lets `kernel` take all the shared memory a block may have, less its static shared memory.
+  void allow_all_shared_memory(SkinnyKernel kernel) {
+    cudaFuncAttributes attr{};
+    check(cudaFuncGetAttributes(&attr, kernel), "cudaFuncGetAttributes");
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(smem_optin - attr.sharedSizeBytes)),
+          "cudaFuncSetAttribute");
+  }
+
   SkinnyKernel skinny_kernel(int mt) const {
     static_assert(kSkinnyMaxTiles == 2, "one instantiation per row-tile count");
     static const SkinnyKernel fp16[] = {skinny_linear_kernel<__half, 1>,
@@ -934,6 +964,36 @@ struct Runner::Impl {
     mark_labels.push_back(label);
   }
 
+#ifdef GPTRT_CUDA_TRACE
+  // Traces the graph replay numbered GPTRT_CUDA_TRACE_RUN (default 100) into the file
+  // GPTRT_CUDA_TRACE_FILE: one line per block, "grid sm block start wait end" (ns).
+  int64_t trace_runs = 0;
+  bool trace_begin() {
+    const char* at = std::getenv("GPTRT_CUDA_TRACE_RUN");
+    if (++trace_runs != (at ? std::atoll(at) : 100) || !std::getenv("GPTRT_CUDA_TRACE_FILE"))
+      return false;
+    unsigned zero = 0;
+    check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    check(cudaMemcpyToSymbol(trace_count, &zero, sizeof zero), "trace reset");
+    return true;
+  }
+  void trace_end() {
+    check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    unsigned count = 0;
+    check(cudaMemcpyFromSymbol(&count, trace_count, sizeof count), "trace count");
+    count = std::min(count, kTraceCapacity);
+    std::vector<TraceRecord> records(count);
+    check(cudaMemcpyFromSymbol(records.data(), trace_records, count * sizeof(TraceRecord)),
+          "trace records");
+    FILE* f = std::fopen(std::getenv("GPTRT_CUDA_TRACE_FILE"), "w");
+    if (!f) return;
+    for (const TraceRecord& r : records)
+      std::fprintf(f, "%llu %u %u %llu %llu %llu %llu %llu %llu\n", r.grid, r.sm, r.block, r.start,
+                   r.wait, r.end, r.marks[0], r.marks[1], r.marks[2]);
+    std::fclose(f);
+  }
+#endif
+
   template <typename T>
   static void grow(T** p, int64_t* cap, int64_t want, bool host) {
     if (want <= *cap) return;
@@ -1105,7 +1165,13 @@ struct Runner::Impl {
         check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
         cudaGraphDestroy(graph);
       }
+#ifdef GPTRT_CUDA_TRACE
+      const bool tracing = trace_begin();
+#endif
       check(cudaGraphLaunch(exec, stream), "cudaGraphLaunch");
+#ifdef GPTRT_CUDA_TRACE
+      if (tracing) trace_end();
+#endif
     } else {
       enqueue();
     }
@@ -1214,7 +1280,13 @@ struct Runner::Impl {
         cudaGraphDestroy(graph);
         it = graphs.emplace(key, exec).first;
       }
+#ifdef GPTRT_CUDA_TRACE
+      const bool tracing = trace_begin();
+#endif
       check(cudaGraphLaunch(it->second, stream), "cudaGraphLaunch");
+#ifdef GPTRT_CUDA_TRACE
+      if (tracing) trace_end();
+#endif
     } else {
       forward(b, s, pos_t != nullptr, mask_t != nullptr);
     }

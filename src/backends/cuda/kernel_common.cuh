@@ -10,11 +10,79 @@
 
 namespace gptrt::cuda {
 
+#ifdef GPTRT_CUDA_TRACE
+// Kernel timeline tracing (a build with -DGPTRT_CUDA_TRACE=ON, for profiling only): thread 0 of
+// every block of every kernel that starts with GPTRT_TRACE_KERNEL() appends one record: its grid,
+// SM, block, and the global timer (ns) at its start, when its wait for the previous kernel
+// returned, and at its end. Runner::Impl reads them back after a graph replay.
+struct TraceRecord {
+  unsigned long long grid, start, wait, end, marks[3];
+  unsigned sm, block;
+};
+constexpr unsigned kTraceCapacity = 1u << 16;
+__device__ TraceRecord trace_records[kTraceCapacity];
+__device__ unsigned trace_count;
+__device__ __forceinline__ unsigned long long trace_now() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ unsigned long long& trace_wait_time() {
+  __shared__ unsigned long long t;
+  return t;
+}
+// Up to three points inside a kernel (GPTRT_TRACE_MARK(i), thread 0's time).
+__device__ __forceinline__ unsigned long long* trace_marks() {
+  __shared__ unsigned long long t[3];
+  return t;
+}
+struct KernelTrace {
+  unsigned long long start;
+  __device__ KernelTrace() : start(trace_now()) {
+    if (threadIdx.x == 0) {
+      trace_wait_time() = start;
+      trace_marks()[0] = trace_marks()[1] = trace_marks()[2] = 0;
+    }
+  }
+  __device__ ~KernelTrace() {
+    if (threadIdx.x != 0) return;
+    unsigned long long grid, end = trace_now();
+    unsigned sm;
+    asm volatile("mov.u64 %0, %%gridid;" : "=l"(grid));
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    unsigned at = atomicAdd(&trace_count, 1u);
+    if (at < kTraceCapacity)
+      trace_records[at] = TraceRecord{grid,
+                                      start,
+                                      trace_wait_time(),
+                                      end,
+                                      {trace_marks()[0], trace_marks()[1], trace_marks()[2]},
+                                      sm,
+                                      blockIdx.x};
+  }
+};
+#define GPTRT_TRACE_KERNEL() ::gptrt::cuda::KernelTrace gptrt_kernel_trace_
+#define GPTRT_TRACE_MARK(i)                                 \
+  if (threadIdx.x == 0 && !::gptrt::cuda::trace_marks()[i]) \
+  ::gptrt::cuda::trace_marks()[i] = ::gptrt::cuda::trace_now()
+#else
+#define GPTRT_TRACE_KERNEL() static_cast<void>(0)
+#define GPTRT_TRACE_MARK(i) static_cast<void>(0)
+#endif
+
 // Waits for the previous kernel in the stream (its writes visible); a no-op without programmatic
-// dependent launch. Every kernel calls it before it reads an activation or writes anything.
+// dependent launch. Every kernel calls it before it reads what the kernel just before it wrote, or
+// writes anything. What kernels two or more launches back wrote may be read before it: every
+// kernel lets the next one start only after its own wait (let_next_kernel_start comes after
+// wait_for_previous_kernel; a kernel launched without overlap, the first of a graph or after a
+// copy, starts only when all before it have finished), so when a kernel starts, the one two
+// before it has finished.
 __device__ __forceinline__ void wait_for_previous_kernel() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+#ifdef GPTRT_CUDA_TRACE
+  if (threadIdx.x == 0) trace_wait_time() = trace_now();
 #endif
 }
 // Lets the next kernel in the stream start its prologue (it still waits for this one to finish).

@@ -61,6 +61,7 @@ __device__ __forceinline__ float warp_reduce_scatter(float (&v)[NV], int lane, i
 // once, the LM head), the rows loaded once.
 template <int MR, int V>
 __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
+  GPTRT_TRACE_KERNEL();
   extern __shared__ __align__(16) float fsmem[];
   constexpr int C = kFp32Cols, NV = MR * C;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -113,6 +114,7 @@ __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
   skinny_load_rows<float, 1>(p, xs, gamma_beta);  // (row_stride = k; one row at a time: the
                                                   // weights hold registers)
   __syncthreads();
+  GPTRT_TRACE_MARK(0);
 
   for (int block = blockIdx.x; block < column_blocks; block += gridDim.x) {
     // Every row times this warp's weights.
@@ -137,6 +139,7 @@ __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
         }
       }
     }
+    GPTRT_TRACE_MARK(1);
     // The weights are used up: the next column block's stream in during the reduction and the
     // epilogue.
     const float block_bias = bias, block_residual = residual;
@@ -157,6 +160,7 @@ __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
     }
     __syncthreads();  // the sums are read before the next block's
   }
+  GPTRT_TRACE_MARK(2);
 }
 
 }  // namespace gptrt::cuda

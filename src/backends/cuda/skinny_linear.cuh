@@ -116,33 +116,105 @@ __device__ __forceinline__ uint32_t pack2(float a, float b) {
   }
 }
 
+// LayerNorm rows r0, r0 + 8, ... (kAtOnce of them, one per h) of warp `warp` into shared memory,
+// each row read once into registers (kVecs float4s per lane: rows of up to 128 * kVecs values),
+// four values per lane at a time; gamma and beta already in shared memory.
+template <typename T, int kAtOnce, int kVecs>
+__device__ __forceinline__ void skinny_layer_norm_rows(const SkinnyArgs& p, T* xs,
+                                                       const float* gamma_beta, int r0) {
+  const int lane = threadIdx.x & 31, nv = p.k / 4;
+  const float inv_k = 1.0f / static_cast<float>(p.k);
+  const float* x = static_cast<const float*>(p.x);
+  const float4* gamma = reinterpret_cast<const float4*>(gamma_beta);
+  const float4* beta = reinterpret_cast<const float4*>(gamma_beta + p.k);
+  float4 v[kAtOnce][kVecs];
+#pragma unroll
+  for (int h = 0; h < kAtOnce; ++h) {
+    const int r = r0 + 8 * h;
+    const float4* src = reinterpret_cast<const float4*>(x + static_cast<int64_t>(r) * p.k);
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      int at = lane + 32 * j;
+      v[h][j] = r < p.m && at < nv ? src[at] : make_float4(0, 0, 0, 0);
+    }
+  }
+  float mean[kAtOnce], inv[kAtOnce];
+#pragma unroll
+  for (int h = 0; h < kAtOnce; ++h) {
+    float sum = 0;
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) sum += (v[h][j].x + v[h][j].y) + (v[h][j].z + v[h][j].w);
+    mean[h] = warp_sum(sum) * inv_k;
+  }
+  // The centred values replace the row (padding lanes stay 0: they add nothing to the variance).
+#pragma unroll
+  for (int h = 0; h < kAtOnce; ++h) {
+    float var = 0;
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      const bool live = lane + 32 * j < nv;
+      float4& a = v[h][j];
+      a = live ? make_float4(a.x - mean[h], a.y - mean[h], a.z - mean[h], a.w - mean[h])
+               : make_float4(0, 0, 0, 0);
+      var += (a.x * a.x + a.y * a.y) + (a.z * a.z + a.w * a.w);
+    }
+    inv[h] = rsqrtf(warp_sum(var) * inv_k + p.ln_eps);
+  }
+#pragma unroll
+  for (int h = 0; h < kAtOnce; ++h) {
+    const int r = r0 + 8 * h;
+    if (r >= p.m) break;
+    T* dst = xs + r * p.row_stride;
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      int at = lane + 32 * j;
+      if (at >= nv) continue;
+      const float4 gm = gamma[at], bt = beta[at], a = v[h][j];
+      const float iv = inv[h];
+      const float4 out = make_float4(a.x * iv * gm.x + bt.x, a.y * iv * gm.y + bt.y,
+                                     a.z * iv * gm.z + bt.z, a.w * iv * gm.w + bt.w);
+      if constexpr (std::is_same_v<T, float>) {
+        *reinterpret_cast<float4*>(dst + 4 * at) = out;
+      } else {
+        uint2 packed;
+        packed.x = pack2<T>(out.x, out.y);
+        packed.y = pack2<T>(out.z, out.w);
+        *reinterpret_cast<uint2*>(dst + 4 * at) = packed;
+      }
+    }
+  }
+}
+
 // The rows into shared memory: [16 * MT][row_stride] in T (FP16/BF16, or FP32 for
-// skinny_fp32_kernel), rows < m and columns < k only (the
-// multiply reads nothing else), in one memory round trip where it can: plain rows with cp.async
-// (every piece requested at once), LayerNorm rows kAtOnce per warp at a time in registers (one
-// read of each row; gamma and beta already in shared memory), four values per lane at a time.
+// skinny_fp32_kernel), rows < m and columns < k only (the multiply reads nothing else), in one
+// memory round trip where it can: plain rows with cp.async (every piece requested at once, each
+// thread's pieces found without a division per piece), LayerNorm rows kAtOnce per warp at a time
+// in registers (skinny_layer_norm_rows; three passes over the cached row when it is longer than
+// 1024 values).
 template <typename T, int kAtOnce = 2>
 __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_beta) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, stride = p.row_stride;
   if (!p.ln_gamma) {
     const T* x = static_cast<const T*>(p.x);
     constexpr int kPer = 16 / sizeof(T);
-    const int pieces = p.k / kPer;  // 16 bytes each (k % kPer == 0)
-    for (int i = threadIdx.x; i < p.m * pieces; i += blockDim.x) {
-      const int r = i / pieces, c = i % pieces * kPer;
-      copy_async(xs + r * stride + c, x + static_cast<int64_t>(r) * p.k + c, true);
+    const int pieces = p.k / kPer;                 // 16 bytes each (k % kPer == 0)
+    if (pieces <= static_cast<int>(blockDim.x)) {  // whole rows per pass of the block
+      const int per_pass = blockDim.x / pieces, c = threadIdx.x % pieces * kPer;
+      for (int r = threadIdx.x / pieces; r < p.m && threadIdx.x < per_pass * pieces; r += per_pass)
+        copy_async(xs + r * stride + c, x + static_cast<int64_t>(r) * p.k + c, true);
+    } else {
+      for (int r = 0; r < p.m; ++r)
+        for (int c = threadIdx.x * kPer; c < p.k; c += blockDim.x * kPer)
+          copy_async(xs + r * stride + c, x + static_cast<int64_t>(r) * p.k + c, true);
     }
     copy_async_commit();
     copy_async_wait<0>();  // (and the weight stages requested before: needed next anyway)
     return;
   }
-  constexpr int kVecs = 8;  // rows of up to 32 * 8 * 4 = 1024 values stay in registers
-  const float* x = static_cast<const float*>(p.x);
-  const float4* gamma = reinterpret_cast<const float4*>(gamma_beta);
-  const float4* beta = reinterpret_cast<const float4*>(gamma_beta + p.k);
   const int nv = p.k / 4;
-  const float inv_k = 1.0f / static_cast<float>(p.k);
-  if (nv > 32 * kVecs) {  // longer rows: three passes over the (cached) row
+  if (nv > 32 * 8) {  // longer rows: three passes over the (cached) row
+    const float* x = static_cast<const float*>(p.x);
+    const float inv_k = 1.0f / static_cast<float>(p.k);
     for (int r = warp; r < p.m; r += 8) {
       T* dst = xs + r * stride;
       const float* src = x + static_cast<int64_t>(r) * p.k;
@@ -159,61 +231,10 @@ __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_
     return;
   }
   for (int r0 = warp; r0 < p.m; r0 += 8 * kAtOnce) {  // rows r0, r0 + 8, ...
-    float4 v[kAtOnce][kVecs];
-#pragma unroll
-    for (int h = 0; h < kAtOnce; ++h) {
-      const int r = r0 + 8 * h;
-      const float4* src = reinterpret_cast<const float4*>(x + static_cast<int64_t>(r) * p.k);
-#pragma unroll
-      for (int j = 0; j < kVecs; ++j) {
-        int at = lane + 32 * j;
-        v[h][j] = r < p.m && at < nv ? src[at] : make_float4(0, 0, 0, 0);
-      }
-    }
-    float mean[kAtOnce], inv[kAtOnce];
-#pragma unroll
-    for (int h = 0; h < kAtOnce; ++h) {
-      float sum = 0;
-#pragma unroll
-      for (int j = 0; j < kVecs; ++j) sum += (v[h][j].x + v[h][j].y) + (v[h][j].z + v[h][j].w);
-      mean[h] = warp_sum(sum) * inv_k;
-    }
-#pragma unroll
-    for (int h = 0; h < kAtOnce; ++h) {
-      float var = 0;
-#pragma unroll
-      for (int j = 0; j < kVecs; ++j) {
-        if (lane + 32 * j >= nv) continue;
-        float a = v[h][j].x - mean[h], b = v[h][j].y - mean[h], c = v[h][j].z - mean[h],
-              d = v[h][j].w - mean[h];
-        var += (a * a + b * b) + (c * c + d * d);
-      }
-      inv[h] = rsqrtf(warp_sum(var) * inv_k + p.ln_eps);
-    }
-#pragma unroll
-    for (int h = 0; h < kAtOnce; ++h) {
-      const int r = r0 + 8 * h;
-      if (r >= p.m) break;
-      T* dst = xs + r * stride;
-#pragma unroll
-      for (int j = 0; j < kVecs; ++j) {
-        int at = lane + 32 * j;
-        if (at >= nv) continue;
-        float4 gm = gamma[at], bt = beta[at];
-        const float m = mean[h], iv = inv[h];
-        const float4 out =
-            make_float4((v[h][j].x - m) * iv * gm.x + bt.x, (v[h][j].y - m) * iv * gm.y + bt.y,
-                        (v[h][j].z - m) * iv * gm.z + bt.z, (v[h][j].w - m) * iv * gm.w + bt.w);
-        if constexpr (std::is_same_v<T, float>) {
-          *reinterpret_cast<float4*>(dst + 4 * at) = out;
-        } else {
-          uint2 packed;
-          packed.x = pack2<T>(out.x, out.y);
-          packed.y = pack2<T>(out.z, out.w);
-          *reinterpret_cast<uint2*>(dst + 4 * at) = packed;
-        }
-      }
-    }
+    if (nv <= 32 * 6)                                 // (DistilGPT2's 768)
+      skinny_layer_norm_rows<T, kAtOnce, 6>(p, xs, gamma_beta, r0);
+    else
+      skinny_layer_norm_rows<T, kAtOnce, 8>(p, xs, gamma_beta, r0);
   }
 }
 
@@ -222,6 +243,7 @@ __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_
 // copies (no barrier). The first stages are requested before the previous kernel has finished.
 template <typename T, int MT>
 __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
+  GPTRT_TRACE_KERNEL();
   extern __shared__ __align__(16) unsigned char smem[];
   uint4* ring = reinterpret_cast<uint4*>(smem);  // [stage][chunk][thread]
   T* xs = reinterpret_cast<T*>(smem + size_t{kSkinnyStages} * kSkinnyBatch * 256 * 16);
@@ -311,8 +333,14 @@ __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
     early_residual[q] = i < outputs ? residual_at(row_of(i), col_of(blockIdx.x, i)) : 0.f;
   }
   __syncthreads();
+#ifdef GPTRT_TRACE_WEIGHTS_FIRST
+  copy_async_wait<0>();
+  __syncthreads();
+#endif
+  GPTRT_TRACE_MARK(0);
   skinny_load_rows<T>(p, xs, gamma_beta);
   __syncthreads();
+  GPTRT_TRACE_MARK(1);
 
   float acc[MT][4] = {};
   const uint4 zero = make_uint4(0, 0, 0, 0);
@@ -343,6 +371,7 @@ __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
     stage = stage + 1 == kStages ? 0 : stage + 1;
     if (++step < steps) continue;
     step = 0;
+    GPTRT_TRACE_MARK(2);
     // End of a column group: partial sums of every warp, then the K splits added in a fixed
     // order, bias, activation, residual.
 #pragma unroll
