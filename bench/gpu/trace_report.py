@@ -9,8 +9,8 @@ timer, ns; a mark is 0 where the kernel has none). Per kernel
 previous kernel first returned, when its last block ended (all µs from the first start), and
   gap  = its first wait return minus the previous kernel's last end (the dependency's latency),
   run  = its last end minus its first wait return (its own critical path).
-and, per block, the median time from its wait return to each mark and to its end (the skinny
-GEMMs mark: rows ready, first weights ready / first multiply done, all columns done).
+and, per block, the median time from its wait return to each mark and to its end (both skinny
+GEMMs mark: before the rows, rows ready in shared memory, first column group multiplied).
 LABELS, when given, name the kernels in order (the rest are numbered).
 """
 import collections

@@ -110,11 +110,12 @@ __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
   wait_for_previous_kernel();
   let_next_kernel_start();
   float residual = residual_of(blockIdx.x);
-  __syncthreads();                                // gamma and beta
+  __syncthreads();  // gamma and beta
+  GPTRT_TRACE_MARK(0);
   skinny_load_rows<float, 1>(p, xs, gamma_beta);  // (row_stride = k; one row at a time: the
                                                   // weights hold registers)
   __syncthreads();
-  GPTRT_TRACE_MARK(0);
+  GPTRT_TRACE_MARK(1);
 
   for (int block = blockIdx.x; block < column_blocks; block += gridDim.x) {
     // Every row times this warp's weights.
@@ -139,7 +140,7 @@ __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
         }
       }
     }
-    GPTRT_TRACE_MARK(1);
+    GPTRT_TRACE_MARK(2);
     // The weights are used up: the next column block's stream in during the reduction and the
     // epilogue.
     const float block_bias = bias, block_residual = residual;
@@ -160,7 +161,6 @@ __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
     }
     __syncthreads();  // the sums are read before the next block's
   }
-  GPTRT_TRACE_MARK(2);
 }
 
 }  // namespace gptrt::cuda

@@ -333,10 +333,6 @@ __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
     early_residual[q] = i < outputs ? residual_at(row_of(i), col_of(blockIdx.x, i)) : 0.f;
   }
   __syncthreads();
-#ifdef GPTRT_TRACE_WEIGHTS_FIRST
-  copy_async_wait<0>();
-  __syncthreads();
-#endif
   GPTRT_TRACE_MARK(0);
   skinny_load_rows<T>(p, xs, gamma_beta);
   __syncthreads();
