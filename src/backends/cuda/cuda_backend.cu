@@ -269,11 +269,13 @@ __global__ void argmax_kernel(const float* logits, int64_t vocab, int64_t* ids, 
     last = atomicAdd(&done[r], 1u) == static_cast<unsigned>(parts - 1);
   }
   __syncthreads();
-  if (!last || threadIdx.x != 0) return;
+  if (!last || warp != 0) return;
+  // The last block's first warp: a lane per part (all requested at once), then the same
+  // reduction across the lanes.
   __threadfence();
   v = -INFINITY;
   at = vocab;
-  for (int64_t p = 0; p < parts; ++p) {
+  for (int64_t p = lane; p < parts; p += 32) {
     const float pv = __ldcg(part_v + r * parts + p);
     const int64_t pi = __ldcg(part_i + r * parts + p);
     if (pi < vocab && (at == vocab || better(v, at, pv, pi))) {
@@ -281,8 +283,18 @@ __global__ void argmax_kernel(const float* logits, int64_t vocab, int64_t* ids, 
       at = pi;
     }
   }
-  ids[r] = at < vocab ? at : 0;
-  done[r] = 0;
+  for (int o = 16; o > 0; o >>= 1) {
+    float ov = __shfl_xor_sync(0xffffffff, v, o);
+    int64_t oi = __shfl_xor_sync(0xffffffff, at, o);
+    if (oi < vocab && (at == vocab || better(v, at, ov, oi))) {
+      v = ov;
+      at = oi;
+    }
+  }
+  if (lane == 0) {
+    ids[r] = at < vocab ? at : 0;
+    done[r] = 0;
+  }
 }
 
 int blocks_for(int64_t n, int threads) {
