@@ -279,6 +279,28 @@ TEST(Cuda, EnginesRoundTripAndTheCliReportsTransfersApart) {
     EXPECT_NE(r.output.find(s), std::string::npos) << s << "\n" << r.output;
 }
 
+// The largest |difference| between the generator's last logits (after generating `tokens` from
+// `prompt`) and the last position's logits of a full forward pass of prompt + tokens but the last.
+double last_logits_vs_full_rerun(const Generator& gen, ExecutionContext& ctx,
+                                 const std::vector<int64_t>& prompt,
+                                 const std::vector<int64_t>& tokens) {
+  std::vector<int64_t> seq = prompt;
+  seq.insert(seq.end(), tokens.begin(), tokens.end() - 1);
+  const int64_t s = static_cast<int64_t>(seq.size());
+  Tensor ids(DType::kInt64, {1, s}), mask(DType::kInt64, {1, s});
+  for (int64_t i = 0; i < s; ++i) {
+    ids.data_mut<int64_t>()[i] = seq[static_cast<size_t>(i)];
+    mask.data_mut<int64_t>()[i] = 1;
+  }
+  Tensor full = ctx.execute({{"input_ids", ids}, {"attention_mask", mask}})[0];
+  const int64_t v = gen.vocab_size();
+  double worst = 0;
+  for (int64_t t = 0; t < v; ++t)
+    worst = std::max<double>(worst, std::fabs(gen.last_logits()[static_cast<size_t>(t)] -
+                                              full.data<float>()[(s - 1) * v + t]));
+  return worst;
+}
+
 TEST(Cuda, GenerationReproducesTheGoldensAndEveryDecodeStepMatchesAFullRerun) {
   SKIP_WITHOUT_GPU();
   static const auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
@@ -314,21 +336,9 @@ TEST(Cuda, GenerationReproducesTheGoldensAndEveryDecodeStepMatchesAFullRerun) {
   std::vector<int64_t> all = gen.generate({start}, c).generated[0];
   for (int64_t k = 1; k <= 8; ++k) {
     c.max_new_tokens = k;
-    gen.generate({start}, c);
-    int64_t s = 7 + k - 1;
-    Tensor ids(DType::kInt64, {1, s}), mask(DType::kInt64, {1, s});
-    for (int64_t i = 0; i < s; ++i) {
-      ids.data_mut<int64_t>()[i] =
-          i < 7 ? start[static_cast<size_t>(i)] : all[static_cast<size_t>(i - 7)];
-      mask.data_mut<int64_t>()[i] = 1;
-    }
-    Tensor full = ctx->execute({{"input_ids", ids}, {"attention_mask", mask}})[0];
-    int64_t v = gen.vocab_size();
-    double worst = 0;
-    for (int64_t t = 0; t < v; ++t)
-      worst = std::max<double>(worst, std::fabs(gen.last_logits()[static_cast<size_t>(t)] -
-                                                full.data<float>()[(s - 1) * v + t]));
-    EXPECT_LE(worst, 1e-4) << "after " << k << " tokens";
+    std::vector<int64_t> out = gen.generate({start}, c).generated[0];
+    ASSERT_EQ(out, std::vector<int64_t>(all.begin(), all.begin() + k));
+    EXPECT_LE(last_logits_vs_full_rerun(gen, *ctx, start, out), 1e-4) << "after " << k << " tokens";
   }
   // Sampling and the repetition penalty read the logits on the host: the same tokens as the cpu
   // backend's generator with the same seed.
@@ -379,20 +389,8 @@ TEST(Cuda, DecodeAttentionMatchesAFullRerunAcrossKeyTiles) {
       c.max_new_tokens = k;
       std::vector<int64_t> out = gen.generate({prompt}, c).generated[0];
       ASSERT_EQ(static_cast<int64_t>(out.size()), k);
-      int64_t s = 70 + k - 1;
-      Tensor ids(DType::kInt64, {1, s}), mask(DType::kInt64, {1, s});
-      for (int64_t i = 0; i < s; ++i) {
-        ids.data_mut<int64_t>()[i] =
-            i < 70 ? prompt[static_cast<size_t>(i)] : out[static_cast<size_t>(i - 70)];
-        mask.data_mut<int64_t>()[i] = 1;
-      }
-      Tensor full = ctx->execute({{"input_ids", ids}, {"attention_mask", mask}})[0];
-      int64_t v = gen.vocab_size();
-      double worst = 0;
-      for (int64_t t = 0; t < v; ++t)
-        worst = std::max<double>(worst, std::fabs(gen.last_logits()[static_cast<size_t>(t)] -
-                                                  full.data<float>()[(s - 1) * v + t]));
-      EXPECT_LE(worst, 1e-4) << "after " << k << " tokens";
+      EXPECT_LE(last_logits_vs_full_rerun(gen, *ctx, prompt, out), 1e-4)
+          << "after " << k << " tokens";
     }
     BuildConfig cpu_config;
     cpu_config.backend = Backend::kCpu;

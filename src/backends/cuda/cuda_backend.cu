@@ -209,6 +209,23 @@ __global__ void step_embedding_kernel(const int64_t* in, int64_t rows, int64_t f
 // before comparing them), writes its best to part_v/part_i [r][p], and the block that finishes
 // row r last (counted in done[r], which it sets back to 0) picks the best of the parts in order.
 constexpr int kArgmaxParts = 32, kArgmaxThreads = 256;
+// Argmax candidates: (v, at) takes (ov, oi) if oi is one (< vocab) and (v, at) is none yet or
+// worse (smaller, or equal at a larger index).
+__device__ __forceinline__ void take_better(float& v, int64_t& at, float ov, int64_t oi,
+                                            int64_t vocab) {
+  if (oi < vocab && (at == vocab || ov > v || (ov == v && oi < at))) {
+    v = ov;
+    at = oi;
+  }
+}
+// The warp's best candidate, in every lane.
+__device__ __forceinline__ void warp_take_best(float& v, int64_t& at, int64_t vocab) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffff, v, o);
+    const int64_t oi = __shfl_xor_sync(0xffffffff, at, o);
+    take_better(v, at, ov, oi, vocab);
+  }
+}
 __global__ void argmax_kernel(const float* logits, int64_t vocab, int64_t* ids, float* part_v,
                               int64_t* part_i, unsigned* done) {
   GPTRT_TRACE_KERNEL();
@@ -221,9 +238,6 @@ __global__ void argmax_kernel(const float* logits, int64_t vocab, int64_t* ids, 
   const int64_t chunk = (vocab + parts - 1) / parts, lo = blockIdx.x * chunk;
   const int64_t hi = min(vocab, lo + chunk);
   const float* row = logits + r * vocab;
-  auto better = [](float va, int64_t ia, float vb, int64_t ib) {
-    return vb > va || (vb == va && ib < ia);
-  };
   float v = -INFINITY;
   int64_t at = vocab;  // (none yet: the first logit seen is taken, NaN or not)
   constexpr int kAtOnce = 8;
@@ -237,20 +251,10 @@ __global__ void argmax_kernel(const float* logits, int64_t vocab, int64_t* ids, 
 #pragma unroll
     for (int u = 0; u < kAtOnce; ++u) {
       const int64_t i = i0 + int64_t{u} * kArgmaxThreads;
-      if (i < hi && (x[u] > v || at == vocab)) {
-        v = x[u];
-        at = i;
-      }
+      take_better(v, at, x[u], i < hi ? i : vocab, vocab);
     }
   }
-  for (int o = 16; o > 0; o >>= 1) {
-    float ov = __shfl_xor_sync(0xffffffff, v, o);
-    int64_t oi = __shfl_xor_sync(0xffffffff, at, o);
-    if (oi < vocab && (at == vocab || better(v, at, ov, oi))) {
-      v = ov;
-      at = oi;
-    }
-  }
+  warp_take_best(v, at, vocab);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) {
     best_v[warp] = v;
@@ -258,11 +262,7 @@ __global__ void argmax_kernel(const float* logits, int64_t vocab, int64_t* ids, 
   }
   __syncthreads();
   if (threadIdx.x == 0) {
-    for (int w = 1; w < kArgmaxThreads / 32; ++w)
-      if (best_i[w] < vocab && (at == vocab || better(v, at, best_v[w], best_i[w]))) {
-        v = best_v[w];
-        at = best_i[w];
-      }
+    for (int w = 1; w < kArgmaxThreads / 32; ++w) take_better(v, at, best_v[w], best_i[w], vocab);
     part_v[r * parts + blockIdx.x] = v;
     part_i[r * parts + blockIdx.x] = at;
     __threadfence();
@@ -275,22 +275,9 @@ __global__ void argmax_kernel(const float* logits, int64_t vocab, int64_t* ids, 
   __threadfence();
   v = -INFINITY;
   at = vocab;
-  for (int64_t p = lane; p < parts; p += 32) {
-    const float pv = __ldcg(part_v + r * parts + p);
-    const int64_t pi = __ldcg(part_i + r * parts + p);
-    if (pi < vocab && (at == vocab || better(v, at, pv, pi))) {
-      v = pv;
-      at = pi;
-    }
-  }
-  for (int o = 16; o > 0; o >>= 1) {
-    float ov = __shfl_xor_sync(0xffffffff, v, o);
-    int64_t oi = __shfl_xor_sync(0xffffffff, at, o);
-    if (oi < vocab && (at == vocab || better(v, at, ov, oi))) {
-      v = ov;
-      at = oi;
-    }
-  }
+  for (int64_t p = lane; p < parts; p += 32)
+    take_better(v, at, __ldcg(part_v + r * parts + p), __ldcg(part_i + r * parts + p), vocab);
+  warp_take_best(v, at, vocab);
   if (lane == 0) {
     ids[r] = at < vocab ? at : 0;
     done[r] = 0;
