@@ -207,7 +207,8 @@ __global__ void step_embedding_kernel(const int64_t* in, int64_t rows, int64_t f
 // ids[r] = the first index of row r's largest logit (greedy decoding on the GPU). Block (p, r)
 // takes part p of row r's logits (one memory round trip: each thread requests all its logits
 // before comparing them), writes its best to part_v/part_i [r][p], and the block that finishes
-// row r last (counted in done[r], which it sets back to 0) picks the best of the parts in order.
+// row r last (counted in done[r], which it sets back to 0) picks the best of the parts (the
+// largest logit, the first index among equal ones).
 constexpr int kArgmaxParts = 32, kArgmaxThreads = 256;
 // Argmax candidates: (v, at) takes (ov, oi) if oi is one (< vocab) and (v, at) is none yet or
 // worse (smaller, or equal at a larger index).
@@ -1004,7 +1005,10 @@ struct Runner::Impl {
 
 #ifdef GPTRT_CUDA_TRACE
   // Traces the graph replay numbered GPTRT_CUDA_TRACE_RUN (default 100) into the file
-  // GPTRT_CUDA_TRACE_FILE: one line per block, "grid sm block start wait end" (ns).
+  // GPTRT_CUDA_TRACE_FILE: one line per block, "grid sm block start wait end mark0 mark1 mark2"
+  // (global timer, ns; 0 for a mark the kernel does not set). A kernel whose dynamic shared
+  // memory is planned right up to the limit would not launch in such a build (the trace takes a
+  // few static bytes).
   int64_t trace_runs = 0;
   bool trace_begin() {
     const char* at = std::getenv("GPTRT_CUDA_TRACE_RUN");
