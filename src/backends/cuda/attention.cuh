@@ -216,8 +216,9 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
   const float* vc = a.vc + r * key_stride * e + h * d;
   const float* fresh = a.qkv + r * 3 * e + h * d;  // the new query; its key at + e, value + 2e
 
-  // Cached keys or values [j0, j0 + n) (not the new one, at `past`) into `dst` (row length
-  // `stride`).
+  // Requests cached keys or values [j0, j0 + n) (not the new one, at `past`) into `dst` (row
+  // length `stride`), every piece at once (cp.async: the thread does not wait for them; the
+  // caller waits with copy_async_wait<0> before its next barrier).
   auto load_cached = [&](const float* src, float* dst, int stride, int64_t j0, int n,
                          int64_t past) {
     const int per = vec ? 4 : 1;
@@ -226,10 +227,11 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
       if (j0 + jj >= past) break;  // (at grows with jj)
       const float* from = src + (j0 + jj) * e + u;
       if (vec)
-        *reinterpret_cast<float4*>(dst + jj * stride + u) = *reinterpret_cast<const float4*>(from);
+        copy_async<16>(dst + jj * stride + u, from, true);
       else
-        dst[jj * stride + u] = *from;
+        copy_async<4>(dst + jj * stride + u, from, true);
     }
+    copy_async_commit();
   };
 
   const int64_t past = *a.past;  // (the step's first kernel wrote it)
@@ -249,6 +251,7 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
       vs[past * d + u] = v;
     }
   }
+  copy_async_wait<0>();  // the first tile
   __syncthreads();
 
   // Scores, a thread per key, tile by tile (the first already loaded).
@@ -261,6 +264,7 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
       if (j0 <= past && past < j0 + n)
         for (int u = threadIdx.x; u < d; u += kThreads)
           ks[(past - j0) * kstride + u] = fresh[e + u];
+      copy_async_wait<0>();
       __syncthreads();
     }
     for (int jj = threadIdx.x; jj < n; jj += kThreads) {
@@ -313,6 +317,7 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
       load_cached(vc, vs, d, j0, n, past);
       if (j0 <= past && past < j0 + n)
         for (int u = threadIdx.x; u < d; u += kThreads) vs[(past - j0) * d + u] = fresh[2 * e + u];
+      copy_async_wait<0>();
     }
     __syncthreads();
     const int lo = warp * per_warp, hi = min(n, lo + per_warp);

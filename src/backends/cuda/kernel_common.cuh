@@ -1,10 +1,14 @@
-// Device helpers shared by the CUDA backend's kernels: programmatic dependent launch, the
-// activations, storage-type conversion, warp reductions.
+// Device helpers shared by the CUDA backend's kernels: programmatic dependent launch,
+// asynchronous copies into shared memory, the activations, storage-type conversion, warp
+// reductions.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
 
 #include "backends/reference/fused_ops.h"
 
@@ -89,6 +93,38 @@ __device__ __forceinline__ void wait_for_previous_kernel() {
 __device__ __forceinline__ void let_next_kernel_start() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
+// kBytes (4, 8 or 16) from global to shared memory without passing through registers (zeros
+// when !valid): the thread goes on at once, so every copy a block needs can be in flight together.
+// copy_async_commit closes a group of copies; copy_async_wait<n> returns when at most n of this
+// thread's groups are still in flight.
+template <int kBytes = 16>
+__device__ __forceinline__ void copy_async(void* dst, const void* src, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  if constexpr (kBytes == 16)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(addr), "l"(src),
+                 "r"(valid ? 16 : 0));
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;" ::"r"(addr), "l"(src), "n"(kBytes),
+                 "r"(valid ? kBytes : 0));
+#else  // (sm_75: a plain copy through registers)
+  using Piece =
+      std::conditional_t<kBytes == 16, uint4, std::conditional_t<kBytes == 8, uint2, unsigned> >;
+  *static_cast<Piece*>(dst) = valid ? *static_cast<const Piece*>(src) : Piece{};
+#endif
+}
+__device__ __forceinline__ void copy_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;");
+#endif
+}
+template <int kPending>
+__device__ __forceinline__ void copy_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending));
 #endif
 }
 

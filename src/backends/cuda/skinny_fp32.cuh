@@ -98,18 +98,21 @@ __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
                : 0.f;
   };
 
-  // Before the previous kernel has finished: the first column block's weights and bias, the
-  // LayerNorm's parameters. Then the rows, once.
+  // Before the previous kernel has finished: the LayerNorm's parameters (copied straight into
+  // shared memory), the first column block's weights and bias, all requested without waiting
+  // for any (a block that reaches its wait late starts late). Then the rows, once.
+  if (p.ln_gamma)
+    for (int i = threadIdx.x * 4; i < p.k; i += blockDim.x * 4) {
+      copy_async(gamma_beta + i, p.ln_gamma + i, true);
+      copy_async(gamma_beta + p.k + i, p.ln_beta + i, true);
+    }
+  copy_async_commit();
   load_weights(blockIdx.x);
   float bias = bias_of(blockIdx.x);
-  if (p.ln_gamma)
-    for (int i = threadIdx.x; i < p.k; i += blockDim.x) {
-      gamma_beta[i] = p.ln_gamma[i];
-      gamma_beta[p.k + i] = p.ln_beta[i];
-    }
   wait_for_previous_kernel();
   let_next_kernel_start();
   float residual = residual_of(blockIdx.x);
+  copy_async_wait<0>();
   __syncthreads();  // gamma and beta
   GPTRT_TRACE_MARK(0);
   skinny_load_rows<float, 1>(p, xs, gamma_beta);  // (row_stride = k; one row at a time: the

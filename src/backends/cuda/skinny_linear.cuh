@@ -84,26 +84,6 @@ __device__ __forceinline__ void mma_16816(float* d, uint32_t a0, uint32_t a1, ui
 #endif
 }
 
-// 16 bytes from global to shared memory without passing through registers (zeros when !valid).
-__device__ __forceinline__ void copy_async(void* dst, const void* src, bool valid) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(addr), "l"(src),
-               "r"(valid ? 16 : 0));
-#endif
-}
-__device__ __forceinline__ void copy_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;");
-#endif
-}
-template <int kPending>
-__device__ __forceinline__ void copy_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;" ::"n"(kPending));
-#endif
-}
-
 // Two floats as one 32-bit pair of T.
 template <typename T>
 __device__ __forceinline__ uint32_t pack2(float a, float b) {
@@ -308,9 +288,17 @@ __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
                                                 : 0.f;
   };
 
-  // Before the previous kernel has finished: the first weight stages, the first group's bias
-  // and the LayerNorm's parameters. Right after it: the first group's residual, then the rows.
+  // Before the previous kernel has finished: the LayerNorm's parameters (their own copy group,
+  // the oldest), the first weight stages and the first group's bias, all requested without
+  // waiting for any (a block that reaches its wait late starts late). Right after the wait: the
+  // first group's residual, then the rows.
   constexpr int kEarly = 4;  // outputs per thread whose bias and residual are fetched early
+  if (p.ln_gamma)
+    for (int i = threadIdx.x * 4; i < p.k; i += blockDim.x * 4) {
+      copy_async(gamma_beta + i, p.ln_gamma + i, true);
+      copy_async(gamma_beta + p.k + i, p.ln_beta + i, true);
+    }
+  copy_async_commit();
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) request();
   float early_bias[kEarly], early_residual[kEarly];
@@ -319,12 +307,6 @@ __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
     int i = threadIdx.x + q * 256;
     early_bias[q] = i < outputs ? bias_at(col_of(blockIdx.x, i)) : 0.f;
   }
-  if (p.ln_gamma)
-    for (int i = threadIdx.x; i < p.k / 4; i += blockDim.x) {
-      reinterpret_cast<float4*>(gamma_beta)[i] = reinterpret_cast<const float4*>(p.ln_gamma)[i];
-      reinterpret_cast<float4*>(gamma_beta + p.k)[i] =
-          reinterpret_cast<const float4*>(p.ln_beta)[i];
-    }
   wait_for_previous_kernel();
   let_next_kernel_start();
 #pragma unroll
@@ -332,6 +314,7 @@ __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
     int i = threadIdx.x + q * 256;
     early_residual[q] = i < outputs ? residual_at(row_of(i), col_of(blockIdx.x, i)) : 0.f;
   }
+  copy_async_wait<kStages - 1>();  // gamma and beta (the weight stages may still be in flight)
   __syncthreads();
   GPTRT_TRACE_MARK(0);
   skinny_load_rows<T>(p, xs, gamma_beta);
