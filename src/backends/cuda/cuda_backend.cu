@@ -551,7 +551,7 @@ struct Runner::Impl {
         for (int v : {2, 4, 6})
           if (fp32_kernel(mr, v)) allow_all_shared_memory(fp32_kernel(mr, v));
     if (skinny_enabled)
-      for (int mt = 1; mt <= kSkinnyMaxTiles; ++mt) allow_all_shared_memory(skinny_kernel(mt));
+      for (int m = 8; m <= 16 * kSkinnyMaxTiles; m += 8) allow_all_shared_memory(skinny_kernel(m));
     find_layer_norm_fusions();
     plan = reference::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
     if (plan.total > 0)
@@ -624,13 +624,18 @@ struct Runner::Impl {
           "cudaFuncSetAttribute");
   }
 
-  SkinnyKernel skinny_kernel(int mt) const {
-    static_assert(kSkinnyMaxTiles == 2, "one instantiation per row-tile count");
-    static const SkinnyKernel fp16[] = {skinny_linear_kernel<__half, 1>,
-                                        skinny_linear_kernel<__half, 2>};
-    static const SkinnyKernel bf16[] = {skinny_linear_kernel<__nv_bfloat16, 1>,
-                                        skinny_linear_kernel<__nv_bfloat16, 2>};
-    return (precision == Precision::kFp16 ? fp16 : bf16)[mt - 1];
+  // The skinny kernel for m rows (1 <= m <= 16 * kSkinnyMaxTiles): one instantiation per eight
+  // rows.
+  SkinnyKernel skinny_kernel(int64_t m) const {
+    static_assert(kSkinnyMaxTiles == 2, "one instantiation per eight rows");
+    static const SkinnyKernel fp16[] = {
+        skinny_linear_kernel<__half, 1, false>, skinny_linear_kernel<__half, 1, true>,
+        skinny_linear_kernel<__half, 2, false>, skinny_linear_kernel<__half, 2, true>};
+    static const SkinnyKernel bf16[] = {skinny_linear_kernel<__nv_bfloat16, 1, false>,
+                                        skinny_linear_kernel<__nv_bfloat16, 1, true>,
+                                        skinny_linear_kernel<__nv_bfloat16, 2, false>,
+                                        skinny_linear_kernel<__nv_bfloat16, 2, true>};
+    return (precision == Precision::kFp16 ? fp16 : bf16)[(m + 7) / 8 - 1];
   }
 
   SkinnyKernel fp32_kernel(int mr, int v) const {
@@ -734,8 +739,7 @@ struct Runner::Impl {
       // the widest, with as many blocks as fit, when even that is too many groups (the LM head).
       auto groups = [&](int tn) { return (cols + 8 * tn - 1) / (8 * tn); };
       int per_sm = 0;
-      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, skinny_kernel(sp.mt), 256,
-                                                          sp.smem),
+      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, skinny_kernel(m), 256, sp.smem),
             "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
       const int64_t resident = static_cast<int64_t>(std::max(per_sm, 1)) * sm_count;
       sp.tn = 8;
@@ -801,7 +805,7 @@ struct Runner::Impl {
         gemm_kind = ln ? "skinny FP32+LN" : "skinny FP32";
         return;
       }
-      launch(skinny_kernel(sp.mt), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
+      launch(skinny_kernel(m), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
       gemm_kind = ln ? "skinny+LN" : "skinny";
       return;
     }

@@ -221,7 +221,12 @@ __device__ void skinny_load_rows(const SkinnyArgs& p, T* xs, const float* gamma_
 // The weights stream through a ring of kSkinnyStages stages in shared memory with cp.async:
 // each lane copies exactly the 16-byte pieces it will multiply, so a lane waits only for its own
 // copies (no barrier). The first stages are requested before the previous kernel has finished.
-template <typename T, int MT>
+//
+// MT: row tiles of 16 (m <= 16 * MT); kHi: whether the last tile's upper 8 rows hold rows (m >
+// 16 * MT - 8); without them the multiply passes zeros for those fragments instead of reading
+// them. The rows the multiply reads but m does not fill (and the columns from k up to the chunk's
+// end) are zeroed before the wait, so its shared-memory reads need no bounds.
+template <typename T, int MT, bool kHi>
 __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
   GPTRT_TRACE_KERNEL();
   extern __shared__ __align__(16) unsigned char smem[];
@@ -307,6 +312,20 @@ __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
     int i = threadIdx.x + q * 256;
     early_bias[q] = i < outputs ? bias_at(col_of(blockIdx.x, i)) : 0.f;
   }
+  {  // zeros where the multiply reads beyond the rows: rows [m, read_rows), columns [k, kpad)
+    constexpr int kReadRows = 16 * MT - (kHi ? 0 : 8);
+    constexpr int kPer = 16 / sizeof(T);
+    const int kpad = (p.k + 31) / 32 * 32, pieces = kpad / kPer, first = min(p.m, kReadRows);
+    for (int i = threadIdx.x; i < (kReadRows - first) * pieces; i += blockDim.x)
+      *reinterpret_cast<uint4*>(xs + (first + i / pieces) * p.row_stride + i % pieces * kPer) =
+          make_uint4(0, 0, 0, 0);
+    if (kpad != p.k)  // (k % 8 == 0: whole pieces)
+      for (int i = threadIdx.x; i < first * (kpad - p.k) / kPer; i += blockDim.x) {
+        const int per_row = (kpad - p.k) / kPer;
+        *reinterpret_cast<uint4*>(xs + i / per_row * p.row_stride + p.k + i % per_row * kPer) =
+            make_uint4(0, 0, 0, 0);
+      }
+  }
   wait_for_previous_kernel();
   let_next_kernel_start();
 #pragma unroll
@@ -332,17 +351,14 @@ __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
     for (int i = 0; i < kBatch; ++i) {
       const int off = (step * kBatch + i) * k_step;
       if (k0 - c * 8 + off >= p.k) break;  // past K for the whole warp
-      const bool col_ok = k0 + off < p.k;
-      const uint4 b = slot[i * 256];
+      const uint4 b = slot[i * 256];       // (zeros past K)
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
-        const int r = mt * 16 + g;
-        uint4 lo = col_ok && r < p.m
-                       ? *reinterpret_cast<const uint4*>(a_lo + mt * 16 * p.row_stride + off)
-                       : zero;
-        uint4 hi = col_ok && r + 8 < p.m
-                       ? *reinterpret_cast<const uint4*>(a_lo + (mt * 16 + 8) * p.row_stride + off)
-                       : zero;
+        const uint4 lo = *reinterpret_cast<const uint4*>(a_lo + mt * 16 * p.row_stride + off);
+        const uint4 hi =
+            mt == MT - 1 && !kHi
+                ? zero
+                : *reinterpret_cast<const uint4*>(a_lo + (mt * 16 + 8) * p.row_stride + off);
         mma_16816<T>(acc[mt], lo.x, hi.x, lo.y, hi.y, b.x, b.y);
         mma_16816<T>(acc[mt], lo.z, hi.z, lo.w, hi.w, b.z, b.w);
       }
