@@ -171,7 +171,8 @@ TEST(Cuda, EveryKernelMatchesTheReferenceAtOddSizes) {
 
 // The skinny FP16/BF16 GEMM (up to 32 rows, LayerNorm fused) at every column-group width, and
 // cuBLASLt for comparison, against the FP32 reference: 1 and 12 rows use one row tile, 18 and 32
-// rows two, 51 and 100 rows go to cuBLASLt.
+// rows two, 51, 100 and 300 rows go to cuBLASLt (whose LM head, 257 logits a row, writes at a
+// padded pitch and is compacted: in one chunk of rows, and in two at 300 rows).
 TEST(Cuda, SkinnyGemmsMatchTheReferenceAndCublasLtAtOddSizes) {
   SKIP_WITHOUT_GPU();
   if (sm_number() < 80) GTEST_SKIP() << "the skinny GEMM needs sm_80 or newer";
@@ -191,7 +192,7 @@ TEST(Cuda, SkinnyGemmsMatchTheReferenceAndCublasLtAtOddSizes) {
     unsetenv("GPTRT_CUDA_GEMM");
     std::mt19937 rng(11);
     for (auto [b, s] :
-         {std::pair<int64_t, int64_t>{1, 1}, {1, 12}, {2, 9}, {2, 16}, {3, 17}, {2, 50}}) {
+         {std::pair<int64_t, int64_t>{1, 1}, {1, 12}, {2, 9}, {2, 16}, {3, 17}, {2, 50}, {6, 50}}) {
       TensorMap in = odd_inputs(b, s, rng);
       const Tensor& mask = in.at("attention_mask");
       Tensor want = ref->execute(in)[0];

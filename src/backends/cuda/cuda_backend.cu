@@ -171,6 +171,19 @@ __global__ void gelu_erf_kernel(const float* x, const float* residual, int64_t n
 
 // Keeps the GPU busy for `ns` nanoseconds, so that kernels launched behind it queue up and
 // per-kernel events time the GPU, not the host's launches (profiling only).
+// Rows a GEMM wrote `pitch` elements apart (see Runner::Impl::pitched_cols) into their
+// contiguous place: dst[r][c] = src[r][c] for c < cols; block (x, r) takes columns x, x +
+// gridDim.x * blockDim.x, ... of row r.
+template <typename T>
+__global__ void compact_rows_kernel(const T* src, int64_t pitch, int64_t cols, T* dst) {
+  wait_for_previous_kernel();
+  let_next_kernel_start();
+  const int64_t r = blockIdx.y;
+  for (int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; c < cols;
+       c += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    dst[r * cols + c] = src[r * pitch + c];
+}
+
 __global__ void spin_kernel(int64_t ns) {
   uint64_t start = 0, now = 0;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
@@ -291,6 +304,9 @@ int blocks_for(int64_t n, int threads) {
 
 // ---- device weights, shared by every context of one engine -----------------------------------
 
+// 16-bit matrices are stored with their row count rounded up to a multiple of 8 (zero rows
+// after the last): a linear layer whose N is not a multiple of 8 (the LM head) can then run
+// through cuBLASLt as a GEMM of that many rows (see Runner::Impl::pitched_cols).
 struct DeviceWeights {
   std::map<int, void*> ptr;  // value id -> device copy of its constant
   ~DeviceWeights() {
@@ -308,9 +324,16 @@ std::shared_ptr<DeviceWeights> weights_for(const void* owner, const ir::Graph& g
   for (size_t i = 0; i < g.values.size(); ++i) {
     const ir::Value& v = g.values[i];
     if (!v.is_constant() || v.constant.nbytes() == 0) continue;
+    size_t bytes = v.constant.nbytes();
+    if (v.constant.shape().size() == 2 &&
+        (v.dtype == DType::kFloat16 || v.dtype == DType::kBFloat16))
+      bytes = static_cast<size_t>((v.constant.dim(0) + 7) / 8 * 8 * v.constant.dim(1) * 2);
     void* p = nullptr;
-    check(cudaMalloc(&p, v.constant.nbytes()), "cudaMalloc (weights)");
+    check(cudaMalloc(&p, bytes), "cudaMalloc (weights)");
     w->ptr[static_cast<int>(i)] = p;
+    if (bytes > v.constant.nbytes())
+      check(cudaMemset(static_cast<char*>(p) + v.constant.nbytes(), 0, bytes - v.constant.nbytes()),
+            "weights padding");
     check(cudaMemcpy(p, v.constant.raw(), v.constant.nbytes(), cudaMemcpyHostToDevice),
           "weights upload");
   }
@@ -454,6 +477,9 @@ struct Runner::Impl {
   char* arena = nullptr;
   std::vector<char> half;    // values kept in FP16/BF16
   float* scratch = nullptr;  // FP32 GEMM output before an exact-GELU kernel
+  // GEMM outputs at a padded pitch (pitched_cols), kPitchedRows rows at a time.
+  static constexpr int64_t kPitchedRows = 256;
+  void* pitched = nullptr;
   // One cuBLASLt plan per (linear node, rows): descriptors and the heuristic's algorithm.
   struct LtPlan {
     cublasLtMatmulDesc_t op = nullptr;
@@ -566,6 +592,17 @@ struct Runner::Impl {
     if (max_n > 0)
       check(cudaMalloc(reinterpret_cast<void**>(&scratch), static_cast<size_t>(rows * max_n * 4)),
             "cudaMalloc (GELU scratch)");
+    int64_t pitched_bytes = 0;
+    for (const ir::Node& n : g.nodes) {
+      if (n.op_type != "Linear") continue;
+      const int64_t pitch = pitched_cols(n);
+      if (pitch != g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value)
+        pitched_bytes = std::max(pitched_bytes, std::min(rows, kPitchedRows) * pitch *
+                                                    (storage(n.outputs[0]) == CUDA_R_32F ? 4 : 2));
+    }
+    if (pitched_bytes > 0)
+      check(cudaMalloc(&pitched, static_cast<size_t>(pitched_bytes)),
+            "cudaMalloc (pitched GEMM output)");
   }
 
   ~Impl() {
@@ -579,6 +616,7 @@ struct Runner::Impl {
     }
     cudaFree(arena);
     cudaFree(scratch);
+    cudaFree(pitched);
     cudaFree(out);
     cudaFree(ids);
     cudaFree(mask);
@@ -768,6 +806,86 @@ struct Runner::Impl {
     return d == DType::kFloat16 ? CUDA_R_16F : d == DType::kBFloat16 ? CUDA_R_16BF : CUDA_R_32F;
   }
 
+  // The output row length a cuBLASLt GEMM writes at: its columns, or for an FP16/BF16 layer
+  // stored [N, K] whose N is not a multiple of 8 (the vocabulary's 50257 logits), N rounded up:
+  // the GEMM then computes that many columns (the weights' zero rows, see DeviceWeights) at an
+  // aligned pitch, which cuBLASLt's fast kernels need. On the H100 (commit bcdb160) the FP16 LM
+  // head at 96 rows took 122 µs with N = 50257 and 38 µs with 50264; at 256 rows 217 and 49 µs
+  // (FP32 was compute-bound either way: it keeps N). Such GEMMs write into `pitched`,
+  // kPitchedRows rows at a time, and compact_rows_kernel moves the rows into place. Not with a
+  // bias or a residual (they have N values a row) or an exact GELU.
+  int64_t pitched_cols(const ir::Node& n) const {
+    const ir::Value& w = g.values[static_cast<size_t>(n.inputs[1])];
+    const bool trans = n.attr_int("transB", 0) != 0;
+    const int64_t cols = w.constant.dim(trans ? 0 : 1);
+    const bool bias = n.inputs.size() > 2 && n.inputs[2] >= 0;
+    const bool residual = n.inputs.size() > 3 && n.inputs[3] >= 0;
+    if (!trans || w.dtype == DType::kFloat32 || bias || residual ||
+        n.attr_string("activation", "") == "gelu_erf")
+      return cols;
+    return (cols + 7) / 8 * 8;
+  }
+
+  // The cuBLASLt plan of node `index` for `rows` rows (created on first use): y = act(x @ W +
+  // bias) (+ C) with y's rows `pitch` apart.
+  const LtPlan& lt_plan(size_t index, const ir::Node& n, int64_t rows, int64_t k, int64_t cols,
+                        int64_t pitch, cudaDataType_t out_type, int act, int bias_id) {
+    auto key = std::make_pair(index, rows);
+    auto it = lt_plans.find(key);
+    if (it != lt_plans.end()) return it->second;
+    const ir::Value& wv = g.values[static_cast<size_t>(n.inputs[1])];
+    const bool trans = n.attr_int("transB", 0) != 0;
+    LtPlan lp;
+    cublasComputeType_t ct =
+        precision == Precision::kTf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    check(cublasLtMatmulDescCreate(&lp.op, ct, CUDA_R_32F), "cublasLtMatmulDescCreate");
+    cublasOperation_t ta = trans ? CUBLAS_OP_T : CUBLAS_OP_N, tb = CUBLAS_OP_N;
+    check(cublasLtMatmulDescSetAttribute(lp.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta),
+          "TRANSA");
+    check(cublasLtMatmulDescSetAttribute(lp.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb),
+          "TRANSB");
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
+    if (bias_id >= 0)
+      epi = act == reference::kActGeluTanh ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+    else if (act == reference::kActGeluTanh)
+      epi = CUBLASLT_EPILOGUE_GELU;
+    check(cublasLtMatmulDescSetAttribute(lp.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi),
+          "EPILOGUE");
+    if (bias_id >= 0) {
+      const void* bias = value_ptr(bias_id);
+      check(cublasLtMatmulDescSetAttribute(lp.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                           sizeof bias),
+            "BIAS_POINTER");
+    }
+    // Column-major views of the row-major operands: W [K, N] is N x K (ld N), or K x N (ld K)
+    // transposed; x [rows, K] is K x rows; y [rows, N] is N x rows. With a pitch (stored [N, K]
+    // only), `pitch` columns of W (zero rows past N) and of y.
+    cudaDataType_t wt = cuda_type(wv.dtype), xt = storage(n.inputs[0]);
+    check(cublasLtMatrixLayoutCreate(&lp.a, wt, trans ? k : cols, trans ? pitch : k,
+                                     trans ? k : cols),
+          "layout A");
+    check(cublasLtMatrixLayoutCreate(&lp.b, xt, k, rows, k), "layout B");
+    check(cublasLtMatrixLayoutCreate(&lp.c, out_type, pitch, rows, pitch), "layout C/D");
+    cublasLtMatmulPreference_t pref = nullptr;
+    check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
+    size_t ws = kWorkspace;
+    check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                               sizeof ws),
+          "workspace");
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(lt, lp.op, lp.a, lp.b, lp.c, lp.c, pref, 1, &result, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS || found == 0)
+      throw Error(ErrorCode::kUnsupported, n.describe() +
+                                               ": cuBLASLt has no algorithm for this GEMM (" +
+                                               std::to_string(rows) + "x" + std::to_string(k) +
+                                               "x" + std::to_string(cols) + ")");
+    lp.algo = result.algo;
+    return lt_plans.emplace(key, lp).first->second;
+  }
+
   // y[m, N] = act(x[m, K] @ W + bias) + residual. The skinny kernel where its plan says so (x
   // being the input of the LayerNorm before this node when `ln_fused`); otherwise one cuBLASLt
   // call: the bias (and the tanh GELU) as its epilogue, the residual as C with beta = 1, and for
@@ -817,67 +935,36 @@ struct Runner::Impl {
     int res_id = n.inputs.size() > 3 ? n.inputs[3] : -1;
     bool erf = act == reference::kActGeluErf;
     cudaDataType_t out_type = erf ? CUDA_R_32F : storage(n.outputs[0]);
-    gemm_kind = erf ? "cuBLASLt+GELU kernel" : "cuBLASLt";
-    auto key = std::make_pair(index, m);
-    auto it = lt_plans.find(key);
-    if (it == lt_plans.end()) {
-      LtPlan lp;
-      cublasComputeType_t ct =
-          precision == Precision::kTf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-      check(cublasLtMatmulDescCreate(&lp.op, ct, CUDA_R_32F), "cublasLtMatmulDescCreate");
-      cublasOperation_t ta = trans ? CUBLAS_OP_T : CUBLAS_OP_N, tb = CUBLAS_OP_N;
-      check(cublasLtMatmulDescSetAttribute(lp.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta),
-            "TRANSA");
-      check(cublasLtMatmulDescSetAttribute(lp.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb),
-            "TRANSB");
-      cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
-      if (bias_id >= 0)
-        epi = act == reference::kActGeluTanh ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
-      else if (act == reference::kActGeluTanh)
-        epi = CUBLASLT_EPILOGUE_GELU;
-      check(cublasLtMatmulDescSetAttribute(lp.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi),
-            "EPILOGUE");
-      if (bias_id >= 0) {
-        const void* bias = value_ptr(bias_id);
-        check(cublasLtMatmulDescSetAttribute(lp.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
-                                             sizeof bias),
-              "BIAS_POINTER");
-      }
-      // Column-major views of the row-major operands: W [K, N] is N x K (ld N), or K x N (ld K)
-      // transposed; x [m, K] is K x m; y [m, N] is N x m.
-      cudaDataType_t wt = cuda_type(wv.dtype), xt = storage(n.inputs[0]);
-      check(cublasLtMatrixLayoutCreate(&lp.a, wt, trans ? k : cols, trans ? cols : k,
-                                       trans ? k : cols),
-            "layout A");
-      check(cublasLtMatrixLayoutCreate(&lp.b, xt, k, m, k), "layout B");
-      check(cublasLtMatrixLayoutCreate(&lp.c, out_type, cols, m, cols), "layout C/D");
-      cublasLtMatmulPreference_t pref = nullptr;
-      check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
-      size_t ws = kWorkspace;
-      check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                 &ws, sizeof ws),
-            "workspace");
-      cublasLtMatmulHeuristicResult_t result{};
-      int found = 0;
-      cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, lp.op, lp.a, lp.b, lp.c, lp.c, pref, 1,
-                                                         &result, &found);
-      cublasLtMatmulPreferenceDestroy(pref);
-      if (st != CUBLAS_STATUS_SUCCESS || found == 0)
-        throw Error(ErrorCode::kUnsupported, n.describe() +
-                                                 ": cuBLASLt has no algorithm for this GEMM (" +
-                                                 std::to_string(m) + "x" + std::to_string(k) + "x" +
-                                                 std::to_string(cols) + ")");
-      lp.algo = result.algo;
-      it = lt_plans.emplace(key, lp).first;
-    }
+    const int64_t pitch = pitched_cols(n);
+    gemm_kind = erf ? "cuBLASLt+GELU kernel" : pitch != cols ? "cuBLASLt, pitched" : "cuBLASLt";
     const float one = 1.f, zero = 0.f;
-    const void* x = x_in ? x_in : value_ptr(n.inputs[0]);
+    const size_t x_size = storage(n.inputs[0]) == CUDA_R_32F ? 4 : 2;
+    const size_t y_size = out_type == CUDA_R_32F ? 4 : 2;
+    const auto* x = static_cast<const char*>(x_in ? x_in : value_ptr(n.inputs[0]));
     const void* res = !erf && res_id >= 0 ? value_ptr(res_id) : nullptr;
-    void* d = erf ? static_cast<void*>(scratch) : y;
-    check(cublasLtMatmul(lt, it->second.op, &one, value_ptr(n.inputs[1]), it->second.a, x,
-                         it->second.b, res ? &one : &zero, res ? res : d, it->second.c, d,
-                         it->second.c, &it->second.algo, workspace, kWorkspace, stream),
-          "cublasLtMatmul");
+    // Rows at a padded pitch go through `pitched` kPitchedRows at a time.
+    const int64_t step = pitch != cols ? std::min<int64_t>(m, kPitchedRows) : m;
+    for (int64_t r0 = 0; r0 < m; r0 += step) {
+      const int64_t rows = std::min(step, m - r0);
+      const LtPlan& lp = lt_plan(index, n, rows, k, cols, pitch, out_type, act, bias_id);
+      void* d = erf             ? static_cast<void*>(scratch)
+                : pitch != cols ? static_cast<void*>(pitched)
+                                : static_cast<void*>(static_cast<char*>(y) +
+                                                     r0 * cols * static_cast<int64_t>(y_size));
+      check(cublasLtMatmul(lt, lp.op, &one, value_ptr(n.inputs[1]), lp.a,
+                           x + r0 * k * static_cast<int64_t>(x_size), lp.b, res ? &one : &zero,
+                           res ? res : d, lp.c, d, lp.c, &lp.algo, workspace, kWorkspace, stream),
+            "cublasLtMatmul");
+      if (pitch != cols) {
+        dim3 grid(static_cast<unsigned>(std::min<int64_t>((cols + 255) / 256, 64)),
+                  static_cast<unsigned>(rows));
+        typed(n.outputs[0], [&](auto tag) {
+          using T = decltype(tag);
+          launch(compact_rows_kernel<T>, grid, dim3(256), 0, static_cast<const T*>(pitched), pitch,
+                 cols, static_cast<T*>(y) + r0 * cols);
+        });
+      }
+    }
     if (erf) {
       const float* r = res_id >= 0 ? static_cast<const float*>(value_ptr(res_id)) : nullptr;
       int64_t total = m * cols;
