@@ -106,14 +106,15 @@ __global__ void attention_kernel(AttentionArgs a) {
         const float* vp = j < past ? a.vc + (r * key_stride + j) * e + h * d
                                    : qkv + (r * t + j - past) * 3 * e + 2 * e + h * d;
         if (vec) {
-          *reinterpret_cast<float4*>(ks + jj * kstride + u) =
-              *reinterpret_cast<const float4*>(kp + u);
-          *reinterpret_cast<float4*>(vs + jj * d + u) = *reinterpret_cast<const float4*>(vp + u);
+          copy_async<16>(ks + jj * kstride + u, kp + u, true);
+          copy_async<16>(vs + jj * d + u, vp + u, true);
         } else {
-          ks[jj * kstride + u] = kp[u];
-          vs[jj * d + u] = vp[u];
+          copy_async<4>(ks + jj * kstride + u, kp + u, true);
+          copy_async<4>(vs + jj * d + u, vp + u, true);
         }
       }
+      copy_async_commit();
+      copy_async_wait<0>();  // (every piece of the tile requested at once)
       __syncthreads();
       if (!active || j0 > qpos) continue;
       // Scores, a lane per key.
