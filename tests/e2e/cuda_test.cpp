@@ -403,5 +403,52 @@ TEST(Cuda, DecodeAttentionMatchesAFullRerunAcrossKeyTiles) {
   }
 }
 
+// A decode batch of more than 32 rows runs its linear layers on cuBLASLt, the LM head (257
+// logits a row, not a multiple of 8) at a padded pitch, compacted before the argmax reads it:
+// every row's last logits against a full forward pass of that row alone (one row: the skinny
+// kernels), FP16 and BF16, left-padded prompts of 3 to 12 tokens.
+TEST(Cuda, WideDecodeBatchesMatchAFullRerunOfEveryRow) {
+  SKIP_WITHOUT_GPU();
+  if (sm_number() < 80) GTEST_SKIP() << "the skinny GEMM (the one-row reference) needs sm_80";
+  Network net = odd_size_model();
+  for (Precision p : {Precision::kFp16, Precision::kBf16}) {
+    auto engine = cuda_engine(net, p);
+    Generator gen(engine);
+    auto ctx = engine->create_execution_context();
+    std::mt19937 rng(31);
+    std::vector<std::vector<int64_t>> prompts(40);
+    for (size_t r = 0; r < prompts.size(); ++r) {
+      prompts[r].resize(3 + r % 10);
+      for (int64_t& id : prompts[r]) id = static_cast<int64_t>(rng() % 257);
+    }
+    GenerationConfig c;
+    c.max_new_tokens = 3;
+    GenerationResult res = gen.generate(prompts, c);
+    const int64_t v = gen.vocab_size();
+    for (size_t r = 0; r < prompts.size(); ++r) {
+      std::vector<int64_t> seq = prompts[r];
+      ASSERT_EQ(res.generated[r].size(), 3u);
+      seq.insert(seq.end(), res.generated[r].begin(), res.generated[r].end() - 1);
+      const int64_t n = static_cast<int64_t>(seq.size());
+      Tensor ids(DType::kInt64, {1, n}), mask(DType::kInt64, {1, n});
+      for (int64_t i = 0; i < n; ++i) {
+        ids.data_mut<int64_t>()[i] = seq[static_cast<size_t>(i)];
+        mask.data_mut<int64_t>()[i] = 1;
+      }
+      Tensor full = ctx->execute({{"input_ids", ids}, {"attention_mask", mask}})[0];
+      double worst = 0, scale = 1;
+      for (int64_t t = 0; t < v; ++t) {
+        const float want = full.data<float>()[(n - 1) * v + t];
+        scale = std::max<double>(scale, std::fabs(want));
+        worst = std::max<double>(
+            worst, std::fabs(gen.last_logits()[r * static_cast<size_t>(v) + t] - want));
+      }
+      // FP16 keeps 11 mantissa bits, BF16 8 (as in the skinny GEMM test).
+      EXPECT_LE(worst, (p == Precision::kFp16 ? 0.01 : 0.05) * scale)
+          << precision_name(p) << " row " << r;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace gptrt::test

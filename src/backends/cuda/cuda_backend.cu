@@ -477,9 +477,11 @@ struct Runner::Impl {
   char* arena = nullptr;
   std::vector<char> half;    // values kept in FP16/BF16
   float* scratch = nullptr;  // FP32 GEMM output before an exact-GELU kernel
+  int64_t scratch_bytes = 0;
   // GEMM outputs at a padded pitch (pitched_cols), kPitchedRows rows at a time.
   static constexpr int64_t kPitchedRows = 256;
   void* pitched = nullptr;
+  int64_t pitched_capacity = 0;
   // One cuBLASLt plan per (linear node, rows): descriptors and the heuristic's algorithm.
   struct LtPlan {
     cublasLtMatmulDesc_t op = nullptr;
@@ -583,26 +585,27 @@ struct Runner::Impl {
     if (plan.total > 0)
       check(cudaMalloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(plan.total)),
             "cudaMalloc (activation arena)");
-    int64_t rows = 1, max_n = 0;
+    int64_t rows = 1;
     for (const auto& [sym, v] : dim_max) rows *= v;
-    for (const ir::Node& n : g.nodes)
-      if (n.op_type == "Linear" && n.attr_string("activation", "") == "gelu_erf")
-        max_n =
-            std::max(max_n, g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value);
-    if (max_n > 0)
-      check(cudaMalloc(reinterpret_cast<void**>(&scratch), static_cast<size_t>(rows * max_n * 4)),
-            "cudaMalloc (GELU scratch)");
-    int64_t pitched_bytes = 0;
+    reserve_row_buffers(rows);
+  }
+
+  // The scratch buffers a pass of `rows` rows needs (grown, never shrunk): FP32 GEMM outputs
+  // before an exact-GELU kernel, and GEMM outputs at a padded pitch (see pitched_cols).
+  void reserve_row_buffers(int64_t rows) {
+    int64_t gelu_bytes = 0, pitched_bytes = 0;
     for (const ir::Node& n : g.nodes) {
       if (n.op_type != "Linear") continue;
+      const int64_t cols = g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value;
+      if (n.attr_string("activation", "") == "gelu_erf")
+        gelu_bytes = std::max(gelu_bytes, rows * cols * 4);
       const int64_t pitch = pitched_cols(n);
-      if (pitch != g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value)
+      if (pitch != cols)
         pitched_bytes = std::max(pitched_bytes, std::min(rows, kPitchedRows) * pitch *
                                                     (storage(n.outputs[0]) == CUDA_R_32F ? 4 : 2));
     }
-    if (pitched_bytes > 0)
-      check(cudaMalloc(&pitched, static_cast<size_t>(pitched_bytes)),
-            "cudaMalloc (pitched GEMM output)");
+    grow(&scratch, &scratch_bytes, gelu_bytes, false);
+    grow(&pitched, &pitched_capacity, pitched_bytes, false);
   }
 
   ~Impl() {
@@ -1225,6 +1228,7 @@ struct Runner::Impl {
     kv.cache_s = cache_s;
     kv.prompt = prompt;
     int64_t rows = b * prompt;
+    reserve_row_buffers(rows);
     if (rows > io_elems) {
       for (int64_t** buf : {&ids, &mask, &pos}) {
         cudaFree(*buf);
