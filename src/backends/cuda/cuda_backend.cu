@@ -534,6 +534,7 @@ struct Runner::Impl {
   struct SkinnyPlan {
     bool ok = false;
     bool fp32 = false;  // skinny_fp32_kernel: mt = its MR, tn = its K splits, v = its V
+    int pitch = 0;      // (FP32) its rows' pitch in shared memory
     int mt = 0, tn = 1, grid = 0, v = 0;
     size_t smem = 0;
   };
@@ -576,7 +577,7 @@ struct Runner::Impl {
                           !(gemm_env && std::string(gemm_env) == "cublaslt");
     if (skinny_fp32_enabled)
       for (int mr : {1, 8, 16})
-        for (int v : {2, 4, 6})
+        for (int v : {2, 3, 4, 6})
           if (fp32_kernel(mr, v)) allow_all_shared_memory(fp32_kernel(mr, v));
     if (skinny_enabled)
       for (int m = 8; m <= 16 * kSkinnyMaxTiles; m += 8) allow_all_shared_memory(skinny_kernel(m));
@@ -680,22 +681,24 @@ struct Runner::Impl {
   }
 
   SkinnyKernel fp32_kernel(int mr, int v) const {
-    static const SkinnyKernel kernels[3][3] = {
-        {skinny_fp32_kernel<1, 2>, skinny_fp32_kernel<1, 4>, skinny_fp32_kernel<1, 6>},
-        {skinny_fp32_kernel<8, 2>, skinny_fp32_kernel<8, 4>, skinny_fp32_kernel<8, 6>},
-        {skinny_fp32_kernel<16, 2>, skinny_fp32_kernel<16, 4>, nullptr}};  // (16 x 6 spills)
-    return kernels[mr == 1 ? 0 : mr == 8 ? 1 : 2][v / 2 - 1];
+    static const SkinnyKernel kernels[3][4] = {
+        {skinny_fp32_kernel<1, 2>, skinny_fp32_kernel<1, 3>, skinny_fp32_kernel<1, 4>,
+         skinny_fp32_kernel<1, 6>},
+        {skinny_fp32_kernel<8, 2>, skinny_fp32_kernel<8, 3>, skinny_fp32_kernel<8, 4>,
+         skinny_fp32_kernel<8, 6>},
+        {skinny_fp32_kernel<16, 2>, skinny_fp32_kernel<16, 3>, skinny_fp32_kernel<16, 4>,
+         nullptr}};  // (16 x 6 spills)
+    return kernels[mr == 1 ? 0 : mr == 8 ? 1 : 2][v == 6 ? 3 : v - 2];
   }
 
   // The FP32 skinny kernel's plan: rows up to 16 (MR 1, 8 or 16), the fewest K splits (each lane
   // holding at most 6 float4s per weight row, 4 with 16 rows) that give every SM a block, else
-  // the most.
+  // the most; V (2, 3, 4 or 6) the fewest float4s that cover a lane's share of K (every float4
+  // past K is multiplied, as zeros).
   SkinnyPlan skinny_fp32_plan(int64_t m, int64_t k, int64_t cols, bool layer_norm) const {
     SkinnyPlan sp;
     const int max_v = m > 8 ? 4 : 6;
     if (m < 1 || m > 16 || k % 4 != 0 || k > 128 * max_v * 8 || cols >= (1 << 24)) return sp;
-    sp.smem = skinny_fp32_smem_bytes(static_cast<int>(m), static_cast<int>(k), layer_norm);
-    if (sp.smem > smem_optin) return sp;
     auto blocks = [&](int splits) {
       return (cols + 8 / splits * kFp32Cols - 1) / (8 / splits * kFp32Cols);
     };
@@ -705,8 +708,12 @@ struct Runner::Impl {
       if (blocks(splits) >= sm_count) break;
     }
     int64_t per_lane = (k + 128 * sp.tn - 1) / (128 * sp.tn);  // float4s per weight row
-    sp.v = static_cast<int>(std::max<int64_t>(2, (per_lane + 1) / 2 * 2));
+    sp.v = per_lane <= 2 ? 2 : per_lane <= 4 ? static_cast<int>(per_lane) : 6;
     sp.mt = m == 1 ? 1 : m <= 8 ? 8 : 16;
+    sp.pitch = 128 * sp.v * sp.tn;
+    sp.smem =
+        skinny_fp32_smem_bytes(static_cast<int>(m), static_cast<int>(k), sp.pitch, layer_norm);
+    if (sp.smem > smem_optin) return sp;
     // As many blocks as fit on the GPU at once; each takes several column blocks if needed.
     int per_sm = 0;
     check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fp32_kernel(sp.mt, sp.v), 256,
@@ -918,7 +925,7 @@ struct Runner::Impl {
       a.m = static_cast<int>(m);
       a.n = static_cast<int>(w.constant.dim(0));
       a.k = static_cast<int>(w.constant.dim(1));
-      a.row_stride = sp.fp32 ? a.k : skinny_row_stride(a.k);
+      a.row_stride = sp.fp32 ? sp.pitch : skinny_row_stride(a.k);
       a.tn = sp.tn;
       if (sp.fp32) {
         launch(fp32_kernel(sp.mt, sp.v), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem,
