@@ -14,6 +14,7 @@ GEMMs mark: before the rows, rows ready in shared memory, first column group mul
 LABELS, when given, name the kernels in order (the rest are numbered).
 """
 import collections
+import signal
 import sys
 
 
@@ -24,6 +25,7 @@ def median_after_wait(blocks, field):
 
 
 def main() -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # (piped into head: stop quietly)
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     blocks = collections.defaultdict(list)
