@@ -979,15 +979,10 @@ struct Runner::Impl {
       const float* r = res_id >= 0 ? static_cast<const float*>(value_ptr(res_id)) : nullptr;
       int64_t total = m * cols;
       dim3 grid(static_cast<unsigned>(blocks_for(total, 256)));
-      if (storage(n.outputs[0]) == CUDA_R_32F)
-        launch(gelu_erf_kernel<float>, grid, dim3(256), 0, scratch, r, total,
-               static_cast<float*>(y));
-      else if (precision == Precision::kFp16)
-        launch(gelu_erf_kernel<__half>, grid, dim3(256), 0, scratch, r, total,
-               static_cast<__half*>(y));
-      else
-        launch(gelu_erf_kernel<__nv_bfloat16>, grid, dim3(256), 0, scratch, r, total,
-               static_cast<__nv_bfloat16*>(y));
+      typed(n.outputs[0], [&](auto tag) {
+        using T = decltype(tag);
+        launch(gelu_erf_kernel<T>, grid, dim3(256), 0, scratch, r, total, static_cast<T*>(y));
+      });
     }
   }
 
