@@ -72,9 +72,8 @@ __device__ __forceinline__ float warp_reduce_scatter(float (&v)[NV], int lane, i
 
 // MR: rows (>= m, 1, 8 or 16); V: float4s per weight row and lane (K <= 128 * V * splits).
 // SkinnyArgs as for skinny_linear_kernel, all FP32; tn holds the K splits, row_stride the pitch
-// (128 * V * splits). A block takes column
-// blocks blockIdx.x, + gridDim.x, ... (more than one where there are more than fit on the GPU at
-// once, the LM head), the rows loaded once.
+// (128 * V * splits). A block takes column blocks blockIdx.x, + gridDim.x, ... (more than one
+// where there are more than fit on the GPU at once, the LM head), the rows loaded once.
 template <int MR, int V>
 __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
   GPTRT_TRACE_KERNEL();
