@@ -796,11 +796,11 @@ struct Runner::Impl {
     if (skinny_enabled && wv.dtype == want && n.attr_int("transB", 0) != 0 && k % 8 == 0 &&
         mt >= 1 && mt <= kSkinnyMaxTiles && k < (1 << 24) && cols < (1 << 24) &&
         (res_id < 0 || storage(res_id) == CUDA_R_32F) &&
-        skinny_smem_bytes(static_cast<int>(mt), static_cast<int>(k), ln_before[index] >= 0) <=
+        skinny_smem_bytes(static_cast<int>(m), static_cast<int>(k), ln_before[index] >= 0) <=
             smem_optin) {
       sp.ok = true;
       sp.mt = static_cast<int>(mt);
-      sp.smem = skinny_smem_bytes(sp.mt, static_cast<int>(k), ln_before[index] >= 0);
+      sp.smem = skinny_smem_bytes(static_cast<int>(m), static_cast<int>(k), ln_before[index] >= 0);
       // The narrowest column group that lets every block own one group with all blocks resident
       // at once (two per SM where they fit: on the H100, commit 6b5d7bd, decode steps' QKV and
       // FC1 ran 12% and 21% faster in 144 and 192 blocks than in 72 and 96 of twice the width);

@@ -56,11 +56,20 @@ inline int skinny_row_stride(int k) {
 constexpr int kSkinnyMaxTiles = 2;
 // Weight chunks per warp per pipeline stage, and stages in flight.
 constexpr int kSkinnyBatch = 4, kSkinnyStages = 4;
-// The weight ring, rows, partial sums of the 8 warps, LayerNorm gamma and beta.
-inline size_t skinny_smem_bytes(int mt, int k, bool layer_norm) {
+// The rows the kernel for m rows reads: its row tiles of 16, less the last tile's upper 8 where
+// m leaves them empty (skinny_linear_kernel's kHi).
+inline int skinny_read_rows(int m) {
+  const int mt = (m + 15) / 16;
+  return 16 * mt - (m > 16 * mt - 8 ? 0 : 8);
+}
+// The weight ring, the rows it reads, partial sums of the 8 warps, LayerNorm gamma and beta: as
+// little as the rows need, so that a block fits beside the previous kernel's (a decode step's QKV
+// beside FC2, whose 3072-long rows took 99 KB for 16 rows).
+inline size_t skinny_smem_bytes(int m, int k, bool layer_norm) {
+  const int mt = (m + 15) / 16;
   return size_t{kSkinnyStages} * kSkinnyBatch * 256 * 16 +
-         static_cast<size_t>(mt) * 16 * skinny_row_stride(k) * 2 + size_t{8} * mt * 128 * 4 +
-         (layer_norm ? size_t{8} * static_cast<size_t>(k) : 0);
+         static_cast<size_t>(skinny_read_rows(m)) * skinny_row_stride(k) * 2 +
+         size_t{8} * mt * 128 * 4 + (layer_norm ? size_t{8} * static_cast<size_t>(k) : 0);
 }
 
 template <typename T>
@@ -230,9 +239,10 @@ template <typename T, int MT, bool kHi>
 __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
   GPTRT_TRACE_KERNEL();
   extern __shared__ __align__(16) unsigned char smem[];
-  uint4* ring = reinterpret_cast<uint4*>(smem);  // [stage][chunk][thread]
+  uint4* ring = reinterpret_cast<uint4*>(smem);       // [stage][chunk][thread]
+  constexpr int kReadRows = 16 * MT - (kHi ? 0 : 8);  // (skinny_read_rows)
   T* xs = reinterpret_cast<T*>(smem + size_t{kSkinnyStages} * kSkinnyBatch * 256 * 16);
-  float* partial = reinterpret_cast<float*>(xs + 16 * MT * p.row_stride);
+  float* partial = reinterpret_cast<float*>(xs + kReadRows * p.row_stride);
   float* gamma_beta = partial + 8 * MT * 128;  // [2][k] with a fused LayerNorm
   constexpr int kBatch = kSkinnyBatch, kStages = kSkinnyStages;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
@@ -313,7 +323,6 @@ __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
     early_bias[q] = i < outputs ? bias_at(col_of(blockIdx.x, i)) : 0.f;
   }
   {  // zeros where the multiply reads beyond the rows: rows [m, read_rows), columns [k, kpad)
-    constexpr int kReadRows = 16 * MT - (kHi ? 0 : 8);
     constexpr int kPer = 16 / sizeof(T);
     const int kpad = (p.k + 31) / 32 * 32, pieces = kpad / kPer, first = min(p.m, kReadRows);
     for (int i = threadIdx.x; i < (kReadRows - first) * pieces; i += blockDim.x)
