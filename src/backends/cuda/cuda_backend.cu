@@ -88,29 +88,29 @@ __global__ void layer_norm_kernel(const float* x, const float* g, const float* b
 // (programmatic dependent launch, sm_90) when `overlap` is on: the kernels wait for their
 // predecessor themselves (wait_for_previous_kernel).
 //
-// With `max_carveout`, every kernel it launches asks for the largest shared-memory carveout (once
-// per kernel function, for the process). A block can only join an SM whose carveout has room for
-// it, and an SM keeps the carveout of the blocks it runs: with the default, a decode step's FC1
-// (192 blocks) found room beside no proj block and went two per SM to the 97 SMs that proj left
-// first. FP16/BF16 engines turn it on (their GEMMs stream weights through shared memory); FP32
-// engines do not: their GEMM loads weights into registers through L1, which the largest carveout
-// shrinks to 28 KB (FP32 1x12 7% slower with it on the H100).
+// Every kernel it launches asks for `carveout` percent of the largest shared-memory carveout
+// (once per kernel function, for the process; -1: the default). A block can only join an SM whose
+// carveout has room for it, and an SM keeps the carveout of the blocks it runs: with the default,
+// a decode step's FC1 (192 blocks) found room beside no proj block and went two per SM to the 97
+// SMs that proj left first. FP16/BF16 engines take all of it (their GEMMs stream weights through
+// shared memory); FP32 engines 75%, which leaves L1 room for their GEMM's weight loads (measured
+// on the H100: FP16 best at 100, FP32 at 75 of 25/50/75/100; see docs/BENCHMARKS.md).
 struct Launcher {
   cudaStream_t stream = nullptr;
   bool overlap = false;
-  bool max_carveout = false;
+  int carveout = -1;
   mutable bool after_copy = false;  // the next launch follows a copy: a plain dependency
   template <typename... Params, typename... Args>
   void operator()(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                   Args... args) const {
-    if (max_carveout) {
+    if (carveout >= 0) {
       static std::mutex mu;
       static std::set<const void*> done;
       std::lock_guard<std::mutex> lock(mu);
       if (done.insert(reinterpret_cast<const void*>(kernel)).second)
-        check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                   cudaSharedmemCarveoutMaxShared),
-              "cudaFuncSetAttribute (carveout)");
+        check(
+            cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, carveout),
+            "cudaFuncSetAttribute (carveout)");
     }
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -590,7 +590,7 @@ struct Runner::Impl {
                   std::string("GPTRT_CUDA_SKINNY_TN is '") + tn_env + "'; expected 1, 2, 4 or 8");
     launch.stream = stream;
     launch.overlap = sm_major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
-    launch.max_carveout = p == Precision::kFp16 || p == Precision::kBf16;
+    launch.carveout = p == Precision::kFp16 || p == Precision::kBf16 ? 100 : 75;
     skinny_enabled = sm_major >= 8 && (p == Precision::kFp16 || p == Precision::kBf16) &&
                      !(gemm_env && std::string(gemm_env) == "cublaslt");
     skinny_fp32_enabled = sm_major >= 8 && (p == Precision::kFp32 || p == Precision::kTf32) &&
