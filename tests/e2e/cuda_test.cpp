@@ -222,7 +222,10 @@ TEST(Cuda, SkinnyGemmsMatchTheReferenceAndCublasLtAtOddSizes) {
 // the FP32 reference and against cuBLASLt without TF32, with padded rows, with and without
 // graphs: 1, 8 and 16-row variants; 51 rows go to cuBLASLt. On the odd-size model (K 120 is not
 // a multiple of 128, N 257 is odd: 2 float4s per lane) and on one of hidden size 520 (head size
-// 65; 4 and 6 float4s per lane, K 2080 split over 4 or 8 warps).
+// 65; 4 and 6 float4s per lane, K 2080 split over 4 or 8 warps). The variant that streams the
+// weights through shared memory (the LM head's) runs every layer it fits in a third context
+// (GPTRT_CUDA_FP32_STREAM=1): K 120 and 520 at a pitch of 256 and 768 (one and three items of K
+// per column group), rows at 1, 8 and 16-row instantiations.
 TEST(Cuda, SkinnyFp32GemmMatchesTheReferenceAndCublasLtAtOddSizes) {
   SKIP_WITHOUT_GPU();
   if (sm_number() < 80) GTEST_SKIP() << "the FP32 skinny GEMM needs sm_80 or newer";
@@ -231,6 +234,9 @@ TEST(Cuda, SkinnyFp32GemmMatchesTheReferenceAndCublasLtAtOddSizes) {
     auto ref = Engine::build(net, ref_config)->create_execution_context(1);
     auto engine = cuda_engine(net, Precision::kFp32);
     auto skinny = engine->create_execution_context();
+    setenv("GPTRT_CUDA_FP32_STREAM", "1", 1);
+    auto streamed = engine->create_execution_context();
+    unsetenv("GPTRT_CUDA_FP32_STREAM");
     setenv("GPTRT_CUDA_GEMM", "cublaslt", 1);
     auto lt = engine->create_execution_context();
     unsetenv("GPTRT_CUDA_GEMM");
@@ -241,25 +247,34 @@ TEST(Cuda, SkinnyFp32GemmMatchesTheReferenceAndCublasLtAtOddSizes) {
       const Tensor& mask = in.at("attention_mask");
       Tensor want = ref->execute(in)[0];
       Tensor with_lt = lt->execute(in)[0];
-      for (bool graphs : {false, true}) {
-        skinny->set_cuda_graphs(graphs);
-        Tensor got = skinny->execute(in)[0];
-        EXPECT_LE(max_abs_diff_masked(got, want, &mask), 1e-4)
-            << b << "x" << s << (graphs ? " graphs" : "");
-        EXPECT_LE(max_abs_diff_masked(got, with_lt, &mask), 1e-4) << b << "x" << s;
-      }
+      for (auto* ctx : {skinny.get(), streamed.get()})
+        for (bool graphs : {false, true}) {
+          ctx->set_cuda_graphs(graphs);
+          Tensor got = ctx->execute(in)[0];
+          const char* name = ctx == skinny.get() ? " skinny" : " streamed";
+          EXPECT_LE(max_abs_diff_masked(got, want, &mask), 1e-4)
+              << b << "x" << s << name << (graphs ? " graphs" : "");
+          EXPECT_LE(max_abs_diff_masked(got, with_lt, &mask), 1e-4) << b << "x" << s << name;
+        }
     }
   }
   Network net = odd_size_model();
-  auto skinny = cuda_engine(net, Precision::kFp32)->create_execution_context();
+  auto engine = cuda_engine(net, Precision::kFp32);
+  auto skinny = engine->create_execution_context();
+  setenv("GPTRT_CUDA_FP32_STREAM", "1", 1);
+  auto streamed = engine->create_execution_context();
+  unsetenv("GPTRT_CUDA_FP32_STREAM");
   std::mt19937 rng(18);
   // The profile names the kernel that ran.
-  skinny->set_profiling(true);
-  skinny->execute(odd_inputs(1, 12, rng));
-  bool fp32_skinny = false;
-  for (const auto& [label, time] : skinny->profile())
-    fp32_skinny = fp32_skinny || label.find("skinny FP32+LN") != std::string::npos;
-  EXPECT_TRUE(fp32_skinny);
+  for (auto [ctx, kind] : {std::pair{skinny.get(), "skinny FP32+LN"},
+                           std::pair{streamed.get(), "skinny FP32 stream+LN"}}) {
+    ctx->set_profiling(true);
+    ctx->execute(odd_inputs(1, 12, rng));
+    bool ran = false;
+    for (const auto& [label, time] : ctx->profile())
+      ran = ran || label.find(kind) != std::string::npos;
+    EXPECT_TRUE(ran) << kind;
+  }
 }
 
 TEST(Cuda, EnginesRoundTripAndTheCliReportsTransfersApart) {

@@ -545,6 +545,9 @@ struct Runner::Impl {
   bool skinny_enabled = false;
   bool skinny_fp32_enabled = false;
   int forced_tn = 0;  // GPTRT_CUDA_SKINNY_TN: column tiles per block (tests cover each)
+  // GPTRT_CUDA_FP32_STREAM: 1 streams every FP32 skinny layer's weights through shared memory
+  // (tests), 0 none (comparisons); unset, those whose column blocks do not fit at once.
+  int fp32_stream = -1;
   // LayerNorm fusion: per Linear node the LayerNormalization node feeding it that the skinny
   // kernel can absorb (-1: none); per such LayerNorm node its readers (all Linear, as input 0).
   std::vector<int> ln_before;
@@ -552,8 +555,9 @@ struct Runner::Impl {
   // Per (linear node, rows): whether the skinny kernel runs it, and how.
   struct SkinnyPlan {
     bool ok = false;
-    bool fp32 = false;  // skinny_fp32_kernel: mt = its MR, tn = its K splits, v = its V
-    int pitch = 0;      // (FP32) its rows' pitch in shared memory
+    bool fp32 = false;    // skinny_fp32_kernel: mt = its MR, tn = its K splits, v = its V
+    bool stream = false;  // (FP32) skinny_fp32_stream_kernel instead: mt = its MR
+    int pitch = 0;        // (FP32) its rows' pitch in shared memory
     int mt = 0, tn = 1, grid = 0, v = 0;
     size_t smem = 0;
   };
@@ -585,6 +589,7 @@ struct Runner::Impl {
     const char* gemm_env = std::getenv("GPTRT_CUDA_GEMM");
     const char* tn_env = std::getenv("GPTRT_CUDA_SKINNY_TN");
     if (tn_env) forced_tn = std::atoi(tn_env);
+    if (const char* env = std::getenv("GPTRT_CUDA_FP32_STREAM")) fp32_stream = std::atoi(env);
     if (forced_tn != 0 && forced_tn != 1 && forced_tn != 2 && forced_tn != 4 && forced_tn != 8)
       throw Error(ErrorCode::kInvalidArgument,
                   std::string("GPTRT_CUDA_SKINNY_TN is '") + tn_env + "'; expected 1, 2, 4 or 8");
@@ -599,6 +604,8 @@ struct Runner::Impl {
       for (int mr : {1, 8, 16})
         for (int v : {2, 3, 4, 6})
           if (fp32_kernel(mr, v)) allow_all_shared_memory(fp32_kernel(mr, v));
+    if (skinny_fp32_enabled)
+      for (int mr : {1, 8, 16}) allow_all_shared_memory(fp32_stream_kernel(mr));
     if (skinny_enabled)
       for (int m = 8; m <= 16 * kSkinnyMaxTiles; m += 8) allow_all_shared_memory(skinny_kernel(m));
     find_layer_norm_fusions();
@@ -711,6 +718,12 @@ struct Runner::Impl {
     return kernels[mr == 1 ? 0 : mr == 8 ? 1 : 2][v == 6 ? 3 : v - 2];
   }
 
+  SkinnyKernel fp32_stream_kernel(int mr) const {
+    return mr == 1   ? skinny_fp32_stream_kernel<1>
+           : mr == 8 ? skinny_fp32_stream_kernel<8>
+                     : skinny_fp32_stream_kernel<16>;
+  }
+
   // The FP32 skinny kernel's plan: rows up to 16 (MR 1, 8 or 16), the fewest K splits (each lane
   // holding at most 6 float4s per weight row, 4 with 16 rows) that give every SM a block, else
   // the most; V (2, 3, 4 or 6) the fewest float4s that cover a lane's share of K (every float4
@@ -743,6 +756,26 @@ struct Runner::Impl {
         std::min<int64_t>(blocks(sp.tn), static_cast<int64_t>(std::max(per_sm, 1)) * sm_count));
     sp.fp32 = true;
     sp.ok = true;
+    // Many times more column blocks than fit at once (the LM head) at 9 to 16 rows: the weights
+    // stream through shared memory (skinny_fp32_stream_kernel), one block per SM, where the rows
+    // leave room. (On the H100, traced: the head at 12 rows 80 -> 55 µs; at 1 and 8 rows
+    // skinny_fp32_kernel already reads 2.9-3.2 TB/s, and layers that take fewer passes over
+    // their column blocks (QKV, FC2) ran slower streamed.)
+    const size_t stream_smem =
+        skinny_fp32_stream_smem_bytes(static_cast<int>(m), static_cast<int>(k), layer_norm);
+    if ((fp32_stream == 1 || (fp32_stream < 0 && m > 8 && blocks(sp.tn) >= 4 * sp.grid)) &&
+        stream_smem <= smem_optin) {
+      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fp32_stream_kernel(sp.mt), 256,
+                                                          stream_smem),
+            "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+      if (per_sm >= 1) {
+        const int64_t warps = (cols + kFp32StreamCols - 1) / kFp32StreamCols;  // column groups
+        sp.stream = true;
+        sp.smem = stream_smem;
+        sp.pitch = skinny_fp32_stream_pitch(static_cast<int>(k));
+        sp.grid = static_cast<int>(std::min<int64_t>((warps + 7) / 8, int64_t{per_sm} * sm_count));
+      }
+    }
     return sp;
   }
 
@@ -948,9 +981,10 @@ struct Runner::Impl {
       a.row_stride = sp.fp32 ? sp.pitch : skinny_row_stride(a.k);
       a.tn = sp.tn;
       if (sp.fp32) {
-        launch(fp32_kernel(sp.mt, sp.v), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem,
-               a);
-        gemm_kind = ln ? "skinny FP32+LN" : "skinny FP32";
+        launch(sp.stream ? fp32_stream_kernel(sp.mt) : fp32_kernel(sp.mt, sp.v),
+               dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
+        gemm_kind =
+            std::string(sp.stream ? "skinny FP32 stream" : "skinny FP32") + (ln ? "+LN" : "");
         return;
       }
       launch(skinny_kernel(m), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
