@@ -169,10 +169,12 @@ TEST(Cuda, EveryKernelMatchesTheReferenceAtOddSizes) {
   }
 }
 
-// The skinny FP16/BF16 GEMM (up to 32 rows, LayerNorm fused) at every column-group width, and
-// cuBLASLt for comparison, against the FP32 reference: 1 and 12 rows use one row tile, 18 and 32
-// rows two, 51, 100 and 300 rows go to cuBLASLt (whose LM head, 257 logits a row, writes at a
-// padded pitch and is compacted: in one chunk of rows, and in two at 300 rows).
+// The skinny FP16/BF16 GEMM (up to 32 rows, LayerNorm fused) at every column-group width, the
+// streaming GEMM of the LM head on every layer with a fused LayerNorm up to 16 rows
+// (GPTRT_CUDA_STREAM=1), and cuBLASLt for comparison, against the FP32 reference: 1 and 12 rows
+// use one row tile, 18 and 32 rows two, 51, 100 and 300 rows go to cuBLASLt (whose LM head, 257
+// logits a row, writes at a padded pitch and is compacted: in one chunk of rows, and in two at 300
+// rows).
 TEST(Cuda, SkinnyGemmsMatchTheReferenceAndCublasLtAtOddSizes) {
   SKIP_WITHOUT_GPU();
   if (sm_number() < 80) GTEST_SKIP() << "the skinny GEMM needs sm_80 or newer";
@@ -187,6 +189,9 @@ TEST(Cuda, SkinnyGemmsMatchTheReferenceAndCublasLtAtOddSizes) {
       contexts.emplace_back(std::string("skinny tn=") + tn, engine->create_execution_context());
     }
     unsetenv("GPTRT_CUDA_SKINNY_TN");
+    setenv("GPTRT_CUDA_STREAM", "1", 1);
+    contexts.emplace_back("skinny stream", engine->create_execution_context());
+    unsetenv("GPTRT_CUDA_STREAM");
     setenv("GPTRT_CUDA_GEMM", "cublaslt", 1);
     contexts.emplace_back("cuBLASLt", engine->create_execution_context());
     unsetenv("GPTRT_CUDA_GEMM");
@@ -224,7 +229,7 @@ TEST(Cuda, SkinnyGemmsMatchTheReferenceAndCublasLtAtOddSizes) {
 // a multiple of 128, N 257 is odd: 2 float4s per lane) and on one of hidden size 520 (head size
 // 65; 4 and 6 float4s per lane, K 2080 split over 4 or 8 warps). The variant that streams the
 // weights through shared memory (the LM head's) runs every layer it fits in a third context
-// (GPTRT_CUDA_FP32_STREAM=1): K 120 and 520 at a pitch of 256 and 768 (one and three items of K
+// (GPTRT_CUDA_STREAM=1): K 120 and 520 at a pitch of 256 and 768 (one and three items of K
 // per column group), rows at 1, 8 and 16-row instantiations.
 TEST(Cuda, SkinnyFp32GemmMatchesTheReferenceAndCublasLtAtOddSizes) {
   SKIP_WITHOUT_GPU();
@@ -234,9 +239,9 @@ TEST(Cuda, SkinnyFp32GemmMatchesTheReferenceAndCublasLtAtOddSizes) {
     auto ref = Engine::build(net, ref_config)->create_execution_context(1);
     auto engine = cuda_engine(net, Precision::kFp32);
     auto skinny = engine->create_execution_context();
-    setenv("GPTRT_CUDA_FP32_STREAM", "1", 1);
+    setenv("GPTRT_CUDA_STREAM", "1", 1);
     auto streamed = engine->create_execution_context();
-    unsetenv("GPTRT_CUDA_FP32_STREAM");
+    unsetenv("GPTRT_CUDA_STREAM");
     setenv("GPTRT_CUDA_GEMM", "cublaslt", 1);
     auto lt = engine->create_execution_context();
     unsetenv("GPTRT_CUDA_GEMM");
@@ -261,9 +266,9 @@ TEST(Cuda, SkinnyFp32GemmMatchesTheReferenceAndCublasLtAtOddSizes) {
   Network net = odd_size_model();
   auto engine = cuda_engine(net, Precision::kFp32);
   auto skinny = engine->create_execution_context();
-  setenv("GPTRT_CUDA_FP32_STREAM", "1", 1);
+  setenv("GPTRT_CUDA_STREAM", "1", 1);
   auto streamed = engine->create_execution_context();
-  unsetenv("GPTRT_CUDA_FP32_STREAM");
+  unsetenv("GPTRT_CUDA_STREAM");
   std::mt19937 rng(18);
   // The profile names the kernel that ran.
   for (auto [ctx, kind] : {std::pair{skinny.get(), "skinny FP32+LN"},

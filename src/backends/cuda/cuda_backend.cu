@@ -545,9 +545,9 @@ struct Runner::Impl {
   bool skinny_enabled = false;
   bool skinny_fp32_enabled = false;
   int forced_tn = 0;  // GPTRT_CUDA_SKINNY_TN: column tiles per block (tests cover each)
-  // GPTRT_CUDA_FP32_STREAM: 1 streams every FP32 skinny layer's weights through shared memory
-  // (tests), 0 none (comparisons); unset, those whose column blocks do not fit at once.
-  int fp32_stream = -1;
+  // GPTRT_CUDA_STREAM: 1 runs every skinny layer that skinny_stream_kernel can run on it (tests),
+  // 0 none (comparisons); unset, the LM head where it pays (skinny_fp32_plan, skinny_plan).
+  int stream_mode = -1;
   // LayerNorm fusion: per Linear node the LayerNormalization node feeding it that the skinny
   // kernel can absorb (-1: none); per such LayerNorm node its readers (all Linear, as input 0).
   std::vector<int> ln_before;
@@ -556,7 +556,7 @@ struct Runner::Impl {
   struct SkinnyPlan {
     bool ok = false;
     bool fp32 = false;    // skinny_fp32_kernel: mt = its MR, tn = its K splits, v = its V
-    bool stream = false;  // (FP32) skinny_fp32_stream_kernel instead: mt = its MR
+    bool stream = false;  // skinny_stream_kernel instead: mt = its MR, pitch its rows' pitch
     int pitch = 0;        // (FP32) its rows' pitch in shared memory
     int mt = 0, tn = 1, grid = 0, v = 0;
     size_t smem = 0;
@@ -589,7 +589,7 @@ struct Runner::Impl {
     const char* gemm_env = std::getenv("GPTRT_CUDA_GEMM");
     const char* tn_env = std::getenv("GPTRT_CUDA_SKINNY_TN");
     if (tn_env) forced_tn = std::atoi(tn_env);
-    if (const char* env = std::getenv("GPTRT_CUDA_FP32_STREAM")) fp32_stream = std::atoi(env);
+    if (const char* env = std::getenv("GPTRT_CUDA_STREAM")) stream_mode = std::atoi(env);
     if (forced_tn != 0 && forced_tn != 1 && forced_tn != 2 && forced_tn != 4 && forced_tn != 8)
       throw Error(ErrorCode::kInvalidArgument,
                   std::string("GPTRT_CUDA_SKINNY_TN is '") + tn_env + "'; expected 1, 2, 4 or 8");
@@ -604,8 +604,8 @@ struct Runner::Impl {
       for (int mr : {1, 8, 16})
         for (int v : {2, 3, 4, 6})
           if (fp32_kernel(mr, v)) allow_all_shared_memory(fp32_kernel(mr, v));
-    if (skinny_fp32_enabled)
-      for (int mr : {1, 8, 16}) allow_all_shared_memory(fp32_stream_kernel(mr));
+    if (skinny_fp32_enabled || skinny_enabled)
+      for (int mr : {1, 8, 16}) allow_all_shared_memory(stream_kernel(mr));
     if (skinny_enabled)
       for (int m = 8; m <= 16 * kSkinnyMaxTiles; m += 8) allow_all_shared_memory(skinny_kernel(m));
     find_layer_norm_fusions();
@@ -718,10 +718,33 @@ struct Runner::Impl {
     return kernels[mr == 1 ? 0 : mr == 8 ? 1 : 2][v == 6 ? 3 : v - 2];
   }
 
-  SkinnyKernel fp32_stream_kernel(int mr) const {
-    return mr == 1   ? skinny_fp32_stream_kernel<1>
-           : mr == 8 ? skinny_fp32_stream_kernel<8>
-                     : skinny_fp32_stream_kernel<16>;
+  // skinny_stream_kernel for this engine's weights and MR rows (1, 8 or 16).
+  SkinnyKernel stream_kernel(int mr) const {
+    static const SkinnyKernel kernels[3][3] = {
+        {skinny_stream_kernel<float, 1>, skinny_stream_kernel<float, 8>,
+         skinny_stream_kernel<float, 16>},
+        {skinny_stream_kernel<__half, 1>, skinny_stream_kernel<__half, 8>,
+         skinny_stream_kernel<__half, 16>},
+        {skinny_stream_kernel<__nv_bfloat16, 1>, skinny_stream_kernel<__nv_bfloat16, 8>,
+         skinny_stream_kernel<__nv_bfloat16, 16>}};
+    const int t = precision == Precision::kFp16 ? 1 : precision == Precision::kBf16 ? 2 : 0;
+    return kernels[t][mr == 1 ? 0 : mr == 8 ? 1 : 2];
+  }
+  // Switches plan `sp` (rows m, MR sp.mt) to skinny_stream_kernel where its shared memory fits
+  // and a block fits on an SM.
+  void use_stream(SkinnyPlan& sp, int64_t m, int64_t k, int64_t cols, bool layer_norm) const {
+    const size_t smem =
+        skinny_stream_smem_bytes(static_cast<int>(m), static_cast<int>(k), layer_norm);
+    if (smem > smem_optin) return;
+    int per_sm = 0;
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, stream_kernel(sp.mt), 256, smem),
+          "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+    if (per_sm < 1) return;
+    const int64_t warps = (cols + kStreamCols - 1) / kStreamCols;  // column groups
+    sp.stream = true;
+    sp.smem = smem;
+    sp.pitch = skinny_stream_pitch(static_cast<int>(k));
+    sp.grid = static_cast<int>(std::min<int64_t>((warps + 7) / 8, int64_t{per_sm} * sm_count));
   }
 
   // The FP32 skinny kernel's plan: rows up to 16 (MR 1, 8 or 16), the fewest K splits (each lane
@@ -757,25 +780,12 @@ struct Runner::Impl {
     sp.fp32 = true;
     sp.ok = true;
     // Many times more column blocks than fit at once (the LM head) at 9 to 16 rows: the weights
-    // stream through shared memory (skinny_fp32_stream_kernel), one block per SM, where the rows
+    // stream through shared memory (skinny_stream_kernel), one block per SM, where the rows
     // leave room. (On the H100, traced: the head at 12 rows 80 -> 55 µs; at 1 and 8 rows
     // skinny_fp32_kernel already reads 2.9-3.2 TB/s, and layers that take fewer passes over
     // their column blocks (QKV, FC2) ran slower streamed.)
-    const size_t stream_smem =
-        skinny_fp32_stream_smem_bytes(static_cast<int>(m), static_cast<int>(k), layer_norm);
-    if ((fp32_stream == 1 || (fp32_stream < 0 && m > 8 && blocks(sp.tn) >= 4 * sp.grid)) &&
-        stream_smem <= smem_optin) {
-      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fp32_stream_kernel(sp.mt), 256,
-                                                          stream_smem),
-            "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-      if (per_sm >= 1) {
-        const int64_t warps = (cols + kFp32StreamCols - 1) / kFp32StreamCols;  // column groups
-        sp.stream = true;
-        sp.smem = stream_smem;
-        sp.pitch = skinny_fp32_stream_pitch(static_cast<int>(k));
-        sp.grid = static_cast<int>(std::min<int64_t>((warps + 7) / 8, int64_t{per_sm} * sm_count));
-      }
-    }
+    if (stream_mode == 1 || (stream_mode < 0 && m > 8 && blocks(sp.tn) >= 4 * sp.grid))
+      use_stream(sp, m, k, cols, layer_norm);
     return sp;
   }
 
@@ -851,6 +861,18 @@ struct Runner::Impl {
         }
       if (forced_tn) sp.tn = forced_tn;
       sp.grid = static_cast<int>(std::min<int64_t>(groups(sp.tn), resident));
+      // The LM head (a fused LayerNorm, so FP32 rows, and more than two column groups per
+      // resident block) at one row, a decode step's: skinny_stream_kernel, whose warps read 512
+      // contiguous bytes of a weight row at a time (on the H100, one binary, interleaved: 1x1
+      // 0.145 -> 0.141 ms, decode at batch 1 0.176 -> 0.166 ms per token; at 8 rows and more its
+      // FP32 FMAs lose to the tensor cores: 8x1 0.158 -> 0.162 ms, 1x12 0.178 -> 0.195 ms).
+      // GPTRT_CUDA_STREAM=1 takes it for every such layer up to 16 rows (tests).
+      if (ln_before[index] >= 0 && m <= 16 &&
+          (stream_mode == 1 || (stream_mode < 0 && m == 1 && groups(8) > 2 * resident))) {
+        sp.mt = m == 1 ? 1 : m <= 8 ? 8 : 16;
+        use_stream(sp, m, k, cols, true);
+        if (!sp.stream) sp.mt = static_cast<int>(mt);
+      }
     }
     return skinny_plans.emplace(key, sp).first->second;
   }
@@ -978,13 +1000,21 @@ struct Runner::Impl {
       a.m = static_cast<int>(m);
       a.n = static_cast<int>(w.constant.dim(0));
       a.k = static_cast<int>(w.constant.dim(1));
-      a.row_stride = sp.fp32 ? sp.pitch : skinny_row_stride(a.k);
+      a.row_stride = sp.fp32 || sp.stream ? sp.pitch : skinny_row_stride(a.k);
       a.tn = sp.tn;
-      if (sp.fp32) {
-        launch(sp.stream ? fp32_stream_kernel(sp.mt) : fp32_kernel(sp.mt, sp.v),
-               dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
+      if (sp.stream) {
+        if (!sp.fp32 && !ln)  // (its rows must be FP32: planned only with a LayerNorm fused)
+          throw Error(ErrorCode::kInternal,
+                      n.describe() + ": the streaming GEMM was planned without its LayerNorm");
+        launch(stream_kernel(sp.mt), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
         gemm_kind =
-            std::string(sp.stream ? "skinny FP32 stream" : "skinny FP32") + (ln ? "+LN" : "");
+            std::string(sp.fp32 ? "skinny FP32 stream" : "skinny stream") + (ln ? "+LN" : "");
+        return;
+      }
+      if (sp.fp32) {
+        launch(fp32_kernel(sp.mt, sp.v), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem,
+               a);
+        gemm_kind = ln ? "skinny FP32+LN" : "skinny FP32";
         return;
       }
       launch(skinny_kernel(m), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);

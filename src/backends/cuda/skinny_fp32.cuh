@@ -193,46 +193,72 @@ __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
 }
 
 // The same GEMM for layers with more columns than the GPU's blocks hold at once (the LM head:
-// 50257 columns). skinny_fp32_kernel holds one column block's weights in registers and asks for
-// the next only when its multiply is done, so each of its ~24 column blocks per block waited for
-// its weights in turn (the H100's FP32 head at 12 rows: 75 µs for 154 MB, 2 TB/s). Here the
-// weights stream through shared memory instead: each warp owns kFp32StreamCols columns at a time
-// over the whole of K (no K splits, so no block barrier after the start), in items of 256 of K
-// (kFp32StreamVecs float4s per lane and column) that each lane copies for itself with cp.async
-// into a ring of kFp32StreamStages stages, so a lane waits only for its own copies and the next
-// stages are in flight while it multiplies. The rows sit in shared memory at a pitch of K rounded
-// up to 256 (zeros past K and past m to the row group's end), four at a time as in
-// skinny_fp32_kernel; the warp's sums meet with a butterfly (32 values at a time) and the lanes
-// holding them write the outputs. One block per SM; the first stages are requested before the
-// wait.
-constexpr int kFp32StreamCols = 4, kFp32StreamVecs = 2, kFp32StreamStages = 3;
+// 50257 columns), with FP32 weights or, in FP16/BF16 engines, 16-bit ones (multiplied in FP32
+// with the FP32 output of a fused LayerNorm). skinny_fp32_kernel holds one column block's weights
+// in registers and asks for the next only when its multiply is done, so each of its ~24 column
+// blocks per block waited for its weights in turn (the H100's FP32 head at 12 rows: 75 µs for
+// 154 MB, 2 TB/s). Here the weights stream through shared memory instead: each warp owns
+// kStreamCols columns at a time over the whole of K (no K splits, so no block barrier after the
+// start), in items of 256 of K that each lane copies for itself, 16 bytes per column at a time
+// and a warp's 512 bytes contiguous, with cp.async into a ring of stream_stages<W>() stages, so a
+// lane waits only for its own copies and the next stages are in flight while it multiplies. The
+// rows sit in shared memory as FP32 at a pitch of K rounded up to 256 (zeros past K and past m to
+// the row group's end), four at a time as in skinny_fp32_kernel; the warp's sums meet with a
+// butterfly (32 values at a time) and the lanes holding them write the outputs. One block per SM;
+// the first stages are requested before the wait.
+constexpr int kStreamCols = 4, kStreamRing = 96 * 1024;  // columns per warp, ring bytes
+template <typename W>
+__host__ __device__ constexpr int stream_vecs() {  // 16-byte pieces per lane and column in an item of 256 of K
+  return 256 / 32 / (16 / static_cast<int>(sizeof(W)));
+}
+template <typename W>
+__host__ __device__ constexpr int stream_stages() {
+  return kStreamRing / (8 * kStreamCols * stream_vecs<W>() * 32 * 16);
+}
 
-inline int skinny_fp32_stream_pitch(int k) {
+inline int skinny_stream_pitch(int k) {
   return (k + 255) / 256 * 256;
 }
-inline size_t skinny_fp32_stream_smem_bytes(int m, int k, bool layer_norm) {
-  return (size_t{kFp32StreamStages} * 8 * kFp32StreamCols * kFp32StreamVecs * 32 * 4 +
-          static_cast<size_t>(skinny_fp32_rows(m)) * skinny_fp32_stream_pitch(k) +
-          (layer_norm ? 2 * static_cast<size_t>(k) : 0)) *
-         4;
+inline size_t skinny_stream_smem_bytes(int m, int k, bool layer_norm) {
+  return size_t{kStreamRing} + (static_cast<size_t>(skinny_fp32_rows(m)) * skinny_stream_pitch(k) +
+                                (layer_norm ? 2 * static_cast<size_t>(k) : 0)) *
+                                   4;
 }
 
-// MR: rows (>= m: 1, 8 or 16). SkinnyArgs as for skinny_fp32_kernel; row_stride is
-// skinny_fp32_stream_pitch(k), tn is unused.
-template <int MR>
-__global__ void __launch_bounds__(256, 1) skinny_fp32_stream_kernel(SkinnyArgs p) {
+// Eight 16-bit values (one 16-byte piece) as floats.
+template <typename W>
+__device__ __forceinline__ void widen8(const uint4& piece, float* out) {
+  const uint32_t words[4] = {piece.x, piece.y, piece.z, piece.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    float2 f;
+    if constexpr (std::is_same_v<W, __half>)
+      f = __half22float2(*reinterpret_cast<const __half2*>(&words[i]));
+    else
+      f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&words[i]));
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+
+// W: the weights' type (float, __half or __nv_bfloat16); MR: rows (>= m: 1, 8 or 16). SkinnyArgs
+// as for skinny_fp32_kernel (x FP32: with 16-bit weights only where a LayerNorm is fused; bias
+// and y in W where bias_half / y_half); row_stride is skinny_stream_pitch(k), tn is unused.
+template <typename W, int MR>
+__global__ void __launch_bounds__(256, 1) skinny_stream_kernel(SkinnyArgs p) {
   GPTRT_TRACE_KERNEL();
   extern __shared__ __align__(16) float fsmem[];
-  constexpr int C = kFp32StreamCols, KV = kFp32StreamVecs, S = kFp32StreamStages;
-  constexpr int NV = MR * C, NR = NV < 32 ? NV : 32;  // sums per lane; reduced NR at a time
-  constexpr int G = MR == 1 ? 1 : 4;                  // rows per group
-  constexpr int kWarpStage = C * KV * 32;             // float4s of one warp's stage
+  constexpr int C = kStreamCols, KV = stream_vecs<W>(), S = stream_stages<W>();
+  constexpr int P = 16 / static_cast<int>(sizeof(W));  // values per piece
+  constexpr int NV = MR * C, NR = NV < 32 ? NV : 32;   // sums per lane; reduced NR at a time
+  constexpr int G = MR == 1 ? 1 : 4;                   // rows per group
+  constexpr int kWarpStage = C * KV * 32;              // pieces of one warp's stage
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int pitch = p.row_stride, rows = skinny_fp32_rows(p.m), chunks = pitch / (KV * 128);
-  float4* ring = reinterpret_cast<float4*>(fsmem) + warp * kWarpStage + lane;  // [S][8][C][KV][32]
-  float* xs = fsmem + S * 8 * kWarpStage * 4;                                  // [rows][pitch]
-  float* gamma_beta = xs + static_cast<size_t>(rows) * pitch;                  // [2][k]
-  const float* w = static_cast<const float*>(p.w);
+  const int pitch = p.row_stride, rows = skinny_fp32_rows(p.m), chunks = pitch / 256;
+  uint4* ring = reinterpret_cast<uint4*>(fsmem) + warp * kWarpStage + lane;  // [S][8][C][KV][32]
+  float* xs = fsmem + kStreamRing / 4;                                       // [rows][pitch]
+  float* gamma_beta = xs + static_cast<size_t>(rows) * pitch;                // [2][k]
+  const W* w = static_cast<const W*>(p.w);
   const int groups = (p.n + C - 1) / C, first = blockIdx.x * 8 + warp, stride = gridDim.x * 8;
   const int items = first < groups ? (groups - first + stride - 1) / stride * chunks : 0;
 
@@ -241,12 +267,12 @@ __global__ void __launch_bounds__(256, 1) skinny_fp32_stream_kernel(SkinnyArgs p
   int rq_item = 0, rq_group = first, rq_chunk = 0, rq_stage = 0;
   auto request = [&]() {
     if (rq_item < items) {
-      float4* slot = ring + rq_stage * 8 * kWarpStage;
+      uint4* slot = ring + rq_stage * 8 * kWarpStage;
 #pragma unroll
       for (int c = 0; c < C; ++c)
 #pragma unroll
         for (int v = 0; v < KV; ++v) {
-          const int n = rq_group * C + c, k = (rq_chunk * KV + v) * 128 + 4 * lane;
+          const int n = rq_group * C + c, k = (rq_chunk * KV + v) * 32 * P + P * lane;
           const bool valid = n < p.n && k < p.k;
           copy_async(slot + (c * KV + v) * 32, valid ? w + static_cast<int64_t>(n) * p.k + k : w,
                      valid);
@@ -291,31 +317,44 @@ __global__ void __launch_bounds__(256, 1) skinny_fp32_stream_kernel(SkinnyArgs p
   for (int item = 0; item < items; ++item) {
     request();
     copy_async_wait<S - 1>();  // this lane's copies for `item` have landed
-    const float4* slot = ring + stage * 8 * kWarpStage;
-    float4 wv[C][KV];
+    const uint4* slot = ring + stage * 8 * kWarpStage;
 #pragma unroll
-    for (int c = 0; c < C; ++c)
+    for (int v = 0; v < KV; ++v) {
+      float wf[C][P];  // this lane's P weights of each column
 #pragma unroll
-      for (int v = 0; v < KV; ++v) wv[c][v] = slot[(c * KV + v) * 32];
+      for (int c = 0; c < C; ++c) {
+        const uint4 piece = slot[(c * KV + v) * 32];
+        if constexpr (P == 4) {
+          wf[c][0] = __uint_as_float(piece.x);
+          wf[c][1] = __uint_as_float(piece.y);
+          wf[c][2] = __uint_as_float(piece.z);
+          wf[c][3] = __uint_as_float(piece.w);
+        } else {
+          widen8<W>(piece, wf[c]);
+        }
+      }
 #pragma unroll
-    for (int m0 = 0; m0 < MR; m0 += G) {
-      if (m0 >= p.m) break;
+      for (int m0 = 0; m0 < MR; m0 += G) {
+        if (m0 >= p.m) break;
+        const float* x =
+            xs + static_cast<size_t>(m0) * pitch + (chunk * KV + v) * 32 * P + P * lane;
 #pragma unroll
-      for (int v = 0; v < KV; ++v) {
-        const float* x = xs + static_cast<size_t>(m0) * pitch + (chunk * KV + v) * 128 + 4 * lane;
-        float4 xv[G];
+        for (int q = 0; q < P / 4; ++q) {
+          float4 xv[G];
 #pragma unroll
-        for (int r = 0; r < G; ++r) xv[r] = *reinterpret_cast<const float4*>(x + r * pitch);
+          for (int r = 0; r < G; ++r)
+            xv[r] = *reinterpret_cast<const float4*>(x + r * pitch + 4 * q);
 #pragma unroll
-        for (int r = 0; r < G; ++r)
+          for (int r = 0; r < G; ++r)
 #pragma unroll
-          for (int c = 0; c < C; ++c) {
-            float& a = acc[(m0 + r) * C + c];
-            a = fmaf(wv[c][v].x, xv[r].x, a);
-            a = fmaf(wv[c][v].y, xv[r].y, a);
-            a = fmaf(wv[c][v].z, xv[r].z, a);
-            a = fmaf(wv[c][v].w, xv[r].w, a);
-          }
+            for (int c = 0; c < C; ++c) {
+              float& a = acc[(m0 + r) * C + c];
+              a = fmaf(wf[c][4 * q], xv[r].x, a);
+              a = fmaf(wf[c][4 * q + 1], xv[r].y, a);
+              a = fmaf(wf[c][4 * q + 2], xv[r].z, a);
+              a = fmaf(wf[c][4 * q + 3], xv[r].w, a);
+            }
+        }
       }
     }
     stage = stage + 1 == S ? 0 : stage + 1;
@@ -335,10 +374,17 @@ __global__ void __launch_bounds__(256, 1) skinny_fp32_stream_kernel(SkinnyArgs p
       const float total = warp_reduce_scatter<NR>(part, lane, idx);
       const int o = h * NR + idx, row = o / C, col = group * C + o % C;
       if ((lane & (32 / NR - 1)) == 0 && row < p.m && col < p.n) {
-        float v = total + (p.bias ? static_cast<const float*>(p.bias)[col] : 0.f);
+        float v = total;
+        if (p.bias)
+          v += p.bias_half ? static_cast<float>(static_cast<const W*>(p.bias)[col])
+                           : static_cast<const float*>(p.bias)[col];
         v = activate(v, p.act) +
             (p.residual ? p.residual[static_cast<int64_t>(row) * p.n + col] : 0.f);
-        static_cast<float*>(p.y)[static_cast<int64_t>(row) * p.n + col] = v;
+        const int64_t at = static_cast<int64_t>(row) * p.n + col;
+        if (p.y_half)
+          static_cast<W*>(p.y)[at] = to_t<W>(v);
+        else
+          static_cast<float*>(p.y)[at] = v;
       }
     }
     group += stride;
