@@ -19,6 +19,7 @@
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/skinny_fp32.cuh"
 #include "backends/cuda/skinny_linear.cuh"
+#include "backends/cuda/skinny_stream.cuh"
 #include "backends/reference/executor.h"
 #include "backends/reference/fused_ops.h"
 #include "core/half.h"
