@@ -42,6 +42,17 @@ inline size_t skinny_fp32_smem_bytes(int m, int k, int pitch, bool layer_norm) {
          4;
 }
 
+// Zeros where a multiply over FP32 rows [rows][pitch] reads past them (columns k to the pitch,
+// rows m to `rows`); the rows' own cells are written after the wait.
+__device__ __forceinline__ void skinny_fp32_zero_padding(const SkinnyArgs& p, float* xs, int pitch,
+                                                         int rows) {
+  if (pitch <= p.k && rows <= p.m) return;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int r = warp; r < rows; r += blockDim.x / 32)
+    for (int c = (r < p.m ? p.k : 0) + 4 * lane; c < pitch; c += 128)
+      *reinterpret_cast<float4*>(xs + r * pitch + c) = make_float4(0, 0, 0, 0);
+}
+
 // Sums v[i] over the warp's lanes for every i < NV (a power of two up to 32) with 31 or fewer
 // shuffles: returns the sum of value `idx`, which the lane learns (lanes holding the same idx
 // hold the same sum).
@@ -118,20 +129,12 @@ __global__ void __launch_bounds__(256, 2) skinny_fp32_kernel(SkinnyArgs p) {
   // Before the previous kernel has finished: the LayerNorm's parameters (copied straight into
   // shared memory), the first column block's weights and bias, all requested without waiting
   // for any (a block that reaches its wait late starts late). Then the rows, once.
-  if (p.ln_gamma)
-    for (int i = threadIdx.x * 4; i < p.k; i += blockDim.x * 4) {
-      copy_async(gamma_beta + i, p.ln_gamma + i, true);
-      copy_async(gamma_beta + p.k + i, p.ln_beta + i, true);
-    }
-  copy_async_commit();
+  skinny_request_layer_norm(p, gamma_beta);
   load_weights(blockIdx.x);
   float bias = bias_of(blockIdx.x);
   // Zeros where the multiply reads past the rows (columns k to the pitch, rows m to the group's
   // end); the rows' own cells are written after the wait.
-  if (pitch > p.k || rows > p.m)
-    for (int r = warp; r < rows; r += 8)
-      for (int c = (r < p.m ? p.k : 0) + 4 * lane; c < pitch; c += 128)
-        *reinterpret_cast<float4*>(xs + r * pitch + c) = make_float4(0, 0, 0, 0);
+  skinny_fp32_zero_padding(p, xs, pitch, rows);
   wait_for_previous_kernel();
   let_next_kernel_start();
   float residual = residual_of(blockIdx.x);

@@ -174,6 +174,21 @@ __device__ __forceinline__ void skinny_layer_norm_rows(const SkinnyArgs& p, T* x
   }
 }
 
+// Requests the fused LayerNorm's gamma and beta into shared memory ([2][k] FP32) as one cp.async
+// group of their own (committed even without a LayerNorm, so that the groups keep counting):
+// every skinny kernel's first request, before its wait.
+__device__ __forceinline__ void skinny_request_layer_norm(const SkinnyArgs& p, float* gamma_beta) {
+  if (!p.ln_gamma) {
+    copy_async_commit();
+    return;
+  }
+  for (int i = threadIdx.x * 4; i < p.k; i += blockDim.x * 4) {
+    copy_async(gamma_beta + i, p.ln_gamma + i, true);
+    copy_async(gamma_beta + p.k + i, p.ln_beta + i, true);
+  }
+  copy_async_commit();
+}
+
 // The rows into shared memory: [16 * MT][row_stride] in T (FP16/BF16, or FP32 for
 // skinny_fp32_kernel), rows < m and columns < k only (the multiply reads nothing else), in one
 // memory round trip where it can: plain rows with cp.async (every piece requested at once, each
@@ -308,12 +323,7 @@ __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
   // waiting for any (a block that reaches its wait late starts late). Right after the wait: the
   // first group's residual, then the rows.
   constexpr int kEarly = 4;  // outputs per thread whose bias and residual are fetched early
-  if (p.ln_gamma)
-    for (int i = threadIdx.x * 4; i < p.k; i += blockDim.x * 4) {
-      copy_async(gamma_beta + i, p.ln_gamma + i, true);
-      copy_async(gamma_beta + p.k + i, p.ln_beta + i, true);
-    }
-  copy_async_commit();
+  skinny_request_layer_norm(p, gamma_beta);
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) request();
   float early_bias[kEarly], early_residual[kEarly];

@@ -112,18 +112,10 @@ __global__ void __launch_bounds__(256, 1) skinny_stream_kernel(SkinnyArgs p) {
 
   // Before the previous kernel has finished: the LayerNorm's parameters (the oldest copy group),
   // the first weight stages, and zeros where the multiply reads past the rows.
-  if (p.ln_gamma)
-    for (int i = threadIdx.x * 4; i < p.k; i += blockDim.x * 4) {
-      copy_async(gamma_beta + i, p.ln_gamma + i, true);
-      copy_async(gamma_beta + p.k + i, p.ln_beta + i, true);
-    }
-  copy_async_commit();
+  skinny_request_layer_norm(p, gamma_beta);
 #pragma unroll
   for (int s = 0; s < S - 1; ++s) request();
-  if (pitch > p.k || rows > p.m)
-    for (int r = warp; r < rows; r += 8)
-      for (int c = (r < p.m ? p.k : 0) + 4 * lane; c < pitch; c += 128)
-        *reinterpret_cast<float4*>(xs + r * pitch + c) = make_float4(0, 0, 0, 0);
+  skinny_fp32_zero_padding(p, xs, pitch, rows);
   wait_for_previous_kernel();
   let_next_kernel_start();
   copy_async_wait<S - 1>();  // gamma and beta
