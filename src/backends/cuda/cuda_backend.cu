@@ -558,7 +558,7 @@ struct Runner::Impl {
     bool ok = false;
     bool fp32 = false;    // skinny_fp32_kernel: mt = its MR, tn = its K splits, v = its V
     bool stream = false;  // skinny_stream_kernel instead: mt = its MR, pitch its rows' pitch
-    int pitch = 0;        // (FP32) its rows' pitch in shared memory
+    int pitch = 0;        // (FP32, streaming) its rows' pitch in shared memory
     int mt = 0, tn = 1, grid = 0, v = 0;
     size_t smem = 0;
   };
@@ -782,7 +782,7 @@ struct Runner::Impl {
     sp.ok = true;
     // Many times more column blocks than fit at once (the LM head) at 9 to 16 rows: the weights
     // stream through shared memory (skinny_stream_kernel), one block per SM, where the rows
-    // leave room. (On the H100, traced: the head at 12 rows 80 -> 55 µs; at 1 and 8 rows
+    // leave room. (On the H100, traced: the head at 12 rows 80 -> 56 µs; at 1 and 8 rows
     // skinny_fp32_kernel already reads 2.9-3.2 TB/s, and layers that take fewer passes over
     // their column blocks (QKV, FC2) ran slower streamed.)
     if (stream_mode == 1 || (stream_mode < 0 && m > 8 && blocks(sp.tn) >= 4 * sp.grid))
