@@ -470,5 +470,23 @@ TEST(Cuda, WideDecodeBatchesMatchAFullRerunOfEveryRow) {
   }
 }
 
+// The switches for comparisons and tests refuse values they do not know, naming the variable.
+TEST(Cuda, UnknownSwitchValuesAreRefused) {
+  SKIP_WITHOUT_GPU();
+  auto engine = cuda_engine(odd_size_model());
+  for (auto [name, value] :
+       {std::pair{"GPTRT_CUDA_STREAM", "2"}, std::pair{"GPTRT_CUDA_STREAM", "on"},
+        std::pair{"GPTRT_CUDA_SKINNY_TN", "3"}}) {
+    setenv(name, value, 1);
+    try {
+      engine->create_execution_context();
+      ADD_FAILURE() << name << "=" << value << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+    unsetenv(name);
+  }
+}
+
 }  // namespace
 }  // namespace gptrt::test

@@ -590,7 +590,14 @@ struct Runner::Impl {
     const char* gemm_env = std::getenv("GPTRT_CUDA_GEMM");
     const char* tn_env = std::getenv("GPTRT_CUDA_SKINNY_TN");
     if (tn_env) forced_tn = std::atoi(tn_env);
-    if (const char* env = std::getenv("GPTRT_CUDA_STREAM")) stream_mode = std::atoi(env);
+    if (const char* env = std::getenv("GPTRT_CUDA_STREAM")) {
+      if (std::string(env) != "0" && std::string(env) != "1")
+        throw Error(ErrorCode::kInvalidArgument,
+                    std::string("GPTRT_CUDA_STREAM is '") + env +
+                        "'; expected 0 (no streaming GEMM) or 1 (on every layer it can run); "
+                        "unset it for the default");
+      stream_mode = env[0] - '0';
+    }
     if (forced_tn != 0 && forced_tn != 1 && forced_tn != 2 && forced_tn != 4 && forced_tn != 8)
       throw Error(ErrorCode::kInvalidArgument,
                   std::string("GPTRT_CUDA_SKINNY_TN is '") + tn_env + "'; expected 1, 2, 4 or 8");
