@@ -178,8 +178,24 @@ DecoderInfo fuse_decoder(ir::Graph& g) {
   if (gathers.size() != 2)
     return blocked("expected two embedding lookups (token and position tables), found " +
                    std::to_string(gathers.size()));
-  if (constant_of(g, *gathers[0], 0).dim(0) < constant_of(g, *gathers[1], 0).dim(0))
+  // The token lookup: the one whose indices are a graph input where only one's are (positions
+  // are often computed from the mask); where both are inputs, the one not named position_ids;
+  // else the larger table (vocabularies are usually larger than the position count, not always).
+  auto input_source = [&](const ir::Node* n) {
+    int src = trace_index_source(g, uses, n->inputs[1]);
+    return src >= 0 && std::find(g.inputs.begin(), g.inputs.end(), src) != g.inputs.end() ? src
+                                                                                            : -1;
+  };
+  const int src0 = input_source(gathers[0]), src1 = input_source(gathers[1]);
+  if ((src0 < 0) != (src1 < 0)) {
+    if (src0 < 0) std::swap(gathers[0], gathers[1]);
+  } else if (src0 >= 0 && (g.values[static_cast<size_t>(src0)].name == "position_ids") !=
+                              (g.values[static_cast<size_t>(src1)].name == "position_ids")) {
+    if (g.values[static_cast<size_t>(src0)].name == "position_ids")
+      std::swap(gathers[0], gathers[1]);
+  } else if (constant_of(g, *gathers[0], 0).dim(0) < constant_of(g, *gathers[1], 0).dim(0)) {
     std::swap(gathers[0], gathers[1]);
+  }
   const Tensor& wte = constant_of(g, *gathers[0], 0);
   const Tensor& wpe = constant_of(g, *gathers[1], 0);
   int64_t e = wte.dim(1);

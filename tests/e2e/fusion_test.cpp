@@ -5,6 +5,7 @@
 
 #include "builder/builder.h"
 #include "engine/engine_impl.h"
+#include "hf/make_model.h"
 #include "ir/shape_inference.h"
 #include "passes/passes.h"
 #include "test_util.h"
@@ -130,6 +131,23 @@ TEST(Fusion, AGraphThatComputesSomethingElseIsRefusedAndStillRuns) {
   in["input_ids"] = ids;
   in["attention_mask"] = mask;
   EXPECT_EQ(ctx->execute(in).at(0).shape(), (Shape{1, 3, 1000}));
+}
+
+// A vocabulary smaller than the position table (a byte-level model, say): the token lookup is
+// the one indexed by input_ids, not the larger table (the fusion's numerical check then passes).
+TEST(Fusion, APositionTableLargerThanTheVocabularyIsStillThePositions) {
+  hf::Gpt2Config cfg;
+  cfg.n_layer = 1;
+  cfg.n_embd = 32;
+  cfg.n_head = 2;
+  cfg.vocab_size = 40;
+  cfg.n_positions = 96;
+  const std::string dir = temp_dir("fusion_small_vocabulary");
+  hf::make_model(cfg, 3, dir);
+  Fused f = fuse_network(Network::from_hf(dir));
+  ASSERT_TRUE(f.decoder.recognised) << f.decoder.blocker;
+  EXPECT_EQ(f.decoder.vocab, 40);
+  EXPECT_EQ(f.decoder.n_positions, 96);
 }
 
 TEST(Fusion, SingleOpModelIsNotADecoder) {
