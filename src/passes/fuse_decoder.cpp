@@ -184,7 +184,7 @@ DecoderInfo fuse_decoder(ir::Graph& g) {
   auto input_source = [&](const ir::Node* n) {
     int src = trace_index_source(g, uses, n->inputs[1]);
     return src >= 0 && std::find(g.inputs.begin(), g.inputs.end(), src) != g.inputs.end() ? src
-                                                                                            : -1;
+                                                                                          : -1;
   };
   const int src0 = input_source(gathers[0]), src1 = input_source(gathers[1]);
   if ((src0 < 0) != (src1 < 0)) {
