@@ -54,7 +54,10 @@ class Generator {
   GenerationResult generate(const std::vector<std::vector<int64_t>>& prompts,
                             const GenerationConfig& config, const TokenCallback& on_token = {});
 
-  /// Logits [batch, vocab] of the last step (for tests: a decode step against a full re-run).
+  /// Logits [batch, vocab] of the last step run (for tests: a decode step against a full re-run).
+  /// Greedy decoding on the GPU may run up to 8 steps per CUDA graph (after its first 256 steps
+  /// on one cache), so after a stop (end of text, a stop string) that may be up to 7 steps past
+  /// the last token returned.
   const std::vector<float>& last_logits() const;
   int64_t vocab_size() const;
   int64_t n_positions() const;

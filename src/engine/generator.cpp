@@ -300,6 +300,12 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
   std::mt19937_64 rng(c.seed);
   std::vector<char> finished(static_cast<size_t>(b), 0);
   int64_t steps = 0, produced = 0;
+  // Greedy on the GPU: several decode steps per graph (Decoder::greedy_steps), their picks
+  // queued [step][row] and taken one step per iteration as if each step had just run. A stop
+  // inside a batch of steps leaves the later ones' picks unused.
+  const int64_t most = gpu_greedy ? m.gpu->max_greedy_steps() : 1;
+  std::vector<int64_t> queued;
+  size_t queued_at = 0;
   std::vector<float> row(static_cast<size_t>(m.vocab));
   for (int64_t n = 0; n < c.max_new_tokens; ++n) {
     Tensor next(DType::kInt64, {b, 1}), next_pos(DType::kInt64, {b, 1});
@@ -327,7 +333,21 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
     if (n + 1 == c.max_new_tokens ||
         std::all_of(finished.begin(), finished.end(), [](char f) { return f; }))
       break;
-    m.step(next, next_pos, len + n, gpu_greedy);
+    const int64_t left = c.max_new_tokens - 1 - n;  // decode steps this call may still run
+    if (queued_at < queued.size()) {
+      std::copy_n(queued.begin() + static_cast<std::ptrdiff_t>(queued_at), b, m.picks.begin());
+      queued_at += static_cast<size_t>(b);
+    } else if (most > 1 && left > 1) {
+      const int64_t k = std::min(most, left);
+      queued.resize(static_cast<size_t>(k * b));
+      m.gpu->greedy_steps(next.data<int64_t>(), next_pos.data<int64_t>(), m.key_valid.data(),
+                          len + n, k, queued.data());
+      std::copy_n(queued.begin(), b, m.picks.begin());
+      queued_at = static_cast<size_t>(b);
+      m.logits_on_gpu = true;
+    } else {
+      m.step(next, next_pos, len + n, gpu_greedy);
+    }
     ++steps;
   }
   double t2 = platform::now_seconds();

@@ -470,13 +470,63 @@ TEST(Cuda, WideDecodeBatchesMatchAFullRerunOfEveryRow) {
   }
 }
 
+// Greedy generation on the GPU runs up to 8 decode steps per CUDA graph (by default once 256
+// steps have run on a cache; here from the first), each step's inputs made on the GPU from the
+// picks of the one before: the same tokens as one graph per step
+// (GPTRT_CUDA_DECODE_STEPS=1) for a left-padded batch of 3, 29 steps (8 + 8 + 8 + 5), a row
+// stopped by the end-of-text token and one by the token callback inside a batch of steps, FP32
+// and FP16; and, without a stop, the same last logits.
+TEST(Cuda, SeveralGreedyDecodeStepsPerGraphGiveTheTokensOfOnePerGraph) {
+  SKIP_WITHOUT_GPU();
+  Network net = small_model(2, 128, 2, "gelu_new", 11, 160);
+  for (Precision p : {Precision::kFp32, Precision::kFp16}) {
+    auto engine = cuda_engine(net, p);
+    setenv("GPTRT_CUDA_DECODE_STEPS", "8", 1);  // (unset: only after 256 single steps)
+    Generator chunked(engine);
+    setenv("GPTRT_CUDA_DECODE_STEPS", "1", 1);
+    Generator single(engine);
+    unsetenv("GPTRT_CUDA_DECODE_STEPS");
+    std::mt19937 rng(53);
+    std::vector<std::vector<int64_t>> prompts = {std::vector<int64_t>(5), std::vector<int64_t>(9),
+                                                 std::vector<int64_t>(12)};
+    for (auto& pr : prompts)
+      for (int64_t& id : pr) id = static_cast<int64_t>(rng() % 257);
+    GenerationConfig c;
+    c.max_new_tokens = 30;
+    c.eos_token_id = -1;
+    GenerationResult want = single.generate(prompts, c);
+    EXPECT_EQ(chunked.generate(prompts, c).generated, want.generated) << precision_name(p);
+    ASSERT_EQ(want.generated[1].size(), 30u);
+    // Row 1 ends at its 11th token (taken as end of text); row 0 stops itself after 6 tokens.
+    c.eos_token_id = want.generated[1][10];
+    auto stop_row0 = [] {
+      auto seen = std::make_shared<int>(0);
+      return TokenCallback([seen](size_t row, int64_t) { return row != 0 || ++*seen < 6; });
+    };
+    GenerationResult a = single.generate(prompts, c, stop_row0());
+    GenerationResult b = chunked.generate(prompts, c, stop_row0());
+    EXPECT_EQ(b.generated, a.generated) << precision_name(p);
+    EXPECT_LE(a.generated[1].size(), 11u);
+    EXPECT_EQ(a.generated[0].size(), 6u);
+    // No stop: 16 decode steps (two graphs of 8) end on the step a graph per step ends on.
+    c.eos_token_id = -1;
+    c.max_new_tokens = 17;
+    EXPECT_EQ(chunked.generate(prompts, c).generated, single.generate(prompts, c).generated);
+    double worst = 0;
+    for (size_t i = 0; i < single.last_logits().size(); ++i)
+      worst =
+          std::max<double>(worst, std::fabs(chunked.last_logits()[i] - single.last_logits()[i]));
+    EXPECT_LE(worst, 1e-5) << precision_name(p);
+  }
+}
+
 // The switches for comparisons and tests refuse values they do not know, naming the variable.
 TEST(Cuda, UnknownSwitchValuesAreRefused) {
   SKIP_WITHOUT_GPU();
   auto engine = cuda_engine(odd_size_model());
   for (auto [name, value] :
        {std::pair{"GPTRT_CUDA_STREAM", "2"}, std::pair{"GPTRT_CUDA_STREAM", "on"},
-        std::pair{"GPTRT_CUDA_SKINNY_TN", "3"}}) {
+        std::pair{"GPTRT_CUDA_SKINNY_TN", "3"}, std::pair{"GPTRT_CUDA_DECODE_STEPS", "9"}}) {
     setenv(name, value, 1);
     try {
       engine->create_execution_context();

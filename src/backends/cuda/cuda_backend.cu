@@ -220,10 +220,15 @@ __global__ void spin_kernel(int64_t ns) {
 // later). The first kernel of a step, launched without overlap: it waits for nothing.
 __global__ void step_embedding_kernel(const int64_t* in, int64_t rows, int64_t flag_bytes,
                                       int64_t* past, uint8_t* valid, const float* wte,
-                                      const float* wpe, int64_t e, float* out) {
+                                      const float* wpe, int64_t e, float* out, int64_t* ids,
+                                      int64_t* pos) {
   GPTRT_TRACE_KERNEL();
   let_next_kernel_start();
   const int64_t row = blockIdx.x;
+  if (threadIdx.x == 0) {  // (for chunk_advance_kernel, in a graph of several steps)
+    ids[row] = in[row];
+    pos[row] = in[rows + row];
+  }
   const float* a = wte + in[row] * e;
   const float* b = wpe + in[rows + row] * e;
   const int64_t* flags = in + 2 * rows + 1;
@@ -235,6 +240,26 @@ __global__ void step_embedding_kernel(const int64_t* in, int64_t rows, int64_t f
   const uint8_t* tail = reinterpret_cast<const uint8_t*>(flags);
   for (int64_t i = flag_bytes / 8 * 8 + at; i < flag_bytes; i += stride) valid[i] = tail[i];
   for (int64_t k = threadIdx.x; k < e; k += blockDim.x) out[row * e + k] = a[k] + b[k];
+}
+
+// Between two greedy decode steps of one graph (Runner::Impl::decode_step with steps > 1): the
+// next step's inputs from the last one's picks, as the Generator would make them: each row's
+// token is its pick (a finished row's is dropped on the host), its position one further, the
+// cached length one more and that position valid in every row. One block.
+__global__ void chunk_advance_kernel(const int64_t* picks, int64_t rows, int64_t cache_s,
+                                     int64_t* ids, int64_t* pos, int64_t* past, uint8_t* valid) {
+  GPTRT_TRACE_KERNEL();
+  wait_for_previous_kernel();
+  let_next_kernel_start();
+  __shared__ int64_t next;
+  if (threadIdx.x == 0) next = *past + 1;
+  __syncthreads();
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
+    ids[r] = picks[r];
+    pos[r] += 1;
+    valid[r * cache_s + next] = 1;
+  }
+  if (threadIdx.x == 0) *past = next;
 }
 
 // ids[r] = the first index of row r's largest logit (greedy decoding on the GPU). Block (p, r)
@@ -523,6 +548,11 @@ struct Runner::Impl {
     unsigned* done = nullptr;
     int64_t batch = 0, cache_s = 0, prompt = 0;
     cudaGraphExec_t step_graphs[4] = {};  // decode step, by (argmax?, logits?)
+    // Greedy decode steps several to a graph (decode_step with steps > 1): per count its graph,
+    // and the steps' picks [kMaxSteps][batch].
+    std::map<int64_t, cudaGraphExec_t> chunk_graphs;
+    int64_t* chunk_picks = nullptr;
+    int64_t single_steps = 0;  // decode steps run one per replay since the cache was planned
   } kv;
   float* out = nullptr;  // logits [b, s, vocab] (grown, never per run)
   int64_t out_bytes = 0;
@@ -549,6 +579,17 @@ struct Runner::Impl {
   // GPTRT_CUDA_STREAM: 1 runs every skinny layer that skinny_stream_kernel can run on it (tests),
   // 0 none (comparisons); unset, the LM head where it pays (skinny_fp32_plan, skinny_plan).
   int stream_mode = -1;
+  // GPTRT_CUDA_DECODE_STEPS: greedy decode steps per graph at most (1: one step per replay);
+  // unset, kMaxDecodeSteps once kStepsBeforeChunks single steps have run on this cache (capturing
+  // a graph of 8 steps costs ~2 ms, what ~200 steps save: short one-shot runs never pay it).
+  int64_t max_steps = kMaxDecodeSteps;
+  bool steps_set = false;
+  static constexpr int64_t kStepsBeforeChunks = 256;
+  int64_t max_greedy_steps() const {
+    return steps_set || kv.single_steps >= kStepsBeforeChunks || !kv.chunk_graphs.empty()
+               ? max_steps
+               : 1;
+  }
   // LayerNorm fusion: per Linear node the LayerNormalization node feeding it that the skinny
   // kernel can absorb (-1: none); per such LayerNorm node its readers (all Linear, as input 0).
   std::vector<int> ln_before;
@@ -597,6 +638,16 @@ struct Runner::Impl {
                         "'; expected 0 (no streaming GEMM) or 1 (on every layer it can run); "
                         "unset it for the default");
       stream_mode = env[0] - '0';
+    }
+    if (const char* env = std::getenv("GPTRT_CUDA_DECODE_STEPS")) {
+      char* end = nullptr;
+      max_steps = std::strtol(env, &end, 10);
+      steps_set = true;
+      if (end == env || *end || max_steps < 1 || max_steps > kMaxDecodeSteps)
+        throw Error(ErrorCode::kInvalidArgument,
+                    std::string("GPTRT_CUDA_DECODE_STEPS is '") + env + "'; expected 1 to " +
+                        std::to_string(kMaxDecodeSteps) +
+                        " (greedy decode steps per CUDA graph); unset it for the default");
     }
     if (forced_tn != 0 && forced_tn != 1 && forced_tn != 2 && forced_tn != 4 && forced_tn != 8)
       throw Error(ErrorCode::kInvalidArgument,
@@ -1104,7 +1155,8 @@ struct Runner::Impl {
         const auto* wpe_p = static_cast<const float*>(value_ptr(n.inputs[3]));
         if (step_in)  // a generation step's inputs, from mapped host memory
           launch(step_embedding_kernel, row_blocks, threads, 0, step_in, rows, b * kv.cache_s,
-                 kv.past, kv.valid, wte_p, wpe_p, wpe.constant.dim(1), static_cast<float*>(y));
+                 kv.past, kv.valid, wte_p, wpe_p, wpe.constant.dim(1), static_cast<float*>(y), ids,
+                 pos);
         else
           launch(embedding_kernel, row_blocks, threads, 0, ids, with_pos ? pos : nullptr, wte_p,
                  wpe_p, s, wpe.constant.dim(1), static_cast<float*>(y));
@@ -1243,6 +1295,11 @@ struct Runner::Impl {
       if (e) cudaGraphExecDestroy(e);
       e = nullptr;
     }
+    for (auto& [k, e] : kv.chunk_graphs) cudaGraphExecDestroy(e);
+    kv.chunk_graphs.clear();
+    cudaFree(kv.chunk_picks);
+    kv.chunk_picks = nullptr;
+    kv.single_steps = 0;
     for (float* p : kv.k) cudaFree(p);
     for (float* p : kv.v) cudaFree(p);
     kv.k.clear();
@@ -1308,6 +1365,9 @@ struct Runner::Impl {
     check(cudaMalloc(&kv.last, static_cast<size_t>(b * e * 4)), "cudaMalloc (last rows)");
     check(cudaMalloc(reinterpret_cast<void**>(&kv.picks), static_cast<size_t>(b * 8)),
           "cudaMalloc (picks)");
+    check(cudaMalloc(reinterpret_cast<void**>(&kv.chunk_picks),
+                     static_cast<size_t>(kMaxDecodeSteps * b * 8)),
+          "cudaMalloc (picks of several steps)");
     check(cudaMalloc(reinterpret_cast<void**>(&kv.part_v),
                      static_cast<size_t>(b * kArgmaxParts) * sizeof(float)),
           "cudaMalloc (argmax parts)");
@@ -1335,15 +1395,23 @@ struct Runner::Impl {
     int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
     grow(&out, &out_bytes, b * vocab * 4, false);
     grow(&pinned_out, &pinned_out_bytes, b * vocab * 4, true);
-    // ids, positions, past, padding flags, then the picks (8-byte aligned).
-    grow(&pinned_in, &pinned_in_bytes, rows * 16 + 8 + (b * cache_s + 7) / 8 * 8 + b * 8, true);
+    // ids, positions, past, padding flags, then the picks of up to kMaxDecodeSteps steps (8-byte
+    // aligned).
+    grow(&pinned_in, &pinned_in_bytes,
+         rows * 16 + 8 + (b * cache_s + 7) / 8 * 8 + kMaxDecodeSteps * b * 8, true);
   }
 
   // One generation step: `t` tokens per row at cache positions past..past+t-1; the last
   // position's logits [b, vocab] into `logits` and/or each row's argmax into `argmax`. Decode
-  // steps (t = 1) replay one CUDA graph.
+  // steps (t = 1) replay one CUDA graph. With `steps` > 1 (t = 1, greedy: argmax only, at most
+  // kMaxDecodeSteps), that many decode steps in one graph, each step's inputs made on the GPU
+  // from the picks of the one before (chunk_advance_kernel); argmax gets [steps][b].
   void decode_step(const int64_t* host_ids, const int64_t* host_pos, const uint8_t* host_valid,
-                   int64_t t, int64_t past, std::vector<float>* logits, int64_t* argmax) {
+                   int64_t t, int64_t past, std::vector<float>* logits, int64_t* argmax,
+                   int64_t steps = 1) {
+    if (steps < 1 || steps > kMaxDecodeSteps || (steps > 1 && (t != 1 || logits || !argmax)))
+      throw Error(ErrorCode::kInternal, "decode_step: " + std::to_string(steps) +
+                                            " steps at once need t = 1 and greedy picks only");
     int64_t b = kv.batch, rows = b * t;
     auto* in = static_cast<int64_t*>(pinned_in);
     std::memcpy(in, host_ids, static_cast<size_t>(rows * 8));
@@ -1367,7 +1435,7 @@ struct Runner::Impl {
     int64_t* in_dev = mapped_in;
     const bool mapped = in_dev != nullptr;
     int64_t* picks_dev = mapped ? in_dev + (picks_host - in) : kv.picks;
-    auto enqueue = [&] {
+    auto inputs = [&] {
       if (mapped) {
         launch.after_copy = true;  // the first work of the graph or step: a plain launch
         step_in = in_dev;          // (read by step_embedding_kernel)
@@ -1385,6 +1453,9 @@ struct Runner::Impl {
               "H2D flags");
         launch.after_copy = true;
       }
+    };
+    auto enqueue = [&] {
+      inputs();
       forward(b, t, true, false, true);
       step_in = nullptr;
       if (argmax) {
@@ -1400,13 +1471,34 @@ struct Runner::Impl {
                               cudaMemcpyDeviceToHost, stream),
               "D2H logits");
     };
+    auto enqueue_steps = [&] {  // (steps > 1)
+      inputs();
+      for (int64_t i = 0; i < steps; ++i) {
+        if (i > 0) {
+          launch(chunk_advance_kernel, dim3(1), dim3(256), 0, kv.chunk_picks + (i - 1) * b, b,
+                 kv.cache_s, ids, pos, kv.past, kv.valid);
+          step_in = nullptr;  // (the embedding reads ids and pos)
+        }
+        forward(b, 1, true, false, true);
+        launch(argmax_kernel, dim3(kArgmaxParts, static_cast<unsigned>(b)), dim3(kArgmaxThreads), 0,
+               out, vocab, kv.chunk_picks + i * b, kv.part_v, kv.part_i, kv.done);
+      }
+      step_in = nullptr;
+      check(cudaMemcpyAsync(picks_host, kv.chunk_picks, static_cast<size_t>(steps * b * 8),
+                            cudaMemcpyDeviceToHost, stream),
+            "D2H picks");
+    };
     if (t == 1 && use_graphs) {  // decode steps: all of it as one graph (per kind of result)
-      cudaGraphExec_t& exec = kv.step_graphs[(argmax ? 2 : 0) + (logits ? 1 : 0)];
+      cudaGraphExec_t& exec =
+          steps > 1 ? kv.chunk_graphs[steps] : kv.step_graphs[(argmax ? 2 : 0) + (logits ? 1 : 0)];
       if (!exec) {
         cudaGraph_t graph = nullptr;
         check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
               "cudaStreamBeginCapture");
-        enqueue();
+        if (steps > 1)
+          enqueue_steps();
+        else
+          enqueue();
         check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
         check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
         cudaGraphDestroy(graph);
@@ -1418,11 +1510,14 @@ struct Runner::Impl {
 #ifdef GPTRT_CUDA_TRACE
       if (tracing) trace_end();
 #endif
+    } else if (steps > 1) {
+      enqueue_steps();
     } else {
       enqueue();
     }
     check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-    if (argmax) std::memcpy(argmax, picks_host, static_cast<size_t>(b * 8));
+    if (t == 1 && steps == 1) ++kv.single_steps;
+    if (argmax) std::memcpy(argmax, picks_host, static_cast<size_t>(steps * b * 8));
     if (logits)
       logits->assign(static_cast<const float*>(pinned_out),
                      static_cast<const float*>(pinned_out) + b * vocab);
@@ -1584,6 +1679,13 @@ void Decoder::reserve(int64_t batch, int64_t positions, int64_t prompt) {
 void Decoder::step(const int64_t* ids, const int64_t* positions, const uint8_t* key_valid,
                    int64_t t, int64_t past, std::vector<float>* logits, int64_t* argmax) {
   impl_->decode_step(ids, positions, key_valid, t, past, logits, argmax);
+}
+void Decoder::greedy_steps(const int64_t* ids, const int64_t* positions, const uint8_t* key_valid,
+                           int64_t past, int64_t steps, int64_t* picks) {
+  impl_->decode_step(ids, positions, key_valid, 1, past, nullptr, picks, steps);
+}
+int64_t Decoder::max_greedy_steps() const {
+  return impl_->max_greedy_steps();
 }
 void Decoder::last_logits(std::vector<float>& logits) {
   impl_->last_logits(logits);

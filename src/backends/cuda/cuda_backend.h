@@ -32,6 +32,9 @@ bool has_kernel(const ir::Node& node);
 /// run, naming the node.
 void lower(ir::Graph& graph, Precision precision);
 
+/// Greedy decode steps one CUDA graph runs at most (Decoder::greedy_steps).
+constexpr int64_t kMaxDecodeSteps = 8;
+
 /// One forward pass's times (ms): host-to-device copies, GPU compute, device-to-host copies.
 struct Timings {
   double h2d_ms = 0, compute_ms = 0, d2h_ms = 0;
@@ -77,6 +80,17 @@ class Decoder {
   /// decoding copies 8 bytes per row instead of the logits.
   void step(const int64_t* ids, const int64_t* positions, const uint8_t* key_valid, int64_t t,
             int64_t past, std::vector<float>* logits, int64_t* argmax = nullptr);
+  /// `steps` greedy decode steps in one go (1 <= steps <= max_greedy_steps()): the first with
+  /// ids and positions [batch] at cache position `past`, each later one with every row's pick of
+  /// the step before, its position one further and position past + i valid in every row (as the
+  /// Generator continues a row, or feeds a finished one whatever it likes: rows do not mix).
+  /// `picks` gets [steps][batch]; the logits left are the last step's.
+  void greedy_steps(const int64_t* ids, const int64_t* positions, const uint8_t* key_valid,
+                    int64_t past, int64_t steps, int64_t* picks);
+  /// How many steps greedy_steps may take now: kMaxDecodeSteps once 256 steps have run one at a
+  /// time on this cache (its graph's capture, ~2 ms, then pays for itself), 1 before; or what
+  /// GPTRT_CUDA_DECODE_STEPS says (1 to kMaxDecodeSteps, from the first step).
+  int64_t max_greedy_steps() const;
   /// The last step's logits [batch, vocab] (copied from the GPU now).
   void last_logits(std::vector<float>& logits);
 

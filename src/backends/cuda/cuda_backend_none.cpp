@@ -47,6 +47,11 @@ Decoder::~Decoder() = default;
 void Decoder::reserve(int64_t, int64_t, int64_t) {}
 void Decoder::step(const int64_t*, const int64_t*, const uint8_t*, int64_t, int64_t,
                    std::vector<float>*, int64_t*) {}
+void Decoder::greedy_steps(const int64_t*, const int64_t*, const uint8_t*, int64_t, int64_t,
+                           int64_t*) {}
+int64_t Decoder::max_greedy_steps() const {
+  return 1;
+}
 void Decoder::last_logits(std::vector<float>&) {}
 
 }  // namespace gptrt::cuda
