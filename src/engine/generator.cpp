@@ -300,10 +300,10 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
   std::mt19937_64 rng(c.seed);
   std::vector<char> finished(static_cast<size_t>(b), 0);
   int64_t steps = 0, produced = 0;
-  // Greedy on the GPU: several decode steps per graph (Decoder::greedy_steps), their picks
-  // queued [step][row] and taken one step per iteration as if each step had just run. A stop
-  // inside a batch of steps leaves the later ones' picks unused.
-  const int64_t most = gpu_greedy ? m.gpu->max_greedy_steps() : 1;
+  // Greedy on the GPU: several decode steps per graph where the decoder allows it now
+  // (Decoder::greedy_steps, asked whenever the queue is empty, so a long call switches over),
+  // their picks queued [step][row] and taken one step per iteration as if each step had just
+  // run. A stop inside a batch of steps leaves the later ones' picks unused.
   std::vector<int64_t> queued;
   size_t queued_at = 0;
   std::vector<float> row(static_cast<size_t>(m.vocab));
@@ -337,8 +337,8 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
     if (queued_at < queued.size()) {
       std::copy_n(queued.begin() + static_cast<std::ptrdiff_t>(queued_at), b, m.picks.begin());
       queued_at += static_cast<size_t>(b);
-    } else if (most > 1 && left > 1) {
-      const int64_t k = std::min(most, left);
+    } else if (gpu_greedy && left > 1 && m.gpu->max_greedy_steps() > 1) {
+      const int64_t k = std::min(m.gpu->max_greedy_steps(), left);
       queued.resize(static_cast<size_t>(k * b));
       m.gpu->greedy_steps(next.data<int64_t>(), next_pos.data<int64_t>(), m.key_valid.data(),
                           len + n, k, queued.data());

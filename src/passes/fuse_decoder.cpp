@@ -186,13 +186,14 @@ DecoderInfo fuse_decoder(ir::Graph& g) {
     return src >= 0 && std::find(g.inputs.begin(), g.inputs.end(), src) != g.inputs.end() ? src
                                                                                           : -1;
   };
+  auto named_positions = [&](int src) {
+    return src >= 0 && g.values[static_cast<size_t>(src)].name == "position_ids";
+  };
   const int src0 = input_source(gathers[0]), src1 = input_source(gathers[1]);
   if ((src0 < 0) != (src1 < 0)) {
     if (src0 < 0) std::swap(gathers[0], gathers[1]);
-  } else if (src0 >= 0 && (g.values[static_cast<size_t>(src0)].name == "position_ids") !=
-                              (g.values[static_cast<size_t>(src1)].name == "position_ids")) {
-    if (g.values[static_cast<size_t>(src0)].name == "position_ids")
-      std::swap(gathers[0], gathers[1]);
+  } else if (named_positions(src0) != named_positions(src1)) {
+    if (named_positions(src0)) std::swap(gathers[0], gathers[1]);
   } else if (constant_of(g, *gathers[0], 0).dim(0) < constant_of(g, *gathers[1], 0).dim(0)) {
     std::swap(gathers[0], gathers[1]);
   }

@@ -520,6 +520,28 @@ TEST(Cuda, SeveralGreedyDecodeStepsPerGraphGiveTheTokensOfOnePerGraph) {
   }
 }
 
+// By default a decoder runs one decode step per graph until 256 have run on its cache (a graph
+// of 8 steps costs more to capture than a short run saves), then up to 8; a new cache plan
+// starts counting again.
+TEST(Cuda, SeveralDecodeStepsPerGraphStartAfter256SingleSteps) {
+  SKIP_WITHOUT_GPU();
+  unsetenv("GPTRT_CUDA_DECODE_STEPS");
+  auto engine = cuda_engine(small_model(2, 128, 2, "gelu_new", 11, 160));
+  cuda::Decoder dec(std::shared_ptr<const void>(engine, engine.get()), engine->impl().graph,
+                    Precision::kFp32);
+  dec.reserve(1, 8, 1);
+  const int64_t id = 5, at = 0;
+  std::vector<uint8_t> valid(8, 1);
+  int64_t pick = -1;
+  for (int i = 0; i < 256; ++i) {
+    ASSERT_EQ(dec.max_greedy_steps(), 1) << "after " << i << " steps";
+    dec.step(&id, &at, valid.data(), 1, 1, nullptr, &pick);
+  }
+  EXPECT_EQ(dec.max_greedy_steps(), cuda::kMaxDecodeSteps);
+  dec.reserve(2, 8, 1);
+  EXPECT_EQ(dec.max_greedy_steps(), 1);
+}
+
 // The switches for comparisons and tests refuse values they do not know, naming the variable.
 TEST(Cuda, UnknownSwitchValuesAreRefused) {
   SKIP_WITHOUT_GPU();
