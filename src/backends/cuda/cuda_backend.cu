@@ -941,9 +941,28 @@ struct Runner::Impl {
   bool layer_norm_fused(size_t l, int64_t rows, int64_t head_rows) {
     if (ln_readers[l].empty()) return false;
     for (size_t r : ln_readers[l])
-      if (!skinny_plan(r, g.nodes[r].outputs[0] == g.outputs[0] ? head_rows : rows).ok)
+      if (!skinny_plan(r, group_rows(r, g.nodes[r].outputs[0] == g.outputs[0] ? head_rows : rows))
+               .ok)
         return false;
     return true;
+  }
+
+  // A decoder's first prompt pass (prefill) of up to kPrefillGroupMax rows, at a batch the
+  // skinny kernels decode, takes its linear layers on those kernels in groups of up to
+  // `row_group` rows (32, FP32 16) instead of cuBLASLt, whose first matmuls in a process took
+  // 90-230 ms on the H100 (one-shot `gptrt generate` of 8 or 16 prompts; with the groups 2.4-6.4
+  // ms in FP32). Later passes take cuBLASLt, faster once warm (FP32 8 x 32 generation, a loop of
+  // generate calls: 7.0 ms against 7.5 ms with groups). 0: no groups.
+  static constexpr int64_t kPrefillGroupMax = 256;
+  int64_t row_group = 0;
+  bool prefilled = false;  // a prompt pass has run on this decoder
+  // The rows linear node `index` of `rows` rows is planned for: where groups apply, the most
+  // (a multiple of 8 up to row_group) that its skinny kernel takes; otherwise `rows`.
+  int64_t group_rows(size_t index, int64_t rows) {
+    if (row_group == 0 || rows <= row_group) return rows;
+    for (int64_t group = row_group; group >= 8; group -= 8)
+      if (skinny_plan(index, group).ok) return group;
+    return rows;
   }
 
   static cudaDataType_t cuda_type(DType d) {
@@ -1030,54 +1049,84 @@ struct Runner::Impl {
     return lt_plans.emplace(key, lp).first->second;
   }
 
+  // Whether linear node `index` at m rows runs on a skinny kernel (with its LayerNorm when
+  // `ln_fused`).
+  bool skinny_runs(size_t index, int64_t m, const ir::Node& n, bool ln_fused) {
+    const SkinnyPlan& sp = skinny_plan(index, m);
+    return sp.ok && (sp.fp32 || ln_fused || storage(n.inputs[0]) != CUDA_R_32F);
+  }
+
+  // Linear node `index` on its skinny kernel for m rows of x (the LayerNorm `ln`'s input when
+  // set) and the residual's rows (or null), into y.
+  void skinny(size_t index, const ir::Node& n, int64_t m, void* y, const void* x,
+              const ir::Node* ln, const float* residual) {
+    const SkinnyPlan& sp = skinny_plan(index, m);
+    const ir::Value& w = g.values[static_cast<size_t>(n.inputs[1])];
+    int bias_id = n.inputs.size() > 2 ? n.inputs[2] : -1;
+    SkinnyArgs a{};
+    a.x = x;
+    if (ln) {
+      a.ln_gamma = static_cast<const float*>(value_ptr(ln->inputs[1]));
+      a.ln_beta = static_cast<const float*>(value_ptr(ln->inputs[2]));
+      a.ln_eps = ln->attr_float("epsilon", 1e-5f);
+    }
+    a.w = value_ptr(n.inputs[1]);
+    a.bias = bias_id >= 0 ? value_ptr(bias_id) : nullptr;
+    a.bias_half = bias_id >= 0 && g.values[static_cast<size_t>(bias_id)].dtype != DType::kFloat32;
+    a.residual = residual;
+    a.y = y;
+    a.y_half = storage(n.outputs[0]) != CUDA_R_32F;
+    a.act = reference::activation_from_name(n.attr_string("activation", ""));
+    a.m = static_cast<int>(m);
+    a.n = static_cast<int>(w.constant.dim(0));
+    a.k = static_cast<int>(w.constant.dim(1));
+    a.row_stride = sp.fp32 || sp.stream ? sp.pitch : skinny_row_stride(a.k);
+    a.tn = sp.tn;
+    if (sp.stream) {
+      if (!sp.fp32 && !ln)  // (its rows must be FP32: planned only with a LayerNorm fused)
+        throw Error(ErrorCode::kInternal,
+                    n.describe() + ": the streaming GEMM was planned without its LayerNorm");
+      launch(stream_kernel(sp.mt), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
+      gemm_kind = std::string(sp.fp32 ? "skinny FP32 stream" : "skinny stream") + (ln ? "+LN" : "");
+      return;
+    }
+    if (sp.fp32) {
+      launch(fp32_kernel(sp.mt, sp.v), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
+      gemm_kind = ln ? "skinny FP32+LN" : "skinny FP32";
+      return;
+    }
+    launch(skinny_kernel(m), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
+    gemm_kind = ln ? "skinny+LN" : "skinny";
+  }
+
   // y[m, N] = act(x[m, K] @ W + bias) + residual. The skinny kernel where its plan says so (x
   // being the input of the LayerNorm before this node when `ln_fused`); otherwise one cuBLASLt
   // call: the bias (and the tanh GELU) as its epilogue, the residual as C with beta = 1, and for
   // exact GELU the bias epilogue into FP32 scratch, then gelu_erf_kernel. `x_in` overrides x.
   void linear(size_t index, const ir::Node& n, int64_t m, void* y, const void* x_in = nullptr,
               bool ln_fused = false) {
-    const SkinnyPlan& sp = skinny_plan(index, m);
-    if (sp.ok && (sp.fp32 || ln_fused || storage(n.inputs[0]) != CUDA_R_32F)) {
-      const ir::Value& w = g.values[static_cast<size_t>(n.inputs[1])];
+    const int64_t group = group_rows(index, m);
+    if (group < m && skinny_runs(index, group, n, ln_fused)) {
+      // Row groups (see row_group): each a skinny call on its rows of x, y and the residual.
       const ir::Node* ln = ln_fused ? &g.nodes[static_cast<size_t>(ln_before[index])] : nullptr;
-      int bias_id = n.inputs.size() > 2 ? n.inputs[2] : -1;
-      int res_id = n.inputs.size() > 3 ? n.inputs[3] : -1;
-      SkinnyArgs a{};
-      a.x = x_in ? x_in : value_ptr(ln ? ln->inputs[0] : n.inputs[0]);
-      if (ln) {
-        a.ln_gamma = static_cast<const float*>(value_ptr(ln->inputs[1]));
-        a.ln_beta = static_cast<const float*>(value_ptr(ln->inputs[2]));
-        a.ln_eps = ln->attr_float("epsilon", 1e-5f);
-      }
-      a.w = value_ptr(n.inputs[1]);
-      a.bias = bias_id >= 0 ? value_ptr(bias_id) : nullptr;
-      a.bias_half = bias_id >= 0 && g.values[static_cast<size_t>(bias_id)].dtype != DType::kFloat32;
-      a.residual = res_id >= 0 ? static_cast<const float*>(value_ptr(res_id)) : nullptr;
-      a.y = y;
-      a.y_half = storage(n.outputs[0]) != CUDA_R_32F;
-      a.act = reference::activation_from_name(n.attr_string("activation", ""));
-      a.m = static_cast<int>(m);
-      a.n = static_cast<int>(w.constant.dim(0));
-      a.k = static_cast<int>(w.constant.dim(1));
-      a.row_stride = sp.fp32 || sp.stream ? sp.pitch : skinny_row_stride(a.k);
-      a.tn = sp.tn;
-      if (sp.stream) {
-        if (!sp.fp32 && !ln)  // (its rows must be FP32: planned only with a LayerNorm fused)
-          throw Error(ErrorCode::kInternal,
-                      n.describe() + ": the streaming GEMM was planned without its LayerNorm");
-        launch(stream_kernel(sp.mt), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
-        gemm_kind =
-            std::string(sp.fp32 ? "skinny FP32 stream" : "skinny stream") + (ln ? "+LN" : "");
-        return;
-      }
-      if (sp.fp32) {
-        launch(fp32_kernel(sp.mt, sp.v), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem,
-               a);
-        gemm_kind = ln ? "skinny FP32+LN" : "skinny FP32";
-        return;
-      }
-      launch(skinny_kernel(m), dim3(static_cast<unsigned>(sp.grid)), dim3(256), sp.smem, a);
-      gemm_kind = ln ? "skinny+LN" : "skinny";
+      const int x_id = ln ? ln->inputs[0] : n.inputs[0];
+      const auto* x = static_cast<const char*>(x_in ? x_in : value_ptr(x_id));
+      const ir::Value& w = g.values[static_cast<size_t>(n.inputs[1])];
+      const int64_t k = w.constant.dim(1), cols = w.constant.dim(0);  // (stored [N, K])
+      const int64_t x_size = ln || storage(x_id) == CUDA_R_32F ? 4 : 2;
+      const int64_t y_size = storage(n.outputs[0]) == CUDA_R_32F ? 4 : 2;
+      const int res_id = n.inputs.size() > 3 ? n.inputs[3] : -1;
+      auto* res = static_cast<const float*>(value_ptr(res_id));
+      for (int64_t r0 = 0; r0 < m; r0 += group)
+        skinny(index, n, std::min(group, m - r0), static_cast<char*>(y) + r0 * cols * y_size,
+               x + r0 * k * x_size, ln, res ? res + r0 * cols : nullptr);
+      return;
+    }
+    if (skinny_runs(index, m, n, ln_fused)) {
+      const ir::Node* ln = ln_fused ? &g.nodes[static_cast<size_t>(ln_before[index])] : nullptr;
+      const int res_id = n.inputs.size() > 3 ? n.inputs[3] : -1;
+      skinny(index, n, m, y, x_in ? x_in : value_ptr(ln ? ln->inputs[0] : n.inputs[0]), ln,
+             static_cast<const float*>(value_ptr(res_id)));
       return;
     }
     const ir::Value& wv = g.values[static_cast<size_t>(n.inputs[1])];
@@ -1144,6 +1193,9 @@ struct Runner::Impl {
   // Every kernel of one forward pass for [b, s] on `stream` (captured or launched directly).
   void forward(int64_t b, int64_t s, bool with_pos, bool with_mask, bool decode = false) {
     int64_t rows = b * s, head_rows = decode ? b : rows;  // the LM head's rows
+    const int64_t group = skinny_enabled ? 16 * kSkinnyMaxTiles : skinny_fp32_enabled ? 16 : 0;
+    row_group = decode && s > 1 && !prefilled && b <= group && rows <= kPrefillGroupMax ? group : 0;
+    if (decode && s > 1) prefilled = true;
     dim3 row_blocks(static_cast<unsigned>(rows)), threads(256);
     size_t layer = 0;
     for (size_t idx = 0; idx < g.nodes.size(); ++idx) {
