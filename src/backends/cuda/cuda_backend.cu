@@ -70,11 +70,51 @@ template <typename T>
 __global__ void layer_norm_kernel(const float* x, const float* g, const float* b, float eps,
                                   int64_t e, T* y) {
   GPTRT_TRACE_KERNEL();
+  __shared__ float shared[32];
+  // Rows of up to kHeld values a thread: gamma and beta requested before the wait (constants),
+  // the row read once into registers; the same sums in the same order as the loop below.
+  constexpr int kHeld = 4;
+  const int64_t threads = blockDim.x;
+  const bool held = e <= kHeld * threads;
+  float gv[kHeld] = {}, bv[kHeld] = {};
+  if (held) {
+#pragma unroll
+    for (int i = 0; i < kHeld; ++i) {
+      const int64_t k = threadIdx.x + i * threads;
+      if (k < e) {
+        gv[i] = g[k];
+        bv[i] = b[k];
+      }
+    }
+  }
   wait_for_previous_kernel();
   let_next_kernel_start();
-  __shared__ float shared[32];
   const float* px = x + blockIdx.x * e;
   T* py = y + blockIdx.x * e;
+  if (held) {
+    float v[kHeld];
+    float sum = 0;
+#pragma unroll
+    for (int i = 0; i < kHeld; ++i) {
+      const int64_t k = threadIdx.x + i * threads;
+      v[i] = k < e ? px[k] : 0.f;
+    }
+#pragma unroll
+    for (int i = 0; i < kHeld; ++i)
+      if (threadIdx.x + i * threads < e) sum += v[i];
+    const float mean = block_sum(sum, shared) / static_cast<float>(e);
+    float var = 0;
+#pragma unroll
+    for (int i = 0; i < kHeld; ++i)
+      if (threadIdx.x + i * threads < e) var += (v[i] - mean) * (v[i] - mean);
+    const float inv = rsqrtf(block_sum(var, shared) / static_cast<float>(e) + eps);
+#pragma unroll
+    for (int i = 0; i < kHeld; ++i) {
+      const int64_t k = threadIdx.x + i * threads;
+      if (k < e) py[k] = to_t<T>((v[i] - mean) * inv * gv[i] + bv[i]);
+    }
+    return;
+  }
   float sum = 0;
   for (int64_t k = threadIdx.x; k < e; k += blockDim.x) sum += px[k];
   float mean = block_sum(sum, shared) / static_cast<float>(e);
