@@ -300,13 +300,13 @@ TEST(Cuda, EnginesRoundTripAndTheCliReportsTransfersApart) {
     EXPECT_NE(r.output.find(s), std::string::npos) << s << "\n" << r.output;
 }
 
-// The largest |difference| between the generator's last logits (after generating `tokens` from
-// `prompt`) and the last position's logits of a full forward pass of prompt + tokens but the last.
-double last_logits_vs_full_rerun(const Generator& gen, ExecutionContext& ctx,
-                                 const std::vector<int64_t>& prompt,
-                                 const std::vector<int64_t>& tokens) {
-  std::vector<int64_t> seq = prompt;
-  seq.insert(seq.end(), tokens.begin(), tokens.end() - 1);
+// Row `row` of the generator's last logits against the last position of a full forward pass of
+// `seq` alone: the largest |difference|, and the largest |logit| of the full pass (at least 1).
+struct RerunDiff {
+  double worst = 0, scale = 1;
+};
+RerunDiff row_vs_full_rerun(const Generator& gen, ExecutionContext& ctx,
+                            const std::vector<int64_t>& seq, size_t row) {
   const int64_t s = static_cast<int64_t>(seq.size());
   Tensor ids(DType::kInt64, {1, s}), mask(DType::kInt64, {1, s});
   for (int64_t i = 0; i < s; ++i) {
@@ -315,11 +315,24 @@ double last_logits_vs_full_rerun(const Generator& gen, ExecutionContext& ctx,
   }
   Tensor full = ctx.execute({{"input_ids", ids}, {"attention_mask", mask}})[0];
   const int64_t v = gen.vocab_size();
-  double worst = 0;
-  for (int64_t t = 0; t < v; ++t)
-    worst = std::max<double>(worst, std::fabs(gen.last_logits()[static_cast<size_t>(t)] -
-                                              full.data<float>()[(s - 1) * v + t]));
-  return worst;
+  RerunDiff d;
+  for (int64_t t = 0; t < v; ++t) {
+    const float want = full.data<float>()[(s - 1) * v + t];
+    d.scale = std::max<double>(d.scale, std::fabs(want));
+    d.worst = std::max<double>(
+        d.worst, std::fabs(gen.last_logits()[row * static_cast<size_t>(v) + t] - want));
+  }
+  return d;
+}
+
+// The largest |difference| between the generator's last logits (after generating `tokens` from
+// `prompt`) and the last position's logits of a full forward pass of prompt + tokens but the last.
+double last_logits_vs_full_rerun(const Generator& gen, ExecutionContext& ctx,
+                                 const std::vector<int64_t>& prompt,
+                                 const std::vector<int64_t>& tokens) {
+  std::vector<int64_t> seq = prompt;
+  seq.insert(seq.end(), tokens.begin(), tokens.end() - 1);
+  return row_vs_full_rerun(gen, ctx, seq, 0).worst;
 }
 
 TEST(Cuda, GenerationReproducesTheGoldensAndEveryDecodeStepMatchesAFullRerun) {
@@ -444,27 +457,13 @@ TEST(Cuda, WideDecodeBatchesMatchAFullRerunOfEveryRow) {
     GenerationConfig c;
     c.max_new_tokens = 3;
     GenerationResult res = gen.generate(prompts, c);
-    const int64_t v = gen.vocab_size();
     for (size_t r = 0; r < prompts.size(); ++r) {
       std::vector<int64_t> seq = prompts[r];
       ASSERT_EQ(res.generated[r].size(), 3u);
       seq.insert(seq.end(), res.generated[r].begin(), res.generated[r].end() - 1);
-      const int64_t n = static_cast<int64_t>(seq.size());
-      Tensor ids(DType::kInt64, {1, n}), mask(DType::kInt64, {1, n});
-      for (int64_t i = 0; i < n; ++i) {
-        ids.data_mut<int64_t>()[i] = seq[static_cast<size_t>(i)];
-        mask.data_mut<int64_t>()[i] = 1;
-      }
-      Tensor full = ctx->execute({{"input_ids", ids}, {"attention_mask", mask}})[0];
-      double worst = 0, scale = 1;
-      for (int64_t t = 0; t < v; ++t) {
-        const float want = full.data<float>()[(n - 1) * v + t];
-        scale = std::max<double>(scale, std::fabs(want));
-        worst = std::max<double>(
-            worst, std::fabs(gen.last_logits()[r * static_cast<size_t>(v) + t] - want));
-      }
+      const RerunDiff d = row_vs_full_rerun(gen, *ctx, seq, r);
       // FP16 keeps 11 mantissa bits, BF16 8 (as in the skinny GEMM test).
-      EXPECT_LE(worst, (p == Precision::kFp16 ? 0.01 : 0.05) * scale)
+      EXPECT_LE(d.worst, (p == Precision::kFp16 ? 0.01 : 0.05) * d.scale)
           << precision_name(p) << " row " << r;
     }
   }
@@ -498,23 +497,9 @@ TEST(Cuda, GenerationPrefillsInRowGroupsMatchAFullRerun) {
       GenerationConfig c;
       c.max_new_tokens = 1;  // the last logits are the prompt pass's
       gen.generate(prompts, c);
-      const int64_t v = gen.vocab_size();
       for (size_t r = 0; r < prompts.size(); ++r) {
-        const int64_t n = static_cast<int64_t>(prompts[r].size());
-        Tensor ids(DType::kInt64, {1, n}), mask(DType::kInt64, {1, n});
-        for (int64_t i = 0; i < n; ++i) {
-          ids.data_mut<int64_t>()[i] = prompts[r][static_cast<size_t>(i)];
-          mask.data_mut<int64_t>()[i] = 1;
-        }
-        Tensor full = ctx->execute({{"input_ids", ids}, {"attention_mask", mask}})[0];
-        double worst = 0, scale = 1;
-        for (int64_t t = 0; t < v; ++t) {
-          const float want = full.data<float>()[(n - 1) * v + t];
-          scale = std::max<double>(scale, std::fabs(want));
-          worst = std::max<double>(
-              worst, std::fabs(gen.last_logits()[r * static_cast<size_t>(v) + t] - want));
-        }
-        EXPECT_LE(worst, p == Precision::kFp32 ? 1e-4 : 0.01 * scale)
+        const RerunDiff d = row_vs_full_rerun(gen, *ctx, prompts[r], r);
+        EXPECT_LE(d.worst, p == Precision::kFp32 ? 1e-4 : 0.01 * d.scale)
             << precision_name(p) << " row " << r;
       }
       if (p == Precision::kFp32) {
