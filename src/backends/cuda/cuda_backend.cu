@@ -990,9 +990,9 @@ struct Runner::Impl {
   // A decoder's first prompt pass (prefill) of up to kPrefillGroupMax rows, at a batch the
   // skinny kernels decode, takes its linear layers on those kernels in groups of up to
   // `row_group` rows (32, FP32 16) instead of cuBLASLt, whose first matmuls in a process took
-  // 90-230 ms on the H100 (one-shot `gptrt generate` of 8 or 16 prompts; with the groups 2.4-6.4
-  // ms in FP32). Later passes take cuBLASLt, faster once warm (FP32 8 x 32 generation, a loop of
-  // generate calls: 7.0 ms against 7.5 ms with groups). 0: no groups.
+  // 78-230 ms on the H100 (the prefill of a one-shot `gptrt generate` of 8 or 16 prompts; 0.8-2.5
+  // ms with the groups). Later passes take cuBLASLt, faster once warm (FP32 8 x 32 generation, a
+  // loop of generate calls: 7.0 ms against 7.5 ms with groups for every pass). 0: no groups.
   static constexpr int64_t kPrefillGroupMax = 256;
   int64_t row_group = 0;
   bool prefilled = false;  // a prompt pass has run on this decoder
