@@ -1145,9 +1145,9 @@ struct Runner::Impl {
   // exact GELU the bias epilogue into FP32 scratch, then gelu_erf_kernel. `x_in` overrides x.
   void linear(size_t index, const ir::Node& n, int64_t m, void* y, const void* x_in = nullptr,
               bool ln_fused = false) {
+    // One skinny call, or one per row group (see row_group) on its rows of x, y and the residual.
     const int64_t group = group_rows(index, m);
-    if (group < m && skinny_runs(index, group, n, ln_fused)) {
-      // Row groups (see row_group): each a skinny call on its rows of x, y and the residual.
+    if (skinny_runs(index, group, n, ln_fused)) {
       const ir::Node* ln = ln_fused ? &g.nodes[static_cast<size_t>(ln_before[index])] : nullptr;
       const int x_id = ln ? ln->inputs[0] : n.inputs[0];
       const auto* x = static_cast<const char*>(x_in ? x_in : value_ptr(x_id));
@@ -1160,13 +1160,6 @@ struct Runner::Impl {
       for (int64_t r0 = 0; r0 < m; r0 += group)
         skinny(index, n, std::min(group, m - r0), static_cast<char*>(y) + r0 * cols * y_size,
                x + r0 * k * x_size, ln, res ? res + r0 * cols : nullptr);
-      return;
-    }
-    if (skinny_runs(index, m, n, ln_fused)) {
-      const ir::Node* ln = ln_fused ? &g.nodes[static_cast<size_t>(ln_before[index])] : nullptr;
-      const int res_id = n.inputs.size() > 3 ? n.inputs[3] : -1;
-      skinny(index, n, m, y, x_in ? x_in : value_ptr(ln ? ln->inputs[0] : n.inputs[0]), ln,
-             static_cast<const float*>(value_ptr(res_id)));
       return;
     }
     const ir::Value& wv = g.values[static_cast<size_t>(n.inputs[1])];
