@@ -69,9 +69,10 @@ __global__ void attention_kernel(AttentionArgs a) {
   float* probs = vs + tile * d + kWarps * d + warp * tile;
   const int64_t query_blocks = (t + kWarps - 1) / kWarps;
   const int64_t work = a.b * a.heads * query_blocks;
+  // The cached length (written two or more launches back: see kernel_common.cuh) before the wait.
+  const int64_t past = a.past ? *a.past : 0;
   wait_for_previous_kernel();
   let_next_kernel_start();
-  const int64_t past = a.past ? *a.past : 0;
   for (int64_t item = blockIdx.x; item < work; item += gridDim.x) {  // (one per block)
     const int64_t r = item / (a.heads * query_blocks), h = item / query_blocks % a.heads;
     const int64_t first_query = item % query_blocks * kWarps;
@@ -80,22 +81,8 @@ __global__ void attention_kernel(AttentionArgs a) {
     const int64_t qpos = past + i;
     const int64_t keys = past + min(t, first_query + kWarps);  // block's
     __syncthreads();  // the previous item's shared memory is used up
-    if (a.kc && first_query == 0) {
-      for (int at = threadIdx.x; at < static_cast<int>(t) * d; at += blockDim.x) {
-        int q = at / d, u = at % d;
-        const float* row = qkv + (r * t + q) * 3 * e + h * d + u;
-        a.kc[(r * key_stride + past + q) * e + h * d + u] = row[e];
-        a.vc[(r * key_stride + past + q) * e + h * d + u] = row[2 * e];
-      }
-    }
-    if (active) {
-      const float* row = qkv + (r * t + i) * 3 * e + h * d;
-      for (int u = lane; u < d; u += 32) qs[u] = row[u] * a.scale;
-    }
-    float m = -INFINITY, l = 0.f, acc[kPerLane] = {};
-    for (int64_t j0 = 0; j0 < keys; j0 += tile) {
-      const int64_t n = min(static_cast<int64_t>(tile), keys - j0);
-      __syncthreads();              // the previous tile is used up
+    // Requests keys and values [j0, j0 + n) into the tile (every piece at once, one commit).
+    auto request_tile = [&](int64_t j0, int64_t n) {
       const int per = vec ? 4 : 1;  // elements per thread and step
 #pragma unroll 4
       for (int at = threadIdx.x * per; at < static_cast<int>(n) * d; at += blockDim.x * per) {
@@ -114,7 +101,47 @@ __global__ void attention_kernel(AttentionArgs a) {
         }
       }
       copy_async_commit();
-      copy_async_wait<0>();  // (every piece of the tile requested at once)
+    };
+    // Whether keys j0 + lane and j0 + lane + 32 count (causality aside): the loads are issued here
+    // and waited for only when the scores need them.
+    bool live[2];
+    auto request_live = [&](int64_t j0, int64_t n) {
+#pragma unroll
+      for (int q = 0; q < 2; ++q) {
+        const int jj = lane + 32 * q;
+        live[q] = jj < n && (!mask || mask[r * key_stride + j0 + jj] != 0);
+      }
+    };
+    // The first tile, its mask and this warp's query are requested before anything waits for a
+    // load (the cache copy below does): one memory round trip before the scores, not three.
+    request_tile(0, min(static_cast<int64_t>(tile), keys));
+    request_live(0, min(static_cast<int64_t>(tile), keys));
+    if (active) {
+      const float* row = qkv + (r * t + i) * 3 * e + h * d;
+      if (vec) {
+        for (int u = 4 * lane; u < d; u += 128) copy_async<16>(qs + u, row + u, true);
+      } else {
+        for (int u = lane; u < d; u += 32) copy_async<4>(qs + u, row + u, true);
+      }
+    }
+    copy_async_commit();
+    if (a.kc && first_query == 0) {
+      for (int at = threadIdx.x; at < static_cast<int>(t) * d; at += blockDim.x) {
+        int q = at / d, u = at % d;
+        const float* row = qkv + (r * t + q) * 3 * e + h * d + u;
+        a.kc[(r * key_stride + past + q) * e + h * d + u] = row[e];
+        a.vc[(r * key_stride + past + q) * e + h * d + u] = row[2 * e];
+      }
+    }
+    float m = -INFINITY, l = 0.f, acc[kPerLane] = {};
+    for (int64_t j0 = 0; j0 < keys; j0 += tile) {
+      const int64_t n = min(static_cast<int64_t>(tile), keys - j0);
+      if (j0 > 0) {
+        __syncthreads();  // the previous tile is used up
+        request_tile(j0, n);
+        request_live(j0, n);
+      }
+      copy_async_wait<0>();
       __syncthreads();
       if (!active || j0 > qpos) continue;
       // Scores, a lane per key.
@@ -125,7 +152,7 @@ __global__ void attention_kernel(AttentionArgs a) {
         int jj = lane + 32 * q;
         int64_t j = j0 + jj;
         sc[q] = -INFINITY;
-        if (jj < n && j <= qpos && (!mask || mask[r * key_stride + j] != 0)) {
+        if (live[q] && j <= qpos) {
           float dot = 0;
           if (vec) {
             for (int u = 0; u < d; u += 4) {
@@ -136,8 +163,8 @@ __global__ void attention_kernel(AttentionArgs a) {
           } else {
             for (int u = 0; u < d; ++u) dot += qs[u] * ks[jj * kstride + u];
           }
-          sc[q] = dot;
-          tile_max = fmaxf(tile_max, dot);
+          sc[q] = dot * a.scale;
+          tile_max = fmaxf(tile_max, sc[q]);
         }
       }
       for (int o = 16; o > 0; o >>= 1)
@@ -240,6 +267,10 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
   const int first = static_cast<int>(min(static_cast<int64_t>(tile), keys));
   load_cached(kc, ks, kstride, 0, first, past);
   load_cached(vc, vs, d, 0, first, past);
+  // The first tile's padding flags (written by the step's first kernel) into a register, read
+  // only after the wait: no memory round trip between the wait and the scores. (A tile has at
+  // most 64 keys, fewer than the block's threads: thread jj scores key j0 + jj.)
+  const bool first_valid = static_cast<int>(threadIdx.x) < first && valid[threadIdx.x] != 0;
   wait_for_previous_kernel();
   let_next_kernel_start();
   for (int u = threadIdx.x; u < d; u += kThreads) {
@@ -270,7 +301,8 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
     }
     for (int jj = threadIdx.x; jj < n; jj += kThreads) {
       float dot = -INFINITY;
-      if (valid[j0 + jj] != 0) {
+      const bool counts = j0 == 0 ? first_valid : valid[j0 + jj] != 0;
+      if (counts) {
         float acc4[4] = {};
         if (vec) {
           for (int u = 0; u < d; u += 4) {

@@ -641,6 +641,7 @@ struct Runner::Impl {
     bool stream = false;  // skinny_stream_kernel instead: mt = its MR, pitch its rows' pitch
     int pitch = 0;        // (FP32, streaming) its rows' pitch in shared memory
     int mt = 0, tn = 1, grid = 0, v = 0;
+    int ring = kSkinnyStages;  // (skinny_linear_kernel) its weight ring's stages
     size_t smem = 0;
   };
   std::map<std::pair<size_t, int64_t>, SkinnyPlan> skinny_plans;
@@ -960,6 +961,11 @@ struct Runner::Impl {
         }
       if (forced_tn) sp.tn = forced_tn;
       sp.grid = static_cast<int>(std::min<int64_t>(groups(sp.tn), resident));
+      // (The blocks per SM above are counted at the whole ring's size; the ring itself is only
+      // as deep as a block's items, so that blocks fit beside the previous kernel's.)
+      sp.ring = skinny_ring_stages(static_cast<int>(k), static_cast<int>(cols), sp.tn, sp.grid);
+      sp.smem = skinny_smem_bytes(static_cast<int>(m), static_cast<int>(k), ln_before[index] >= 0,
+                                  sp.ring);
       // The LM head (a fused LayerNorm, so FP32 rows, and more than two column groups per
       // resident block) at one row, a decode step's: skinny_stream_kernel, whose warps read 512
       // contiguous bytes of a weight row at a time (on the H100, one binary, interleaved: 1x1
@@ -1122,6 +1128,7 @@ struct Runner::Impl {
     a.k = static_cast<int>(w.constant.dim(1));
     a.row_stride = sp.fp32 || sp.stream ? sp.pitch : skinny_row_stride(a.k);
     a.tn = sp.tn;
+    a.ring_stages = sp.ring;
     if (sp.stream) {
       if (!sp.fp32 && !ln)  // (its rows must be FP32: planned only with a LayerNorm fused)
         throw Error(ErrorCode::kInternal,

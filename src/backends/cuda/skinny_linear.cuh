@@ -21,6 +21,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -41,8 +42,9 @@ struct SkinnyArgs {
   int y_half;
   int act;
   int m, n, k;
-  int row_stride;  // shared-memory row length in elements (>= k + 32, see skinny_row_stride)
-  int tn;          // n8 tiles per block: 1, 2, 4 or 8 (8 / tn warps split K)
+  int row_stride;   // shared-memory row length in elements (>= k + 32, see skinny_row_stride)
+  int tn;           // n8 tiles per block: 1, 2, 4 or 8 (8 / tn warps split K)
+  int ring_stages;  // weight stages in shared memory (skinny_ring_stages)
 };
 
 // Shared-memory row length for K: k rounded up to 64, plus 32 (so rows start 64 bytes apart
@@ -62,12 +64,23 @@ inline int skinny_read_rows(int m) {
   const int mt = (m + 15) / 16;
   return 16 * mt - (m > 16 * mt - 8 ? 0 : 8);
 }
+// Stages of the weight ring a block needs: kSkinnyStages, or the block's (column group, K step)
+// items when they are fewer. The ring wraps only past kSkinnyStages items, so a block of fewer
+// items uses stages 0..items-1 alone, and the shared memory of the others is left for the
+// blocks of the kernels beside it (at 12 rows, FC2's 48 KB of weights per block in 64 KB of
+// stages, QKV's 32 KB).
+inline int skinny_ring_stages(int k, int n, int tn, int grid) {
+  const int splits = 8 / tn, chunks = (k + 31) / 32, groups = (n + 8 * tn - 1) / (8 * tn);
+  const int steps = ((chunks + splits - 1) / splits + kSkinnyBatch - 1) / kSkinnyBatch;
+  const int64_t items = static_cast<int64_t>((groups + grid - 1) / grid) * steps;
+  return static_cast<int>(std::min<int64_t>(kSkinnyStages, std::max<int64_t>(items, 1)));
+}
 // The weight ring, the rows it reads, partial sums of the 8 warps, LayerNorm gamma and beta: as
 // little as the rows need, so that a block fits beside the previous kernel's (a decode step's QKV
 // beside FC2, whose 3072-long rows took 99 KB for 16 rows).
-inline size_t skinny_smem_bytes(int m, int k, bool layer_norm) {
+inline size_t skinny_smem_bytes(int m, int k, bool layer_norm, int ring_stages = kSkinnyStages) {
   const int mt = (m + 15) / 16;
-  return size_t{kSkinnyStages} * kSkinnyBatch * 256 * 16 +
+  return static_cast<size_t>(ring_stages) * kSkinnyBatch * 256 * 16 +
          static_cast<size_t>(skinny_read_rows(m)) * skinny_row_stride(k) * 2 +
          size_t{8} * mt * 128 * 4 + (layer_norm ? size_t{8} * static_cast<size_t>(k) : 0);
 }
@@ -256,7 +269,7 @@ __global__ void __launch_bounds__(256, 2) skinny_linear_kernel(SkinnyArgs p) {
   extern __shared__ __align__(16) unsigned char smem[];
   uint4* ring = reinterpret_cast<uint4*>(smem);       // [stage][chunk][thread]
   constexpr int kReadRows = 16 * MT - (kHi ? 0 : 8);  // (skinny_read_rows)
-  T* xs = reinterpret_cast<T*>(smem + size_t{kSkinnyStages} * kSkinnyBatch * 256 * 16);
+  T* xs = reinterpret_cast<T*>(smem + static_cast<size_t>(p.ring_stages) * kSkinnyBatch * 256 * 16);
   float* partial = reinterpret_cast<float*>(xs + kReadRows * p.row_stride);
   float* gamma_beta = partial + 8 * MT * 128;  // [2][k] with a fused LayerNorm
   constexpr int kBatch = kSkinnyBatch, kStages = kSkinnyStages;
