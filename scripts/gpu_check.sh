@@ -14,7 +14,7 @@ build/release/tests/gptrt_tests --gtest_filter='Cuda*' > "$out/cuda_tests.txt" 2
 echo "cuda tests: exit $?" | tee -a "$out/summary.txt"
 if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  "$cs" --tool memcheck --leak-check full build/release/tests/gptrt_tests \
+  "$cs" --tool memcheck --leak-check full --error-exitcode 1 build/release/tests/gptrt_tests \
     --gtest_filter='Cuda*' > "$out/memcheck.txt" 2>&1
   echo "memcheck: exit $? ($(grep -c 'ERROR SUMMARY: 0 errors' "$out/memcheck.txt") clean summaries)" | tee -a "$out/summary.txt"
 fi

@@ -654,19 +654,6 @@ struct Runner::Impl {
   Impl(std::shared_ptr<const void> o, const ir::Graph& graph, Precision p,
        const std::map<std::string, int64_t>& dim_max)
       : owner(std::move(o)), g(graph), precision(p) {
-    weights = weights_for(owner.get(), g);
-    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
-    check(cublasLtCreate(&lt), "cublasLtCreate");
-    check(cudaMalloc(&workspace, kWorkspace), "cudaMalloc (cuBLAS workspace)");
-    for (cudaEvent_t& e : ev) check(cudaEventCreate(&e), "cudaEventCreate");
-    half = half_values(g, p);
-    int dev = 0, optin = 0;
-    check(cudaGetDevice(&dev), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&sm_major, cudaDevAttrComputeCapabilityMajor, dev), "SM version");
-    check(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, dev), "SM count");
-    check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
-          "shared memory size");
-    smem_optin = static_cast<size_t>(optin);
     // GPTRT_CUDA_PDL=0 and GPTRT_CUDA_GEMM=cublaslt switch the two off (for comparisons).
     const char* pdl_env = std::getenv("GPTRT_CUDA_PDL");
     const char* gemm_env = std::getenv("GPTRT_CUDA_GEMM");
@@ -693,29 +680,51 @@ struct Runner::Impl {
     if (forced_tn != 0 && forced_tn != 1 && forced_tn != 2 && forced_tn != 4 && forced_tn != 8)
       throw Error(ErrorCode::kInvalidArgument,
                   std::string("GPTRT_CUDA_SKINNY_TN is '") + tn_env + "'; expected 1, 2, 4 or 8");
-    launch.stream = stream;
-    launch.overlap = sm_major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
-    launch.carveout = p == Precision::kFp16 || p == Precision::kBf16 ? 100 : 75;
-    skinny_enabled = sm_major >= 8 && (p == Precision::kFp16 || p == Precision::kBf16) &&
-                     !(gemm_env && std::string(gemm_env) == "cublaslt");
-    skinny_fp32_enabled = sm_major >= 8 && (p == Precision::kFp32 || p == Precision::kTf32) &&
-                          !(gemm_env && std::string(gemm_env) == "cublaslt");
-    if (skinny_fp32_enabled)
-      for (int mr : {1, 8, 16})
-        for (int v : {2, 3, 4, 6})
-          if (fp32_kernel(mr, v)) allow_all_shared_memory(fp32_kernel(mr, v));
-    if (skinny_fp32_enabled || skinny_enabled)
-      for (int mr : {1, 8, 16}) allow_all_shared_memory(stream_kernel(mr));
-    if (skinny_enabled)
-      for (int m = 8; m <= 16 * kSkinnyMaxTiles; m += 8) allow_all_shared_memory(skinny_kernel(m));
-    find_layer_norm_fusions();
-    plan = reference::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
-    if (plan.total > 0)
-      check(cudaMalloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(plan.total)),
-            "cudaMalloc (activation arena)");
-    int64_t rows = 1;
-    for (const auto& [sym, v] : dim_max) rows *= v;
-    reserve_row_buffers(rows);
+    // Nothing is made before the switches are checked; if anything below fails, what was made
+    // is released (the destructor does not run for a constructor that throws).
+    try {
+      weights = weights_for(owner.get(), g);
+      check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+      check(cublasLtCreate(&lt), "cublasLtCreate");
+      check(cudaMalloc(&workspace, kWorkspace), "cudaMalloc (cuBLAS workspace)");
+      for (cudaEvent_t& e : ev) check(cudaEventCreate(&e), "cudaEventCreate");
+      half = half_values(g, p);
+      int dev = 0, optin = 0;
+      check(cudaGetDevice(&dev), "cudaGetDevice");
+      check(cudaDeviceGetAttribute(&sm_major, cudaDevAttrComputeCapabilityMajor, dev),
+            "SM version");
+      check(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, dev), "SM count");
+      check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
+            "shared memory size");
+      smem_optin = static_cast<size_t>(optin);
+      launch.stream = stream;
+      launch.overlap = sm_major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
+      launch.carveout = p == Precision::kFp16 || p == Precision::kBf16 ? 100 : 75;
+      skinny_enabled = sm_major >= 8 && (p == Precision::kFp16 || p == Precision::kBf16) &&
+                       !(gemm_env && std::string(gemm_env) == "cublaslt");
+      skinny_fp32_enabled = sm_major >= 8 && (p == Precision::kFp32 || p == Precision::kTf32) &&
+                            !(gemm_env && std::string(gemm_env) == "cublaslt");
+      if (skinny_fp32_enabled)
+        for (int mr : {1, 8, 16})
+          for (int v : {2, 3, 4, 6})
+            if (fp32_kernel(mr, v)) allow_all_shared_memory(fp32_kernel(mr, v));
+      if (skinny_fp32_enabled || skinny_enabled)
+        for (int mr : {1, 8, 16}) allow_all_shared_memory(stream_kernel(mr));
+      if (skinny_enabled)
+        for (int m = 8; m <= 16 * kSkinnyMaxTiles; m += 8)
+          allow_all_shared_memory(skinny_kernel(m));
+      find_layer_norm_fusions();
+      plan = reference::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
+      if (plan.total > 0)
+        check(cudaMalloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(plan.total)),
+              "cudaMalloc (activation arena)");
+      int64_t rows = 1;
+      for (const auto& [sym, v] : dim_max) rows *= v;
+      reserve_row_buffers(rows);
+    } catch (...) {
+      release();
+      throw;
+    }
   }
 
   // The scratch buffers a pass of `rows` rows needs (grown, never shrunk): FP32 GEMM outputs
@@ -736,7 +745,9 @@ struct Runner::Impl {
     grow(&pitched, &pitched_capacity, pitched_bytes, false);
   }
 
-  ~Impl() {
+  ~Impl() { release(); }
+  // Everything the Runner made (null handles are skipped: a constructor that failed midway).
+  void release() {
     free_kv();
     for (auto& [k, ge] : graphs) cudaGraphExecDestroy(ge);
     for (auto& [k, lp] : lt_plans) {
@@ -755,7 +766,8 @@ struct Runner::Impl {
     cudaFree(workspace);
     cudaFreeHost(pinned_in);
     cudaFreeHost(pinned_out);
-    for (cudaEvent_t e : ev) cudaEventDestroy(e);
+    for (cudaEvent_t e : ev)
+      if (e) cudaEventDestroy(e);
     for (cudaEvent_t e : mark_events) cudaEventDestroy(e);
     if (lt) cublasLtDestroy(lt);
     if (stream) cudaStreamDestroy(stream);
