@@ -3,10 +3,12 @@
 // transposition; the thread pool; whole models against the goldens.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "backends/cpu/backend.h"
 #include "backends/cpu/gemm.h"
@@ -79,6 +81,9 @@ TEST(CpuThreadPool, RunsEveryTaskOnceAcrossManyJobs) {
     cpu::ThreadPool pool(threads);
     EXPECT_EQ(pool.size(), threads);
     for (int job = 0; job < 200; ++job) {
+      // Now and then a pause longer than the workers spin, so that jobs also find them asleep.
+      if (job % 50 == 49)
+        std::this_thread::sleep_for(std::chrono::microseconds(4 * cpu::ThreadPool::kSpinMicros));
       int64_t n = job % 17;
       std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
       pool.parallel_for(n, [&](int64_t i) { hits[static_cast<size_t>(i)].fetch_add(1); });

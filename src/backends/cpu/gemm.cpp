@@ -60,9 +60,8 @@ int64_t kernel_rows(Isa isa) {
 
 PanelKernel panel_kernel(Isa isa, bool bf16) {
 #if defined(__x86_64__) || defined(_M_X64)
-  // BF16 panels: the AVX2 kernel serves AVX-512 CPUs too (they all have AVX2), with its 6 rows.
+  if (isa == Isa::kAvx512) return bf16 ? panel_kernel_avx512_bf16 : panel_kernel_avx512;
   if (bf16) return isa == Isa::kGeneric ? panel_kernel_generic_bf16 : panel_kernel_avx2_bf16;
-  if (isa == Isa::kAvx512) return panel_kernel_avx512;
   if (isa == Isa::kAvx2) return panel_kernel_avx2;
 #endif
   return bf16 ? panel_kernel_generic_bf16 : panel_kernel_generic;
@@ -150,7 +149,7 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   // them; with more, each K block of a panel is widened once into an L1 buffer that the FP32
   // kernel then reads for every row block (widening per row block costs a third of the FMAs'
   // issue slots; widening into the buffer costs about half a row block).
-  int64_t bf16_rows = kernel_rows(isa == Isa::kAvx512 ? Isa::kAvx2 : isa);
+  int64_t bf16_rows = kernel_rows(isa);
   bool widen = bf16 && m > 2 * bf16_rows;
   PanelKernel kernel = panel_kernel(isa, bf16 && !widen);
   int64_t mr = bf16 && !widen ? bf16_rows : kernel_rows(isa);
@@ -186,9 +185,11 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
       }
       const auto* panel = packed_bytes + static_cast<size_t>(p) * panel_bytes;
       // K in blocks whose slice of the panel stays in L1 while every row block of the chunk
-      // reads it; the panel streams from memory once, without pauses between row blocks.
-      for (int64_t k0 = 0; k0 < k; k0 += kc) {
-        int64_t klen = std::min(kc, k - k0);
+      // reads it; the panel streams from memory once, without pauses between row blocks. One
+      // row block (a decode step's rows) reads each slice once: all of K in one call.
+      const int64_t kb = r1 - r0 <= mr && !widen ? k : kc;
+      for (int64_t k0 = 0; k0 < k; k0 += kb) {
+        int64_t klen = std::min(kb, k - k0);
         const void* slice = panel + static_cast<size_t>(k0 * kPanel) * elem;
         if (widen) {
           widen_bf16(static_cast<const uint16_t*>(slice), klen * kPanel, wide);

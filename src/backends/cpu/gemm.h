@@ -55,6 +55,9 @@ void panel_kernel_avx2_bf16(const float* x, int64_t ldx, int64_t rows, int64_t k
                             bool accumulate);
 void panel_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, const void* panel,
                          const float* bias16, float* c, int64_t ldc, int64_t cols, bool accumulate);
+void panel_kernel_avx512_bf16(const float* x, int64_t ldx, int64_t rows, int64_t k,
+                              const void* panel, const float* bias16, float* c, int64_t ldc,
+                              int64_t cols, bool accumulate);
 
 /// Widens `n` bfloat16 values to float32 (exact).
 void widen_bf16(const uint16_t* src, int64_t n, float* dst);

@@ -1,20 +1,61 @@
-// AVX-512F micro-kernel: 8 rows x 16 columns in 8 named accumulators. Fewer rows reuse row 0's
-// pointer and drop the extra results. Compiled with -mavx512f (CMakeLists.txt); called only
-// when the CPU has it.
+// AVX-512F micro-kernels: 8 rows x 16 columns in 8 named accumulators, FP32 or BF16 panels (BF16
+// widened in registers: it is the top half of a float32). Fewer rows reuse row 0's pointer and
+// drop the extra results. One row (a decode step's GEMV) keeps four accumulators over
+// consecutive K instead, so that the FMAs do not wait on each other and the panel streams at
+// the memory's speed. Compiled with -mavx512f (CMakeLists.txt); called only when the CPU has it.
 #include <immintrin.h>
+
+#include <cstdint>
+#include <type_traits>
 
 #include "backends/cpu/gemm.h"
 
 namespace gptrt::cpu {
+namespace {
 
-void panel_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k,
-                         const void* panel_bytes, const float* bias16, float* c, int64_t ldc,
-                         int64_t cols, bool accumulate) {
-  const auto* panel = static_cast<const float*>(panel_bytes);
+// Row kk of a panel as 16 floats.
+template <typename W>
+inline __m512 panel_row(const W* panel, int64_t kk) {
+  if constexpr (std::is_same_v<W, float>) {
+    return _mm512_loadu_ps(panel + kk * kPanel);
+  } else {
+    // (The zero-masked forms: GCC 12 warns that the plain ones' undefined source is
+    // uninitialised.)
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + kk * kPanel));
+    const __m512i wide = _mm512_maskz_cvtepu16_epi32(0xffff, h);
+    return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, wide, 16));
+  }
+}
+
+// Ahead of the loads: 4 KiB of the panel (64 rows of FP32, 128 of BF16).
+template <typename W>
+inline void prefetch_ahead(const W* panel, int64_t kk) {
+  constexpr int64_t kAhead = 4096 / (kPanel * sizeof(W));
+  _mm_prefetch(reinterpret_cast<const char*>(panel + (kk + kAhead) * kPanel), _MM_HINT_T0);
+}
+
+template <typename W>
+void kernel(const float* x, int64_t ldx, int64_t rows, int64_t k, const W* panel,
+            const float* bias16, float* c, int64_t ldc, int64_t cols, bool accumulate) {
+  __m512 init = bias16 ? _mm512_loadu_ps(bias16) : _mm512_setzero_ps();
+  const __mmask16 mask = static_cast<__mmask16>(cols == kPanel ? 0xffff : (1u << cols) - 1);
+  if (rows == 1) {
+    __m512 a0 = accumulate ? _mm512_maskz_loadu_ps(mask, c) : init;
+    __m512 a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    int64_t kk = 0;
+    for (; kk + 4 <= k; kk += 4) {
+      prefetch_ahead(panel, kk);
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[kk]), panel_row(panel, kk), a0);
+      a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[kk + 1]), panel_row(panel, kk + 1), a1);
+      a2 = _mm512_fmadd_ps(_mm512_set1_ps(x[kk + 2]), panel_row(panel, kk + 2), a2);
+      a3 = _mm512_fmadd_ps(_mm512_set1_ps(x[kk + 3]), panel_row(panel, kk + 3), a3);
+    }
+    for (; kk < k; ++kk) a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[kk]), panel_row(panel, kk), a0);
+    _mm512_mask_storeu_ps(c, mask, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    return;
+  }
   const float* xr[8];
   for (int r = 0; r < 8; ++r) xr[r] = r < rows ? x + r * ldx : x;
-  __m512 init = bias16 ? _mm512_loadu_ps(bias16) : _mm512_setzero_ps();
-  __mmask16 mask = static_cast<__mmask16>(cols == kPanel ? 0xffff : (1u << cols) - 1);
   __m512 c0 = init, c1 = init, c2 = init, c3 = init, c4 = init, c5 = init, c6 = init, c7 = init;
   if (accumulate) {
     __m512* acc_in[8] = {&c0, &c1, &c2, &c3, &c4, &c5, &c6, &c7};
@@ -23,8 +64,8 @@ void panel_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k,
   const float *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3], *x4 = xr[4], *x5 = xr[5],
               *x6 = xr[6], *x7 = xr[7];
   for (int64_t kk = 0; kk < k; ++kk) {
-    _mm_prefetch(reinterpret_cast<const char*>(panel + (kk + 64) * kPanel), _MM_HINT_T0);
-    __m512 b = _mm512_loadu_ps(panel + kk * kPanel);
+    prefetch_ahead(panel, kk);
+    __m512 b = panel_row(panel, kk);
     c0 = _mm512_fmadd_ps(_mm512_set1_ps(x0[kk]), b, c0);
     c1 = _mm512_fmadd_ps(_mm512_set1_ps(x1[kk]), b, c1);
     c2 = _mm512_fmadd_ps(_mm512_set1_ps(x2[kk]), b, c2);
@@ -36,6 +77,21 @@ void panel_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k,
   }
   __m512 acc[8] = {c0, c1, c2, c3, c4, c5, c6, c7};
   for (int64_t r = 0; r < rows; ++r) _mm512_mask_storeu_ps(c + r * ldc, mask, acc[r]);
+}
+
+}  // namespace
+
+void panel_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k,
+                         const void* panel_bytes, const float* bias16, float* c, int64_t ldc,
+                         int64_t cols, bool accumulate) {
+  kernel(x, ldx, rows, k, static_cast<const float*>(panel_bytes), bias16, c, ldc, cols, accumulate);
+}
+
+void panel_kernel_avx512_bf16(const float* x, int64_t ldx, int64_t rows, int64_t k,
+                              const void* panel_bytes, const float* bias16, float* c, int64_t ldc,
+                              int64_t cols, bool accumulate) {
+  kernel(x, ldx, rows, k, static_cast<const uint16_t*>(panel_bytes), bias16, c, ldc, cols,
+         accumulate);
 }
 
 }  // namespace gptrt::cpu

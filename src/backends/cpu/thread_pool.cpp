@@ -1,6 +1,32 @@
 #include "backends/cpu/thread_pool.h"
 
+#include <chrono>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
 namespace gptrt::cpu {
+
+namespace {
+
+// Spins until done() or kSpinMicros have passed; returns done().
+template <typename Done>
+bool spin_until(const Done& done) {
+  using Clock = std::chrono::steady_clock;
+  const auto until = Clock::now() + std::chrono::microseconds(ThreadPool::kSpinMicros);
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+#if defined(__x86_64__) || defined(_M_X64)
+    _mm_pause();
+#else
+    std::this_thread::yield();
+#endif
+    if ((i & 63) == 63 && Clock::now() > until) return done();
+  }
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int threads) {
   for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
@@ -9,7 +35,7 @@ ThreadPool::ThreadPool(int threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true);
   }
   wake_.notify_all();
   for (std::thread& t : workers_) t.join();
@@ -20,20 +46,26 @@ void ThreadPool::run_tasks() {
 }
 
 // Every worker joins every job exactly once and reports back, so a job's state is never seen
-// by a worker of another job.
+// by a worker of another job. The job's fields are written before its generation is advanced
+// (release) and read after it is seen (acquire); the advance happens under mu_, so a worker that
+// checks the generation under mu_ before sleeping cannot miss it.
 void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
-    {
+    auto posted = [&] {
+      return stop_.load(std::memory_order_acquire) ||
+             generation_.load(std::memory_order_acquire) != seen;
+    };
+    if (!spin_until(posted)) {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+      wake_.wait(lock, posted);
     }
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = generation_.load(std::memory_order_acquire);
     run_tasks();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (++finished_ == workers_.size()) done_.notify_one();
+    if (finished_.fetch_add(1, std::memory_order_acq_rel) + 1 == workers_.size()) {
+      std::lock_guard<std::mutex> lock(mu_);  // (a caller about to sleep holds it or sees this)
+      done_.notify_one();
     }
   }
 }
@@ -44,18 +76,21 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t)>& fn)
     for (int64_t i = 0; i < n; ++i) fn(i);
     return;
   }
+  job_ = &fn;
+  job_size_ = n;
+  next_.store(0, std::memory_order_relaxed);
+  finished_.store(0, std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    job_size_ = n;
-    next_.store(0);
-    finished_ = 0;
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   run_tasks();
-  std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [&] { return finished_ == workers_.size(); });
+  auto all_done = [&] { return finished_.load(std::memory_order_acquire) == workers_.size(); };
+  if (!spin_until(all_done)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, all_done);
+  }
   job_ = nullptr;
 }
 
