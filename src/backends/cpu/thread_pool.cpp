@@ -10,9 +10,10 @@ namespace gptrt::cpu {
 
 namespace {
 
-// Spins until done() or kSpinMicros have passed; returns done().
+// Spins (when `spin`) until done() or kSpinMicros have passed; returns done().
 template <typename Done>
-bool spin_until(const Done& done) {
+bool spin_until(bool spin, const Done& done) {
+  if (!spin) return done();
   using Clock = std::chrono::steady_clock;
   const auto until = Clock::now() + std::chrono::microseconds(ThreadPool::kSpinMicros);
   for (int i = 0;; ++i) {
@@ -29,6 +30,8 @@ bool spin_until(const Done& done) {
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
+  const unsigned cores = std::thread::hardware_concurrency();  // (0: unknown)
+  spin_ = cores == 0 || static_cast<unsigned>(threads) <= cores;
   for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
@@ -56,7 +59,7 @@ void ThreadPool::worker_loop() {
       return stop_.load(std::memory_order_acquire) ||
              generation_.load(std::memory_order_acquire) != seen;
     };
-    if (!spin_until(posted)) {
+    if (!spin_until(spin_, posted)) {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, posted);
     }
@@ -87,7 +90,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t)>& fn)
   wake_.notify_all();
   run_tasks();
   auto all_done = [&] { return finished_.load(std::memory_order_acquire) == workers_.size(); };
-  if (!spin_until(all_done)) {
+  if (!spin_until(spin_, all_done)) {
     std::unique_lock<std::mutex> lock(mu_);
     done_.wait(lock, all_done);
   }

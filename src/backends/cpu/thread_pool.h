@@ -5,7 +5,8 @@
 // thread (a futex round trip, 40-80 µs on the 2-core development VM) cost more than many of the
 // jobs themselves. Workers and the caller therefore spin for a while (kSpinMicros) on the job
 // counter before they sleep on a condition variable; a job that comes within that time starts
-// at once.
+// at once. A pool of more threads than the machine has cores does not spin (a spinning waiter
+// would hold the core the thread it waits for needs).
 #pragma once
 
 #include <atomic>
@@ -46,6 +47,7 @@ class ThreadPool {
   std::atomic<size_t> finished_{0};      // workers done with the current generation
   std::atomic<uint64_t> generation_{0};  // advanced (under mu_) when a job is posted
   std::atomic<bool> stop_{false};
+  bool spin_ = true;  // threads <= cores
 };
 
 }  // namespace gptrt::cpu
