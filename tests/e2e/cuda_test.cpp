@@ -335,6 +335,100 @@ double last_logits_vs_full_rerun(const Generator& gen, ExecutionContext& ctx,
   return row_vs_full_rerun(gen, ctx, seq, 0).worst;
 }
 
+// The QKV projection and its attention as one kernel (qkv_attention_kernel: FP16/BF16, sm_90,
+// heads of 64, up to 16 rows) against the FP32 reference and against the two kernels it replaces
+// (GPTRT_CUDA_FUSED_ATTENTION=0), on models of 2 heads of hidden 128 (K in one slot per warp) and
+// 12 heads of hidden 768 (DistilGPT2's: three slots): forward passes of 1 to 16 rows with
+// left padding (18 rows take the two kernels in both contexts); the profile names the kernel.
+TEST(Cuda, FusedQkvAttentionMatchesTheReferenceAndTheTwoKernels) {
+  SKIP_WITHOUT_GPU();
+  if (sm_number() < 90) GTEST_SKIP() << "the fused QKV attention kernel needs sm_90";
+  for (const Network& net :
+       {small_model(2, 128, 2, "gelu_new", 11), small_model(1, 768, 12, "gelu_new", 13)}) {
+    BuildConfig ref_config;
+    auto ref = Engine::build(net, ref_config)->create_execution_context(1);
+    for (Precision p : {Precision::kFp16, Precision::kBf16}) {
+      auto engine = cuda_engine(net, p);
+      auto fused = engine->create_execution_context();
+      setenv("GPTRT_CUDA_FUSED_ATTENTION", "0", 1);
+      auto apart = engine->create_execution_context();
+      unsetenv("GPTRT_CUDA_FUSED_ATTENTION");
+      std::mt19937 rng(29);
+      for (auto [b, s] : {std::pair<int64_t, int64_t>{1, 1},
+                          {1, 12},
+                          {1, 16},
+                          {2, 8},
+                          {3, 5},
+                          {16, 1},
+                          {4, 4},
+                          {2, 9}}) {
+        TensorMap in = odd_inputs(b, s, rng);
+        const Tensor& mask = in.at("attention_mask");
+        Tensor want = ref->execute(in)[0];
+        double scale =
+            std::max(1.0, max_abs_diff_masked(want, Tensor(DType::kFloat32, want.shape()), &mask));
+        // Stated bounds relative to the largest logit, as for the skinny GEMM.
+        double tol = (p == Precision::kFp16 ? 0.01 : 0.05) * scale;
+        Tensor two = apart->execute(in)[0];
+        for (bool graphs : {false, true}) {
+          fused->set_cuda_graphs(graphs);
+          Tensor got = fused->execute(in)[0];
+          EXPECT_LE(max_abs_diff_masked(got, want, &mask), tol)
+              << precision_name(p) << " " << b << "x" << s << (graphs ? " graphs" : "");
+          EXPECT_LE(max_abs_diff_masked(got, two, &mask), tol / 2)
+              << precision_name(p) << " " << b << "x" << s << " against the two kernels";
+        }
+      }
+      for (auto [ctx, runs] : {std::pair{fused.get(), true}, std::pair{apart.get(), false}}) {
+        ctx->set_profiling(true);
+        ctx->execute(odd_inputs(1, 12, rng));
+        bool ran = false;
+        for (const auto& [label, time] : ctx->profile())
+          ran = ran || label.find("skinny+LN+attention") != std::string::npos;
+        EXPECT_EQ(ran, runs) << precision_name(p);
+        ctx->set_profiling(false);
+      }
+    }
+  }
+}
+
+// Generation with the fused kernel (prefills of up to 16 rows and decode steps against the
+// cache, past 64 keys, with left padding): every row's last logits against a full FP32 reference
+// pass of that row, within the FP16 bound, and the greedy tokens of a context without it
+// (GPTRT_CUDA_FUSED_ATTENTION=0) where both are that close.
+TEST(Cuda, FusedQkvAttentionDecodeStepsMatchAFullRerun) {
+  SKIP_WITHOUT_GPU();
+  if (sm_number() < 90) GTEST_SKIP() << "the fused QKV attention kernel needs sm_90";
+  Network net = small_model(2, 128, 2, "gelu_new", 11, 160);
+  BuildConfig ref_config;
+  auto ref = Engine::build(net, ref_config)->create_execution_context(1);
+  auto engine = cuda_engine(net, Precision::kFp16);
+  Generator gen(engine);
+  std::mt19937 rng(37);
+  auto random_prompt = [&](size_t n) {
+    std::vector<int64_t> p(n);
+    for (int64_t& id : p) id = static_cast<int64_t>(rng() % 257);
+    return p;
+  };
+  for (const std::vector<std::vector<int64_t>>& prompts :
+       {std::vector<std::vector<int64_t>>{random_prompt(7)},
+        std::vector<std::vector<int64_t>>{random_prompt(5), random_prompt(3)},
+        std::vector<std::vector<int64_t>>{random_prompt(70)}}) {
+    for (int64_t k : {1, 9, 40}) {
+      GenerationConfig c;
+      c.max_new_tokens = k;
+      GenerationResult res = gen.generate(prompts, c);
+      for (size_t r = 0; r < prompts.size(); ++r) {
+        ASSERT_EQ(static_cast<int64_t>(res.generated[r].size()), k);
+        std::vector<int64_t> seq = prompts[r];
+        seq.insert(seq.end(), res.generated[r].begin(), res.generated[r].end() - 1);
+        const RerunDiff d = row_vs_full_rerun(gen, *ref, seq, r);
+        EXPECT_LE(d.worst, 0.01 * d.scale) << prompts[r].size() << " + " << k << " row " << r;
+      }
+    }
+  }
+}
+
 TEST(Cuda, GenerationReproducesTheGoldensAndEveryDecodeStepMatchesAFullRerun) {
   SKIP_WITHOUT_GPU();
   static const auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
@@ -588,7 +682,8 @@ TEST(Cuda, UnknownSwitchValuesAreRefused) {
   auto engine = cuda_engine(odd_size_model());
   for (auto [name, value] :
        {std::pair{"GPTRT_CUDA_STREAM", "2"}, std::pair{"GPTRT_CUDA_STREAM", "on"},
-        std::pair{"GPTRT_CUDA_SKINNY_TN", "3"}, std::pair{"GPTRT_CUDA_DECODE_STEPS", "9"}}) {
+        std::pair{"GPTRT_CUDA_SKINNY_TN", "3"}, std::pair{"GPTRT_CUDA_DECODE_STEPS", "9"},
+        std::pair{"GPTRT_CUDA_FUSED_ATTENTION", "yes"}}) {
     setenv(name, value, 1);
     try {
       engine->create_execution_context();

@@ -17,6 +17,7 @@
 
 #include "backends/cuda/attention.cuh"
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/qkv_attention.cuh"
 #include "backends/cuda/skinny_fp32.cuh"
 #include "backends/cuda/skinny_linear.cuh"
 #include "backends/cuda/skinny_stream.cuh"
@@ -144,6 +145,12 @@ struct Launcher {
   template <typename... Params, typename... Args>
   void operator()(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                   Args... args) const {
+    clustered(kernel, grid, block, smem, 0, args...);
+  }
+  // The same in thread-block clusters of `cluster` blocks along x (0: none; sm_90).
+  template <typename... Params, typename... Args>
+  void clustered(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, int cluster,
+                 Args... args) const {
     if (carveout >= 0) {
       static std::mutex mu;
       static std::set<const void*> done;
@@ -153,16 +160,25 @@ struct Launcher {
             cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, carveout),
             "cudaFuncSetAttribute (carveout)");
     }
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchAttribute attr[2];
+    unsigned attrs = 0;
+    if (overlap && !after_copy) {
+      attr[attrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attr[attrs++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster > 0) {
+      attr[attrs].id = cudaLaunchAttributeClusterDimension;
+      attr[attrs].val.clusterDim.x = static_cast<unsigned>(cluster);
+      attr[attrs].val.clusterDim.y = 1;
+      attr[attrs++].val.clusterDim.z = 1;
+    }
     cudaLaunchConfig_t config{};
     config.gridDim = grid;
     config.blockDim = block;
     config.dynamicSmemBytes = smem;
     config.stream = stream;
     config.attrs = attr;
-    config.numAttrs = overlap && !after_copy ? 1 : 0;
+    config.numAttrs = attrs;
     after_copy = false;
     check(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...), "kernel launch");
   }
@@ -630,6 +646,13 @@ struct Runner::Impl {
                ? max_steps
                : 1;
   }
+  // GPTRT_CUDA_FUSED_ATTENTION: 0 runs every QKV projection and its attention as two kernels
+  // (comparisons); unset or 1, qkv_attention_kernel where it can run (qkv_attention_runs).
+  bool fused_attention_enabled = true;
+  // Per Linear node the Attention node that alone reads its output (-1: none), and, in a
+  // forward pass, the Attention node its fused kernel has already run (-1: none).
+  std::vector<int> attention_after;
+  int attention_done = -1;
   // LayerNorm fusion: per Linear node the LayerNormalization node feeding it that the skinny
   // kernel can absorb (-1: none); per such LayerNorm node its readers (all Linear, as input 0).
   std::vector<int> ln_before;
@@ -677,6 +700,14 @@ struct Runner::Impl {
                         std::to_string(kMaxDecodeSteps) +
                         " (greedy decode steps per CUDA graph); unset it for the default");
     }
+    if (const char* env = std::getenv("GPTRT_CUDA_FUSED_ATTENTION")) {
+      if (std::string(env) != "0" && std::string(env) != "1")
+        throw Error(ErrorCode::kInvalidArgument,
+                    std::string("GPTRT_CUDA_FUSED_ATTENTION is '") + env +
+                        "'; expected 0 (QKV projection and attention as two kernels) or 1 (one "
+                        "kernel where it can run); unset it for the default");
+      fused_attention_enabled = env[0] == '1';
+    }
     if (forced_tn != 0 && forced_tn != 1 && forced_tn != 2 && forced_tn != 4 && forced_tn != 8)
       throw Error(ErrorCode::kInvalidArgument,
                   std::string("GPTRT_CUDA_SKINNY_TN is '") + tn_env + "'; expected 1, 2, 4 or 8");
@@ -714,6 +745,7 @@ struct Runner::Impl {
         for (int m = 8; m <= 16 * kSkinnyMaxTiles; m += 8)
           allow_all_shared_memory(skinny_kernel(m));
       find_layer_norm_fusions();
+      find_attention_fusions();
       plan = reference::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
       if (plan.total > 0)
         check(cudaMalloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(plan.total)),
@@ -930,6 +962,118 @@ struct Runner::Impl {
       for (size_t r : ln_readers[l]) ln_before[r] = -1;  // something else reads the LayerNorm
       ln_readers[l].clear();
     }
+  }
+
+  void find_attention_fusions() {
+    attention_after.assign(g.nodes.size(), -1);
+    std::vector<int> readers(g.values.size(), 0);
+    for (const ir::Node& n : g.nodes)
+      for (int in : n.inputs)
+        if (in >= 0) ++readers[static_cast<size_t>(in)];
+    for (int o : g.outputs) ++readers[static_cast<size_t>(o)];
+    for (size_t i = 0; i + 1 < g.nodes.size(); ++i) {
+      const ir::Node& n = g.nodes[i];
+      const ir::Node& next = g.nodes[i + 1];
+      if (n.op_type == "Linear" && next.op_type == "Attention" && !next.inputs.empty() &&
+          next.inputs[0] == n.outputs[0] && readers[static_cast<size_t>(n.outputs[0])] == 1)
+        attention_after[i] = static_cast<int>(i + 1);
+    }
+  }
+
+  // Linear node `index` (the QKV projection, m = b * t rows) and the Attention node after it as
+  // one qkv_attention_kernel, if it can run them: sm_90 clusters, an FP16/BF16 skinny plan of one
+  // row tile with the LayerNorm fused, heads of 64, K a multiple of 32 up to 2048, no residual or
+  // activation, and shared memory (the cached keys' slices included) within what a block may take
+  // beside the kernels around it. Returns whether it launched.
+  bool qkv_attention(size_t index, const ir::Node& n, int64_t b, int64_t t, bool decode,
+                     bool with_mask, size_t layer) {
+    if (!fused_attention_enabled || sm_major < 9 || !skinny_enabled || !launch.overlap ||
+        attention_after[index] < 0 || b * t > 16 || group_rows(index, b * t) != b * t ||
+        ln_before[index] < 0 ||
+        !layer_norm_fused(static_cast<size_t>(ln_before[index]), b * t, b * t))
+      return false;
+    const SkinnyPlan& sp = skinny_plan(index, b * t);
+    if (!sp.ok || sp.fp32 || sp.stream) return false;
+    const ir::Node& attn = g.nodes[static_cast<size_t>(attention_after[index])];
+    const ir::Value& w = g.values[static_cast<size_t>(n.inputs[1])];
+    const int64_t e = g.values[static_cast<size_t>(attn.outputs[0])].shape.dims.back().value;
+    const int64_t heads = attn.attr_int("num_heads", 1), k = w.constant.dim(1);
+    const int bias_id = n.inputs.size() > 2 ? n.inputs[2] : -1;
+    if (heads * kQkvHead != e || w.constant.dim(0) != 3 * e || k % 32 != 0 ||
+        k > 32 * kQkvRanks * kQkvMaxSlots || (n.inputs.size() > 3 && n.inputs[3] >= 0) ||
+        !n.attr_string("activation", "").empty() || storage(attn.outputs[0]) == CUDA_R_32F)
+      return false;
+    const int64_t key_stride = decode ? kv.cache_s : t;
+    const QkvAttentionSmem sz =
+        qkv_attention_smem(static_cast<int>(b * t), static_cast<int>(k), static_cast<int>(b),
+                           static_cast<int>(key_stride));
+    if (sz.total > kQkvAttentionMaxSmem || b * t * key_stride > kQkvAttentionMaxPairs) return false;
+    const ir::Node& ln = g.nodes[static_cast<size_t>(ln_before[index])];
+    QkvAttentionArgs a{};
+    SkinnyArgs& l = a.lin;
+    l.x = value_ptr(ln.inputs[0]);
+    l.ln_gamma = static_cast<const float*>(value_ptr(ln.inputs[1]));
+    l.ln_beta = static_cast<const float*>(value_ptr(ln.inputs[2]));
+    l.ln_eps = ln.attr_float("epsilon", 1e-5f);
+    l.w = value_ptr(n.inputs[1]);
+    l.bias = bias_id >= 0 ? value_ptr(bias_id) : nullptr;
+    l.bias_half = bias_id >= 0 && g.values[static_cast<size_t>(bias_id)].dtype != DType::kFloat32;
+    l.m = static_cast<int>(b * t);
+    l.n = static_cast<int>(3 * e);
+    l.k = static_cast<int>(k);
+    l.row_stride = skinny_row_stride(l.k);
+    a.b = static_cast<int>(b);
+    a.t = static_cast<int>(t);
+    a.key_stride = static_cast<int>(key_stride);
+    a.e = static_cast<int>(e);
+    a.scale = attn.attr_float("scale", 1.f);
+    a.out = value_ptr(attn.outputs[0]);
+    if (decode) {
+      a.kc = kv.k[layer];
+      a.vc = kv.v[layer];
+      a.mask = kv.valid;
+      a.past = kv.past;
+      a.past_early = layer > 0;  // (the step's first kernel writes them)
+    } else {                     // (the mask was copied in before the pass)
+      a.mask = with_mask && attn.inputs.size() > 1 && attn.inputs[1] >= 0 ? mask : nullptr;
+      a.past_early = 1;
+    }
+    const dim3 grid(static_cast<unsigned>(heads * kQkvRanks)), block(256);
+    const bool hi = b * t > 8;
+    bool launched = false;
+    typed(attn.outputs[0], [&](auto tag) {
+      using T = decltype(tag);
+      if constexpr (!std::is_same_v<T, float>) {
+        auto kernel = decode ? (hi ? qkv_attention_kernel<T, uint8_t, true>
+                                   : qkv_attention_kernel<T, uint8_t, false>)
+                             : (hi ? qkv_attention_kernel<T, int64_t, true>
+                                   : qkv_attention_kernel<T, int64_t, false>);
+        check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(sz.total)),
+              "cudaFuncSetAttribute (QKV attention)");
+        // Clusters of 8 that the GPU cannot place at this shared memory size fall back.
+        cudaLaunchConfig_t config{};
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeClusterDimension;
+        attr[0].val.clusterDim.x = kQkvRanks;
+        attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
+        config.gridDim = grid;
+        config.blockDim = block;
+        config.dynamicSmemBytes = sz.total;
+        config.attrs = attr;
+        config.numAttrs = 1;
+        int clusters = 0;
+        if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess ||
+            clusters < 1) {
+          cudaGetLastError();
+          return;
+        }
+        launch.clustered(kernel, grid, block, sz.total, kQkvRanks, a);
+        launched = true;
+      }
+    });
+    if (launched) gemm_kind = "skinny+LN+attention";
+    return launched;
   }
 
   const SkinnyPlan& skinny_plan(size_t index, int64_t m) {
@@ -1246,6 +1390,7 @@ struct Runner::Impl {
   void forward(int64_t b, int64_t s, bool with_pos, bool with_mask, bool decode = false) {
     int64_t rows = b * s, head_rows = decode ? b : rows;  // the LM head's rows
     const int64_t group = skinny_enabled ? 16 * kSkinnyMaxTiles : skinny_fp32_enabled ? 16 : 0;
+    attention_done = -1;
     row_group = decode && s > 1 && !prefilled && b <= group && rows <= kPrefillGroupMax ? group : 0;
     if (decode && s > 1) prefilled = true;
     dim3 row_blocks(static_cast<unsigned>(rows)), threads(256);
@@ -1276,6 +1421,10 @@ struct Runner::Impl {
                  e, static_cast<T*>(y));
         });
       } else if (n.op_type == "Attention") {
+        if (static_cast<int>(idx) == attention_done) {  // (run by qkv_attention_kernel)
+          ++layer;
+          continue;
+        }
         AttentionArgs a{};
         a.qkv = static_cast<const float*>(value_ptr(n.inputs[0]));
         a.out = y;
@@ -1318,6 +1467,8 @@ struct Runner::Impl {
           x = kv.last;
         }
         linear(idx, n, b, y, x, ln);
+      } else if (qkv_attention(idx, n, b, s, decode, with_mask, layer)) {
+        attention_done = attention_after[idx];
       } else {  // Linear
         bool ln = ln_before[idx] >= 0 &&
                   layer_norm_fused(static_cast<size_t>(ln_before[idx]), rows, head_rows);

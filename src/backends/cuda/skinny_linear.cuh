@@ -49,7 +49,7 @@ struct SkinnyArgs {
 
 // Shared-memory row length for K: k rounded up to 64, plus 32 (so rows start 64 bytes apart
 // modulo 128: the 8 lanes of a quarter-warp read two rows' 64 bytes from distinct banks).
-inline int skinny_row_stride(int k) {
+__host__ __device__ inline int skinny_row_stride(int k) {
   return (k + 63) / 64 * 64 + 32;
 }
 // Row tiles of 16 the skinny kernel takes (more rows go to cuBLASLt): on the H200 (commit
@@ -60,7 +60,7 @@ constexpr int kSkinnyMaxTiles = 2;
 constexpr int kSkinnyBatch = 4, kSkinnyStages = 4;
 // The rows the kernel for m rows reads: its row tiles of 16, less the last tile's upper 8 where
 // m leaves them empty (skinny_linear_kernel's kHi).
-inline int skinny_read_rows(int m) {
+__host__ __device__ inline int skinny_read_rows(int m) {
   const int mt = (m + 15) / 16;
   return 16 * mt - (m > 16 * mt - 8 ? 0 : 8);
 }
