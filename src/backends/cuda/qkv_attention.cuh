@@ -30,13 +30,14 @@ constexpr int kQkvHead = kQkvRanks * kQkvDims;
 constexpr int kQkvMaxSlots = 8;  // 32-long chunks of K per warp (k <= 2048)
 
 // Shared memory the kernel may take, and (query row, key) pairs it takes (rows x the cache's
-// length): beyond them the two kernels run. Every block of a cluster adds up the scores of every
-// pair from the 8 blocks' partials, so the work grows with rows x keys where the two kernels
-// spread it: on the H100, a decode step of batch 8 against 76 positions (608 pairs) took
-// 0.199-0.202 ms fused and 0.191-0.194 ms as two kernels; one row, 76 positions, 0.159-0.165
-// against 0.169-0.172 ms.
+// length, one pair per thread): beyond them the two kernels run. Every block of a cluster adds up
+// the scores of every pair from the 8 blocks' partials, so its work grows with rows x keys where
+// the two kernels spread it over rows. On the H100 (`gptrt bench --decode`, FP16, 45 positions,
+// A/B in one run), a decode step fused against two kernels: batch 1 0.137-0.138 against
+// 0.139-0.141 ms, batch 2 0.144 against 0.147-0.149, batch 4 0.149 against 0.151-0.152, batch 8
+// (360 pairs) 0.164-0.165 against 0.160-0.162.
 constexpr size_t kQkvAttentionMaxSmem = 100 * 1024;
-constexpr int64_t kQkvAttentionMaxPairs = 512;
+constexpr int64_t kQkvAttentionMaxPairs = 256;
 
 struct QkvAttentionArgs {
   SkinnyArgs lin;       // the projection: x, LayerNorm, w [3e, k], bias; m = b * t rows; y unused
