@@ -89,7 +89,7 @@ struct BuildConfig {
   std::vector<OptimizationProfile> profiles;  // empty: one default profile
   Precision precision = Precision::kFp32;
   Backend backend = Backend::kReference;
-  std::string cpu_isa;  // cpu backend: "generic", "avx2" or "avx512"; empty = best this CPU has
+  std::string cpu_isa;  // cpu backend: "generic", "avx2", "avx512" or "avx512_bf16"; empty = best
   int64_t default_max_batch = 64;   // default profile: batch 1..this
   int64_t default_max_seq_len = 0;  // default profile: seq 1..this; 0 = the model's n_positions
   std::function<void(const std::string&)> notice;  // receives one-line notices, may be empty

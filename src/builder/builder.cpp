@@ -201,8 +201,12 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
   info.backend = config.backend;
   info.target = "generic";
   if (config.backend == Backend::kCpu) {
-    info.target = cpu::isa_name(config.cpu_isa.empty() ? cpu::best_isa()
-                                                       : cpu::isa_from_name(config.cpu_isa));
+    // (BF16 weights take AVX512-BF16 where the CPU has it; FP32 engines do not need it.)
+    info.target = cpu::isa_name(config.cpu_isa.empty()
+                                    ? cpu::best_isa_for(config.precision == Precision::kBf16
+                                                            ? DType::kBFloat16
+                                                            : DType::kFloat32)
+                                    : cpu::isa_from_name(config.cpu_isa));
   }
   if (config.backend == Backend::kCuda) {
     std::string why;
@@ -288,7 +292,8 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
   }
   if (config.backend == Backend::kCpu) {
     int lowered = cpu::lower_linear(
-        g, info.precision == Precision::kBf16 ? DType::kBFloat16 : DType::kFloat32);
+        g, info.precision == Precision::kBf16 ? DType::kBFloat16 : DType::kFloat32,
+        cpu::isa_from_name(info.target));
     int norms = cpu::lower_layer_norm(g);
     int moved = cpu::lower_elementwise(g);
     passes::eliminate_dead_code(g);

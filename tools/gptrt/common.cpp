@@ -129,7 +129,9 @@ std::vector<FlagSpec> build_flags() {
       {"backend", true,
        "target backend: cpu (default: vectorised, multi-threaded), cuda (NVIDIA GPU) or "
        "reference (plain C++, the ground truth)"},
-      {"cpuIsa", true, "cpu backend: generic, avx2 or avx512 (default: the best this CPU has)"},
+      {"cpuIsa", true,
+       "cpu backend: generic, avx2, avx512 or avx512_bf16 (default: the best this CPU has; "
+       "--bf16 engines take avx512_bf16 where it is there)"},
       {"fp16", false, "build FP16 (the reference backend computes FP32 and says so)"},
       {"bf16", false, "build BF16 (the reference backend computes FP32 and says so)"},
       {"tf32", false, "cuda backend: FP32 GEMMs on TF32 tensor cores"},

@@ -23,7 +23,7 @@ bool is_vector(const ir::Value* v, int64_t n) {
 
 }  // namespace
 
-int lower_linear(ir::Graph& g, DType weights) {
+int lower_linear(ir::Graph& g, DType weights, Isa isa) {
   int rewritten = 0;
   std::map<std::pair<int, bool>, int> packed;  // (weight value, transposed) -> packed value
   for (ir::Node& n : g.nodes) {
@@ -42,7 +42,8 @@ int lower_linear(ir::Graph& g, DType weights) {
     if (it == packed.end()) {
       int id = g.add_constant(
           g.values[static_cast<size_t>(w)].name + (transposed ? ".packedT" : ".packed"),
-          pack_weights(g.values[static_cast<size_t>(w)].constant, transposed, weights));
+          pack_weights(g.values[static_cast<size_t>(w)].constant, transposed, weights,
+                       weights == DType::kBFloat16 && packs_pairs(isa)));
       it = packed.emplace(key, id).first;
     }
     const Tensor& wt = g.values[static_cast<size_t>(w)].constant;

@@ -4,6 +4,7 @@
 #include <bit>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "backends/cpu/fused_kernels.h"
 #include "core/half.h"
@@ -20,6 +21,8 @@ const char* isa_name(Isa isa) {
       return "avx2";
     case Isa::kAvx512:
       return "avx512";
+    case Isa::kAvx512Bf16:
+      return "avx512_bf16";
   }
   return "generic";
 }
@@ -28,8 +31,9 @@ Isa isa_from_name(const std::string& name) {
   if (name == "generic") return Isa::kGeneric;
   if (name == "avx2") return Isa::kAvx2;
   if (name == "avx512") return Isa::kAvx512;
+  if (name == "avx512_bf16") return Isa::kAvx512Bf16;
   throw Error(ErrorCode::kEngineMismatch,
-              "unknown CPU ISA '" + name + "' (expected generic, avx2 or avx512)");
+              "unknown CPU ISA '" + name + "' (expected generic, avx2, avx512 or avx512_bf16)");
 }
 
 bool isa_supported(Isa isa) {
@@ -41,6 +45,8 @@ bool isa_supported(Isa isa) {
       return c.avx2 && c.fma;
     case Isa::kAvx512:
       return c.avx512f;
+    case Isa::kAvx512Bf16:
+      return c.avx512f && c.avx512_bf16;
   }
   return false;
 }
@@ -53,49 +59,70 @@ Isa best_isa() {
   return Isa::kGeneric;
 }
 
-// Must match the row capacity of each micro-kernel (gemm_avx2.cpp: 6, gemm_avx512.cpp: 16).
+Isa best_isa_for(DType dtype) {
+#if defined(__x86_64__) || defined(_M_X64)
+  if (dtype == DType::kBFloat16 && isa_supported(Isa::kAvx512Bf16)) return Isa::kAvx512Bf16;
+#endif
+  return best_isa();
+}
+
+bool packs_pairs(Isa isa) {
+  return isa == Isa::kAvx512Bf16;
+}
+
+namespace {
+bool avx512(Isa isa) {
+  return isa == Isa::kAvx512 || isa == Isa::kAvx512Bf16;
+}
+}  // namespace
+
+// Must match the row capacity of each micro-kernel (gemm_avx2.cpp: 6, gemm_avx512.cpp and
+// gemm_avx512_bf16.cpp: 16).
 int64_t kernel_rows(Isa isa) {
-  return isa == Isa::kAvx512 ? 16 : 6;
+  return avx512(isa) ? 16 : 6;
 }
 
 namespace {
 // The row block gemm_packed gives a kernel when the rows do not fit in one: 8 with AVX-512 (on
 // the 2-core AVX-512 VM, 96 and 192 rows ran 2-7% slower in blocks of 12 or 16), 6 with AVX2.
 int64_t block_rows(Isa isa) {
-  return isa == Isa::kAvx512 ? 8 : 6;
+  return avx512(isa) ? 8 : 6;
 }
 }  // namespace
 
 PanelKernel panel_kernel(Isa isa, bool bf16) {
 #if defined(__x86_64__) || defined(_M_X64)
-  if (isa == Isa::kAvx512) return bf16 ? panel_kernel_avx512_bf16 : panel_kernel_avx512;
+  if (avx512(isa)) return bf16 ? panel_kernel_avx512_bf16 : panel_kernel_avx512;
   if (bf16) return isa == Isa::kGeneric ? panel_kernel_generic_bf16 : panel_kernel_avx2_bf16;
   if (isa == Isa::kAvx2) return panel_kernel_avx2;
 #endif
   return bf16 ? panel_kernel_generic_bf16 : panel_kernel_generic;
 }
 
-Tensor pack_weights(const Tensor& w, bool transposed, DType dtype) {
+Tensor pack_weights(const Tensor& w, bool transposed, DType dtype, bool pairs) {
   if (w.dtype() != DType::kFloat32 || w.rank() != 2 ||
-      (dtype != DType::kFloat32 && dtype != DType::kBFloat16)) {
+      (dtype != DType::kFloat32 && dtype != DType::kBFloat16) ||
+      (pairs && dtype != DType::kBFloat16)) {
     throw Error(ErrorCode::kInternal,
-                "pack_weights needs a 2-D float32 matrix packed to float32 or bfloat16, found " +
+                "pack_weights needs a 2-D float32 matrix packed to float32 or bfloat16 (pairs: "
+                "bfloat16 only), found " +
                     shape_str(w.shape()));
   }
   int64_t k = transposed ? w.dim(1) : w.dim(0), n = transposed ? w.dim(0) : w.dim(1);
-  int64_t panels = (n + kPanel - 1) / kPanel;
-  Tensor out(dtype, {panels, k, kPanel});  // zero-filled: padding columns stay 0
+  int64_t panels = (n + kPanel - 1) / kPanel, k2 = pairs ? (k + 1) / 2 * 2 : k;
+  Tensor out(dtype, {panels, k2, kPanel});  // zero-filled: padding columns (and row) stay 0
   const float* src = w.data<float>();
   for (int64_t p = 0; p < panels; ++p) {
     for (int64_t kk = 0; kk < k; ++kk) {
-      int64_t at = (p * k + kk) * kPanel;
       for (int64_t j = 0; j < kPanel && p * kPanel + j < n; ++j) {
         int64_t col = p * kPanel + j;
+        int64_t at =
+            p * k2 * kPanel + (pairs ? kk / 2 * 2 * kPanel + 2 * j + kk % 2 : kk * kPanel + j);
         float v = transposed ? src[col * k + kk] : src[kk * n + col];
         if (dtype == DType::kFloat32)
-          out.data_mut<float>()[at + j] = v;
+          out.data_mut<float>()[at] = v;
         else
-          out.data_mut<uint16_t>()[at + j] = float_to_bf16(v);
+          out.data_mut<uint16_t>()[at] = float_to_bf16(v);
       }
     }
   }
@@ -153,20 +180,52 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
                  const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue) {
   bool has_epilogue = epilogue.activation != 0 || epilogue.residual;
   bool bf16 = packed.dtype() == DType::kBFloat16;
+  // Pair-packed BF16 panels (avx512_bf16), K run to k2 (even; x's pad column is never read by
+  // the FP32 forms: its weights are zero and it is past x's rows only in `paired`). Up to
+  // kPairDotRows rows go to BF16 pairs once, [m][k2], which the dot-product kernel reads as 32-bit
+  // pairs (ldx and offsets in pairs).
+  const bool pairs = bf16 && packs_pairs(isa), dots = pairs && m <= kPairDotRows;
+  const int64_t k2 = pairs ? packed.dim(1) : k;
+  thread_local std::vector<uint16_t> paired;  // (kept: no allocation per call)
+  if (dots) {
+    paired.resize(static_cast<size_t>(m * k2));
+#if defined(__x86_64__) || defined(_M_X64)
+    pair_rows(x, m, k, k2, paired.data());
+#else
+    throw Error(ErrorCode::kInternal, "pair-packed BF16 panels need an x86-64 CPU");
+#endif
+  }
+  // (FP32 rows against an odd K's pair-packed panels: copied with a zero column, so that the
+  // kernels read K2 values a row.)
+  thread_local std::vector<float> padded;
+  if (pairs && !dots && k2 != k) {
+    padded.assign(static_cast<size_t>(m * k2), 0.f);
+    for (int64_t r = 0; r < m; ++r)
+      std::memcpy(padded.data() + r * k2, x + r * k, static_cast<size_t>(k) * sizeof(float));
+  }
+  const float* xs = dots               ? reinterpret_cast<const float*>(paired.data())
+                    : pairs && k2 != k ? padded.data()
+                                       : x;
+  const int64_t ldx = dots ? k2 / 2 : k2;
+  auto x_at = [&](int64_t r, int64_t k0) { return xs + r * ldx + (dots ? k0 / 2 : k0); };
   // BF16 panels: with up to two row blocks the kernel widens weights in registers as it streams
   // them; with more, each K block of a panel is widened once into an L1 buffer that the FP32
   // kernel then reads for every row block (widening per row block costs a third of the FMAs'
-  // issue slots; widening into the buffer costs about half a row block).
+  // issue slots; widening into the buffer costs about half a row block). Pairs are never widened.
   bool widen = bf16 && m > 2 * block_rows(isa);
   PanelKernel kernel = panel_kernel(isa, bf16 && !widen);
+#if defined(__x86_64__) || defined(_M_X64)
+  if (pairs && !widen)
+    kernel = dots ? panel_kernel_avx512_pairs : panel_kernel_avx512_pairs_widened;
+#endif
   // Rows in one block when the kernel holds them all (a decode step's or a short prompt's: each
   // panel slice then passes through the FMAs once; at 12 rows on the AVX-512 VM, FP32 22.6 ->
   // 18.8 ms and BF16 16.2 -> 11.7 ms a forward pass); otherwise blocks of block_rows.
   int64_t mr = m <= kernel_rows(isa) ? kernel_rows(isa) : block_rows(isa);
   const auto* packed_bytes = static_cast<const uint8_t*>(packed.raw());
   size_t elem = dtype_size(packed.dtype());
-  size_t panel_bytes = static_cast<size_t>(k * kPanel) * elem;
-  // K block: 16 KiB of an FP32 panel (8 KiB of a BF16 one), half of L1.
+  size_t panel_bytes = static_cast<size_t>(k2 * kPanel) * elem;
+  // K block: 16 KiB of an FP32 panel (8 KiB of a BF16 one), half of L1. (Even: pairs stay whole.)
   constexpr int64_t kc = 256;
   // The rows of X a task keeps in L2 while it streams its panels: their K block (kc columns).
   constexpr int64_t kChunkBytes = int64_t{192} * 1024;
@@ -197,19 +256,25 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
       // K in blocks whose slice of the panel stays in L1 while every row block of the chunk
       // reads it; the panel streams from memory once, without pauses between row blocks. One
       // row block (a decode step's rows) reads each slice once: all of K in one call.
-      const int64_t kb = r1 - r0 <= mr && !widen ? k : kc;
-      for (int64_t k0 = 0; k0 < k; k0 += kb) {
-        int64_t klen = std::min(kb, k - k0);
+      const int64_t kb = r1 - r0 <= mr && !widen ? k2 : kc;
+      for (int64_t k0 = 0; k0 < k2; k0 += kb) {
+        int64_t klen = std::min(kb, k2 - k0);
+        // (A pair-packed slice starts at pair k0 / 2: the same byte offset.)
         const void* slice = panel + static_cast<size_t>(k0 * kPanel) * elem;
         if (widen) {
-          widen_bf16(static_cast<const uint16_t*>(slice), klen * kPanel, wide);
+#if defined(__x86_64__) || defined(_M_X64)
+          if (pairs)
+            widen_pairs(static_cast<const uint16_t*>(slice), klen / 2, wide);
+          else
+#endif
+            widen_bf16(static_cast<const uint16_t*>(slice), klen * kPanel, wide);
           slice = wide;
         }
         for (int64_t r = r0; r < r1; r += mr) {
           int64_t rows = std::min(mr, r1 - r);
           float* tile = c + r * n + p * kPanel;
-          kernel(x + r * k + k0, k, rows, klen, slice, b16, tile, n, cols, k0 > 0);
-          if (has_epilogue && k0 + klen == k) {
+          kernel(x_at(r, k0), ldx, rows, klen, slice, b16, tile, n, cols, k0 > 0);
+          if (has_epilogue && k0 + klen == k2) {
             gemm_epilogue(tile, n, rows, cols, epilogue.activation,
                           epilogue.residual ? epilogue.residual + r * n + p * kPanel : nullptr, n);
           }

@@ -1,7 +1,8 @@
 // GEMM with weights packed at build time: C[M,N] = X[M,K] @ W[K,N] (+ bias[N]), X and C float32,
 // W float32 or bfloat16 (widened in registers, accumulation in float32). W is stored as
 // ceil(N/16) panels of K x 16 (zero-padded), the layout the micro-kernels stream; each ISA has
-// its own micro-kernel, chosen at run time.
+// its own micro-kernel, chosen at run time. For avx512_bf16, BF16 panels hold (k, k + 1) pairs
+// instead (K rounded up to even), which `vdpbf16ps` multiplies by X's values rounded to BF16.
 #pragma once
 
 #include <cstdint>
@@ -15,20 +16,29 @@ namespace gptrt::cpu {
 /// Columns per packed panel.
 constexpr int64_t kPanel = 16;
 
-/// Instruction sets with a micro-kernel.
-enum class Isa { kGeneric, kAvx2, kAvx512 };
-/// "generic", "avx2" or "avx512".
+/// Instruction sets with a micro-kernel. kAvx512Bf16 runs FP32 weights as kAvx512 does, and BF16
+/// weights packed as pairs on AVX512-BF16 dot products.
+enum class Isa { kGeneric, kAvx2, kAvx512, kAvx512Bf16 };
+/// "generic", "avx2", "avx512" or "avx512_bf16".
 const char* isa_name(Isa isa);
 /// Parses isa_name(); throws gptrt::Error for an unknown name.
 Isa isa_from_name(const std::string& name);
-/// The best ISA this CPU (and OS) supports.
+/// The best ISA this CPU (and OS) supports for FP32 weights (kAvx512 at most: an FP32 engine
+/// does not need AVX512-BF16 to run).
 Isa best_isa();
+/// The best ISA for weights of `dtype`: kAvx512Bf16 for bfloat16 where the CPU has it.
+Isa best_isa_for(DType dtype);
+/// Whether `isa` packs bfloat16 weights as (k, k + 1) pairs.
+bool packs_pairs(Isa isa);
 /// True when this CPU can run kernels of `isa`.
 bool isa_supported(Isa isa);
 
 /// Packs a float32 matrix: `w` is [K, N], or [N, K] when `transposed` (Gemm transB). Returns
-/// `dtype` (float32, or bfloat16 rounded to nearest even) [ceil(N/16), K, 16].
-Tensor pack_weights(const Tensor& w, bool transposed, DType dtype = DType::kFloat32);
+/// `dtype` (float32, or bfloat16 rounded to nearest even) [ceil(N/16), K, 16]; with `pairs`
+/// (bfloat16 only) [ceil(N/16), K2, 16] for K2 = K rounded up to even, element (k, j) of a panel
+/// at (k / 2) * 32 + 2 j + k % 2, the pad row zero.
+Tensor pack_weights(const Tensor& w, bool transposed, DType dtype = DType::kFloat32,
+                    bool pairs = false);
 
 /// Micro-kernel: rows (<= kernel_rows(isa)) of X times one panel, written to C's `cols` (<= 16)
 /// columns, plus bias16 (16 floats, may be null); with `accumulate`, added to what C holds (the
@@ -58,6 +68,26 @@ void panel_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, c
 void panel_kernel_avx512_bf16(const float* x, int64_t ldx, int64_t rows, int64_t k,
                               const void* panel, const float* bias16, float* c, int64_t ldc,
                               int64_t cols, bool accumulate);
+
+/// Rows up to which kAvx512Bf16 multiplies pair-packed bfloat16 panels with `vdpbf16ps` (rows
+/// rounded to bfloat16): there the GEMM is bound by the memory and its instructions, and one dot
+/// product per 64 bytes of weights pays; with more rows the FMAs set the pace and the weights are
+/// widened to FP32 as on kAvx512 (rows FP32). (On the 2-core Xeon VM: a decode step at batch 1
+/// 10-14% faster on dot products; a 12-row forward pass 30-40% slower.)
+constexpr int64_t kPairDotRows = 4;
+/// kAvx512Bf16's kernels for pair-packed bfloat16 panels (`k` even): on dot products for up to
+/// kPairDotRows rows, `x` holding the rows as bfloat16 pairs (pair_rows; ldx in pairs); widened,
+/// for up to 16 rows of FP32 `x`.
+void panel_kernel_avx512_pairs(const float* x, int64_t ldx, int64_t rows, int64_t k,
+                               const void* panel, const float* bias16, float* c, int64_t ldc,
+                               int64_t cols, bool accumulate);
+void panel_kernel_avx512_pairs_widened(const float* x, int64_t ldx, int64_t rows, int64_t k,
+                                       const void* panel, const float* bias16, float* c,
+                                       int64_t ldc, int64_t cols, bool accumulate);
+/// Widens `pairs` pairs of a pair-packed panel to float32 rows [2 pairs][16] (exact).
+void widen_pairs(const uint16_t* src, int64_t pairs, float* dst);
+/// Rows x [m, k] rounded to bfloat16 (nearest even) into out [m, k2], zeros from k to k2.
+void pair_rows(const float* x, int64_t m, int64_t k, int64_t k2, uint16_t* out);
 
 /// Widens `n` bfloat16 values to float32 (exact).
 void widen_bf16(const uint16_t* src, int64_t n, float* dst);

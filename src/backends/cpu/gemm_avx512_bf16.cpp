@@ -1,0 +1,161 @@
+// AVX512-BF16 micro-kernels for BF16 panels packed as (k, k + 1) pairs (pack_weights with
+// `pairs`): each 32-bit lane of a 64-byte panel row holds one column's two weights, and
+// `vdpbf16ps` multiplies them by the row's two values (rounded to BF16, pair_rows) and adds both
+// products to an FP32 accumulator. Per 64 bytes of weights that is one load, one broadcast and
+// one instruction, where widening BF16 to FP32 takes two of each and two conversions: a one-row
+// GEMV is bound by its instructions that way (on the 2-core Xeon VM, 9 against 11.4 GB/s a
+// thread), and at the memory's speed this way. Compiled with -mavx512f -mavx512bf16
+// (CMakeLists.txt); called only when the CPU has both.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "backends/cpu/gemm.h"
+#include "core/half.h"
+
+namespace gptrt::cpu {
+namespace {
+
+#define GPTRT_INLINE inline __attribute__((always_inline))
+
+// Pair p of a panel (its 16 columns' weights at k = 2p and 2p + 1).
+GPTRT_INLINE __m512bh panel_pair(const uint16_t* panel, int64_t p) {
+  return reinterpret_cast<__m512bh>(_mm512_loadu_si512(panel + p * 2 * kPanel));
+}
+// Row value pair p, in every lane.
+GPTRT_INLINE __m512bh row_pair(const uint32_t* x, int64_t p) {
+  return reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(x[p])));
+}
+// Ahead of the loads: 4 KiB of the panel (64 pairs).
+GPTRT_INLINE void prefetch_pairs(const uint16_t* panel, int64_t p) {
+  _mm_prefetch(reinterpret_cast<const char*>(panel + (p + 64) * 2 * kPanel), _MM_HINT_T0);
+}
+
+// One row: four accumulators over consecutive pairs, so that the dot products do not wait on
+// each other.
+GPTRT_INLINE void one_row(const uint32_t* x, int64_t pairs, const uint16_t* panel, __m512 init,
+                          __mmask16 mask, float* c, bool accumulate) {
+  __m512 a0 = accumulate ? _mm512_maskz_loadu_ps(mask, c) : init;
+  __m512 a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+  int64_t p = 0;
+  for (; p + 4 <= pairs; p += 4) {
+    prefetch_pairs(panel, p);
+    a0 = _mm512_dpbf16_ps(a0, row_pair(x, p), panel_pair(panel, p));
+    a1 = _mm512_dpbf16_ps(a1, row_pair(x, p + 1), panel_pair(panel, p + 1));
+    a2 = _mm512_dpbf16_ps(a2, row_pair(x, p + 2), panel_pair(panel, p + 2));
+    a3 = _mm512_dpbf16_ps(a3, row_pair(x, p + 3), panel_pair(panel, p + 3));
+  }
+  for (; p < pairs; ++p) a0 = _mm512_dpbf16_ps(a0, row_pair(x, p), panel_pair(panel, p));
+  _mm512_mask_storeu_ps(c, mask, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+// R rows (rows <= R of them real, the others reuse row 0 and are dropped) in R accumulators.
+template <int R>
+GPTRT_INLINE void block(const uint32_t* x, int64_t ldx, int64_t rows, int64_t pairs,
+                        const uint16_t* panel, __m512 init, __mmask16 mask, float* c, int64_t ldc,
+                        bool accumulate) {
+  const uint32_t* xr[R];
+  __m512 acc[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    xr[r] = r < rows ? x + r * ldx : x;
+    acc[r] = accumulate && r < rows ? _mm512_maskz_loadu_ps(mask, c + r * ldc) : init;
+  }
+  for (int64_t p = 0; p < pairs; ++p) {
+    prefetch_pairs(panel, p);
+    const __m512bh b = panel_pair(panel, p);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_dpbf16_ps(acc[r], row_pair(xr[r], p), b);
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+    if (r < rows) _mm512_mask_storeu_ps(c + r * ldc, mask, acc[r]);
+}
+
+// R rows (2 <= rows <= R) of FP32 X times a pair-packed panel, the weights widened in registers
+// (k = 2p from a lane's low half, 2p + 1 from its high half): the FMAs of the BF16 forms of
+// gemm_avx512.cpp in the same order, for row counts where the FMAs, not the memory, set the pace.
+template <int R>
+GPTRT_INLINE void widened_block(const float* x, int64_t ldx, int64_t rows, int64_t pairs,
+                                const uint16_t* panel, __m512 init, __mmask16 mask, float* c,
+                                int64_t ldc, bool accumulate) {
+  const float* xr[R];
+  __m512 acc[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    xr[r] = r < rows ? x + r * ldx : x;
+    acc[r] = accumulate && r < rows ? _mm512_maskz_loadu_ps(mask, c + r * ldc) : init;
+  }
+  const __m512i high = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int64_t p = 0; p < pairs; ++p) {
+    prefetch_pairs(panel, p);
+    const __m512i v = _mm512_loadu_si512(panel + p * 2 * kPanel);
+    const __m512 b0 = _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, v, 16));
+    const __m512 b1 = _mm512_castsi512_ps(_mm512_and_si512(v, high));
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][2 * p]), b0, acc[r]);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][2 * p + 1]), b1, acc[r]);
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+    if (r < rows) _mm512_mask_storeu_ps(c + r * ldc, mask, acc[r]);
+}
+
+}  // namespace
+
+void panel_kernel_avx512_pairs_widened(const float* x, int64_t ldx, int64_t rows, int64_t k,
+                                       const void* panel_bytes, const float* bias16, float* c,
+                                       int64_t ldc, int64_t cols, bool accumulate) {
+  const auto* panel = static_cast<const uint16_t*>(panel_bytes);
+  const int64_t pairs = k / 2;
+  const __m512 init = bias16 ? _mm512_loadu_ps(bias16) : _mm512_setzero_ps();
+  const __mmask16 mask = static_cast<__mmask16>(cols == kPanel ? 0xffff : (1u << cols) - 1);
+  if (rows <= 4)
+    return widened_block<4>(x, ldx, rows, pairs, panel, init, mask, c, ldc, accumulate);
+  if (rows <= 8)
+    return widened_block<8>(x, ldx, rows, pairs, panel, init, mask, c, ldc, accumulate);
+  if (rows <= 12)
+    return widened_block<12>(x, ldx, rows, pairs, panel, init, mask, c, ldc, accumulate);
+  widened_block<16>(x, ldx, rows, pairs, panel, init, mask, c, ldc, accumulate);
+}
+
+void widen_pairs(const uint16_t* src, int64_t pairs, float* dst) {
+  const __m512i high = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int64_t p = 0; p < pairs; ++p) {
+    const __m512i v = _mm512_loadu_si512(src + p * 2 * kPanel);
+    _mm512_storeu_ps(dst + 2 * p * kPanel, _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, v, 16)));
+    _mm512_storeu_ps(dst + (2 * p + 1) * kPanel, _mm512_castsi512_ps(_mm512_and_si512(v, high)));
+  }
+}
+
+void pair_rows(const float* x, int64_t m, int64_t k, int64_t k2, uint16_t* out) {
+  for (int64_t r = 0; r < m; ++r) {
+    const float* src = x + r * k;
+    uint16_t* dst = out + r * k2;
+    int64_t i = 0;
+    for (; i + 32 <= k; i += 32) {  // (cvtne2ps_pbh(a, b): b's 16 values, then a's)
+      const __m512bh v =
+          _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
+      _mm512_storeu_si512(dst + i, reinterpret_cast<__m512i>(v));
+    }
+    for (; i < k; ++i) dst[i] = float_to_bf16(src[i]);
+    for (; i < k2; ++i) dst[i] = 0;  // (the panel's pad row is zero too)
+  }
+}
+
+void panel_kernel_avx512_pairs(const float* x, int64_t ldx, int64_t rows, int64_t k,
+                               const void* panel_bytes, const float* bias16, float* c, int64_t ldc,
+                               int64_t cols, bool accumulate) {
+  const auto* xp = reinterpret_cast<const uint32_t*>(x);
+  const auto* panel = static_cast<const uint16_t*>(panel_bytes);
+  const int64_t pairs = k / 2;
+  const __m512 init = bias16 ? _mm512_loadu_ps(bias16) : _mm512_setzero_ps();
+  const __mmask16 mask = static_cast<__mmask16>(cols == kPanel ? 0xffff : (1u << cols) - 1);
+  if (rows == 1) return one_row(xp, pairs, panel, init, mask, c, accumulate);
+  if (rows <= 2) return block<2>(xp, ldx, rows, pairs, panel, init, mask, c, ldc, accumulate);
+  block<4>(xp, ldx, rows, pairs, panel, init, mask, c, ldc, accumulate);
+}
+
+}  // namespace gptrt::cpu
