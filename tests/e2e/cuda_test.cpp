@@ -169,6 +169,25 @@ TEST(Cuda, EveryKernelMatchesTheReferenceAtOddSizes) {
   }
 }
 
+// The stated FP16/BF16 bound for logits `want` (over the positions `mask` keeps): relative to
+// the largest logit (at least 1), FP16 keeps 11 mantissa bits, BF16 8.
+double reduced_precision_tol(Precision p, const Tensor& want, const Tensor& mask) {
+  double scale =
+      std::max(1.0, max_abs_diff_masked(want, Tensor(DType::kFloat32, want.shape()), &mask));
+  return (p == Precision::kFp16 ? 0.01 : 0.05) * scale;
+}
+
+// Whether the profile of one 1x12 pass of `ctx` names a kernel labelled `kind`.
+bool profile_names(ExecutionContext& ctx, const std::string& kind, std::mt19937& rng) {
+  ctx.set_profiling(true);
+  ctx.execute(odd_inputs(1, 12, rng));
+  bool ran = false;
+  for (const auto& [label, time] : ctx.profile())
+    ran = ran || label.find(kind) != std::string::npos;
+  ctx.set_profiling(false);
+  return ran;
+}
+
 // The skinny FP16/BF16 GEMM (up to 32 rows, LayerNorm fused) at every column-group width, the
 // streaming GEMM of the LM head on every layer with a fused LayerNorm up to 16 rows
 // (GPTRT_CUDA_STREAM=1), and cuBLASLt for comparison, against the FP32 reference: 1 and 12 rows
@@ -201,10 +220,7 @@ TEST(Cuda, SkinnyGemmsMatchTheReferenceAndCublasLtAtOddSizes) {
       TensorMap in = odd_inputs(b, s, rng);
       const Tensor& mask = in.at("attention_mask");
       Tensor want = ref->execute(in)[0];
-      double scale =
-          std::max(1.0, max_abs_diff_masked(want, Tensor(DType::kFloat32, want.shape()), &mask));
-      // Stated bounds relative to the largest logit: FP16 keeps 11 mantissa bits, BF16 8.
-      double tol = (p == Precision::kFp16 ? 0.01 : 0.05) * scale;
+      double tol = reduced_precision_tol(p, want, mask);
       std::vector<Tensor> got;
       for (auto& [name, ctx] : contexts) {
         for (bool graphs : {false, true}) {
@@ -272,14 +288,8 @@ TEST(Cuda, SkinnyFp32GemmMatchesTheReferenceAndCublasLtAtOddSizes) {
   std::mt19937 rng(18);
   // The profile names the kernel that ran.
   for (auto [ctx, kind] : {std::pair{skinny.get(), "skinny FP32+LN"},
-                           std::pair{streamed.get(), "skinny FP32 stream+LN"}}) {
-    ctx->set_profiling(true);
-    ctx->execute(odd_inputs(1, 12, rng));
-    bool ran = false;
-    for (const auto& [label, time] : ctx->profile())
-      ran = ran || label.find(kind) != std::string::npos;
-    EXPECT_TRUE(ran) << kind;
-  }
+                           std::pair{streamed.get(), "skinny FP32 stream+LN"}})
+    EXPECT_TRUE(profile_names(*ctx, kind, rng)) << kind;
 }
 
 TEST(Cuda, EnginesRoundTripAndTheCliReportsTransfersApart) {
@@ -365,10 +375,7 @@ TEST(Cuda, FusedQkvAttentionMatchesTheReferenceAndTheTwoKernels) {
         TensorMap in = odd_inputs(b, s, rng);
         const Tensor& mask = in.at("attention_mask");
         Tensor want = ref->execute(in)[0];
-        double scale =
-            std::max(1.0, max_abs_diff_masked(want, Tensor(DType::kFloat32, want.shape()), &mask));
-        // Stated bounds relative to the largest logit, as for the skinny GEMM.
-        double tol = (p == Precision::kFp16 ? 0.01 : 0.05) * scale;
+        double tol = reduced_precision_tol(p, want, mask);
         Tensor two = apart->execute(in)[0];
         for (bool graphs : {false, true}) {
           fused->set_cuda_graphs(graphs);
@@ -379,15 +386,8 @@ TEST(Cuda, FusedQkvAttentionMatchesTheReferenceAndTheTwoKernels) {
               << precision_name(p) << " " << b << "x" << s << " against the two kernels";
         }
       }
-      for (auto [ctx, runs] : {std::pair{fused.get(), true}, std::pair{apart.get(), false}}) {
-        ctx->set_profiling(true);
-        ctx->execute(odd_inputs(1, 12, rng));
-        bool ran = false;
-        for (const auto& [label, time] : ctx->profile())
-          ran = ran || label.find("skinny+LN+attention") != std::string::npos;
-        EXPECT_EQ(ran, runs) << precision_name(p);
-        ctx->set_profiling(false);
-      }
+      for (auto [ctx, runs] : {std::pair{fused.get(), true}, std::pair{apart.get(), false}})
+        EXPECT_EQ(profile_names(*ctx, "skinny+LN+attention", rng), runs) << precision_name(p);
     }
   }
 }

@@ -49,27 +49,41 @@ GPTRT_INLINE void one_row(const uint32_t* x, int64_t pairs, const uint16_t* pane
   _mm512_mask_storeu_ps(c, mask, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
-// R rows (rows <= R of them real, the others reuse row 0 and are dropped) in R accumulators.
+// The R rows' pointers (rows <= R of them real, the others reuse row 0 and are dropped) and
+// accumulators (C's tile, or the bias), and the real rows' stores.
+template <int R, typename X>
+GPTRT_INLINE void start_rows(const X* x, int64_t ldx, int64_t rows, __m512 init, __mmask16 mask,
+                             const float* c, int64_t ldc, bool accumulate, const X* (&xr)[R],
+                             __m512 (&acc)[R]) {
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    xr[r] = r < rows ? x + r * ldx : x;
+    acc[r] = accumulate && r < rows ? _mm512_maskz_loadu_ps(mask, c + r * ldc) : init;
+  }
+}
+template <int R>
+GPTRT_INLINE void store_rows(int64_t rows, __mmask16 mask, float* c, int64_t ldc,
+                             const __m512 (&acc)[R]) {
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+    if (r < rows) _mm512_mask_storeu_ps(c + r * ldc, mask, acc[r]);
+}
+
+// R rows in R accumulators, on dot products.
 template <int R>
 GPTRT_INLINE void block(const uint32_t* x, int64_t ldx, int64_t rows, int64_t pairs,
                         const uint16_t* panel, __m512 init, __mmask16 mask, float* c, int64_t ldc,
                         bool accumulate) {
   const uint32_t* xr[R];
   __m512 acc[R];
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    xr[r] = r < rows ? x + r * ldx : x;
-    acc[r] = accumulate && r < rows ? _mm512_maskz_loadu_ps(mask, c + r * ldc) : init;
-  }
+  start_rows<R>(x, ldx, rows, init, mask, c, ldc, accumulate, xr, acc);
   for (int64_t p = 0; p < pairs; ++p) {
     prefetch_pairs(panel, p);
     const __m512bh b = panel_pair(panel, p);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) acc[r] = _mm512_dpbf16_ps(acc[r], row_pair(xr[r], p), b);
   }
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r)
-    if (r < rows) _mm512_mask_storeu_ps(c + r * ldc, mask, acc[r]);
+  store_rows<R>(rows, mask, c, ldc, acc);
 }
 
 // R rows (2 <= rows <= R) of FP32 X times a pair-packed panel, the weights widened in registers
@@ -81,11 +95,7 @@ GPTRT_INLINE void widened_block(const float* x, int64_t ldx, int64_t rows, int64
                                 int64_t ldc, bool accumulate) {
   const float* xr[R];
   __m512 acc[R];
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    xr[r] = r < rows ? x + r * ldx : x;
-    acc[r] = accumulate && r < rows ? _mm512_maskz_loadu_ps(mask, c + r * ldc) : init;
-  }
+  start_rows<R>(x, ldx, rows, init, mask, c, ldc, accumulate, xr, acc);
   const __m512i high = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
   for (int64_t p = 0; p < pairs; ++p) {
     prefetch_pairs(panel, p);
@@ -98,9 +108,7 @@ GPTRT_INLINE void widened_block(const float* x, int64_t ldx, int64_t rows, int64
     for (int r = 0; r < R; ++r)
       acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][2 * p + 1]), b1, acc[r]);
   }
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r)
-    if (r < rows) _mm512_mask_storeu_ps(c + r * ldc, mask, acc[r]);
+  store_rows<R>(rows, mask, c, ldc, acc);
 }
 
 }  // namespace
@@ -125,7 +133,8 @@ void widen_pairs(const uint16_t* src, int64_t pairs, float* dst) {
   const __m512i high = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
   for (int64_t p = 0; p < pairs; ++p) {
     const __m512i v = _mm512_loadu_si512(src + p * 2 * kPanel);
-    _mm512_storeu_ps(dst + 2 * p * kPanel, _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, v, 16)));
+    _mm512_storeu_ps(dst + 2 * p * kPanel,
+                     _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, v, 16)));
     _mm512_storeu_ps(dst + (2 * p + 1) * kPanel, _mm512_castsi512_ps(_mm512_and_si512(v, high)));
   }
 }
