@@ -92,6 +92,7 @@ int64_t block_rows(Isa isa) {
 
 PanelKernel panel_kernel(Isa isa, bool bf16) {
 #if defined(__x86_64__) || defined(_M_X64)
+  if (isa == Isa::kAvx512Bf16 && bf16) return panel_kernel_avx512_pairs_widened;
   if (avx512(isa)) return bf16 ? panel_kernel_avx512_bf16 : panel_kernel_avx512;
   if (bf16) return isa == Isa::kGeneric ? panel_kernel_generic_bf16 : panel_kernel_avx2_bf16;
   if (isa == Isa::kAvx2) return panel_kernel_avx2;
@@ -211,12 +212,11 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   // BF16 panels: with up to two row blocks the kernel widens weights in registers as it streams
   // them; with more, each K block of a panel is widened once into an L1 buffer that the FP32
   // kernel then reads for every row block (widening per row block costs a third of the FMAs'
-  // issue slots; widening into the buffer costs about half a row block). Pairs are never widened.
+  // issue slots; widening into the buffer costs about half a row block); pair-packed panels alike.
   bool widen = bf16 && m > 2 * block_rows(isa);
   PanelKernel kernel = panel_kernel(isa, bf16 && !widen);
 #if defined(__x86_64__) || defined(_M_X64)
-  if (pairs && !widen)
-    kernel = dots ? panel_kernel_avx512_pairs : panel_kernel_avx512_pairs_widened;
+  if (dots) kernel = panel_kernel_avx512_pairs;
 #endif
   // Rows in one block when the kernel holds them all (a decode step's or a short prompt's: each
   // panel slice then passes through the FMAs once; at 12 rows on the AVX-512 VM, FP32 22.6 ->

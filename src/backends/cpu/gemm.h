@@ -48,7 +48,8 @@ using PanelKernel = void (*)(const float* x, int64_t ldx, int64_t rows, int64_t 
                              int64_t cols, bool accumulate);
 /// Rows one call of the kernel of `isa` handles.
 int64_t kernel_rows(Isa isa);
-/// The kernel of `isa` for float32 panels, or for bfloat16 panels when `bf16`.
+/// The kernel of `isa` for float32 panels, or for bfloat16 panels of FP32 rows when `bf16`
+/// (kAvx512Bf16: pair-packed; gemm_packed takes panel_kernel_avx512_pairs for few rows).
 PanelKernel panel_kernel(Isa isa, bool bf16);
 
 // Per-ISA kernels (gemm_avx2.cpp and gemm_avx512.cpp are compiled for their ISA).
