@@ -1,6 +1,8 @@
 // Kernel lab for the CPU backend's packed GEMM: GFLOP/s and effective weight bandwidth at the
 // shapes DistilGPT2 runs (every linear layer and the LM head, M = batch x seq).
-//   build/release/bench/gemm_bench [threads] [fp32|bf16|both]
+//   build/release/bench/gemm_bench [threads] [fp32|bf16|both] [ISA for BF16, e.g. avx512_bf16]
+// FP32 runs on best_isa(), BF16 on best_isa_for(bfloat16) (amx_bf16 where the CPU has AMX)
+// unless named.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,8 +20,15 @@ int main(int argc, char** argv) {
   if (which != "bf16") dtypes.push_back(DType::kFloat32);
   if (which != "fp32") dtypes.push_back(DType::kBFloat16);
   cpu::ThreadPool pool(threads);
-  cpu::Isa isa = cpu::best_isa();
-  std::printf("isa %s, %d threads\n", cpu::isa_name(isa), threads);
+  const cpu::Isa fp32_isa = cpu::best_isa();
+  const cpu::Isa bf16_isa =
+      argc > 3 ? cpu::isa_from_name(argv[3]) : cpu::best_isa_for(DType::kBFloat16);
+  if (!cpu::isa_supported(bf16_isa)) {
+    std::fprintf(stderr, "this CPU cannot run %s\n", cpu::isa_name(bf16_isa));
+    return 2;
+  }
+  std::printf("fp32 on %s, bf16 on %s, %d threads\n", cpu::isa_name(fp32_isa),
+              cpu::isa_name(bf16_isa), threads);
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;
   struct Case {
@@ -34,7 +43,8 @@ int main(int argc, char** argv) {
       for (int64_t i = 0; i < w.numel(); ++i) w.data_mut<float>()[i] = nd(rng);
       for (int64_t i = 0; i < x.numel(); ++i) x.data_mut<float>()[i] = nd(rng);
       for (DType dt : dtypes) {
-        Tensor p = cpu::pack_weights(w, false, dt);
+        const cpu::Isa isa = dt == DType::kFloat32 ? fp32_isa : bf16_isa;
+        Tensor p = cpu::pack_weights(w, false, dt, isa);
         auto run = [&] {
           cpu::gemm_packed(isa, x.data<float>(), m, c.k, p, c.n, nullptr, y.data_mut<float>(),
                            pool);

@@ -36,7 +36,10 @@ struct CpuInfo {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512_vnni = false,
        avx512_bf16 = false;
-  /// Best ISA the CPU and OS support: "avx512_bf16", "avx512", "avx2", or "generic".
+  /// AMX tiles with BF16 multiplies, and the OS saving their state (XCR0); Linux still has to
+  /// grant each process the tile data (cpu::amx_permitted).
+  bool amx_bf16 = false;
+  /// Best ISA the CPU and OS support: "amx_bf16", "avx512_bf16", "avx512", "avx2", or "generic".
   std::string best_isa() const;
 };
 

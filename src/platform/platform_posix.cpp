@@ -54,6 +54,7 @@ MappedFile::~MappedFile() {
 }
 
 std::string CpuInfo::best_isa() const {
+  if (avx512f && avx512bw && avx512vl && avx512_bf16 && amx_bf16) return "amx_bf16";
   if (avx512f && avx512bw && avx512vl && avx512_bf16) return "avx512_bf16";
   if (avx512f && avx512bw && avx512vl) return "avx512";
   if (avx2 && fma) return "avx2";
@@ -68,7 +69,7 @@ CpuInfo detect_cpu() {
 #ifdef GPTRT_X86
   unsigned a = 0, b = 0, c = 0, d = 0;
   unsigned max_leaf = __get_cpuid_max(0, nullptr);
-  bool os_avx = false, os_avx512 = false;
+  bool os_avx = false, os_avx512 = false, os_amx = false;
   if (max_leaf >= 1) {
     __cpuid_count(1, 0, a, b, c, d);
     info.fma = (c >> 12) & 1;
@@ -79,6 +80,7 @@ CpuInfo detect_cpu() {
       __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
       os_avx = (lo & 0x6) == 0x6;
       os_avx512 = os_avx && (lo & 0xe0) == 0xe0;
+      os_amx = (lo & 0x60000) == 0x60000;  // XTILECFG and XTILEDATA
     }
   }
   if (max_leaf >= 7) {
@@ -88,6 +90,7 @@ CpuInfo detect_cpu() {
     info.avx512bw = os_avx512 && ((b >> 30) & 1);
     info.avx512vl = os_avx512 && ((b >> 31) & 1);
     info.avx512_vnni = os_avx512 && ((c >> 11) & 1);
+    info.amx_bf16 = os_amx && ((d >> 22) & 1) && ((d >> 24) & 1);  // AMX-BF16 and AMX-TILE
     __cpuid_count(7, 1, a, b, c, d);
     info.avx512_bf16 = os_avx512 && ((a >> 5) & 1);
   }

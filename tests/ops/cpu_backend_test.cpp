@@ -12,6 +12,7 @@
 
 #include "backends/cpu/backend.h"
 #include "backends/cpu/gemm.h"
+#include "backends/reference/fused_ops.h"
 #include "backends/reference/kernels.h"
 #include "core/bytes.h"
 #include "core/half.h"
@@ -22,8 +23,8 @@ namespace {
 
 std::vector<cpu::Isa> isas_here() {
   std::vector<cpu::Isa> v;
-  for (cpu::Isa i :
-       {cpu::Isa::kGeneric, cpu::Isa::kAvx2, cpu::Isa::kAvx512, cpu::Isa::kAvx512Bf16}) {
+  for (cpu::Isa i : {cpu::Isa::kGeneric, cpu::Isa::kAvx2, cpu::Isa::kAvx512, cpu::Isa::kAvx512Bf16,
+                     cpu::Isa::kAmxBf16}) {
     if (cpu::isa_supported(i)) v.push_back(i);
   }
   return v;
@@ -46,15 +47,15 @@ TEST(CpuGemm, MatchesDoubleReferenceAtOddSizes) {
               for (int64_t i = 0; i < w.numel(); ++i) w.data_mut<float>()[i] = nd(rng);
               for (int64_t i = 0; i < x.numel(); ++i) x.data_mut<float>()[i] = nd(rng);
               for (int64_t i = 0; i < n; ++i) bias.data_mut<float>()[i] = nd(rng);
-              const bool pairs = wdt == DType::kBFloat16 && cpu::packs_pairs(isa);
-              Tensor packed = cpu::pack_weights(w, transposed, wdt, pairs);
+              Tensor packed = cpu::pack_weights(w, transposed, wdt, isa);
               if (wdt == DType::kBFloat16) {  // the reference uses the same rounded weights
                 for (int64_t i = 0; i < w.numel(); ++i)
                   w.data_mut<float>()[i] = bf16_to_float(float_to_bf16(w.data<float>()[i]));
               }
-              // What the kernel multiplies: X itself, or rounded to BF16 (pairs on dot products).
+              // What the kernel multiplies: X itself, or rounded to BF16 (pairs on dot products,
+              // AMX tiles).
               Tensor xr = x;
-              if (pairs && m <= cpu::kPairDotRows) {
+              if (wdt == DType::kBFloat16 && cpu::rounds_rows(isa, m)) {
                 xr = Tensor(DType::kFloat32, x.shape());
                 for (int64_t i = 0; i < x.numel(); ++i)
                   xr.data_mut<float>()[i] = bf16_to_float(float_to_bf16(x.data<float>()[i]));
@@ -78,6 +79,53 @@ TEST(CpuGemm, MatchesDoubleReferenceAtOddSizes) {
                 }
               }
             }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The AMX GEMM's paths the test above does not reach: an odd number of row tiles, rows in
+// several L2 chunks (K2 = 2080: chunks of 224 rows), an odd panel count, and the epilogue.
+TEST(CpuGemm, AmxTilesMatchTheReferenceWithEpiloguesAndRowChunks) {
+  if (!cpu::isa_supported(cpu::Isa::kAmxBf16)) GTEST_SKIP() << "this CPU (or OS) has no AMX-BF16";
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t k = 2050, n = 33;
+  auto bf16 = [](float v) { return bf16_to_float(float_to_bf16(v)); };
+  for (int threads : {1, 3}) {
+    cpu::ThreadPool pool(threads);
+    for (int64_t m : {5, 40, 300}) {
+      for (bool transposed : {false, true}) {
+        Tensor w(DType::kFloat32, transposed ? Shape{n, k} : Shape{k, n});
+        std::vector<float> x(static_cast<size_t>(m * k)), bias(static_cast<size_t>(n)),
+            residual(static_cast<size_t>(m * n));
+        for (int64_t i = 0; i < w.numel(); ++i) w.data_mut<float>()[i] = nd(rng);
+        for (float& v : x) v = nd(rng);
+        for (float& v : bias) v = nd(rng);
+        for (float& v : residual) v = nd(rng);
+        Tensor packed = cpu::pack_weights(w, transposed, DType::kBFloat16, cpu::Isa::kAmxBf16);
+        ASSERT_EQ(packed.dim(1), 2080);
+        std::vector<float> c(static_cast<size_t>(m * n + 1), -7.f);
+        cpu::Epilogue epilogue{reference::kActGeluTanh, residual.data()};
+        cpu::gemm_packed(cpu::Isa::kAmxBf16, x.data(), m, k, packed, n, bias.data(), c.data(), pool,
+                         epilogue);
+        ASSERT_EQ(c.back(), -7.f) << "write past the end";
+        for (int64_t i = 0; i < m; ++i) {
+          for (int64_t j = 0; j < n; ++j) {
+            double sum = bias[static_cast<size_t>(j)], mag = std::fabs(sum);
+            for (int64_t kk = 0; kk < k; ++kk) {
+              double p =
+                  static_cast<double>(bf16(x[static_cast<size_t>(i * k + kk)])) *
+                  bf16(transposed ? w.data<float>()[j * k + kk] : w.data<float>()[kk * n + j]);
+              sum += p;
+              mag += std::fabs(p);
+            }
+            double want = reference::gelu(sum, true) + residual[static_cast<size_t>(i * n + j)];
+            ASSERT_NEAR(c[static_cast<size_t>(i * n + j)], want, 1e-5 * mag + 1e-5)
+                << "m=" << m << " row " << i << " col " << j << " threads " << threads
+                << (transposed ? " transposed" : "");
           }
         }
       }
@@ -225,8 +273,15 @@ TEST(CpuElementwise, MatchesReferenceKernels) {
   }
 }
 
-// --bf16 on the cpu backend: linear-layer weights in BF16 (with AVX512-BF16 the GEMMs' rows too),
-// everything else FP32.
+// The stated max |dlogit| of BF16 engines on the fixture: BF16 weights widened, rows FP32
+// (avx512 and older), 0.1 (0.066 when written); rows rounded to BF16 too (avx512_bf16 and
+// amx_bf16, as the CUDA backend's BF16 does), 0.2 (0.107).
+double bf16_bound(const std::string& target) {
+  return cpu::packs_pairs(cpu::isa_from_name(target)) ? 0.2 : 0.1;
+}
+
+// --bf16 on the cpu backend: linear-layer weights in BF16 (with AVX512-BF16 or AMX the GEMMs'
+// rows too), everything else FP32.
 TEST(CpuBackendBf16, StaysCloseToTheGoldens) {
   BuildConfig config;
   config.backend = Backend::kCpu;
@@ -236,43 +291,44 @@ TEST(CpuBackendBf16, StaysCloseToTheGoldens) {
   EXPECT_EQ(engine->info().precision, Precision::kBf16);
   Agreement a = fixture_agreement(*engine->create_execution_context(2));
   EXPECT_GE(a.rate(), 0.99) << a.agree << "/" << a.total;
-  // Stated bounds: BF16 weights widened, rows FP32 (avx512 and older), 0.1 (0.066 when written);
-  // rows rounded to BF16 too (avx512_bf16, as the CUDA backend's BF16 does), 0.2 (0.107).
-  EXPECT_LE(a.worst, engine->info().target == "avx512_bf16" ? 0.2 : 0.1)
+  EXPECT_LE(a.worst, bf16_bound(engine->info().target))
       << "max |dlogit| of BF16 on " << engine->info().target;
   std::printf("bf16: top-1 agreement %lld/%lld, max |dlogit| %.4g\n",
               static_cast<long long>(a.agree), static_cast<long long>(a.total), a.worst);
 }
 
-// BF16 engines take avx512_bf16 where the CPU has it (weights packed as pairs, rows rounded to
-// BF16 for `vdpbf16ps`), FP32 engines avx512; a BF16 engine for avx512 (weights widened, rows
-// FP32) still builds and runs here, and both stay within the BF16 bounds of the goldens.
-TEST(CpuBackendBf16, PicksDotProductsWhereTheCpuHasThem) {
+// BF16 engines take amx_bf16 where the CPU (and OS) has AMX, else avx512_bf16 where it has
+// AVX512-BF16 (weights packed as pairs, rows rounded to BF16 for `vdpbf16ps` or the tiles); FP32
+// engines avx512. Every BF16 form this CPU runs builds on request, and each stays within its
+// bound of the goldens.
+TEST(CpuBackendBf16, PicksDotProductsOrTilesWhereTheCpuHasThem) {
   if (!cpu::isa_supported(cpu::Isa::kAvx512Bf16)) GTEST_SKIP() << "this CPU has no AVX512-BF16";
   Network net = Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx"));
   BuildConfig config;
   config.backend = Backend::kCpu;
   EXPECT_EQ(Engine::build(net, config)->info().target, "avx512");
   config.precision = Precision::kBf16;
-  auto pairs = Engine::build(net, config);
-  EXPECT_EQ(pairs->info().target, "avx512_bf16");
-  config.cpu_isa = "avx512";
-  auto widened = Engine::build(net, config);
-  EXPECT_EQ(widened->info().target, "avx512");
-  for (const auto& engine : {pairs, widened}) {
+  const bool amx = cpu::isa_supported(cpu::Isa::kAmxBf16);
+  EXPECT_EQ(Engine::build(net, config)->info().target, amx ? "amx_bf16" : "avx512_bf16");
+  std::vector<std::string> targets = {"avx512_bf16", "avx512"};
+  if (amx) targets.insert(targets.begin(), "amx_bf16");
+  for (const std::string& target : targets) {
+    config.cpu_isa = target;
+    auto engine = Engine::build(net, config);
+    EXPECT_EQ(engine->info().target, target);
     Agreement a = fixture_agreement(*engine->create_execution_context(2));
-    EXPECT_GE(a.rate(), 0.99) << engine->info().target;
-    EXPECT_LE(a.worst, engine == pairs ? 0.2 : 0.1) << engine->info().target;
+    EXPECT_GE(a.rate(), 0.99) << target;
+    EXPECT_LE(a.worst, bf16_bound(target)) << target;
   }
 }
 
 TEST(CpuBackendIsa, AnEngineForAnIsaThisCpuLacksBuildsButDoesNotRun) {
   // The first of the ISAs with kernels that this CPU lacks (avx512_bf16 on an AVX-512 CPU
-  // without BF16 dot products, a BF16 engine's).
+  // without BF16 dot products, amx_bf16 on one without AMX: a BF16 engine's).
   std::string lacked;
-  for (cpu::Isa isa : {cpu::Isa::kAvx512, cpu::Isa::kAvx512Bf16})
+  for (cpu::Isa isa : {cpu::Isa::kAvx512, cpu::Isa::kAvx512Bf16, cpu::Isa::kAmxBf16})
     if (lacked.empty() && !cpu::isa_supported(isa)) lacked = cpu::isa_name(isa);
-  if (lacked.empty()) GTEST_SKIP() << "this CPU has AVX-512 and AVX512-BF16: nothing it lacks";
+  if (lacked.empty()) GTEST_SKIP() << "this CPU has AVX-512, AVX512-BF16 and AMX: nothing it lacks";
   BuildConfig config;
   config.backend = Backend::kCpu;
   config.precision = Precision::kBf16;

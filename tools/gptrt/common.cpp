@@ -130,8 +130,8 @@ std::vector<FlagSpec> build_flags() {
        "target backend: cpu (default: vectorised, multi-threaded), cuda (NVIDIA GPU) or "
        "reference (plain C++, the ground truth)"},
       {"cpuIsa", true,
-       "cpu backend: generic, avx2, avx512 or avx512_bf16 (default: the best this CPU has; "
-       "--bf16 engines take avx512_bf16 where it is there)"},
+       "cpu backend: generic, avx2, avx512, avx512_bf16 or amx_bf16 (default: the best this CPU "
+       "has; --bf16 engines take amx_bf16, else avx512_bf16, where it is there)"},
       {"fp16", false, "build FP16 (the reference backend computes FP32 and says so)"},
       {"bf16", false, "build BF16 (the reference backend computes FP32 and says so)"},
       {"tf32", false, "cuda backend: FP32 GEMMs on TF32 tensor cores"},

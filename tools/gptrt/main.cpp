@@ -18,12 +18,16 @@ int cmd_version() {
   std::printf("gptrt %s (commit %s)\n", version(), build_commit());
   std::printf("compiler: %s, C++%ld\n", platform::compiler_name().c_str(), __cplusplus / 100 % 100);
   std::printf("CPU: %s, %d logical cores\n", cpu.model.c_str(), cpu.logical_cores);
-  std::printf("CPU ISA: %s (avx2 %s, fma %s, avx512f %s, avx512_bf16 %s, avx512_vnni %s)\n",
-              cpu.best_isa().c_str(), cpu.avx2 ? "yes" : "no", cpu.fma ? "yes" : "no",
-              cpu.avx512f ? "yes" : "no", cpu.avx512_bf16 ? "yes" : "no",
-              cpu.avx512_vnni ? "yes" : "no");
-  std::printf("ISA in use: %s (cpu backend kernels; the reference backend is portable C++)\n",
-              cpu::isa_name(cpu::best_isa()));
+  std::printf(
+      "CPU ISA: %s (avx2 %s, fma %s, avx512f %s, avx512_bf16 %s, avx512_vnni %s, amx_bf16 %s)\n",
+      cpu.best_isa().c_str(), cpu.avx2 ? "yes" : "no", cpu.fma ? "yes" : "no",
+      cpu.avx512f ? "yes" : "no", cpu.avx512_bf16 ? "yes" : "no", cpu.avx512_vnni ? "yes" : "no",
+      cpu.amx_bf16 ? (cpu::isa_supported(cpu::Isa::kAmxBf16) ? "yes" : "yes, refused by the OS")
+                   : "no");
+  std::printf(
+      "ISA in use: %s for FP32 engines, %s for BF16 (cpu backend kernels; the reference backend "
+      "is portable C++)\n",
+      cpu::isa_name(cpu::best_isa()), cpu::isa_name(cpu::best_isa_for(DType::kBFloat16)));
   std::printf("backends: cpu (FP32, multi-threaded), reference (portable C++, FP32)\n");
   platform::CudaInfo cuda = platform::cuda_info();
   if (!cuda.built_with_cuda) {

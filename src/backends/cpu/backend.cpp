@@ -42,8 +42,7 @@ int lower_linear(ir::Graph& g, DType weights, Isa isa) {
     if (it == packed.end()) {
       int id = g.add_constant(
           g.values[static_cast<size_t>(w)].name + (transposed ? ".packedT" : ".packed"),
-          pack_weights(g.values[static_cast<size_t>(w)].constant, transposed, weights,
-                       weights == DType::kBFloat16 && packs_pairs(isa)));
+          pack_weights(g.values[static_cast<size_t>(w)].constant, transposed, weights, isa));
       it = packed.emplace(key, id).first;
     }
     const Tensor& wt = g.values[static_cast<size_t>(w)].constant;

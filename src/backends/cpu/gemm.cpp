@@ -23,6 +23,8 @@ const char* isa_name(Isa isa) {
       return "avx512";
     case Isa::kAvx512Bf16:
       return "avx512_bf16";
+    case Isa::kAmxBf16:
+      return "amx_bf16";
   }
   return "generic";
 }
@@ -32,8 +34,10 @@ Isa isa_from_name(const std::string& name) {
   if (name == "avx2") return Isa::kAvx2;
   if (name == "avx512") return Isa::kAvx512;
   if (name == "avx512_bf16") return Isa::kAvx512Bf16;
-  throw Error(ErrorCode::kEngineMismatch,
-              "unknown CPU ISA '" + name + "' (expected generic, avx2, avx512 or avx512_bf16)");
+  if (name == "amx_bf16") return Isa::kAmxBf16;
+  throw Error(
+      ErrorCode::kEngineMismatch,
+      "unknown CPU ISA '" + name + "' (expected generic, avx2, avx512, avx512_bf16 or amx_bf16)");
 }
 
 bool isa_supported(Isa isa) {
@@ -47,6 +51,12 @@ bool isa_supported(Isa isa) {
       return c.avx512f;
     case Isa::kAvx512Bf16:
       return c.avx512f && c.avx512_bf16;
+    case Isa::kAmxBf16:
+#if defined(__x86_64__) || defined(_M_X64)
+      return c.avx512f && c.avx512_bf16 && c.amx_bf16 && amx_permitted();
+#else
+      return false;
+#endif
   }
   return false;
 }
@@ -61,18 +71,23 @@ Isa best_isa() {
 
 Isa best_isa_for(DType dtype) {
 #if defined(__x86_64__) || defined(_M_X64)
+  if (dtype == DType::kBFloat16 && isa_supported(Isa::kAmxBf16)) return Isa::kAmxBf16;
   if (dtype == DType::kBFloat16 && isa_supported(Isa::kAvx512Bf16)) return Isa::kAvx512Bf16;
 #endif
   return best_isa();
 }
 
 bool packs_pairs(Isa isa) {
-  return isa == Isa::kAvx512Bf16;
+  return isa == Isa::kAvx512Bf16 || isa == Isa::kAmxBf16;
+}
+
+bool rounds_rows(Isa isa, int64_t m) {
+  return isa == Isa::kAmxBf16 || (isa == Isa::kAvx512Bf16 && m <= kPairDotRows);
 }
 
 namespace {
 bool avx512(Isa isa) {
-  return isa == Isa::kAvx512 || isa == Isa::kAvx512Bf16;
+  return isa == Isa::kAvx512 || isa == Isa::kAvx512Bf16 || isa == Isa::kAmxBf16;
 }
 }  // namespace
 
@@ -92,7 +107,7 @@ int64_t block_rows(Isa isa) {
 
 PanelKernel panel_kernel(Isa isa, bool bf16) {
 #if defined(__x86_64__) || defined(_M_X64)
-  if (isa == Isa::kAvx512Bf16 && bf16) return panel_kernel_avx512_pairs_widened;
+  if (packs_pairs(isa) && bf16) return panel_kernel_avx512_pairs_widened;
   if (avx512(isa)) return bf16 ? panel_kernel_avx512_bf16 : panel_kernel_avx512;
   if (bf16) return isa == Isa::kGeneric ? panel_kernel_generic_bf16 : panel_kernel_avx2_bf16;
   if (isa == Isa::kAvx2) return panel_kernel_avx2;
@@ -100,17 +115,19 @@ PanelKernel panel_kernel(Isa isa, bool bf16) {
   return bf16 ? panel_kernel_generic_bf16 : panel_kernel_generic;
 }
 
-Tensor pack_weights(const Tensor& w, bool transposed, DType dtype, bool pairs) {
+Tensor pack_weights(const Tensor& w, bool transposed, DType dtype, Isa isa) {
   if (w.dtype() != DType::kFloat32 || w.rank() != 2 ||
-      (dtype != DType::kFloat32 && dtype != DType::kBFloat16) ||
-      (pairs && dtype != DType::kBFloat16)) {
+      (dtype != DType::kFloat32 && dtype != DType::kBFloat16)) {
     throw Error(ErrorCode::kInternal,
-                "pack_weights needs a 2-D float32 matrix packed to float32 or bfloat16 (pairs: "
-                "bfloat16 only), found " +
+                "pack_weights needs a 2-D float32 matrix packed to float32 or bfloat16, found " +
                     shape_str(w.shape()));
   }
+  const bool pairs = dtype == DType::kBFloat16 && packs_pairs(isa);
+  // K2: whole pairs, or whole AMX tiles (32 values of K).
+  const int64_t k_multiple = isa == Isa::kAmxBf16 ? 32 : 2;
   int64_t k = transposed ? w.dim(1) : w.dim(0), n = transposed ? w.dim(0) : w.dim(1);
-  int64_t panels = (n + kPanel - 1) / kPanel, k2 = pairs ? (k + 1) / 2 * 2 : k;
+  int64_t panels = (n + kPanel - 1) / kPanel,
+          k2 = pairs ? (k + k_multiple - 1) / k_multiple * k_multiple : k;
   Tensor out(dtype, {panels, k2, kPanel});  // zero-filled: padding columns (and row) stay 0
   const float* src = w.data<float>();
   for (int64_t p = 0; p < panels; ++p) {
@@ -181,6 +198,10 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
                  const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue) {
   bool has_epilogue = epilogue.activation != 0 || epilogue.residual;
   bool bf16 = packed.dtype() == DType::kBFloat16;
+#if defined(__x86_64__) || defined(_M_X64)
+  if (bf16 && isa == Isa::kAmxBf16 && m > kPairDotRows)
+    return gemm_amx(x, m, k, packed, n, bias, c, pool, epilogue);
+#endif
   // Pair-packed BF16 panels (avx512_bf16), K run to k2 (even; x's pad column is never read by
   // the FP32 forms: its weights are zero and it is past x's rows only in `paired`). Up to
   // kPairDotRows rows go to BF16 pairs once, [m][k2], which the dot-product kernel reads as 32-bit

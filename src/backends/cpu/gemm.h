@@ -1,8 +1,9 @@
 // GEMM with weights packed at build time: C[M,N] = X[M,K] @ W[K,N] (+ bias[N]), X and C float32,
 // W float32 or bfloat16 (widened in registers, accumulation in float32). W is stored as
 // ceil(N/16) panels of K x 16 (zero-padded), the layout the micro-kernels stream; each ISA has
-// its own micro-kernel, chosen at run time. For avx512_bf16, BF16 panels hold (k, k + 1) pairs
-// instead (K rounded up to even), which `vdpbf16ps` multiplies by X's values rounded to BF16.
+// its own micro-kernel, chosen at run time. For avx512_bf16 and amx_bf16, BF16 panels hold
+// (k, k + 1) pairs instead (K rounded up to even, or to 32 for AMX tiles), which `vdpbf16ps` and
+// the AMX tile multiply take with X's values rounded to BF16.
 #pragma once
 
 #include <cstdint>
@@ -17,28 +18,34 @@ namespace gptrt::cpu {
 constexpr int64_t kPanel = 16;
 
 /// Instruction sets with a micro-kernel. kAvx512Bf16 runs FP32 weights as kAvx512 does, and BF16
-/// weights packed as pairs on AVX512-BF16 dot products.
-enum class Isa { kGeneric, kAvx2, kAvx512, kAvx512Bf16 };
-/// "generic", "avx2", "avx512" or "avx512_bf16".
+/// weights packed as pairs on AVX512-BF16 dot products; kAmxBf16 runs those pairs on AMX tiles
+/// from kPairDotRows + 1 rows on (gemm_amx.cpp).
+enum class Isa { kGeneric, kAvx2, kAvx512, kAvx512Bf16, kAmxBf16 };
+/// "generic", "avx2", "avx512", "avx512_bf16" or "amx_bf16".
 const char* isa_name(Isa isa);
 /// Parses isa_name(); throws gptrt::Error for an unknown name.
 Isa isa_from_name(const std::string& name);
 /// The best ISA this CPU (and OS) supports for FP32 weights (kAvx512 at most: an FP32 engine
 /// does not need AVX512-BF16 to run).
 Isa best_isa();
-/// The best ISA for weights of `dtype`: kAvx512Bf16 for bfloat16 where the CPU has it.
+/// The best ISA for weights of `dtype`: for bfloat16 kAmxBf16, else kAvx512Bf16, where the CPU
+/// has it.
 Isa best_isa_for(DType dtype);
 /// Whether `isa` packs bfloat16 weights as (k, k + 1) pairs.
 bool packs_pairs(Isa isa);
-/// True when this CPU can run kernels of `isa`.
+/// True when this CPU (and, for AMX, the OS) can run kernels of `isa`.
 bool isa_supported(Isa isa);
+/// Whether gemm_packed rounds X's rows to bfloat16 for bfloat16 weights on `isa` at `m` rows
+/// (the dot-product and AMX kernels multiply BF16 by BF16; the others keep X in FP32).
+bool rounds_rows(Isa isa, int64_t m);
 
-/// Packs a float32 matrix: `w` is [K, N], or [N, K] when `transposed` (Gemm transB). Returns
-/// `dtype` (float32, or bfloat16 rounded to nearest even) [ceil(N/16), K, 16]; with `pairs`
-/// (bfloat16 only) [ceil(N/16), K2, 16] for K2 = K rounded up to even, element (k, j) of a panel
-/// at (k / 2) * 32 + 2 j + k % 2, the pad row zero.
+/// Packs a float32 matrix for the kernels of `isa`: `w` is [K, N], or [N, K] when `transposed`
+/// (Gemm transB). Returns `dtype` (float32, or bfloat16 rounded to nearest even)
+/// [ceil(N/16), K, 16]; bfloat16 for an ISA that packs_pairs: [ceil(N/16), K2, 16] for K2 = K
+/// rounded up to even (32 for kAmxBf16: whole tiles), element (k, j) of a panel at
+/// (k / 2) * 32 + 2 j + k % 2, the pad rows zero.
 Tensor pack_weights(const Tensor& w, bool transposed, DType dtype = DType::kFloat32,
-                    bool pairs = false);
+                    Isa isa = Isa::kGeneric);
 
 /// Micro-kernel: rows (<= kernel_rows(isa)) of X times one panel, written to C's `cols` (<= 16)
 /// columns, plus bias16 (16 floats, may be null); with `accumulate`, added to what C holds (the
@@ -90,6 +97,9 @@ void widen_pairs(const uint16_t* src, int64_t pairs, float* dst);
 /// Rows x [m, k] rounded to bfloat16 (nearest even) into out [m, k2], zeros from k to k2.
 void pair_rows(const float* x, int64_t m, int64_t k, int64_t k2, uint16_t* out);
 
+/// Asks the OS for the AMX tile state once; false where it refuses (or is not Linux).
+bool amx_permitted();
+
 /// Widens `n` bfloat16 values to float32 (exact).
 void widen_bf16(const uint16_t* src, int64_t n, float* dst);
 
@@ -103,5 +113,11 @@ struct Epilogue {
 /// panels.
 void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
                  const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue = {});
+
+/// kAmxBf16's GEMM for more than kPairDotRows rows of X against pair-packed bfloat16 panels
+/// (K2 a multiple of 32): X rounded to bfloat16 in tiles of 16 rows x 32, two row tiles by two
+/// panels a step, FP32 sums in the tiles; bias and `epilogue` as gemm_packed.
+void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
+              const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue);
 
 }  // namespace gptrt::cpu

@@ -1,0 +1,168 @@
+// AMX-BF16 GEMM (kAmxBf16) for more than kPairDotRows rows of X against pair-packed BF16 panels.
+// A tile register holds 16 rows of 64 bytes. X's rows, rounded to BF16, are 16 x 32 tiles
+// ([rows][K2], row-major, as pair_rows writes them); 16 pairs of a panel ((k, k + 1) for 16
+// columns, 64 bytes a pair) are a 32 x 16 tile as pack_weights lays them out; `tdpbf16ps` adds
+// their product to a 16 x 16 FP32 tile. Four sum tiles (two row tiles by two panels) take each
+// step's four tile loads: on the 2-core Xeon VM one core runs ~2.9 TFLOPS of such steps, where
+// its AVX-512 FMAs give ~0.16. Compiled with -mamx-tile -mamx-bf16 -mavx512f -mavx512bf16
+// (CMakeLists.txt); called only when the CPU has AMX and Linux has granted the tile state.
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "backends/cpu/fused_kernels.h"
+#include "backends/cpu/gemm.h"
+
+namespace gptrt::cpu {
+
+bool amx_permitted() {
+  static const bool permitted = [] {
+#if defined(__linux__)
+    constexpr long kRequestPermission = 0x1023;  // ARCH_REQ_XCOMP_PERM
+    constexpr long kTileData = 18;               // XFEATURE_XTILEDATA
+    return syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
+#else
+    return false;
+#endif
+  }();
+  return permitted;
+}
+
+namespace {
+
+#define GPTRT_INLINE inline __attribute__((always_inline))
+
+constexpr int64_t kTile = 16;   // rows of every tile: of X, of pairs of K, of sums
+constexpr int64_t kTileK = 32;  // values of K one step takes (a tile row: 64 bytes of BF16)
+constexpr int64_t kTileElems = kTile * kPanel;  // a sum tile's floats, a panel step's BF16 pairs
+
+// Palette 1: tiles 0-3 hold sums, 4-5 rows of X, 6-7 panel steps; each 16 rows of 64 bytes.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t bytes_per_row[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Loads the tile configuration on this thread (once: every GEMM uses the same).
+void configure_tiles() {
+  thread_local bool configured = false;
+  if (configured) return;
+  TileConfig config;
+  for (int t = 0; t < 8; ++t) {
+    config.rows[t] = kTile;
+    config.bytes_per_row[t] = 64;
+  }
+  _tile_loadconfig(&config);
+  configured = true;
+}
+
+// RT row tiles of X (`a`, rows `lda` elements apart) times CT panels (`b0`, `b1`) over `steps`
+// steps of 32 values of K; sum tile (rt, ct) is stored at sums + (2 rt + ct) * 256.
+template <int RT, int CT>
+GPTRT_INLINE void multiply(const uint16_t* a, int64_t lda, const uint16_t* b0, const uint16_t* b1,
+                           int64_t steps, float* sums) {
+  const auto stride = static_cast<int>(lda * 2);
+  _tile_zero(0);
+  if constexpr (CT > 1) _tile_zero(1);
+  if constexpr (RT > 1) _tile_zero(2);
+  if constexpr (RT > 1 && CT > 1) _tile_zero(3);
+  for (int64_t s = 0; s < steps; ++s) {
+    _tile_loadd(4, a + s * kTileK, stride);
+    if constexpr (RT > 1) _tile_loadd(5, a + kTile * lda + s * kTileK, stride);
+    _tile_loadd(6, b0 + s * kTileElems * 2, 64);
+    if constexpr (CT > 1) _tile_loadd(7, b1 + s * kTileElems * 2, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (CT > 1) _tile_dpbf16ps(1, 4, 7);
+    if constexpr (RT > 1) _tile_dpbf16ps(2, 5, 6);
+    if constexpr (RT > 1 && CT > 1) _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, sums, 64);
+  if constexpr (CT > 1) _tile_stored(1, sums + kTileElems, 64);
+  if constexpr (RT > 1) _tile_stored(2, sums + 2 * kTileElems, 64);
+  if constexpr (RT > 1 && CT > 1) _tile_stored(3, sums + 3 * kTileElems, 64);
+}
+
+}  // namespace
+
+void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
+              const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue) {
+  const int64_t k2 = packed.dim(1);  // a multiple of kTileK (pack_weights for kAmxBf16)
+  const int64_t steps = k2 / kTileK, padded_rows = (m + kTile - 1) / kTile * kTile;
+  // X rounded to BF16, [padded_rows][k2], zeros past m and k (kept: no allocation per call).
+  thread_local std::vector<uint16_t> rows;
+  rows.resize(static_cast<size_t>(padded_rows * k2));
+  uint16_t* xb = rows.data();
+  const int64_t row_groups = std::min<int64_t>(padded_rows / kTile, pool.size());
+  pool.parallel_for(row_groups, [&](int64_t g) {
+    int64_t r0 = padded_rows * g / row_groups, r1 = padded_rows * (g + 1) / row_groups;
+    if (std::min(r1, m) > r0) pair_rows(x + r0 * k, std::min(r1, m) - r0, k, k2, xb + r0 * k2);
+    if (r1 > m)
+      std::memset(xb + std::max(r0, m) * k2, 0,
+                  static_cast<size_t>((r1 - std::max(r0, m)) * k2) * sizeof(uint16_t));
+  });
+  const auto* panels_at = static_cast<const uint16_t*>(packed.raw());
+  const int64_t panels = (n + kPanel - 1) / kPanel, panel_pairs = (panels + 1) / 2;
+  // Rows in chunks whose BF16 tiles (about 1 MiB) stay in L2 while a task streams its panels:
+  // each panel pair is read from memory once per chunk, from L2 for each pair of row tiles.
+  constexpr int64_t kChunkBytes = int64_t{1} << 20;
+  const int64_t chunk_rows =
+      std::max<int64_t>(2 * kTile, kChunkBytes / (k2 * 2) / (2 * kTile) * (2 * kTile));
+  const int64_t chunks = (padded_rows + chunk_rows - 1) / chunk_rows;
+  const int64_t tasks_per_chunk = std::max<int64_t>(
+      1, std::min<int64_t>(panel_pairs, static_cast<int64_t>(pool.size()) * 8 / chunks + 1));
+  const int64_t per_task = (panel_pairs + tasks_per_chunk - 1) / tasks_per_chunk;
+  pool.parallel_for(chunks * tasks_per_chunk, [&](int64_t t) {
+    configure_tiles();
+    const int64_t r0 = (t / tasks_per_chunk) * chunk_rows,
+                  r1 = std::min(padded_rows, r0 + chunk_rows);
+    const int64_t q0 = (t % tasks_per_chunk) * per_task, q1 = std::min(panel_pairs, q0 + per_task);
+    alignas(64) float sums[4 * kTileElems];
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t p = 2 * q, panels_here = std::min<int64_t>(2, panels - p);
+      const uint16_t* b0 = panels_at + p * k2 * kPanel;
+      const uint16_t* b1 = panels_here > 1 ? b0 + k2 * kPanel : b0;
+      const int64_t col0 = p * kPanel, cols = std::min(2 * kPanel, n - col0);
+      __mmask16 masks[2];
+      __m512 biases[2];
+      for (int64_t h = 0; h < panels_here; ++h) {
+        const int64_t cols_h = std::min(kPanel, cols - h * kPanel);
+        masks[h] = static_cast<__mmask16>(cols_h == kPanel ? 0xffff : (1u << cols_h) - 1);
+        biases[h] =
+            bias ? _mm512_maskz_loadu_ps(masks[h], bias + col0 + h * kPanel) : _mm512_setzero_ps();
+      }
+      for (int64_t r = r0; r < r1; r += 2 * kTile) {
+        const uint16_t* a = xb + r * k2;
+        const bool two_rows = r1 - r > kTile;
+        if (two_rows && panels_here > 1)
+          multiply<2, 2>(a, k2, b0, b1, steps, sums);
+        else if (two_rows)
+          multiply<2, 1>(a, k2, b0, b1, steps, sums);
+        else if (panels_here > 1)
+          multiply<1, 2>(a, k2, b0, b1, steps, sums);
+        else
+          multiply<1, 1>(a, k2, b0, b1, steps, sums);
+        // The sums (plus bias) into C, then the epilogue while the tile is in L1.
+        const int64_t rows_here = std::min(2 * kTile, m - r);
+        for (int64_t i = 0; i < rows_here; ++i) {
+          const float* row = sums + (i / kTile) * 2 * kTileElems + (i % kTile) * kPanel;
+          for (int64_t h = 0; h < panels_here; ++h) {
+            const __m512 v = _mm512_load_ps(row + h * kTileElems);
+            _mm512_mask_storeu_ps(c + (r + i) * n + col0 + h * kPanel, masks[h],
+                                  _mm512_add_ps(v, biases[h]));
+          }
+        }
+        if (epilogue.activation != 0 || epilogue.residual)
+          gemm_epilogue(c + r * n + col0, n, rows_here, cols, epilogue.activation,
+                        epilogue.residual ? epilogue.residual + r * n + col0 : nullptr, n);
+      }
+    }
+  });
+}
+
+}  // namespace gptrt::cpu
