@@ -72,14 +72,20 @@ GPTRT_INLINE void multiply(const uint16_t* a, int64_t lda, const uint16_t* b0, c
   if constexpr (CT > 1) _tile_zero(1);
   if constexpr (RT > 1) _tile_zero(2);
   if constexpr (RT > 1 && CT > 1) _tile_zero(3);
+  // Each product issued as soon as its two tiles are loaded (12-15% faster than all four loads
+  // first, in a one-core micro-benchmark on the Xeon VM).
   for (int64_t s = 0; s < steps; ++s) {
     _tile_loadd(4, a + s * kTileK, stride);
-    if constexpr (RT > 1) _tile_loadd(5, a + kTile * lda + s * kTileK, stride);
     _tile_loadd(6, b0 + s * kTileElems * 2, 64);
-    if constexpr (CT > 1) _tile_loadd(7, b1 + s * kTileElems * 2, 64);
     _tile_dpbf16ps(0, 4, 6);
-    if constexpr (CT > 1) _tile_dpbf16ps(1, 4, 7);
-    if constexpr (RT > 1) _tile_dpbf16ps(2, 5, 6);
+    if constexpr (CT > 1) {
+      _tile_loadd(7, b1 + s * kTileElems * 2, 64);
+      _tile_dpbf16ps(1, 4, 7);
+    }
+    if constexpr (RT > 1) {
+      _tile_loadd(5, a + kTile * lda + s * kTileK, stride);
+      _tile_dpbf16ps(2, 5, 6);
+    }
     if constexpr (RT > 1 && CT > 1) _tile_dpbf16ps(3, 5, 7);
   }
   _tile_stored(0, sums, 64);
