@@ -108,12 +108,15 @@ __device__ __forceinline__ unsigned cluster_rank() {
 }
 
 // Requests block columns [dim0, dim0 + 8) of the cached keys and values before `past` into
-// cached[b][key][k, v][8] (one cp.async group); returns the padding flag of the thread's first
-// (query row, key) pair (1 where there is no mask or no such pair: within kQkvAttentionMaxPairs a
-// thread has at most one).
+// cached[b][key][k, v][8] (one cp.async group); returns the padding flags of the thread's first
+// two (query row, key) pairs (1 where there is no mask or no such pair).
 template <typename M>
-__device__ __forceinline__ M qkv_request_cache(const QkvAttentionArgs& a, int dim0, int past,
-                                               float* cached) {
+struct QkvFlags {
+  M first, second;
+};
+template <typename M>
+__device__ __forceinline__ QkvFlags<M> qkv_request_cache(const QkvAttentionArgs& a, int dim0,
+                                                         int past, float* cached) {
   for (int i = threadIdx.x; i < a.b * past * 4; i += blockDim.x) {
     const int r = i / (past * 4), j = i / 4 % past, which = i % 4;  // (K, V) x 16-byte halves
     const float* src = (which < 2 ? a.kc : a.vc) +
@@ -123,10 +126,13 @@ __device__ __forceinline__ M qkv_request_cache(const QkvAttentionArgs& a, int di
   }
   copy_async_commit();
   const M* mask = static_cast<const M*>(a.mask);
-  const int span = past + a.t, x = threadIdx.x;
-  return mask && x / span < a.lin.m
-             ? mask[static_cast<int64_t>(x / span / a.t) * a.key_stride + x % span]
-             : M(1);
+  const int span = past + a.t, x = threadIdx.x, y = threadIdx.x + blockDim.x;
+  QkvFlags<M> flags{1, 1};
+  if (mask && x / span < a.lin.m)
+    flags.first = mask[static_cast<int64_t>(x / span / a.t) * a.key_stride + x % span];
+  if (mask && y / span < a.lin.m)
+    flags.second = mask[static_cast<int64_t>(y / span / a.t) * a.key_stride + y % span];
+  return flags;
 }
 
 // kHi: whether rows 8..15 hold rows (m > 8). Grid: (e / 64) * 8 blocks of 256 threads in
@@ -187,7 +193,7 @@ __global__ void __launch_bounds__(256, 2) qkv_attention_kernel(QkvAttentionArgs 
   // they were written two or more launches back (past_early: not the step's first layer), else
   // once the rows are loaded (the LayerNorm's row reads go first); waited for after the multiply.
   const M* mask = static_cast<const M*>(a.mask);
-  M flag = 1;  // the padding flag of this thread's first pair (see below)
+  QkvFlags<M> flag{1, 1};  // the flags of this thread's first two pairs (see below)
   if (a.past_early) flag = qkv_request_cache<M>(a, dim0, past, cached);
   wait_for_previous_kernel();
   let_next_kernel_start();
@@ -254,8 +260,8 @@ __global__ void __launch_bounds__(256, 2) qkv_attention_kernel(QkvAttentionArgs 
   for (int x = threadIdx.x, n = 0; x < pairs; x += blockDim.x, ++n) {
     const int row = x / span, j = x % span, r = row / a.t;
     if (j > past + row % a.t) continue;
-    const bool counts = n == 0 ? flag != 0
-                               : !mask || mask[static_cast<int64_t>(r) * a.key_stride + j] != 0;
+    const bool counts = n < 2 ? (n == 0 ? flag.first : flag.second) != 0
+                              : !mask || mask[static_cast<int64_t>(r) * a.key_stride + j] != 0;
     const float* q = fresh + row * 3 * kQkvDims;
     const float* k = slice(r, j, 0);
     const float4 q0 = *reinterpret_cast<const float4*>(q),
