@@ -243,6 +243,10 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   // panel slice then passes through the FMAs once; at 12 rows on the AVX-512 VM, FP32 22.6 ->
   // 18.8 ms and BF16 16.2 -> 11.7 ms a forward pass); otherwise blocks of block_rows.
   int64_t mr = m <= kernel_rows(isa) ? kernel_rows(isa) : block_rows(isa);
+  // Long FP32 GEMMs on AVX-512 take panels two at a time, kPairRows rows a block.
+  const bool two = !bf16 && avx512(isa) && m > kernel_rows(isa);
+  if (two) mr = kPairRows;
+  const int64_t step = two ? 2 : 1;
   const auto* packed_bytes = static_cast<const uint8_t*>(packed.raw());
   size_t elem = dtype_size(packed.dtype());
   size_t panel_bytes = static_cast<size_t>(k2 * kPanel) * elem;
@@ -250,23 +254,26 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   constexpr int64_t kc = 256;
   // The rows of X a task keeps in L2 while it streams its panels: their K block (kc columns).
   constexpr int64_t kChunkBytes = int64_t{192} * 1024;
-  int64_t panels = (n + kPanel - 1) / kPanel;
+  int64_t panels = (n + kPanel - 1) / kPanel, units = (panels + step - 1) / step;
   // Rows of X come in chunks that stay in L2 (about 256 KiB, at least 4 row blocks) while a task
   // streams its panels; each panel is read from memory once per chunk and from cache for each
   // row block in it.
   int64_t chunk_rows =
       std::max<int64_t>(4 * mr, (kChunkBytes / (std::min(k, kc) * int64_t{4})) / mr * mr);
   int64_t chunks = (m + chunk_rows - 1) / chunk_rows;
+  // Tasks take ranges of units: a panel, or two panels.
   int64_t panel_tasks = std::max<int64_t>(
-      1, std::min<int64_t>(panels, static_cast<int64_t>(pool.size()) * 8 / chunks + 1));
-  int64_t per_task = (panels + panel_tasks - 1) / panel_tasks;
+      1, std::min<int64_t>(units, static_cast<int64_t>(pool.size()) * 8 / chunks + 1));
+  int64_t per_task = (units + panel_tasks - 1) / panel_tasks;
   pool.parallel_for(chunks * panel_tasks, [&](int64_t t) {
     int64_t r0 = (t / panel_tasks) * chunk_rows, r1 = std::min(m, r0 + chunk_rows);
-    int64_t p0 = (t % panel_tasks) * per_task, p1 = std::min(panels, p0 + per_task);
-    float bias_pad[kPanel];
+    int64_t u0 = (t % panel_tasks) * per_task, u1 = std::min(units, u0 + per_task);
+    float bias_pad[2 * kPanel];
     alignas(64) float wide[kc * kPanel];  // a widened BF16 K block
-    for (int64_t p = p0; p < p1; ++p) {
-      int64_t cols = std::min(kPanel, n - p * kPanel);
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t p = u * step;
+      const bool pair = two && p + 1 < panels;
+      int64_t cols = std::min((pair ? 2 : 1) * kPanel, n - p * kPanel);
       const float* b16 = nullptr;
       if (bias) {
         std::memset(bias_pad, 0, sizeof bias_pad);
@@ -294,7 +301,14 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
         for (int64_t r = r0; r < r1; r += mr) {
           int64_t rows = std::min(mr, r1 - r);
           float* tile = c + r * n + p * kPanel;
-          kernel(x_at(r, k0), ldx, rows, klen, slice, b16, tile, n, cols, k0 > 0);
+#if defined(__x86_64__) || defined(_M_X64)
+          if (pair) {
+            const auto* s0 = static_cast<const float*>(slice);
+            panel_pair_kernel_avx512(x_at(r, k0), ldx, rows, klen, s0,
+                                     s0 + panel_bytes / sizeof(float), b16, tile, n, cols, k0 > 0);
+          } else
+#endif
+            kernel(x_at(r, k0), ldx, rows, klen, slice, b16, tile, n, cols, k0 > 0);
           if (has_epilogue && k0 + klen == k2) {
             gemm_epilogue(tile, n, rows, cols, epilogue.activation,
                           epilogue.residual ? epilogue.residual + r * n + p * kPanel : nullptr, n);

@@ -77,6 +77,14 @@ void panel_kernel_avx512_bf16(const float* x, int64_t ldx, int64_t rows, int64_t
                               const void* panel, const float* bias16, float* c, int64_t ldc,
                               int64_t cols, bool accumulate);
 
+/// Rows of a block of panel_pair_kernel_avx512.
+constexpr int64_t kPairRows = 12;
+/// AVX-512 kernel for long FP32 GEMMs: up to kPairRows rows of X times two FP32 panels
+/// (`panel1` holding columns 16..cols-1, 16 < cols <= 32), bias32 (32 floats, may be null).
+void panel_pair_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k,
+                              const float* panel0, const float* panel1, const float* bias32,
+                              float* c, int64_t ldc, int64_t cols, bool accumulate);
+
 /// Rows up to which kAvx512Bf16 multiplies pair-packed bfloat16 panels with `vdpbf16ps` (rows
 /// rounded to bfloat16): there the GEMM is bound by the memory and its instructions, and one dot
 /// product per 64 bytes of weights pays; with more rows the FMAs set the pace and the weights are

@@ -13,9 +13,11 @@
 namespace gptrt::cpu {
 namespace {
 
+#define GPTRT_INLINE inline __attribute__((always_inline))
+
 // Row kk of a panel as 16 floats.
 template <typename W>
-inline __m512 panel_row(const W* panel, int64_t kk) {
+GPTRT_INLINE __m512 panel_row(const W* panel, int64_t kk) {
   if constexpr (std::is_same_v<W, float>) {
     return _mm512_loadu_ps(panel + kk * kPanel);
   } else {
@@ -27,9 +29,11 @@ inline __m512 panel_row(const W* panel, int64_t kk) {
   }
 }
 
-// Ahead of the loads: 4 KiB of the panel (64 rows of FP32, 128 of BF16).
+// Ahead of the loads: 4 KiB of the panel (64 rows of FP32, 128 of BF16). (Always inlined: once
+// the two-panel form called it too, GCC compiled the one-panel forms without their prefetches,
+// and a 12-row LM head ran 9.0-9.4 -> 13.2-13.5 ms.)
 template <typename W>
-inline void prefetch_ahead(const W* panel, int64_t kk) {
+GPTRT_INLINE void prefetch_ahead(const W* panel, int64_t kk) {
   constexpr int64_t kAhead = 4096 / (kPanel * sizeof(W));
   _mm_prefetch(reinterpret_cast<const char*>(panel + (kk + kAhead) * kPanel), _MM_HINT_T0);
 }
@@ -37,7 +41,6 @@ inline void prefetch_ahead(const W* panel, int64_t kk) {
 // One row: four accumulators over consecutive K, so that the FMAs do not wait on each other.
 // (The forms below are inlined into kernel(): called as functions, their prologues cost 3-5% at
 // 96 rows, where a call runs 256 steps of K for 8 rows.)
-#define GPTRT_INLINE inline __attribute__((always_inline))
 
 template <typename W>
 GPTRT_INLINE void one_row(const float* x, int64_t k, const W* panel, __m512 init, __mmask16 mask,
@@ -123,7 +126,54 @@ void kernel(const float* x, int64_t ldx, int64_t rows, int64_t k, const W* panel
   block<16>(x, ldx, rows, k, panel, init, mask, c, ldc, accumulate);
 }
 
+// R rows (rows <= R real) by two panels in 2 R accumulators: per K step two panel loads and R
+// broadcasts feed 2 R FMAs, where one panel's 8 rows take 9 loads for 8 FMAs; long FP32 GEMMs
+// then run at the FMAs' pace rather than the loads'.
+template <int R>
+GPTRT_INLINE void two_panels(const float* x, int64_t ldx, int64_t rows, int64_t k, const float* p0,
+                             const float* p1, __m512 init0, __m512 init1, __mmask16 mask1, float* c,
+                             int64_t ldc, bool accumulate) {
+  const float* xr[R];
+  __m512 a0[R], a1[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    xr[r] = r < rows ? x + r * ldx : x;
+    a0[r] = accumulate && r < rows ? _mm512_loadu_ps(c + r * ldc) : init0;
+    a1[r] = accumulate && r < rows ? _mm512_maskz_loadu_ps(mask1, c + r * ldc + kPanel) : init1;
+  }
+  for (int64_t kk = 0; kk < k; ++kk) {
+    prefetch_ahead(p0, kk);
+    prefetch_ahead(p1, kk);
+    const __m512 b0 = _mm512_loadu_ps(p0 + kk * kPanel), b1 = _mm512_loadu_ps(p1 + kk * kPanel);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512 xv = _mm512_set1_ps(xr[r][kk]);
+      a0[r] = _mm512_fmadd_ps(xv, b0, a0[r]);
+      a1[r] = _mm512_fmadd_ps(xv, b1, a1[r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    if (r < rows) {
+      _mm512_storeu_ps(c + r * ldc, a0[r]);
+      _mm512_mask_storeu_ps(c + r * ldc + kPanel, mask1, a1[r]);
+    }
+  }
+}
+
 }  // namespace
+
+void panel_pair_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k,
+                              const float* panel0, const float* panel1, const float* bias32,
+                              float* c, int64_t ldc, int64_t cols, bool accumulate) {
+  const __m512 init0 = bias32 ? _mm512_loadu_ps(bias32) : _mm512_setzero_ps();
+  const __m512 init1 = bias32 ? _mm512_loadu_ps(bias32 + kPanel) : _mm512_setzero_ps();
+  const int64_t cols1 = cols - kPanel;
+  const __mmask16 mask1 = static_cast<__mmask16>(cols1 == kPanel ? 0xffff : (1u << cols1) - 1);
+  if (rows <= 6)
+    return two_panels<6>(x, ldx, rows, k, panel0, panel1, init0, init1, mask1, c, ldc, accumulate);
+  two_panels<kPairRows>(x, ldx, rows, k, panel0, panel1, init0, init1, mask1, c, ldc, accumulate);
+}
 
 void panel_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k,
                          const void* panel_bytes, const float* bias16, float* c, int64_t ldc,
