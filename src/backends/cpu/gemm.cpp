@@ -243,8 +243,9 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   // panel slice then passes through the FMAs once; at 12 rows on the AVX-512 VM, FP32 22.6 ->
   // 18.8 ms and BF16 16.2 -> 11.7 ms a forward pass); otherwise blocks of block_rows.
   int64_t mr = m <= kernel_rows(isa) ? kernel_rows(isa) : block_rows(isa);
-  // Long FP32 GEMMs on AVX-512 take panels two at a time, kPairRows rows a block.
-  const bool two = !bf16 && avx512(isa) && m > kernel_rows(isa);
+  // Long GEMMs on AVX-512 (FP32 panels, or BF16 ones widened per K block) take panels two at a
+  // time, kPairRows rows a block.
+  const bool two = avx512(isa) && m > kernel_rows(isa) && (!bf16 || widen);
   if (two) mr = kPairRows;
   const int64_t step = two ? 2 : 1;
   const auto* packed_bytes = static_cast<const uint8_t*>(packed.raw());
@@ -269,7 +270,7 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
     int64_t r0 = (t / panel_tasks) * chunk_rows, r1 = std::min(m, r0 + chunk_rows);
     int64_t u0 = (t % panel_tasks) * per_task, u1 = std::min(units, u0 + per_task);
     float bias_pad[2 * kPanel];
-    alignas(64) float wide[kc * kPanel];  // a widened BF16 K block
+    alignas(64) float wide[2 * kc * kPanel];  // a widened BF16 K block of one or two panels
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t p = u * step;
       const bool pair = two && p + 1 < panels;
@@ -289,24 +290,31 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
         int64_t klen = std::min(kb, k2 - k0);
         // (A pair-packed slice starts at pair k0 / 2: the same byte offset.)
         const void* slice = panel + static_cast<size_t>(k0 * kPanel) * elem;
+        const void* slice1 = pair ? static_cast<const uint8_t*>(slice) + panel_bytes : nullptr;
         if (widen) {
+          auto widen_into = [&](const void* src, float* dst) {
 #if defined(__x86_64__) || defined(_M_X64)
-          if (pairs)
-            widen_pairs(static_cast<const uint16_t*>(slice), klen / 2, wide);
-          else
+            if (pairs)
+              widen_pairs(static_cast<const uint16_t*>(src), klen / 2, dst);
+            else
 #endif
-            widen_bf16(static_cast<const uint16_t*>(slice), klen * kPanel, wide);
+              widen_bf16(static_cast<const uint16_t*>(src), klen * kPanel, dst);
+          };
+          widen_into(slice, wide);
           slice = wide;
+          if (pair) {
+            widen_into(slice1, wide + kc * kPanel);
+            slice1 = wide + kc * kPanel;
+          }
         }
         for (int64_t r = r0; r < r1; r += mr) {
           int64_t rows = std::min(mr, r1 - r);
           float* tile = c + r * n + p * kPanel;
 #if defined(__x86_64__) || defined(_M_X64)
-          if (pair) {
-            const auto* s0 = static_cast<const float*>(slice);
-            panel_pair_kernel_avx512(x_at(r, k0), ldx, rows, klen, s0,
-                                     s0 + panel_bytes / sizeof(float), b16, tile, n, cols, k0 > 0);
-          } else
+          if (pair)
+            panel_pair_kernel_avx512(x_at(r, k0), ldx, rows, klen, static_cast<const float*>(slice),
+                                     static_cast<const float*>(slice1), b16, tile, n, cols, k0 > 0);
+          else
 #endif
             kernel(x_at(r, k0), ldx, rows, klen, slice, b16, tile, n, cols, k0 > 0);
           if (has_epilogue && k0 + klen == k2) {

@@ -79,7 +79,8 @@ void panel_kernel_avx512_bf16(const float* x, int64_t ldx, int64_t rows, int64_t
 
 /// Rows of a block of panel_pair_kernel_avx512.
 constexpr int64_t kPairRows = 12;
-/// AVX-512 kernel for long FP32 GEMMs: up to kPairRows rows of X times two FP32 panels
+/// AVX-512 kernel for long GEMMs (FP32 panels, or BF16 ones widened per K block): up to
+/// kPairRows rows of X times two FP32 panels
 /// (`panel1` holding columns 16..cols-1, 16 < cols <= 32), bias32 (32 floats, may be null).
 void panel_pair_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k,
                               const float* panel0, const float* panel1, const float* bias32,
