@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backends/reference/fused_ops.h"
+#include "platform/platform.h"
 
 // The loops below are compiled three times, for AVX-512, AVX2 and baseline x86-64, and the
 // loader picks the clone this CPU runs (GCC's target_clones): the same source and operations, in
@@ -178,10 +179,18 @@ void attention_core(const AttentionView& a, int64_t b, int64_t t, int64_t past, 
   // Tasks: (row, head, block of queries); a block of 16 queries shares its keys in cache.
   constexpr int64_t kQueries = 16;
   int64_t qblocks = (t + kQueries - 1) / kQueries;
+#if defined(__x86_64__) || defined(_M_X64)
+  const bool avx512 = platform::cpu_info().avx512f;
+#else
+  const bool avx512 = false;
+#endif
   pool.parallel_for(b * heads * qblocks, [&](int64_t task) {
     int64_t r = task / (heads * qblocks), h = (task / qblocks) % heads, qb = task % qblocks;
-    attention_queries(a, r, h, qb * kQueries, std::min(t, (qb + 1) * kQueries), t, past, e, d,
-                      scale, out);
+    int64_t i0 = qb * kQueries, i1 = std::min(t, (qb + 1) * kQueries);
+#if defined(__x86_64__) || defined(_M_X64)
+    if (avx512 && attention_queries_avx512(a, r, h, i0, i1, t, past, e, d, scale, out)) return;
+#endif
+    attention_queries(a, r, h, i0, i1, t, past, e, d, scale, out);
   });
 }
 

@@ -35,6 +35,12 @@ struct AttentionView {
 void attention_core(const AttentionView& view, int64_t b, int64_t t, int64_t past, int64_t e,
                     int64_t heads, float scale, float* out, ThreadPool& pool);
 
+/// Queries [i0, i1) of row r and head h (size d) of attention_core on AVX-512 registers, for d of
+/// 16, 32, 64 or 128 (attention_avx512.cpp; the CPU must have AVX-512F); false for other d.
+bool attention_queries_avx512(const AttentionView& view, int64_t r, int64_t h, int64_t i0,
+                              int64_t i1, int64_t t, int64_t past, int64_t e, int64_t d,
+                              float scale, float* out);
+
 /// Causal self-attention: qkv [b, s, 3e] (heads of size e/heads side by side), key_valid [b, s]
 /// (null = all valid) -> out [b, s, e]. A query with no valid key gives zeros.
 void causal_attention(const float* qkv, const uint8_t* key_valid, int64_t b, int64_t s, int64_t e,
