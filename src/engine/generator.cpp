@@ -315,6 +315,10 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
       if (!finished[ri]) {
         if (gpu_greedy) {
           tok = m.picks[ri];
+        } else if (!c.do_sample && c.repetition_penalty == 1.0f) {
+          // Greedy as pick_token's, without copying the row (at batch 64 the copies and a
+          // scalar max_element were ~10% of a BF16 decode step).
+          tok = cpu::argmax(m.logits.data() + r * m.vocab, m.vocab);
         } else {
           std::copy_n(m.logits.begin() + r * m.vocab, m.vocab, row.begin());
           tok = pick_token(row, seen[ri], c, rng);

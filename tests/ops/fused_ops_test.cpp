@@ -156,6 +156,25 @@ TEST(CpuFusedOps, PackedLinearEpiloguesMatchReferenceLinear) {
   }
 }
 
+// Greedy decoding's pick: the first largest, as std::max_element, at odd lengths, with ties
+// (values from a small set) and -inf.
+TEST(CpuFusedOps, ArgmaxIsTheFirstLargest) {
+  std::mt19937 rng(13);
+  std::uniform_int_distribution<int> small(-3, 3);
+  for (int64_t n : {1, 2, 15, 16, 17, 50257}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      std::vector<float> x(static_cast<size_t>(n));
+      for (float& v : x)
+        v = trial % 2 ? static_cast<float>(small(rng)) : std::normal_distribution<float>()(rng);
+      if (trial % 5 == 4)
+        for (float& v : x) v = -INFINITY;
+      ASSERT_EQ(cpu::argmax(x.data(), n), std::max_element(x.begin(), x.end()) - x.begin())
+          << "n=" << n << " trial " << trial;
+    }
+  }
+  EXPECT_EQ(cpu::argmax(nullptr, 0), 0);
+}
+
 TEST(CpuFusedOps, ActivationApproximationsAreAccurate) {
   for (float x = -12.f; x <= 12.f; x += 0.01f) {
     ASSERT_NEAR(cpu::gelu_tanh_approx(x), reference::gelu(x, true),

@@ -214,6 +214,15 @@ void cached_attention(const float* qkv, int64_t b, int64_t t, int64_t e, int64_t
   attention_core(a, b, t, past, e, heads, scale, out, pool);
 }
 
+GPTRT_VECTOR_CLONES int64_t argmax(const float* x, int64_t n) {
+  float top = -INFINITY;
+#pragma omp simd reduction(max : top)
+  for (int64_t i = 0; i < n; ++i) top = x[i] > top ? x[i] : top;
+  for (int64_t i = 0; i < n; ++i)
+    if (x[i] == top) return i;
+  return 0;  // (NaNs only)
+}
+
 void embedding_rows(const int64_t* ids, const int64_t* pos, const float* wte, const float* wpe,
                     int64_t rows, int64_t e, float* out, ThreadPool& pool) {
   int64_t per = std::max<int64_t>(1, 16384 / std::max<int64_t>(e, 1));

@@ -57,6 +57,10 @@ void cached_attention(const float* qkv, int64_t b, int64_t t, int64_t e, int64_t
 void embedding_rows(const int64_t* ids, const int64_t* pos, const float* wte, const float* wpe,
                     int64_t rows, int64_t e, float* out, ThreadPool& pool);
 
+/// The index of the first largest of x[0..n) (as std::max_element; 0 where n is 0), in vector
+/// passes: the largest value, then its first position.
+int64_t argmax(const float* x, int64_t n);
+
 /// Vectorisable approximations (|relative error| about 2e-7) used by the kernels above.
 float exp_approx(float x);
 float gelu_tanh_approx(float x);
