@@ -12,10 +12,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "backends/cpu/fused_kernels.h"
 #include "backends/cpu/gemm.h"
+#include "gptrt/error.h"
 
 namespace gptrt::cpu {
 
@@ -128,6 +130,11 @@ GPTRT_INLINE void multiply(const uint16_t* a, int64_t lda, const uint16_t* b0, c
 void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
               const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue) {
   const int64_t k2 = packed.dim(1);  // a multiple of kTileK (pack_weights for kAmxBf16)
+  if (packed.rank() != 3 || k2 % kTileK != 0 || k2 < k || packed.dim(2) != kPanel)
+    throw Error(ErrorCode::kInternal,
+                "gemm_amx needs panels packed for amx_bf16 (K rounded up to " +
+                    std::to_string(kTileK) + "), found " + shape_str(packed.shape()) + " for K " +
+                    std::to_string(k));
   const int64_t steps = k2 / kTileK, padded_rows = (m + kTile - 1) / kTile * kTile;
   // X rounded to BF16, [padded_rows][k2], zeros past m and k (kept: no allocation per call).
   thread_local std::vector<uint16_t> rows;
