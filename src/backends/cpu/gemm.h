@@ -19,7 +19,7 @@ constexpr int64_t kPanel = 16;
 
 /// Instruction sets with a micro-kernel. kAvx512Bf16 runs FP32 weights as kAvx512 does, and BF16
 /// weights packed as pairs on AVX512-BF16 dot products; kAmxBf16 runs those pairs on AMX tiles
-/// from kPairDotRows + 1 rows on (gemm_amx.cpp).
+/// (gemm_amx.cpp).
 enum class Isa { kGeneric, kAvx2, kAvx512, kAvx512Bf16, kAmxBf16 };
 /// "generic", "avx2", "avx512", "avx512_bf16" or "amx_bf16".
 const char* isa_name(Isa isa);
@@ -123,7 +123,7 @@ struct Epilogue {
 void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
                  const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue = {});
 
-/// kAmxBf16's GEMM for more than kPairDotRows rows of X against pair-packed bfloat16 panels
+/// kAmxBf16's GEMM (every row count) of X against pair-packed bfloat16 panels
 /// (K2 a multiple of 32): X rounded to bfloat16 in tiles of 16 rows x 32, two row tiles by two
 /// panels a step, FP32 sums in the tiles; bias and `epilogue` as gemm_packed.
 void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,

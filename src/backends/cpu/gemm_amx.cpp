@@ -1,4 +1,6 @@
-// AMX-BF16 GEMM (kAmxBf16) for more than kPairDotRows rows of X against pair-packed BF16 panels.
+// AMX-BF16 GEMM (kAmxBf16) of X against pair-packed BF16 panels, for every row count: even a
+// decode step's single row reads its weights faster through tile loads than through the
+// vdpbf16ps GEMV.
 // A tile register holds 16 rows of 64 bytes. X's rows, rounded to BF16, are 16 x 32 tiles
 // ([rows][K2], row-major, as pair_rows writes them); 16 pairs of a panel ((k, k + 1) for 16
 // columns, 64 bytes a pair) are a 32 x 16 tile as pack_weights lays them out; `tdpbf16ps` adds
