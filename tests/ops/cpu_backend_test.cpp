@@ -36,8 +36,8 @@ TEST(CpuGemm, MatchesDoubleReferenceAtOddSizes) {
   for (cpu::Isa isa : isas_here()) {
     for (int threads : {1, 3}) {
       cpu::ThreadPool pool(threads);
-      for (int64_t m : {1, 2, 3, 5, 6, 7, 12, 13, 16, 50}) {  // every row-count instantiation
-        for (int64_t k : {1, 7, 64, 129, 517}) {              // 517: several K blocks
+      for (int64_t m : {1, 2, 3, 5, 6, 7, 12, 13, 16, 45, 50, 200}) {  // every row form
+        for (int64_t k : {1, 7, 64, 129, 517}) {                       // 517: several K blocks
           for (int64_t n : {1, 15, 16, 17, 50}) {
             for (int variant = 0; variant < 4; ++variant) {
               bool transposed = variant % 2 == 1;

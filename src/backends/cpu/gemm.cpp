@@ -250,6 +250,21 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   const bool two = avx512(isa) && m > kernel_rows(isa) && (!bf16 || widen);
   if (two) mr = kPairRows;
   const int64_t step = two ? 2 : 1;
+  // The two-panel kernel reads its rows packed, each block of kPairRows K-major (one stream of
+  // broadcasts), packed once per call by the pool.
+  thread_local std::vector<float> xpack;  // (kept: no allocation per call)
+#if defined(__x86_64__) || defined(_M_X64)
+  if (two) {
+    const int64_t blocks = (m + kPairRows - 1) / kPairRows;
+    xpack.resize(static_cast<size_t>(blocks * k2 * kPairRows));
+    float* xp = xpack.data();
+    pool.parallel_for(blocks, [&](int64_t b) {
+      pack_pair_rows(xs + b * kPairRows * ldx, ldx, std::min(kPairRows, m - b * kPairRows), k2,
+                     xp + b * k2 * kPairRows);
+    });
+  }
+#endif
+  const float* xpacked = xpack.data();
   const auto* packed_bytes = static_cast<const uint8_t*>(packed.raw());
   size_t elem = dtype_size(packed.dtype());
   size_t panel_bytes = static_cast<size_t>(k2 * kPanel) * elem;
@@ -312,10 +327,18 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
         for (int64_t r = r0; r < r1; r += mr) {
           int64_t rows = std::min(mr, r1 - r);
           float* tile = c + r * n + p * kPanel;
+          // The next unit's tile asked for ownership while this one runs: its first stores
+          // (K block 0) would otherwise wait for each line from memory (logits are written once
+          // per pass, 19-51 MB at the recipe's larger shapes).
+          if (k0 == 0 && u + 1 < u1)
+            for (int64_t i = 0; i < rows; ++i)
+              for (int64_t j = step * kPanel; j < 2 * step * kPanel; j += kPanel)
+                __builtin_prefetch(tile + i * n + j, 1, 3);
 #if defined(__x86_64__) || defined(_M_X64)
           if (pair)
-            panel_pair_kernel_avx512(x_at(r, k0), ldx, rows, klen, static_cast<const float*>(slice),
-                                     static_cast<const float*>(slice1), b16, tile, n, cols, k0 > 0);
+            panel_pair_kernel_avx512(
+                xpacked + (r * k2 + k0 * kPairRows), rows, klen, static_cast<const float*>(slice),
+                static_cast<const float*>(slice1), b16, tile, n, cols, k0 > 0, r == r0);
           else
 #endif
             kernel(x_at(r, k0), ldx, rows, klen, slice, b16, tile, n, cols, k0 > 0);

@@ -79,12 +79,16 @@ void panel_kernel_avx512_bf16(const float* x, int64_t ldx, int64_t rows, int64_t
 
 /// Rows of a block of panel_pair_kernel_avx512.
 constexpr int64_t kPairRows = 12;
-/// AVX-512 kernel for long GEMMs (FP32 panels, or BF16 ones widened per K block): up to
-/// kPairRows rows of X times two FP32 panels
-/// (`panel1` holding columns 16..cols-1, 16 < cols <= 32), bias32 (32 floats, may be null).
-void panel_pair_kernel_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k,
-                              const float* panel0, const float* panel1, const float* bias32,
-                              float* c, int64_t ldc, int64_t cols, bool accumulate);
+/// AVX-512 kernel for long GEMMs (FP32 panels, or BF16 ones widened per K block): a block of
+/// kPairRows rows of X, packed K-major by pack_pair_rows (`rows` of them real), times two FP32
+/// panels (`panel1` holding columns 16..cols-1, 16 < cols <= 32), bias32 (32 floats, may be
+/// null).
+void panel_pair_kernel_avx512(const float* xp, int64_t rows, int64_t k, const float* panel0,
+                              const float* panel1, const float* bias32, float* c, int64_t ldc,
+                              int64_t cols, bool accumulate, bool prefetch);
+/// Up to kPairRows rows of X (ldx apart, k columns) as one block of panel_pair_kernel_avx512's:
+/// xp[kk * kPairRows + r], zeros for the rows past `rows`.
+void pack_pair_rows(const float* x, int64_t ldx, int64_t rows, int64_t k, float* xp);
 
 /// Rows up to which kAvx512Bf16 multiplies pair-packed bfloat16 panels with `vdpbf16ps` (rows
 /// rounded to bfloat16): there the GEMM is bound by the memory and its instructions, and one dot
