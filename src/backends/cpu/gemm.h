@@ -82,10 +82,12 @@ constexpr int64_t kPairRows = 12;
 /// AVX-512 kernel for long GEMMs (FP32 panels, or BF16 ones widened per K block): a block of
 /// kPairRows rows of X, packed K-major by pack_pair_rows (`rows` of them real), times two FP32
 /// panels (`panel1` holding columns 16..cols-1, 16 < cols <= 32), bias32 (32 floats, may be
-/// null).
+/// null). With `prefetch` it asks L1 for the panels' lines ahead of its loads; otherwise, with
+/// `l2` set, L2 for one line of 16 floats at `l2` every `l2_every` K steps (k / l2_every lines).
 void panel_pair_kernel_avx512(const float* xp, int64_t rows, int64_t k, const float* panel0,
                               const float* panel1, const float* bias32, float* c, int64_t ldc,
-                              int64_t cols, bool accumulate, bool prefetch);
+                              int64_t cols, bool accumulate, bool prefetch,
+                              const float* l2 = nullptr, int64_t l2_every = 1);
 /// Up to kPairRows rows of X (ldx apart, k columns) as one block of panel_pair_kernel_avx512's:
 /// xp[kk * kPairRows + r], zeros for the rows past `rows`.
 void pack_pair_rows(const float* x, int64_t ldx, int64_t rows, int64_t k, float* xp);

@@ -135,17 +135,22 @@ void kernel(const float* x, int64_t ldx, int64_t rows, int64_t k, const W* panel
 template <int R, bool kPrefetch>
 GPTRT_INLINE void two_panels(const float* xp, int64_t rows, int64_t k, const float* p0,
                              const float* p1, __m512 init0, __m512 init1, __mmask16 mask1, float* c,
-                             int64_t ldc, bool accumulate) {
+                             int64_t ldc, bool accumulate, const float* l2, int64_t l2_every) {
   __m512 a0[R], a1[R];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
     a0[r] = accumulate && r < rows ? _mm512_loadu_ps(c + r * ldc) : init0;
     a1[r] = accumulate && r < rows ? _mm512_maskz_loadu_ps(mask1, c + r * ldc + kPanel) : init1;
   }
+  int64_t countdown = l2_every;
   for (int64_t kk = 0; kk < k; ++kk) {
     if constexpr (kPrefetch) {
       prefetch_ahead(p0, kk);
       prefetch_ahead(p1, kk);
+    } else if (l2 && --countdown == 0) {
+      _mm_prefetch(reinterpret_cast<const char*>(l2), _MM_HINT_T1);
+      l2 += kPanel;
+      countdown = l2_every;
     }
     const __m512 b0 = _mm512_loadu_ps(p0 + kk * kPanel), b1 = _mm512_loadu_ps(p1 + kk * kPanel);
     const float* xk = xp + kk * kPairRows;
@@ -169,14 +174,15 @@ GPTRT_INLINE void two_panels(const float* xp, int64_t rows, int64_t k, const flo
 
 void panel_pair_kernel_avx512(const float* xp, int64_t rows, int64_t k, const float* panel0,
                               const float* panel1, const float* bias32, float* c, int64_t ldc,
-                              int64_t cols, bool accumulate, bool prefetch) {
+                              int64_t cols, bool accumulate, bool prefetch, const float* l2,
+                              int64_t l2_every) {
   const __m512 init0 = bias32 ? _mm512_loadu_ps(bias32) : _mm512_setzero_ps();
   const __m512 init1 = bias32 ? _mm512_loadu_ps(bias32 + kPanel) : _mm512_setzero_ps();
   const int64_t cols1 = cols - kPanel;
   const __mmask16 mask1 = static_cast<__mmask16>(cols1 == kPanel ? 0xffff : (1u << cols1) - 1);
   auto run = [&](auto r, auto pf) {
     two_panels<decltype(r)::value, decltype(pf)::value>(xp, rows, k, panel0, panel1, init0, init1,
-                                                        mask1, c, ldc, accumulate);
+                                                        mask1, c, ldc, accumulate, l2, l2_every);
   };
   using Six = std::integral_constant<int, 6>;
   using Full = std::integral_constant<int, kPairRows>;
