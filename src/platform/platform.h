@@ -29,6 +29,15 @@ class MappedFile {
   std::string path_;
 };
 
+/// Memory for a large buffer (weights, activations): `bytes` (rounded up to 2 MiB) at a 2 MiB
+/// boundary, zero-filled, which the OS is asked to back with huge pages where it can (Linux
+/// transparent huge pages, "madvise" mode included): weights then stream with a TLB entry per
+/// 2 MiB instead of per 4 KiB. Null when the OS has none to give; release with free_large.
+void* allocate_large(size_t bytes);
+void free_large(void* p, size_t bytes) noexcept;
+/// Buffers from this size up take allocate_large.
+constexpr size_t kLargeBytes = size_t{2} << 20;
+
 /// What the CPU can do, read once with cpuid.
 struct CpuInfo {
   std::string model;  // brand string, e.g. "AMD EPYC 7B13"

@@ -53,6 +53,28 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) munmap(const_cast<uint8_t*>(data_), size_);
 }
 
+void* allocate_large(size_t bytes) {
+  const size_t huge = kLargeBytes, size = (bytes + huge - 1) / huge * huge;
+  // Map one huge page more than asked, keep the aligned part, return the rest.
+  void* p = mmap(nullptr, size + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  auto* raw = static_cast<uint8_t*>(p);
+  auto* at =
+      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + huge - 1) & ~(huge - 1));
+  if (at > raw) munmap(raw, static_cast<size_t>(at - raw));
+  if (at + size < raw + size + huge)
+    munmap(at + size, static_cast<size_t>(raw + size + huge - (at + size)));
+#ifdef MADV_HUGEPAGE
+  madvise(at, size, MADV_HUGEPAGE);  // (a hint: without it, or refused, plain pages)
+#endif
+  return at;
+}
+
+void free_large(void* p, size_t bytes) noexcept {
+  const size_t huge = kLargeBytes;
+  if (p != nullptr) munmap(p, (bytes + huge - 1) / huge * huge);
+}
+
 std::string CpuInfo::best_isa() const {
   if (avx512f && avx512bw && avx512vl && avx512_bf16 && amx_bf16) return "amx_bf16";
   if (avx512f && avx512bw && avx512vl && avx512_bf16) return "avx512_bf16";

@@ -1,4 +1,6 @@
 // Core pieces: protobuf wire reader, JSON, .npy, statistics, half floats, shape inference.
+#include <algorithm>
+#include <cstring>
 #include <fstream>
 
 #include "core/half.h"
@@ -8,6 +10,7 @@
 #include "ir/shape_inference.h"
 #include "onnx/importer.h"
 #include "onnx/wire.h"
+#include "platform/platform.h"
 #include "test_util.h"
 
 namespace gptrt::test {
@@ -80,6 +83,32 @@ TEST(Stats, MedianAndPercentiles) {
   EXPECT_DOUBLE_EQ(s.percentile(99), 99);
   EXPECT_DOUBLE_EQ(s.median, 50.5);
   EXPECT_EQ(compute_stats({}).count, 0u);
+}
+
+// Large buffers (weights, activations) come at a 2 MiB boundary, zero-filled and writable, so
+// that the OS may back them with huge pages; tensors of that size and more are zeroed, a freed
+// block of their size reused zeroed again.
+TEST(Memory, LargeBuffersAreAlignedZeroedAndReused) {
+  const size_t bytes = platform::kLargeBytes * 3 + 12345;
+  auto* p = static_cast<uint8_t*>(platform::allocate_large(bytes));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % platform::kLargeBytes, 0u);
+  size_t nonzero = 0;
+  for (size_t i = 0; i < bytes; i += 4096) nonzero += p[i] != 0;
+  EXPECT_EQ(nonzero, 0u);
+  std::memset(p, 7, bytes);  // every byte writable
+  EXPECT_EQ(p[bytes - 1], 7);
+  platform::free_large(p, bytes);
+
+  for (int round = 0; round < 2; ++round) {   // (the second may take the first's freed block)
+    Tensor t(DType::kFloat32, {3, 1 << 20});  // 12 MiB
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t.raw()) % 64, 0u);
+    const float* f = t.data<float>();
+    double sum = 0;
+    for (int64_t i = 0; i < t.numel(); i += 997) sum += f[i];
+    EXPECT_EQ(sum, 0.0) << "round " << round;
+    std::fill(t.data_mut<float>(), t.data_mut<float>() + t.numel(), 1.f);
+  }
 }
 
 TEST(Half, ConvertsExactly) {
