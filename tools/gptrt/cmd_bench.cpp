@@ -1,6 +1,7 @@
 // `gptrt bench`: the recipe's tables for gptrt and every peer installed (bench/), same weights,
 // same inputs, accuracy against PyTorch FP32 on every row. Writes results.{json,csv,md} and
 // latency.png through bench/report.py.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -75,10 +76,14 @@ std::string utc_now() {
 }
 
 // Memory read bandwidth (GB/s) with `threads` threads streaming a 512 MiB buffer (after one
-// pass that faults it in), best of three: the weight-read floor of a forward pass.
+// pass that faults it in), best of three: the weight-read floor of a forward pass. The buffer is
+// a tensor, so it lies on the pages the engine's weights get (huge pages where the OS gives
+// them: on the Xeon VM a read loop got 26 GB/s on 4 KiB pages and 30 on 2 MiB ones).
 double measure_read_bandwidth(int threads) {
   const size_t words = (size_t{512} << 20) / sizeof(uint64_t);
-  std::vector<uint64_t> buf(words, 1);
+  Tensor storage(DType::kInt64, {static_cast<int64_t>(words)});
+  uint64_t* buf = static_cast<uint64_t*>(storage.raw_mut());
+  std::fill(buf, buf + words, uint64_t{1});
   cpu::ThreadPool pool(threads);
   std::vector<uint64_t> sums(static_cast<size_t>(pool.size()) * 8);
   double best = 0;
