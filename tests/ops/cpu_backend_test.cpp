@@ -86,6 +86,47 @@ TEST(CpuGemm, MatchesDoubleReferenceAtOddSizes) {
   }
 }
 
+// The FP32 two-panel paths the odd-size test does not reach: rows whose packed K blocks take
+// more than 1.5 MiB a chunk (K 3000: chunks of 180 rows, the first run K blocks outermost, the
+// second, of 70 rows, units outermost), an odd panel count, bias and the epilogue, on every
+// AVX-512 FP32 form this CPU has.
+TEST(CpuGemm, LongRowsTakeKBlocksOutermostAndMatchTheReference) {
+  if (!cpu::isa_supported(cpu::Isa::kAvx512)) GTEST_SKIP() << "this CPU has no AVX-512";
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t m = 250, k = 3000, n = 81;
+  Tensor w(DType::kFloat32, {k, n});
+  std::vector<float> x(static_cast<size_t>(m * k)), bias(static_cast<size_t>(n)),
+      residual(static_cast<size_t>(m * n));
+  for (int64_t i = 0; i < w.numel(); ++i) w.data_mut<float>()[i] = nd(rng);
+  for (float& v : x) v = nd(rng);
+  for (float& v : bias) v = nd(rng);
+  for (float& v : residual) v = nd(rng);
+  Tensor packed = cpu::pack_weights(w, false, DType::kFloat32, cpu::Isa::kAvx512);
+  for (int threads : {1, 3}) {
+    cpu::ThreadPool pool(threads);
+    std::vector<float> c(static_cast<size_t>(m * n + 1), -7.f);
+    cpu::Epilogue epilogue{reference::kActGeluTanh, residual.data()};
+    cpu::gemm_packed(cpu::Isa::kAvx512, x.data(), m, k, packed, n, bias.data(), c.data(), pool,
+                     epilogue);
+    ASSERT_EQ(c.back(), -7.f) << "write past the end";
+    for (int64_t i = 0; i < m; i += 7) {
+      for (int64_t j = 0; j < n; ++j) {
+        double sum = bias[static_cast<size_t>(j)], mag = std::fabs(sum);
+        for (int64_t kk = 0; kk < k; ++kk) {
+          double p =
+              static_cast<double>(x[static_cast<size_t>(i * k + kk)]) * w.data<float>()[kk * n + j];
+          sum += p;
+          mag += std::fabs(p);
+        }
+        double want = reference::gelu(sum, true) + residual[static_cast<size_t>(i * n + j)];
+        ASSERT_NEAR(c[static_cast<size_t>(i * n + j)], want, 1e-5 * mag + 1e-5)
+            << "row " << i << " col " << j << " threads " << threads;
+      }
+    }
+  }
+}
+
 // The AMX GEMM's paths the test above does not reach: an odd number of row tiles, rows in
 // several L2 chunks (K2 = 2080: chunks of 224 rows), an odd panel count, and the epilogue.
 TEST(CpuGemm, AmxTilesMatchTheReferenceWithEpiloguesAndRowChunks) {

@@ -288,95 +288,110 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
     int64_t u0 = (t % panel_tasks) * per_task, u1 = std::min(units, u0 + per_task);
     float bias_pad[2 * kPanel];
     alignas(64) float wide[2 * kc * kPanel];  // a widened BF16 K block of one or two panels
-    for (int64_t u = u0; u < u1; ++u) {
+    // K in blocks whose slice of the panel stays in L1 while every row block of the chunk
+    // reads it; the panel streams from memory once, without pauses between row blocks. One
+    // row block (a decode step's rows) reads each slice once: all of K in one call.
+    const int64_t kb = r1 - r0 <= mr && !widen ? k2 : kc;
+    // Rows whose packed K blocks outgrow L2 together (FC2's 3072-long rows at 180 rows: 2.2
+    // MB) take K blocks outermost, each block of the rows then serving every unit of the task
+    // while it stays in L2 (FC2 at 192-256 rows, weights out of cache: 253-255 -> 269-273
+    // GFLOP/s); otherwise units outermost, each unit's C tile staying in L1 across its K blocks
+    // (the LM head at 256 rows 291 against 264 GFLOP/s K-outer).
+    const bool k_outer = two && (r1 - r0) * k2 * int64_t{4} > (int64_t{3} << 19);
+    // Unit u's K block at k0 over the chunk's row blocks.
+    auto unit_block = [&](int64_t u, int64_t k0) {
       const int64_t p = u * step;
       const bool pair = two && p + 1 < panels;
       int64_t cols = std::min((pair ? 2 : 1) * kPanel, n - p * kPanel);
       const float* b16 = nullptr;
-      if (bias) {
+      if (bias && k0 == 0) {
         std::memset(bias_pad, 0, sizeof bias_pad);
         std::memcpy(bias_pad, bias + p * kPanel, static_cast<size_t>(cols) * sizeof(float));
         b16 = bias_pad;
       }
       const auto* panel = packed_bytes + static_cast<size_t>(p) * panel_bytes;
-      // K in blocks whose slice of the panel stays in L1 while every row block of the chunk
-      // reads it; the panel streams from memory once, without pauses between row blocks. One
-      // row block (a decode step's rows) reads each slice once: all of K in one call.
-      const int64_t kb = r1 - r0 <= mr && !widen ? k2 : kc;
-      for (int64_t k0 = 0; k0 < k2; k0 += kb) {
-        int64_t klen = std::min(kb, k2 - k0);
-        // (A pair-packed slice starts at pair k0 / 2: the same byte offset.)
-        const void* slice = panel + static_cast<size_t>(k0 * kPanel) * elem;
-        const void* slice1 = pair ? static_cast<const uint8_t*>(slice) + panel_bytes : nullptr;
-        if (widen) {
-          auto widen_into = [&](const void* src, float* dst) {
+      int64_t klen = std::min(kb, k2 - k0);
+      // (A pair-packed slice starts at pair k0 / 2: the same byte offset.)
+      const void* slice = panel + static_cast<size_t>(k0 * kPanel) * elem;
+      const void* slice1 = pair ? static_cast<const uint8_t*>(slice) + panel_bytes : nullptr;
+      if (widen) {
+        auto widen_into = [&](const void* src, float* dst) {
 #if defined(__x86_64__) || defined(_M_X64)
-            if (pairs)
-              widen_pairs(static_cast<const uint16_t*>(src), klen / 2, dst);
-            else
-#endif
-              widen_bf16(static_cast<const uint16_t*>(src), klen * kPanel, dst);
-          };
-          widen_into(slice, wide);
-          slice = wide;
-          if (pair) {
-            widen_into(slice1, wide + kc * kPanel);
-            slice1 = wide + kc * kPanel;
-          }
-        }
-        // The row blocks after the first ask L2 for the slice that comes next (the panels' next
-        // K block, or the next pair's first), a line every few K steps, half of them for each
-        // panel: the first row block of a K block otherwise waits for its slice from memory (a
-        // layer's weights are read once per pass). On the Xeon VM, weights not in cache: layers
-        // at 96-256 rows 273-288 -> 296-305 GFLOP/s, the LM head 256-267 -> 281-292; a forward
-        // pass at 8x8 46.1 -> 42.4 ms, 8x32 165 -> 157 ms. (The same lines asked in the first
-        // two row blocks, one a K step, gained nothing: more than one core draws from memory.)
-        const int64_t nb = (r1 - r0 + mr - 1) / mr, half = nb / 2;
-        const uint8_t* after = nullptr;
-        int64_t next_len = 0;
-        if (pair && !widen && half >= 1) {
-          if (k0 + kb < k2) {
-            after = static_cast<const uint8_t*>(slice) + klen * kPanel * elem;
-            next_len = std::min(kb, k2 - k0 - kb);
-          } else if (u + 1 < u1) {
-            after = panel + 2 * panel_bytes;
-            next_len = std::min(kb, k2);
-          }
-        }
-        const int64_t per_block = after ? (next_len + half - 1) / half : 0;
-        for (int64_t r = r0; r < r1; r += mr) {
-          int64_t rows = std::min(mr, r1 - r);
-          float* tile = c + r * n + p * kPanel;
-          const int64_t rb = (r - r0) / mr - 1;  // (row blocks after the first: 0, 1, ...)
-          const float* l2 = nullptr;
-          if (per_block > 0 && rb >= 0 && rb < 2 * half) {
-            const int64_t line0 = (rb % half) * per_block;
-            if (line0 < next_len)
-              l2 = reinterpret_cast<const float*>(after + (rb / half) * panel_bytes) +
-                   line0 * kPanel;
-          }
-          // The next unit's tile asked for ownership while this one runs: its first stores
-          // (K block 0) would otherwise wait for each line from memory (logits are written once
-          // per pass, 19-51 MB at the recipe's larger shapes).
-          if (k0 == 0 && u + 1 < u1)
-            for (int64_t i = 0; i < rows; ++i)
-              for (int64_t j = step * kPanel; j < 2 * step * kPanel; j += kPanel)
-                __builtin_prefetch(tile + i * n + j, 1, 3);
-#if defined(__x86_64__) || defined(_M_X64)
-          if (pair)
-            panel_pair_kernel_avx512(
-                xpacked + (r * k2 + k0 * kPairRows), rows, klen, static_cast<const float*>(slice),
-                static_cast<const float*>(slice1), b16, tile, n, cols, k0 > 0, r == r0, l2,
-                std::max<int64_t>(1, klen / std::max<int64_t>(per_block, 1)));
+          if (pairs)
+            widen_pairs(static_cast<const uint16_t*>(src), klen / 2, dst);
           else
 #endif
-            kernel(x_at(r, k0), ldx, rows, klen, slice, b16, tile, n, cols, k0 > 0);
-          if (has_epilogue && k0 + klen == k2) {
-            gemm_epilogue(tile, n, rows, cols, epilogue.activation,
-                          epilogue.residual ? epilogue.residual + r * n + p * kPanel : nullptr, n);
-          }
+            widen_bf16(static_cast<const uint16_t*>(src), klen * kPanel, dst);
+        };
+        widen_into(slice, wide);
+        slice = wide;
+        if (pair) {
+          widen_into(slice1, wide + kc * kPanel);
+          slice1 = wide + kc * kPanel;
         }
       }
+      // The row blocks after the first ask L2 for the slice that comes next (the panels' next
+      // K block, or the next pair's first), a line every few K steps, half of them for each
+      // panel: the first row block of a K block otherwise waits for its slice from memory (a
+      // layer's weights are read once per pass). On the Xeon VM, weights not in cache: layers
+      // at 96-256 rows 273-288 -> 296-305 GFLOP/s, the LM head 256-267 -> 281-292; a forward
+      // pass at 8x8 46.1 -> 42.4 ms, 8x32 165 -> 157 ms. (The same lines asked in the first
+      // two row blocks, one a K step, gained nothing: more than one core draws from memory.)
+      const int64_t nb = (r1 - r0 + mr - 1) / mr, half = nb / 2;
+      const uint8_t* after = nullptr;
+      int64_t next_len = 0;
+      if (pair && !widen && half >= 1) {
+        const bool next_k = k0 + kb < k2, next_u = u + 1 < u1;
+        if (k_outer ? next_u : next_k) {
+          after = k_outer ? panel + 2 * panel_bytes + static_cast<size_t>(k0 * kPanel) * elem
+                          : static_cast<const uint8_t*>(slice) + klen * kPanel * elem;
+          next_len = k_outer ? klen : std::min(kb, k2 - k0 - kb);
+        } else if (k_outer ? next_k : next_u) {
+          after = k_outer ? packed_bytes + static_cast<size_t>(u0 * step) * panel_bytes +
+                                static_cast<size_t>((k0 + kb) * kPanel) * elem
+                          : panel + 2 * panel_bytes;
+          next_len = k_outer ? std::min(kb, k2 - k0 - kb) : std::min(kb, k2);
+        }
+      }
+      const int64_t per_block = after ? (next_len + half - 1) / half : 0;
+      for (int64_t r = r0; r < r1; r += mr) {
+        int64_t rows = std::min(mr, r1 - r);
+        float* tile = c + r * n + p * kPanel;
+        const int64_t rb = (r - r0) / mr - 1;  // (row blocks after the first: 0, 1, ...)
+        const float* l2 = nullptr;
+        if (per_block > 0 && rb >= 0 && rb < 2 * half) {
+          const int64_t line0 = (rb % half) * per_block;
+          if (line0 < next_len)
+            l2 = reinterpret_cast<const float*>(after + (rb / half) * panel_bytes) + line0 * kPanel;
+        }
+        // The next unit's tile asked for ownership while this one runs: its first stores
+        // (K block 0) would otherwise wait for each line from memory (logits are written once
+        // per pass, 19-51 MB at the recipe's larger shapes).
+        if (k0 == 0 && u + 1 < u1)
+          for (int64_t i = 0; i < rows; ++i)
+            for (int64_t j = step * kPanel; j < 2 * step * kPanel; j += kPanel)
+              __builtin_prefetch(tile + i * n + j, 1, 3);
+#if defined(__x86_64__) || defined(_M_X64)
+        if (pair)
+          panel_pair_kernel_avx512(
+              xpacked + (r * k2 + k0 * kPairRows), rows, klen, static_cast<const float*>(slice),
+              static_cast<const float*>(slice1), b16, tile, n, cols, k0 > 0, r == r0, l2,
+              std::max<int64_t>(1, klen / std::max<int64_t>(per_block, 1)));
+        else
+#endif
+          kernel(x_at(r, k0), ldx, rows, klen, slice, b16, tile, n, cols, k0 > 0);
+        if (has_epilogue && k0 + klen == k2) {
+          gemm_epilogue(tile, n, rows, cols, epilogue.activation,
+                        epilogue.residual ? epilogue.residual + r * n + p * kPanel : nullptr, n);
+        }
+      }
+    };
+    if (k_outer) {
+      for (int64_t k0 = 0; k0 < k2; k0 += kb)
+        for (int64_t u = u0; u < u1; ++u) unit_block(u, k0);
+    } else {
+      for (int64_t u = u0; u < u1; ++u)
+        for (int64_t k0 = 0; k0 < k2; k0 += kb) unit_block(u, k0);
     }
   });
 }
