@@ -86,44 +86,73 @@ TEST(CpuGemm, MatchesDoubleReferenceAtOddSizes) {
   }
 }
 
-// The FP32 two-panel paths the odd-size test does not reach: rows whose packed K blocks take
-// more than 1.5 MiB a chunk (K 3000: chunks of 180 rows, the first run K blocks outermost, the
-// second, of 70 rows, units outermost), an odd panel count, bias and the epilogue, on every
-// AVX-512 FP32 form this CPU has.
-TEST(CpuGemm, LongRowsTakeKBlocksOutermostAndMatchTheReference) {
-  if (!cpu::isa_supported(cpu::Isa::kAvx512)) GTEST_SKIP() << "this CPU has no AVX-512";
-  std::mt19937 rng(9);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  const int64_t m = 250, k = 3000, n = 81;
-  Tensor w(DType::kFloat32, {k, n});
-  std::vector<float> x(static_cast<size_t>(m * k)), bias(static_cast<size_t>(n)),
-      residual(static_cast<size_t>(m * n));
-  for (int64_t i = 0; i < w.numel(); ++i) w.data_mut<float>()[i] = nd(rng);
-  for (float& v : x) v = nd(rng);
-  for (float& v : bias) v = nd(rng);
-  for (float& v : residual) v = nd(rng);
-  Tensor packed = cpu::pack_weights(w, false, DType::kFloat32, cpu::Isa::kAvx512);
-  for (int threads : {1, 3}) {
-    cpu::ThreadPool pool(threads);
-    std::vector<float> c(static_cast<size_t>(m * n + 1), -7.f);
+// A GEMM with an epilogue, y = gelu(x W + bias) + residual, on fresh normal values: W [k, n]
+// (or [n, k] transposed) and what the packed GEMM writes (one element past the end as a guard).
+struct EpilogueCase {
+  int64_t m, k, n;
+  bool transposed;
+  Tensor w;
+  std::vector<float> x, bias, residual, out;
+  EpilogueCase(int64_t rows, int64_t depth, int64_t cols, bool trans, std::mt19937& rng)
+      : m(rows),
+        k(depth),
+        n(cols),
+        transposed(trans),
+        w(DType::kFloat32, trans ? Shape{cols, depth} : Shape{depth, cols}),
+        x(static_cast<size_t>(rows * depth)),
+        bias(static_cast<size_t>(cols)),
+        residual(static_cast<size_t>(rows * cols)) {
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (int64_t i = 0; i < w.numel(); ++i) w.data_mut<float>()[i] = nd(rng);
+    for (float& v : x) v = nd(rng);
+    for (float& v : bias) v = nd(rng);
+    for (float& v : residual) v = nd(rng);
+  }
+  void run(cpu::Isa isa, const Tensor& packed, cpu::ThreadPool& pool) {
+    out.assign(static_cast<size_t>(m * n + 1), -7.f);
     cpu::Epilogue epilogue{reference::kActGeluTanh, residual.data()};
-    cpu::gemm_packed(cpu::Isa::kAvx512, x.data(), m, k, packed, n, bias.data(), c.data(), pool,
-                     epilogue);
-    ASSERT_EQ(c.back(), -7.f) << "write past the end";
-    for (int64_t i = 0; i < m; i += 7) {
+    cpu::gemm_packed(isa, x.data(), m, k, packed, n, bias.data(), out.data(), pool, epilogue);
+  }
+  // Every `row_step`-th row against a double reference of the inputs as `round` makes them
+  // (identity, or BF16 rounding), within 1e-5 of the products' magnitude.
+  void expect_matches(int64_t row_step, float (*round)(float), const std::string& what) const {
+    ASSERT_EQ(out.back(), -7.f) << what << ": write past the end";
+    for (int64_t i = 0; i < m; i += row_step) {
       for (int64_t j = 0; j < n; ++j) {
         double sum = bias[static_cast<size_t>(j)], mag = std::fabs(sum);
         for (int64_t kk = 0; kk < k; ++kk) {
-          double p =
-              static_cast<double>(x[static_cast<size_t>(i * k + kk)]) * w.data<float>()[kk * n + j];
+          const float wv = transposed ? w.data<float>()[j * k + kk] : w.data<float>()[kk * n + j];
+          double p = static_cast<double>(round(x[static_cast<size_t>(i * k + kk)])) * round(wv);
           sum += p;
           mag += std::fabs(p);
         }
         double want = reference::gelu(sum, true) + residual[static_cast<size_t>(i * n + j)];
-        ASSERT_NEAR(c[static_cast<size_t>(i * n + j)], want, 1e-5 * mag + 1e-5)
-            << "row " << i << " col " << j << " threads " << threads;
+        ASSERT_NEAR(out[static_cast<size_t>(i * n + j)], want, 1e-5 * mag + 1e-5)
+            << what << ": row " << i << " col " << j;
       }
     }
+  }
+};
+
+float as_is(float v) {
+  return v;
+}
+float bf16_rounded(float v) {
+  return bf16_to_float(float_to_bf16(v));
+}
+
+// The FP32 two-panel paths the odd-size test does not reach: rows whose packed K blocks take
+// more than 1.5 MiB a chunk (K 3000: chunks of 180 rows, the first run K blocks outermost, the
+// second, of 70 rows, units outermost), an odd panel count, bias and the epilogue.
+TEST(CpuGemm, LongRowsTakeKBlocksOutermostAndMatchTheReference) {
+  if (!cpu::isa_supported(cpu::Isa::kAvx512)) GTEST_SKIP() << "this CPU has no AVX-512";
+  std::mt19937 rng(9);
+  EpilogueCase g(250, 3000, 81, false, rng);
+  Tensor packed = cpu::pack_weights(g.w, false, DType::kFloat32, cpu::Isa::kAvx512);
+  for (int threads : {1, 3}) {
+    cpu::ThreadPool pool(threads);
+    g.run(cpu::Isa::kAvx512, packed, pool);
+    g.expect_matches(7, as_is, "threads " + std::to_string(threads));
   }
 }
 
@@ -132,53 +161,29 @@ TEST(CpuGemm, LongRowsTakeKBlocksOutermostAndMatchTheReference) {
 TEST(CpuGemm, AmxTilesMatchTheReferenceWithEpiloguesAndRowChunks) {
   if (!cpu::isa_supported(cpu::Isa::kAmxBf16)) GTEST_SKIP() << "this CPU (or OS) has no AMX-BF16";
   std::mt19937 rng(7);
-  std::normal_distribution<float> nd(0.f, 1.f);
   const int64_t k = 2050, n = 33;
-  auto bf16 = [](float v) { return bf16_to_float(float_to_bf16(v)); };
   for (int threads : {1, 3}) {
     cpu::ThreadPool pool(threads);
     for (int64_t m : {5, 40, 300}) {
       for (bool transposed : {false, true}) {
-        Tensor w(DType::kFloat32, transposed ? Shape{n, k} : Shape{k, n});
-        std::vector<float> x(static_cast<size_t>(m * k)), bias(static_cast<size_t>(n)),
-            residual(static_cast<size_t>(m * n));
-        for (int64_t i = 0; i < w.numel(); ++i) w.data_mut<float>()[i] = nd(rng);
-        for (float& v : x) v = nd(rng);
-        for (float& v : bias) v = nd(rng);
-        for (float& v : residual) v = nd(rng);
-        Tensor packed = cpu::pack_weights(w, transposed, DType::kBFloat16, cpu::Isa::kAmxBf16);
+        EpilogueCase g(m, k, n, transposed, rng);
+        Tensor packed = cpu::pack_weights(g.w, transposed, DType::kBFloat16, cpu::Isa::kAmxBf16);
         ASSERT_EQ(packed.dim(1), 2080);
         if (m == 5 && threads == 1) {  // panels packed for another ISA (K2 2050) are refused
-          Tensor other = cpu::pack_weights(w, transposed, DType::kBFloat16, cpu::Isa::kAvx512Bf16);
+          Tensor other =
+              cpu::pack_weights(g.w, transposed, DType::kBFloat16, cpu::Isa::kAvx512Bf16);
           std::vector<float> out(static_cast<size_t>(m * n));
           expect_error(
               [&] {
-                cpu::gemm_packed(cpu::Isa::kAmxBf16, x.data(), m, k, other, n, nullptr, out.data(),
-                                 pool);
+                cpu::gemm_packed(cpu::Isa::kAmxBf16, g.x.data(), m, k, other, n, nullptr,
+                                 out.data(), pool);
               },
               {"packed for amx_bf16", "K 2050"});
         }
-        std::vector<float> c(static_cast<size_t>(m * n + 1), -7.f);
-        cpu::Epilogue epilogue{reference::kActGeluTanh, residual.data()};
-        cpu::gemm_packed(cpu::Isa::kAmxBf16, x.data(), m, k, packed, n, bias.data(), c.data(), pool,
-                         epilogue);
-        ASSERT_EQ(c.back(), -7.f) << "write past the end";
-        for (int64_t i = 0; i < m; ++i) {
-          for (int64_t j = 0; j < n; ++j) {
-            double sum = bias[static_cast<size_t>(j)], mag = std::fabs(sum);
-            for (int64_t kk = 0; kk < k; ++kk) {
-              double p =
-                  static_cast<double>(bf16(x[static_cast<size_t>(i * k + kk)])) *
-                  bf16(transposed ? w.data<float>()[j * k + kk] : w.data<float>()[kk * n + j]);
-              sum += p;
-              mag += std::fabs(p);
-            }
-            double want = reference::gelu(sum, true) + residual[static_cast<size_t>(i * n + j)];
-            ASSERT_NEAR(c[static_cast<size_t>(i * n + j)], want, 1e-5 * mag + 1e-5)
-                << "m=" << m << " row " << i << " col " << j << " threads " << threads
-                << (transposed ? " transposed" : "");
-          }
-        }
+        g.run(cpu::Isa::kAmxBf16, packed, pool);
+        g.expect_matches(1, bf16_rounded,
+                         "m=" + std::to_string(m) + " threads " + std::to_string(threads) +
+                             (transposed ? " transposed" : ""));
       }
     }
   }
