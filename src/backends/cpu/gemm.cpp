@@ -282,9 +282,13 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   int64_t chunk_rows =
       std::max<int64_t>(4 * mr, (kChunkBytes / (std::min(k, kc) * int64_t{4})) / mr * mr);
   int64_t chunks = (m + chunk_rows - 1) / chunk_rows;
-  // Tasks take ranges of units: a panel, or two panels.
+  // Tasks take ranges of units: a panel, or two panels; 8 a thread, or 32 when the rows are one
+  // block (a decode step's: bound by the memory, where a thread that finishes first leaves the
+  // other reading alone, so the last task should be short; FP32 decode at batch 1 on the Xeon
+  // VM, interleaved, 4 rounds: 12.2-13.3 -> 11.4-12.2 ms).
+  const int64_t grain = m <= mr ? 32 : 8;
   int64_t panel_tasks = std::max<int64_t>(
-      1, std::min<int64_t>(units, static_cast<int64_t>(pool.size()) * 8 / chunks + 1));
+      1, std::min<int64_t>(units, static_cast<int64_t>(pool.size()) * grain / chunks + 1));
   int64_t per_task = (units + panel_tasks - 1) / panel_tasks;
   pool.parallel_for(chunks * panel_tasks, [&](int64_t t) {
     int64_t r0 = (t / panel_tasks) * chunk_rows, r1 = std::min(m, r0 + chunk_rows);
