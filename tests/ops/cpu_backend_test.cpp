@@ -113,16 +113,17 @@ struct EpilogueCase {
     cpu::Epilogue epilogue{reference::kActGeluTanh, residual.data()};
     cpu::gemm_packed(isa, x.data(), m, k, packed, n, bias.data(), out.data(), pool, epilogue);
   }
-  // Every `row_step`-th row against a double reference of the inputs as `round` makes them
-  // (identity, or BF16 rounding), within 1e-5 of the products' magnitude.
-  void expect_matches(int64_t row_step, float (*round)(float), const std::string& what) const {
+  // Every `row_step`-th row against a double reference of the rows and weights as `round_x`
+  // and `round_w` make them (identity, or BF16 rounding), within 1e-5 of the products' magnitude.
+  void expect_matches(int64_t row_step, float (*round_x)(float), float (*round_w)(float),
+                      const std::string& what) const {
     ASSERT_EQ(out.back(), -7.f) << what << ": write past the end";
     for (int64_t i = 0; i < m; i += row_step) {
       for (int64_t j = 0; j < n; ++j) {
         double sum = bias[static_cast<size_t>(j)], mag = std::fabs(sum);
         for (int64_t kk = 0; kk < k; ++kk) {
           const float wv = transposed ? w.data<float>()[j * k + kk] : w.data<float>()[kk * n + j];
-          double p = static_cast<double>(round(x[static_cast<size_t>(i * k + kk)])) * round(wv);
+          double p = static_cast<double>(round_x(x[static_cast<size_t>(i * k + kk)])) * round_w(wv);
           sum += p;
           mag += std::fabs(p);
         }
@@ -141,18 +142,22 @@ float bf16_rounded(float v) {
   return bf16_to_float(float_to_bf16(v));
 }
 
-// The FP32 two-panel paths the odd-size test does not reach: rows whose packed K blocks take
-// more than 1.5 MiB a chunk (K 3000: chunks of 180 rows, the first run K blocks outermost, the
-// second, of 70 rows, units outermost), an odd panel count, bias and the epilogue.
+// The two-panel paths the odd-size test does not reach: rows whose packed K blocks take more
+// than 1.5 MiB a chunk (K 3000: chunks of 180 rows, the first run K blocks outermost, the
+// second, of 70 rows, units outermost), an odd panel count, bias and the epilogue; FP32 panels,
+// and BF16 ones widened per K block (avx512: rows kept FP32).
 TEST(CpuGemm, LongRowsTakeKBlocksOutermostAndMatchTheReference) {
   if (!cpu::isa_supported(cpu::Isa::kAvx512)) GTEST_SKIP() << "this CPU has no AVX-512";
   std::mt19937 rng(9);
   EpilogueCase g(250, 3000, 81, false, rng);
-  Tensor packed = cpu::pack_weights(g.w, false, DType::kFloat32, cpu::Isa::kAvx512);
-  for (int threads : {1, 3}) {
-    cpu::ThreadPool pool(threads);
-    g.run(cpu::Isa::kAvx512, packed, pool);
-    g.expect_matches(7, as_is, "threads " + std::to_string(threads));
+  for (DType dt : {DType::kFloat32, DType::kBFloat16}) {
+    Tensor packed = cpu::pack_weights(g.w, false, dt, cpu::Isa::kAvx512);
+    for (int threads : {1, 3}) {
+      cpu::ThreadPool pool(threads);
+      g.run(cpu::Isa::kAvx512, packed, pool);
+      g.expect_matches(7, as_is, dt == DType::kFloat32 ? as_is : bf16_rounded,
+                       std::string(dtype_name(dt)) + " threads " + std::to_string(threads));
+    }
   }
 }
 
@@ -181,7 +186,7 @@ TEST(CpuGemm, AmxTilesMatchTheReferenceWithEpiloguesAndRowChunks) {
               {"packed for amx_bf16", "K 2050"});
         }
         g.run(cpu::Isa::kAmxBf16, packed, pool);
-        g.expect_matches(1, bf16_rounded,
+        g.expect_matches(1, bf16_rounded, bf16_rounded,
                          "m=" + std::to_string(m) + " threads " + std::to_string(threads) +
                              (transposed ? " transposed" : ""));
       }
