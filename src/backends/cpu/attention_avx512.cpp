@@ -117,22 +117,17 @@ void queries(const AttentionView& a, int64_t r, int64_t h, int64_t i0, int64_t i
 bool attention_queries_avx512(const AttentionView& a, int64_t r, int64_t h, int64_t i0, int64_t i1,
                               int64_t t, int64_t past, int64_t e, int64_t d, float scale,
                               float* out) {
-  switch (d) {
-    case 16:
-      queries<1>(a, r, h, i0, i1, t, past, e, scale, out);
-      return true;
-    case 32:
-      queries<2>(a, r, h, i0, i1, t, past, e, scale, out);
-      return true;
-    case 64:
-      queries<4>(a, r, h, i0, i1, t, past, e, scale, out);
-      return true;
-    case 128:
-      queries<8>(a, r, h, i0, i1, t, past, e, scale, out);
-      return true;
-    default:
-      return false;
-  }
+  // One instantiation per head size of 16 * V (V registers a head).
+  using Queries = void (*)(const AttentionView&, int64_t, int64_t, int64_t, int64_t, int64_t,
+                           int64_t, int64_t, float, float*);
+  const Queries run = d == 16    ? queries<1>
+                      : d == 32  ? queries<2>
+                      : d == 64  ? queries<4>
+                      : d == 128 ? queries<8>
+                                 : nullptr;
+  if (!run) return false;
+  run(a, r, h, i0, i1, t, past, e, scale, out);
+  return true;
 }
 
 }  // namespace gptrt::cpu
