@@ -28,15 +28,22 @@ struct OptimizationProfile {
 
 /// Numeric precision an engine computes in.
 enum class Precision : int32_t { kFp32 = 0, kFp16 = 1, kBf16 = 2, kTf32 = 3 };
-/// "fp32", "fp16" or "bf16".
+/// "fp32", "tf32", "fp16" or "bf16".
 const char* precision_name(Precision precision);
+/// The precision precision_name() gives `name`; throws gptrt::Error listing the names.
+Precision precision_from_name(const std::string& name);
 
 /// Where an engine runs. Recorded in the engine; an engine runs only on its own target.
 enum class Backend : int32_t { kReference = 0, kCpu = 1, kCuda = 2 };
 /// "reference", "cpu" or "cuda".
 const char* backend_name(Backend backend);
+/// The backend backend_name() gives `name`; throws gptrt::Error listing the names.
+Backend backend_from_name(const std::string& name);
 /// True when this build of gptrt can run engines of `backend`.
 bool backend_available(Backend backend);
+/// True when `backend` computes on an accelerator (inputs and outputs cross to it: its runs
+/// report host-to-device, compute and device-to-host times and may replay CUDA graphs).
+bool backend_on_device(Backend backend);
 
 /// One network input or output as users see it.
 struct TensorDesc {

@@ -2,13 +2,11 @@
 
 #include <set>
 
-#include "backends/cpu/backend.h"
-#include "backends/cuda/cuda_backend.h"
-#include "backends/reference/kernels.h"
+#include "backends/backend.h"
 #include "gptrt/error.h"
+#include "ir/describe.h"
 #include "ir/verifier.h"
 #include "passes/passes.h"
-#include "platform/platform.h"
 
 namespace gptrt::builder {
 namespace {
@@ -192,45 +190,13 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
   ir::Graph& g = e->graph;
   EngineInfo& info = e->info;
 
-  if (!backend_available(config.backend)) {
-    throw Error(ErrorCode::kUnsupported, std::string("the ") + backend_name(config.backend) +
-                                             " backend is not part of this build of gptrt (built "
-                                             "without the CUDA toolkit); build with --backend cpu "
-                                             "or --backend reference");
-  }
+  const backends::Backend& backend = backends::get(config.backend);
+  if (std::string why = backend.missing(); !why.empty())
+    throw Error(ErrorCode::kUnsupported, why);
   info.backend = config.backend;
-  info.target = "generic";
-  if (config.backend == Backend::kCpu) {
-    // (BF16 weights take AVX512-BF16 where the CPU has it; FP32 engines do not need it.)
-    info.target = cpu::isa_name(config.cpu_isa.empty()
-                                    ? cpu::best_isa_for(config.precision == Precision::kBf16
-                                                            ? DType::kBFloat16
-                                                            : DType::kFloat32)
-                                    : cpu::isa_from_name(config.cpu_isa));
-  }
-  if (config.backend == Backend::kCuda) {
-    std::string why;
-    info.target = cuda::device_sm(&why);
-    if (info.target.empty())
-      throw Error(ErrorCode::kUnsupported, "the CUDA backend builds for the GPU it finds: " + why);
-    if (config.precision == Precision::kBf16 && info.target < "sm_80")
-      throw Error(ErrorCode::kUnsupported, "--bf16 needs an sm_80 or newer GPU; this one is " +
-                                               cuda::device_name() + " (use --fp16 or FP32)");
-  }
   info.format_version = kEngineFormatVersion;
   info.gptrt_version = version();
-  info.precision = Precision::kFp32;
-  if (config.backend == Backend::kCuda) {
-    info.precision = config.precision;  // FP32, TF32, FP16 or BF16 GEMMs, FP32 everything else
-  } else if (config.precision == Precision::kBf16 && config.backend == Backend::kCpu) {
-    info.precision =
-        Precision::kBf16;  // linear-layer weights in BF16; activations, accumulation FP32
-  } else if (config.precision != Precision::kFp32) {
-    notice(
-        std::string("--") + precision_name(config.precision) + " accepted, but the " +
-        backend_name(config.backend) +
-        " backend computes in FP32 only for now (the cpu backend has --bf16); this engine is FP32");
-  }
+  backend.choose_target({config.precision, config.cpu_isa}, info, notice);
 
   InputAnalysis analysis = analyze_inputs(g);
   info.index_limits = analysis.index_limits;
@@ -275,46 +241,24 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
              std::to_string(r2));
     }
   }
-  if (config.backend != Backend::kReference) {
+  std::string blocker;
+  if (backend.wants_fused_plan()) {
     passes::DecoderInfo decoder = fuse(g, notice);
     info.model.notices.push_back(decoder.summary());
-    if (config.backend == Backend::kCuda) {
-      if (!decoder.recognised)
-        throw Error(ErrorCode::kUnsupported,
-                    "the CUDA backend runs the recognised GPT-2 decoder only, and this graph's was "
-                    "not (" +
-                        decoder.blocker + "); use --backend cpu");
-      cuda::lower(g, info.precision);
-      passes::eliminate_dead_code(g);
-      notice("cuda backend (" + info.target + ", " + precision_name(info.precision) +
-             "): the fused decoder on cuBLAS GEMMs and gptrt's kernels");
-    }
+    blocker = decoder.recognised ? "" : decoder.blocker;
   }
-  if (config.backend == Backend::kCpu) {
-    int lowered = cpu::lower_linear(
-        g, info.precision == Precision::kBf16 ? DType::kBFloat16 : DType::kFloat32,
-        cpu::isa_from_name(info.target));
-    int norms = cpu::lower_layer_norm(g);
-    int moved = cpu::lower_elementwise(g);
-    passes::eliminate_dead_code(g);
-    notice("cpu backend (" + info.target + "): " + std::to_string(lowered) +
-           " linear layers lowered to packed GEMM kernels, " + std::to_string(norms) +
-           " LayerNorms and " + std::to_string(moved) + " elementwise ops to threaded kernels");
-  }
+  backend.lower(g, info, blocker, notice);
+  passes::eliminate_dead_code(g);
   ir::verify(g);
   for (const ir::Node& n : g.nodes) {
-    if (config.backend == Backend::kCuda) break;  // cuda::lower checked every op
-    bool known =
-        reference::has_kernel(n.op_type, n.domain) ||
-        (!n.domain.empty() && config.backend == Backend::kCpu && cpu::has_kernel(n.op_type));
-    if (!known) {
+    if (!backend.supports(n, info.precision)) {
       throw Error(ErrorCode::kUnsupported, n.describe() + " (opset " + std::to_string(g.opset) +
-                                               "): no kernel on the " +
-                                               backend_name(config.backend) + " backend");
+                                               "): no kernel on the " + backend.name() +
+                                               " backend");
     }
   }
-  ModelInfo model = describe_graph(g);
-  std::vector<std::string> notices = describe_graph(network.graph).notices;
+  ModelInfo model = ir::describe_graph(g);
+  std::vector<std::string> notices = ir::describe_graph(network.graph).notices;
   notices.insert(notices.end(), info.model.notices.begin(), info.model.notices.end());
   model.notices = notices;
   info.model = model;

@@ -6,7 +6,8 @@
 #include <functional>
 #include <string>
 
-#include "engine/engine_impl.h"
+#include "builder/network_impl.h"
+#include "runtime/engine_impl.h"
 #include "passes/passes.h"
 
 namespace gptrt::builder {

@@ -62,7 +62,7 @@ class GraphBuilder {
     n.name = "/Split_" + std::to_string(counter_++);
     n.op_type = "Split";
     n.inputs = {x, ints(sizes)};
-    n.attrs["axis"] = int_attr(axis);
+    n.attrs["axis"] = ir::int_attr(axis);
     for (size_t i = 0; i < sizes.size(); ++i) {
       ir::Value v;
       v.name = n.name + "_output_" + std::to_string(i);
@@ -71,30 +71,6 @@ class GraphBuilder {
     g_.nodes.push_back(n);
     ir::infer_node(g_, g_.nodes.back());
     return n.outputs;
-  }
-  static ir::Attribute int_attr(int64_t v) {
-    ir::Attribute a;
-    a.kind = ir::Attribute::Kind::kInt;
-    a.i = v;
-    return a;
-  }
-  static ir::Attribute float_attr(float v) {
-    ir::Attribute a;
-    a.kind = ir::Attribute::Kind::kFloat;
-    a.f = v;
-    return a;
-  }
-  static ir::Attribute ints_attr(std::vector<int64_t> v) {
-    ir::Attribute a;
-    a.kind = ir::Attribute::Kind::kInts;
-    a.ints = std::move(v);
-    return a;
-  }
-  static ir::Attribute string_attr(std::string v) {
-    ir::Attribute a;
-    a.kind = ir::Attribute::Kind::kString;
-    a.s = std::move(v);
-    return a;
   }
 
  private:
@@ -158,7 +134,6 @@ onnx::ImportedModel import_folder(const std::string& dir) {
   g.opset = 20;  // for the Gelu op
   GraphBuilder b(g);
   int64_t C = c.n_embd, H = c.n_head, D = C / H, F = c.inner(), V = c.vocab_size;
-  using A = GraphBuilder;
   int ids =
       b.input("input_ids", DType::kInt64, {ir::Dim::sym("batch_size"), ir::Dim::sym("seq_len")});
   int mask = b.input("attention_mask", DType::kInt64,
@@ -178,7 +153,7 @@ onnx::ImportedModel import_folder(const std::string& dir) {
   int row = b.op("Unsqueeze", {positions, b.ints({1})});
   int causal = b.op("LessOrEqual", {col, row});
   int keep = b.op("Unsqueeze",
-                  {b.op("Cast", {mask}, {{"to", A::int_attr(static_cast<int64_t>(DType::kBool))}}),
+                  {b.op("Cast", {mask}, {{"to", ir::int_attr(static_cast<int64_t>(DType::kBool))}}),
                    b.ints({1, 2})});
   int allowed = b.op("And", {causal, keep});
   int bias = b.op("Where", {allowed, b.scalar(0.f), b.scalar(-3.4028234663852886e38f)});
@@ -187,8 +162,8 @@ onnx::ImportedModel import_folder(const std::string& dir) {
     int w = b.constant(prefix + ".weight", weight(named, prefix + ".weight", {C}, path), true);
     int bb = b.constant(prefix + ".bias", weight(named, prefix + ".bias", {C}, path), true);
     return b.op("LayerNormalization", {x, w, bb},
-                {{"axis", A::int_attr(-1)},
-                 {"epsilon", A::float_attr(static_cast<float>(c.layer_norm_epsilon))}});
+                {{"axis", ir::int_attr(-1)},
+                 {"epsilon", ir::float_attr(static_cast<float>(c.layer_norm_epsilon))}});
   };
   auto linear = [&](int x, const std::string& prefix, int64_t in,
                     int64_t out_features) {  // Conv1D: w [in, out]
@@ -206,21 +181,21 @@ onnx::ImportedModel import_folder(const std::string& dir) {
     int x = layer_norm(h, p + ".ln_1");
     std::vector<int> qkv = b.split(linear(x, p + ".attn.c_attn", C, 3 * C), -1, {C, C, C});
     int q = b.op("Transpose", {b.op("Reshape", {qkv[0], heads_shape})},
-                 {{"perm", A::ints_attr({0, 2, 1, 3})}});
+                 {{"perm", ir::ints_attr({0, 2, 1, 3})}});
     int k = b.op("Transpose", {b.op("Reshape", {qkv[1], heads_shape})},
-                 {{"perm", A::ints_attr({0, 2, 3, 1})}});
+                 {{"perm", ir::ints_attr({0, 2, 3, 1})}});
     int v = b.op("Transpose", {b.op("Reshape", {qkv[2], heads_shape})},
-                 {{"perm", A::ints_attr({0, 2, 1, 3})}});
+                 {{"perm", ir::ints_attr({0, 2, 1, 3})}});
     int scores = b.op("Add", {b.op("Mul", {b.op("MatMul", {q, k}), b.scalar(scale)}), bias});
-    int probs = b.op("Softmax", {scores}, {{"axis", A::int_attr(-1)}});
+    int probs = b.op("Softmax", {scores}, {{"axis", ir::int_attr(-1)}});
     int ctx = b.op("Reshape", {b.op("Transpose", {b.op("MatMul", {probs, v})},
-                                    {{"perm", A::ints_attr({0, 2, 1, 3})}}),
+                                    {{"perm", ir::ints_attr({0, 2, 1, 3})}}),
                                merged_shape});
     h = b.op("Add", {h, linear(ctx, p + ".attn.c_proj", C, C)});
     x = layer_norm(h, p + ".ln_2");
     int f = linear(x, p + ".mlp.c_fc", C, F);
     f = b.op("Gelu", {f},
-             {{"approximate", A::string_attr(c.activation_function == "gelu" ? "none" : "tanh")}});
+             {{"approximate", ir::string_attr(c.activation_function == "gelu" ? "none" : "tanh")}});
     h = b.op("Add", {h, linear(f, p + ".mlp.c_proj", F, C)});
   }
   h = layer_norm(h, "transformer.ln_f");
@@ -230,8 +205,8 @@ onnx::ImportedModel import_folder(const std::string& dir) {
           ? wte
           : b.constant("lm_head.weight", weight(named, "lm_head.weight", {V, C}, path), true);
   int flat = b.op("Reshape", {h, b.ints({-1, C})});
-  int logits2d = b.op("Gemm", {flat, head}, {{"transB", A::int_attr(1)}});
-  int out_shape = b.op("Concat", {b.op("Shape", {ids}), b.ints({V})}, {{"axis", A::int_attr(0)}});
+  int logits2d = b.op("Gemm", {flat, head}, {{"transB", ir::int_attr(1)}});
+  int out_shape = b.op("Concat", {b.op("Shape", {ids}), b.ints({V})}, {{"axis", ir::int_attr(0)}});
   int logits = b.op("Reshape", {logits2d, out_shape}, {}, "logits");
   g.outputs.push_back(logits);
   g.values[static_cast<size_t>(logits)].shape =

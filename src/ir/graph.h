@@ -57,6 +57,15 @@ struct Attribute {
   std::vector<std::string> strings;
 };
 
+/// An int attribute made for a node.
+Attribute int_attr(int64_t v);
+/// A float attribute made for a node.
+Attribute float_attr(float v);
+/// An ints attribute made for a node.
+Attribute ints_attr(std::vector<int64_t> v);
+/// A string attribute made for a node.
+Attribute string_attr(const std::string& v);
+
 /// A tensor flowing through the graph.
 struct Value {
   std::string name;

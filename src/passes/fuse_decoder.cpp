@@ -9,7 +9,7 @@
 #include <random>
 #include <sstream>
 
-#include "backends/reference/executor.h"
+#include "runtime/executor.h"
 #include "backends/reference/fused_ops.h"
 #include "gptrt/error.h"
 #include "ir/shape_inference.h"
@@ -118,7 +118,7 @@ std::map<std::string, Tensor> check_inputs(const ir::Graph& g, const DecoderInfo
 Tensor run_to(ir::Graph g, int output, const std::map<std::string, Tensor>& inputs) {
   g.outputs = {output};
   eliminate_dead_code(g);
-  reference::Executor ex(g);
+  runtime::Executor ex(g);
   return ex.run(inputs).at(0);
 }
 

@@ -25,11 +25,8 @@ struct Uses {
 /// The value of a constant with one element (any float or integer dtype).
 std::optional<double> scalar_constant(const ir::Value* v);
 
-/// An int attribute made for a node.
-ir::Attribute int_attr(int64_t v);
-/// A float attribute made for a node.
-ir::Attribute float_attr(float v);
-/// A string attribute made for a node.
-ir::Attribute string_attr(const std::string& v);
+using ir::float_attr;
+using ir::int_attr;
+using ir::string_attr;
 
 }  // namespace gptrt::passes

@@ -7,7 +7,7 @@
 #include "backends/cuda/cuda_backend.h"
 #include "builder/builder.h"
 #include "core/half.h"
-#include "engine/engine_impl.h"
+#include "runtime/engine_impl.h"
 #include "gptrt/generate.h"
 #include "hf/make_model.h"
 #include "passes/passes.h"

@@ -4,7 +4,8 @@
 #include <cstring>
 
 #include "builder/builder.h"
-#include "engine/engine_impl.h"
+#include "ir/describe.h"
+#include "runtime/engine_impl.h"
 #include "hf/make_model.h"
 #include "ir/shape_inference.h"
 #include "passes/passes.h"
@@ -30,7 +31,7 @@ Fused fuse_network(const Network& net) {
 void expect_same_graph(const ir::Graph& a, const ir::Graph& b, const std::string& what) {
   ASSERT_EQ(a.nodes.size(), b.nodes.size()) << what;
   for (size_t i = 0; i < a.nodes.size(); ++i)
-    EXPECT_EQ(describe_node(a, a.nodes[i]), describe_node(b, b.nodes[i])) << what;
+    EXPECT_EQ(ir::describe_node(a, a.nodes[i]), ir::describe_node(b, b.nodes[i])) << what;
   for (const ir::Value& v : a.values) {
     if (!v.is_constant()) continue;
     int id = b.find(v.name);

@@ -52,7 +52,7 @@ TEST(CpuFusedOps, LayerNormMatchesReference) {
       ir::Node ref;
       ref.op_type = "LayerNormalization";
       ref.outputs = {0};
-      ref.attrs["epsilon"] = passes::float_attr(1e-5f);
+      ref.attrs["epsilon"] = ir::float_attr(1e-5f);
       ir::Node fast = fused_node("LayerNorm");
       fast.attrs = ref.attrs;
       std::vector<const Tensor*> in = {&x, &g, &b};
@@ -79,8 +79,8 @@ TEST(CpuFusedOps, AttentionMatchesReferenceWithPaddingMasks) {
       for (int64_t t = 0; t < c.s; ++t)
         mask.data_mut<int64_t>()[r * c.s + t] = (t >= r && !(c.b == 3 && r == 2)) ? 1 : 0;
     ir::Node n = fused_node("Attention");
-    n.attrs["num_heads"] = passes::int_attr(c.heads);
-    n.attrs["scale"] = passes::float_attr(1.f / std::sqrt(float(c.d)));
+    n.attrs["num_heads"] = ir::int_attr(c.heads);
+    n.attrs["scale"] = ir::float_attr(1.f / std::sqrt(float(c.d)));
     for (bool with_mask : {false, true}) {
       std::vector<const Tensor*> in = {&qkv};
       if (with_mask) in.push_back(&mask);
@@ -108,8 +108,8 @@ TEST(CpuFusedOps, EmbeddingMatchesReferencePlainAndFromThePackedHead) {
     Tensor want = reference::run_node(n, in, 17)[0];
     expect_close(cpu::run_node(n, in, cpu::best_isa(), pool)[0], want, "Embedding");
     ir::Node p = n;
-    p.attrs["packed"] = passes::int_attr(1);
-    p.attrs["vocab"] = passes::int_attr(vocab);
+    p.attrs["packed"] = ir::int_attr(1);
+    p.attrs["vocab"] = ir::int_attr(vocab);
     std::vector<const Tensor*> pin = {&ids, in[1], &packed, &wpe};
     expect_close(cpu::run_node(p, pin, cpu::best_isa(), pool)[0], want, "Embedding (packed)");
   }
@@ -117,8 +117,8 @@ TEST(CpuFusedOps, EmbeddingMatchesReferencePlainAndFromThePackedHead) {
   // padding columns up to a multiple of 16).
   ids.data_mut<int64_t>()[4] = vocab;
   ir::Node p = n;
-  p.attrs["packed"] = passes::int_attr(1);
-  p.attrs["vocab"] = passes::int_attr(vocab);
+  p.attrs["packed"] = ir::int_attr(1);
+  p.attrs["vocab"] = ir::int_attr(vocab);
   std::vector<const Tensor*> pin = {&ids, nullptr, &packed, &wpe};
   EXPECT_THROW(cpu::run_node(p, pin, cpu::best_isa(), pool), Error);
 }
@@ -135,15 +135,15 @@ TEST(CpuFusedOps, PackedLinearEpiloguesMatchReferenceLinear) {
           Tensor w = trans_b ? random_tensor({n, k}, rng, 0.2f) : random_tensor({k, n}, rng, 0.2f);
           Tensor bias = random_tensor({n}, rng), res = random_tensor({m, n}, rng);
           ir::Node ref = fused_node("Linear");
-          ref.attrs["transB"] = passes::int_attr(trans_b);
-          if (*act) ref.attrs["activation"] = passes::string_attr(act);
+          ref.attrs["transB"] = ir::int_attr(trans_b);
+          if (*act) ref.attrs["activation"] = ir::string_attr(act);
           std::vector<const Tensor*> rin = {&x, &w, &bias};
           if (residual) rin.push_back(&res);
           Tensor want = reference::run_node(ref, rin, 17)[0];
           ir::Node fast = fused_node("PackedLinear");
-          fast.attrs["K"] = passes::int_attr(k);
-          fast.attrs["N"] = passes::int_attr(n);
-          fast.attrs["activation"] = passes::int_attr(reference::activation_from_name(act));
+          fast.attrs["K"] = ir::int_attr(k);
+          fast.attrs["N"] = ir::int_attr(n);
+          fast.attrs["activation"] = ir::int_attr(reference::activation_from_name(act));
           Tensor packed = cpu::pack_weights(w, trans_b);
           std::vector<const Tensor*> fin = {&x, &packed, &bias};
           if (residual) fin.push_back(&res);

@@ -1,8 +1,8 @@
 // The activation arena's plan: values alive at the same time never share bytes, every planned
 // value fits its largest shape, and a context runs the goldens out of its arena.
-#include "backends/reference/executor.h"
+#include "ir/memory_plan.h"
 #include "builder/builder.h"
-#include "engine/engine_impl.h"
+#include "runtime/engine_impl.h"
 #include "passes/passes.h"
 #include "test_util.h"
 
@@ -17,7 +17,7 @@ TEST(MemoryPlan, LiveValuesNeverShareBytesAndEachFitsItsLargestShape) {
   ASSERT_TRUE(builder::fuse(g, nullptr).recognised);
   std::map<std::string, int64_t> dim_max{{"batch_size", 16}, {"seq_len", 12}};
   auto all = [](const ir::Node&) { return true; };
-  reference::MemoryPlan plan = reference::plan_memory(g, dim_max, all);
+  ir::MemoryPlan plan = ir::plan_memory(g, dim_max, all);
   ASSERT_GT(plan.total, 0);
   std::vector<int> def(g.values.size(), -1), last(g.values.size(), -1);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
@@ -51,7 +51,7 @@ TEST(MemoryPlan, LiveValuesNeverShareBytesAndEachFitsItsLargestShape) {
   EXPECT_LT(plan.total * 3, sum);
   // A value read by a node that may alias its inputs stays reserved to the end.
   auto none = [](const ir::Node&) { return false; };
-  EXPECT_EQ(reference::plan_memory(g, dim_max, none).total, 0);
+  EXPECT_EQ(ir::plan_memory(g, dim_max, none).total, 0);
 }
 
 TEST(MemoryPlan, CpuContextsRunTheGoldensOutOfTheirArena) {

@@ -194,7 +194,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   if (device != "cpu" && device != "cuda")
     throw Error(ErrorCode::kInvalidArgument, "--device must be cpu or cuda");
   std::string precision = args.get("precision", "fp32");
-  if (precision != "fp32" && precision != "fp16" && precision != "bf16")
+  if (precision != "fp32" && precision != "fp16" && precision != "bf16")  // what the peers run
     throw Error(ErrorCode::kInvalidArgument, "--precision must be fp32, fp16 or bf16");
   auto grid = parse_grid(args.get("shapes", "1x12,8x12,16x12,8x8,8x16,8x32"), "shapes");
   auto gen_grid = parse_grid(args.get("generate", ""), "generate");
@@ -226,15 +226,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
   double t0 = platform::now_seconds();
   Network net = have_onnx ? Network::from_onnx(onnx_path) : Network::from_hf(args.get("hf"));
   BuildConfig config;
-  std::string backend = args.get("backend", "cpu");
-  if (backend != "cpu" && backend != "reference" && backend != "cuda")
-    throw Error(ErrorCode::kInvalidArgument, "--backend must be cpu, cuda or reference");
-  config.backend = backend == "cpu"    ? Backend::kCpu
-                   : backend == "cuda" ? Backend::kCuda
-                                       : Backend::kReference;
+  config.backend = backend_from_name(args.get("backend", "cpu"));
   for (const auto& [b, s] : grid) config.default_max_batch = std::max(config.default_max_batch, b);
-  if (precision == "fp16") config.precision = Precision::kFp16;
-  if (precision == "bf16") config.precision = Precision::kBf16;
+  config.precision = precision_from_name(precision);
   std::vector<std::string> notices;
   config.notice = [&](const std::string& s) { notices.push_back(s); };
   auto built = Engine::build(net, config);
@@ -310,13 +304,15 @@ int cmd_bench(const std::vector<std::string>& argv) {
   }
 
   // gptrt rows.
+  int64_t gptrt_threads = threads;
   std::string rows = "[";
   auto add_row = [&](const std::string& body) {
     rows += (rows.size() > 1 ? ",\n " : "\n ") + body;
   };
   if (frameworks.find("gptrt") != std::string::npos) {
     auto ctx = engine->create_execution_context(static_cast<int>(threads));
-    bool on_gpu = engine->info().backend == Backend::kCuda;
+    gptrt_threads = ctx->threads();
+    bool on_gpu = backend_on_device(engine->info().backend);
     ctx->set_cuda_graphs(true);
     std::string label = std::string("gptrt-") + backend_name(engine->info().backend);
     std::string dev = on_gpu ? "cuda" : "cpu";
@@ -462,8 +458,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
                   cpu.best_isa()) +
       ", \"threads\": " +
       json::quote(std::to_string(threads) + " (gptrt and the CPU peers)" +
-                  (engine->info().backend == Backend::kReference
-                       ? std::string("; gptrt's reference backend runs its reference ops on 1")
+                  (gptrt_threads < threads
+                       ? "; gptrt's " + std::string(backend_name(engine->info().backend)) +
+                             " backend runs on " + std::to_string(gptrt_threads)
                        : std::string())) +
       ", \"model\": " + json::quote(have_onnx ? onnx_path : args.get("hf")) +
       ", \"gptrt_build_ms\": " + num(build_ms) + ", \"gptrt_load_ms\": " + num(load_ms) +

@@ -115,7 +115,7 @@ int cmd_exec(const std::vector<std::string>& argv) {
   log_info(std::string("Backend: ") + backend_name(info.backend) + " (" + info.target +
            "), precision " + precision_name(info.precision) + ", " +
            std::to_string(info.profiles.size()) + " optimization profile(s).");
-  bool gpu = info.backend == Backend::kCuda;
+  bool gpu = backend_on_device(info.backend);
   if (args.has("useCudaGraph") && !gpu)
     log_warning("--useCudaGraph has no effect on the " + std::string(backend_name(info.backend)) +
                 " backend (no CUDA graphs on the CPU); accepted and ignored.");

@@ -150,15 +150,7 @@ BuildConfig build_config_from_flags(const Args& args,
   if (args.has("fp16")) c.precision = Precision::kFp16;
   if (args.has("bf16")) c.precision = Precision::kBf16;
   if (args.has("tf32")) c.precision = Precision::kTf32;
-  std::string backend = args.get("backend", "cpu");
-  if (backend == "reference")
-    c.backend = Backend::kReference;
-  else if (backend == "cpu")
-    c.backend = Backend::kCpu;
-  else if (backend == "cuda")
-    c.backend = Backend::kCuda;
-  else
-    bad("--backend must be reference, cpu or cuda, found '" + backend + "'");
+  c.backend = backend_from_name(args.get("backend", "cpu"));
   c.cpu_isa = args.get("cpuIsa", "");
   c.notice = std::move(notice);
   return c;

@@ -6,12 +6,11 @@
 #include "backends/reference/fused_ops.h"
 #include "backends/reference/kernels.h"
 #include "gptrt/error.h"
-#include "passes/pattern.h"
 
 namespace gptrt::cpu {
 namespace {
 
-using passes::int_attr;
+using ir::int_attr;
 
 bool is_matrix(const ir::Value* v) {
   return v && v->is_constant() && v->dtype == DType::kFloat32 && v->constant.rank() == 2;
@@ -127,7 +126,7 @@ std::vector<int64_t> as_int64(const Tensor& t) {
 }
 
 Tensor packed_linear(const ir::Node& node, const std::vector<const Tensor*>& in, Isa isa,
-                     ThreadPool& pool, const reference::OutputBuffers& out) {
+                     ThreadPool& pool, const backends::OutputBuffers& out) {
   // x [..., K] -> y [..., N]
   const Tensor& x = *in[0];
   int64_t k = node.attr_int("K", 0), n = node.attr_int("N", 0);
@@ -150,7 +149,7 @@ Tensor packed_linear(const ir::Node& node, const std::vector<const Tensor*>& in,
 }
 
 Tensor embedding(const ir::Node& node, const std::vector<const Tensor*>& in, ThreadPool& pool,
-                 const reference::OutputBuffers& buffers) {
+                 const backends::OutputBuffers& buffers) {
   const Tensor& ids_t = *in[0];
   const Tensor* pos_t = in.size() > 1 ? in[1] : nullptr;
   const Tensor& table = *in[2];
@@ -197,7 +196,7 @@ Tensor embedding(const ir::Node& node, const std::vector<const Tensor*>& in, Thr
 }
 
 Tensor attention(const ir::Node& node, const std::vector<const Tensor*>& in, ThreadPool& pool,
-                 const reference::OutputBuffers& buffers) {
+                 const backends::OutputBuffers& buffers) {
   const Tensor& qkv = *in[0];
   const Tensor* mask = in.size() > 1 ? in[1] : nullptr;
   int64_t heads = node.attr_int("num_heads", 0);
@@ -221,7 +220,7 @@ Tensor attention(const ir::Node& node, const std::vector<const Tensor*>& in, Thr
 }
 
 Tensor layer_norm(const ir::Node& node, const std::vector<const Tensor*>& in, ThreadPool& pool,
-                  const reference::OutputBuffers& out) {
+                  const backends::OutputBuffers& out) {
   const Tensor& x = *in[0];
   int64_t e = in[1]->numel();
   if (x.dtype() != DType::kFloat32 || x.rank() == 0 || x.shape().back() != e)
@@ -235,7 +234,7 @@ Tensor layer_norm(const ir::Node& node, const std::vector<const Tensor*>& in, Th
 }  // namespace
 
 std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tensor*>& inputs,
-                             Isa isa, ThreadPool& pool, const reference::OutputBuffers& out) {
+                             Isa isa, ThreadPool& pool, const backends::OutputBuffers& out) {
   if (is_elementwise(node.op_type)) return run_elementwise(node, inputs, pool, out);
   for (size_t i = 0; i < std::min<size_t>(inputs.size(), 1); ++i)
     if (!inputs[i]) fail(node, "required input is missing");

@@ -11,7 +11,7 @@
 
 #include "backends/cpu/gemm.h"
 #include "backends/cpu/thread_pool.h"
-#include "backends/reference/executor.h"
+#include "backends/backend.h"
 #include "ir/graph.h"
 
 namespace gptrt::cpu {
@@ -37,7 +37,7 @@ int lower_elementwise(ir::Graph& graph);
 bool is_elementwise(const std::string& op_type);
 /// Runs one of those ops.
 std::vector<Tensor> run_elementwise(const ir::Node& node, const std::vector<const Tensor*>& inputs,
-                                    ThreadPool& pool, const reference::OutputBuffers& out);
+                                    ThreadPool& pool, const backends::OutputBuffers& out);
 
 /// True when the CPU backend has a kernel for `op_type` of its own domain.
 bool has_kernel(const std::string& op_type);
@@ -45,6 +45,6 @@ bool has_kernel(const std::string& op_type);
 /// Runs one op of the CPU backend's own domain, writing its output where `out` says (the
 /// context's activation arena) when it fits.
 std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tensor*>& inputs,
-                             Isa isa, ThreadPool& pool, const reference::OutputBuffers& out = {});
+                             Isa isa, ThreadPool& pool, const backends::OutputBuffers& out = {});
 
 }  // namespace gptrt::cpu

@@ -47,7 +47,7 @@ inline float apply(float x, float y) {
 }
 
 template <Bin kOp>
-bool binary(const Tensor& a, const Tensor& b, ThreadPool& pool, const reference::OutputBuffers& buf,
+bool binary(const Tensor& a, const Tensor& b, ThreadPool& pool, const backends::OutputBuffers& buf,
             Tensor& out) {
   // a op b with b's elements repeating every b.numel() elements of a (b trails a or is scalar),
   // or the mirror case a scalar.
@@ -84,7 +84,7 @@ bool is_elementwise(const std::string& op) {
 }
 
 std::vector<Tensor> run_elementwise(const ir::Node& node, const std::vector<const Tensor*>& in,
-                                    ThreadPool& pool, const reference::OutputBuffers& buf) {
+                                    ThreadPool& pool, const backends::OutputBuffers& buf) {
   const std::string& op = node.op_type;
   Tensor out;
   bool done = false;

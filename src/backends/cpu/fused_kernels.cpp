@@ -200,18 +200,40 @@ void causal_attention(const float* qkv, const uint8_t* key_valid, int64_t b, int
   attention_core(a, b, s, 0, e, heads, scale, out, pool);
 }
 
-void cached_attention(const float* qkv, int64_t b, int64_t t, int64_t e, int64_t heads, float scale,
-                      float* k_cache, float* v_cache, int64_t cache_s, int64_t past,
-                      const uint8_t* key_valid, float* out, ThreadPool& pool) {
-  for (int64_t r = 0; r < b; ++r) {
-    for (int64_t i = 0; i < t; ++i) {
-      const float* src = qkv + (r * t + i) * 3 * e;
-      std::memcpy(k_cache + (r * cache_s + past + i) * e, src + e, static_cast<size_t>(e) * 4);
-      std::memcpy(v_cache + (r * cache_s + past + i) * e, src + 2 * e, static_cast<size_t>(e) * 4);
+void slot_attention(const float* qkv, const CachedSequence* seqs, int64_t n, int64_t e,
+                    int64_t heads, float scale, float* out, ThreadPool& pool) {
+  for (int64_t s = 0; s < n; ++s) {
+    const CachedSequence& q = seqs[s];
+    for (int64_t i = 0; i < q.count; ++i) {
+      const float* src = qkv + (q.row + i) * 3 * e;
+      std::memcpy(q.k + (q.past + i) * e, src + e, static_cast<size_t>(e) * 4);
+      std::memcpy(q.v + (q.past + i) * e, src + 2 * e, static_cast<size_t>(e) * 4);
     }
   }
-  AttentionView a{qkv, t, 3 * e, k_cache, v_cache, cache_s, e, key_valid, cache_s};
-  attention_core(a, b, t, past, e, heads, scale, out, pool);
+  // Tasks: (sequence, head, block of 16 queries), as attention_core's.
+  constexpr int64_t kQueries = 16;
+  std::vector<std::pair<int64_t, int64_t>> tasks;  // (sequence, first query)
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t i = 0; i < seqs[s].count; i += kQueries) tasks.emplace_back(s, i);
+  int64_t d = e / heads;
+#if defined(__x86_64__) || defined(_M_X64)
+  const bool avx512 = platform::cpu_info().avx512f;
+#else
+  const bool avx512 = false;
+#endif
+  pool.parallel_for(static_cast<int64_t>(tasks.size()) * heads, [&](int64_t task) {
+    auto [s, i0] = tasks[static_cast<size_t>(task / heads)];
+    int64_t h = task % heads;
+    const CachedSequence& q = seqs[s];
+    int64_t i1 = std::min(q.count, i0 + kQueries);
+    AttentionView a{qkv + q.row * 3 * e, 0, 3 * e, q.k, q.v, 0, e, nullptr, 0};
+    float* o = out + q.row * e;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (avx512 && attention_queries_avx512(a, 0, h, i0, i1, q.count, q.past, e, d, scale, o))
+      return;
+#endif
+    attention_queries(a, 0, h, i0, i1, q.count, q.past, e, d, scale, o);
+  });
 }
 
 GPTRT_VECTOR_CLONES int64_t argmax(const float* x, int64_t n) {

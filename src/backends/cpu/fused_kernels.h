@@ -46,12 +46,19 @@ bool attention_queries_avx512(const AttentionView& view, int64_t r, int64_t h, i
 void causal_attention(const float* qkv, const uint8_t* key_valid, int64_t b, int64_t s, int64_t e,
                       int64_t heads, float scale, float* out, ThreadPool& pool);
 
-/// Attention of t new tokens against a KV cache: appends their keys and values (from qkv
-/// [b, t, 3e]) to k_cache/v_cache [b, cache_s, e] at positions past..past+t-1, then attends over
-/// positions 0..past+i; key_valid [b, cache_s] marks padding (null = all valid).
-void cached_attention(const float* qkv, int64_t b, int64_t t, int64_t e, int64_t heads, float scale,
-                      float* k_cache, float* v_cache, int64_t cache_s, int64_t past,
-                      const uint8_t* key_valid, float* out, ThreadPool& pool);
+/// One sequence of a KV-cache pass: its `count` new tokens are rows row..row+count-1 of qkv and
+/// out, at positions past..past+count-1 of its slot's cache k/v [capacity, e].
+struct CachedSequence {
+  int64_t row = 0, count = 0, past = 0;
+  float* k = nullptr;
+  float* v = nullptr;
+};
+
+/// Attention of new tokens against their slots' KV caches, sequences of any lengths in one call:
+/// appends each sequence's keys and values (from qkv [rows, 3e]) to its slot, then its queries
+/// attend over positions 0..past+i of that slot -> out [rows, e].
+void slot_attention(const float* qkv, const CachedSequence* seqs, int64_t n, int64_t e,
+                    int64_t heads, float scale, float* out, ThreadPool& pool);
 
 /// out[r, t] = wte[ids[r, t]] + wpe[pos[r, t]] (ids/pos already range-checked), rows = b * s.
 void embedding_rows(const int64_t* ids, const int64_t* pos, const float* wte, const float* wpe,

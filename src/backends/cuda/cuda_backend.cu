@@ -21,11 +21,10 @@
 #include "backends/cuda/skinny_fp32.cuh"
 #include "backends/cuda/skinny_linear.cuh"
 #include "backends/cuda/skinny_stream.cuh"
-#include "backends/reference/executor.h"
+#include "ir/memory_plan.h"
 #include "backends/reference/fused_ops.h"
 #include "core/half.h"
 #include "gptrt/error.h"
-#include "passes/pattern.h"
 
 namespace gptrt::cuda {
 namespace {
@@ -557,7 +556,7 @@ void lower(ir::Graph& g, Precision precision) {
     };
     const bool transpose = n.attr_int("transB", 0) == 0;
     if (half_weights || transpose) convert(1, transpose);
-    n.attrs["transB"] = passes::int_attr(1);
+    n.attrs["transB"] = ir::int_attr(1);
     if (!half_weights) continue;
     bool erf = n.attr_string("activation", "") == "gelu_erf";  // bias added in FP32 scratch
     if (n.inputs.size() > 2 && n.inputs[2] >= 0 && half[static_cast<size_t>(n.outputs[0])] && !erf)
@@ -574,7 +573,7 @@ struct Runner::Impl {
   cublasLtHandle_t lt = nullptr;
   void* workspace = nullptr;
   static constexpr size_t kWorkspace = size_t{32} << 20;
-  reference::MemoryPlan plan;
+  ir::MemoryPlan plan;
   char* arena = nullptr;
   std::vector<char> half;    // values kept in FP16/BF16
   float* scratch = nullptr;  // FP32 GEMM output before an exact-GELU kernel
@@ -746,7 +745,7 @@ struct Runner::Impl {
           allow_all_shared_memory(skinny_kernel(m));
       find_layer_norm_fusions();
       find_attention_fusions();
-      plan = reference::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
+      plan = ir::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
       if (plan.total > 0)
         check(cudaMalloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(plan.total)),
               "cudaMalloc (activation arena)");
@@ -1589,8 +1588,8 @@ struct Runner::Impl {
     std::map<std::string, int64_t> dim_max;
     if (!ids_v.shape.dims[0].is_known()) dim_max[ids_v.shape.dims[0].symbol] = b;
     if (!ids_v.shape.dims[1].is_known()) dim_max[ids_v.shape.dims[1].symbol] = prompt;
-    reference::MemoryPlan p =
-        reference::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
+    ir::MemoryPlan p =
+        ir::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
     if (p.total > plan.total) {
       cudaFree(arena);
       arena = nullptr;

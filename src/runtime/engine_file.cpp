@@ -2,7 +2,9 @@
 #include <cstring>
 
 #include "core/bytes.h"
-#include "engine/engine_impl.h"
+#include "backends/backend.h"
+#include "ir/describe.h"
+#include "runtime/engine_impl.h"
 #include "gptrt/error.h"
 
 namespace gptrt {
@@ -256,8 +258,10 @@ std::shared_ptr<Engine::Impl> read_engine_file(std::shared_ptr<const platform::M
   if (want != h.checksum)
     throw refuse(ErrorCode::kParseError,
                  "is damaged: checksum mismatch; rebuild it or copy it again");
-  if (h.backend > static_cast<uint32_t>(Backend::kCuda) ||
-      h.precision > static_cast<uint32_t>(Precision::kTf32)) {
+  bool known_backend = false;
+  for (const backends::Backend* b : backends::all())
+    known_backend = known_backend || static_cast<uint32_t>(b->id()) == h.backend;
+  if (!known_backend || h.precision > static_cast<uint32_t>(Precision::kTf32)) {
     throw refuse(ErrorCode::kEngineMismatch,
                  "names an unknown backend or precision; it was written by a newer gptrt");
   }
@@ -403,7 +407,7 @@ std::shared_ptr<Engine::Impl> read_engine_file(std::shared_ptr<const platform::M
     g.nodes.push_back(std::move(n));
   }
   if (!r.at_end()) r.fail("unexpected bytes after the node table");
-  info.model = describe_graph(g);
+  info.model = ir::describe_graph(g);
   info.model.notices = notices;
   return e;
 }

@@ -1,10 +1,9 @@
 #include <map>
 
-#include "backends/cpu/backend.h"
-#include "backends/cuda/cuda_backend.h"
-#include "backends/reference/executor.h"
-#include "backends/reference/kernels.h"
-#include "engine/engine_impl.h"
+#include "backends/backend.h"
+#include "runtime/engine_impl.h"
+#include "runtime/executor.h"
+#include "runtime/plan_ref.h"
 #include "gptrt/error.h"
 #include "platform/platform.h"
 
@@ -43,27 +42,7 @@ void check_index_range(const std::string& name, const Tensor& t, int64_t limit) 
   }
 }
 
-}  // namespace
 
-namespace {
-
-// The ISA of a cpu-backend engine, refused here if this CPU lacks it (an engine built with
-// --cpuIsa for another machine can be saved, not run: its kernels would fault).
-cpu::Isa runnable_isa(const Engine& engine) {
-  if (engine.info().backend != Backend::kCpu) return cpu::Isa::kGeneric;
-  cpu::Isa isa = cpu::isa_from_name(engine.info().target);
-  if (!cpu::isa_supported(isa)) {
-    throw Error(ErrorCode::kEngineMismatch,
-                "this engine targets " + engine.info().target + " CPUs, and this CPU (" +
-                    platform::cpu_info().model + ") supports " + cpu::isa_name(cpu::best_isa()) +
-                    "; save it for a machine that has " + engine.info().target +
-                    ", or rebuild with --cpuIsa=" + cpu::isa_name(cpu::best_isa()));
-  }
-  return isa;
-}
-
-// The cpu backend's activation arena: every value its kernels write, at the largest shape the
-// engine's profiles admit, planned when the context is made (nothing is allocated per run).
 // The largest value of every symbolic input dimension over the engine's profiles.
 std::map<std::string, int64_t> profile_dim_max(const Engine& engine) {
   const ir::Graph& g = engine.impl().graph;
@@ -83,68 +62,61 @@ std::map<std::string, int64_t> profile_dim_max(const Engine& engine) {
   return dim_max;
 }
 
-reference::MemoryPlan activation_plan(const Engine& engine) {
-  if (engine.info().backend != Backend::kCpu) return {};
-  const ir::Graph& g = engine.impl().graph;
-  reference::MemoryPlan plan = reference::plan_memory(
-      g, profile_dim_max(engine),
-      [](const ir::Node& n) { return n.domain == ir::kFusedDomain && cpu::has_kernel(n.op_type); });
+// The activation arena of a plan the executor walks: every value its backend's kernels write, at
+// the largest shape the engine's profiles admit, planned when the context is made (nothing is
+// allocated per run).
+ir::MemoryPlan activation_plan(const backends::PlanRef& plan, const backends::NodeKernels& k) {
+  ir::MemoryPlan p = ir::plan_memory(*plan.graph, plan.dim_max,
+                                     [&](const ir::Node& n) { return k.writes_planned(n); });
   // Beyond this the arena is not worth reserving (a profile up to 64 x 1024 on a large model):
   // those contexts allocate per value from the tensor block cache instead.
   constexpr int64_t kMaxArena = int64_t{8} << 30;
-  return plan.total <= kMaxArena ? plan : reference::MemoryPlan{};
+  return p.total <= kMaxArena ? p : ir::MemoryPlan{};
 }
 
 }  // namespace
 
+backends::PlanRef plan_ref(const std::shared_ptr<const Engine>& engine) {
+  backends::PlanRef p;
+  p.owner = std::shared_ptr<const void>(engine, engine.get());
+  p.graph = &engine->impl().graph;
+  p.info = &engine->info();
+  p.dim_max = profile_dim_max(*engine);
+  return p;
+}
+
 struct ExecutionContext::State {
-  State(const Engine& engine, int threads)
-      : pool(threads > 0 ? threads : platform::cpu_info().logical_cores),
-        isa(runnable_isa(engine)),
-        executor(
-            engine.impl().graph,
-            [this, opset = engine.impl().graph.opset](const ir::Node& n,
-                                                      const std::vector<const Tensor*>& in,
-                                                      const reference::OutputBuffers& out) {
-              return cpu::has_kernel(n.op_type) ? cpu::run_node(n, in, isa, pool, out)
-                                                : reference::run_node(n, in, opset);
-            },
-            activation_plan(engine)) {}
-  cpu::ThreadPool pool;
-  cpu::Isa isa;
-  reference::Executor executor;
-  std::unique_ptr<cuda::Runner> gpu;  // the CUDA backend's runner
-  ExecutionContext::Timings timings;
+  // A backend either runs whole plans (runner) or gives per-node kernels the executor walks.
+  std::unique_ptr<backends::PlanRunner> runner;
+  std::unique_ptr<backends::NodeKernels> kernels;
+  std::unique_ptr<runtime::Executor> executor;
   bool profiling = false;
-  reference::Executor::Profile profile;
+  backends::Profile profile;
 };
 
 ExecutionContext::ExecutionContext(std::shared_ptr<const Engine> engine, int threads)
-    : engine_(std::move(engine)),
-      state_(std::make_unique<State>(*engine_,
-                                     engine_->info().backend == Backend::kCuda ? 1 : threads)) {
-  if (engine_->info().backend != Backend::kCuda) return;
-  std::string why;
-  if (cuda::device_sm(&why).empty())
-    throw Error(ErrorCode::kEngineMismatch,
-                "this engine is for the CUDA backend (" + engine_->info().target + ") and " + why);
-  state_->gpu = std::make_unique<cuda::Runner>(std::shared_ptr<const void>(engine_, engine_.get()),
-                                               engine_->impl().graph, engine_->info().precision,
-                                               profile_dim_max(*engine_));
+    : engine_(std::move(engine)), state_(std::make_unique<State>()) {
+  const backends::Backend& backend = backends::get(engine_->info().backend);
+  backends::PlanRef plan = plan_ref(engine_);
+  state_->runner = backend.make_runner(plan, threads);
+  if (state_->runner) return;
+  state_->kernels = backend.make_kernels(plan, threads);
+  state_->executor = std::make_unique<runtime::Executor>(
+      *plan.graph, state_->kernels.get(), activation_plan(plan, *state_->kernels));
 }
 
 ExecutionContext::Timings ExecutionContext::last_timings() const {
-  return state_->timings;
+  return state_->runner ? state_->runner->last_timings() : Timings{};
 }
 
 void ExecutionContext::set_cuda_graphs(bool on) {
-  if (state_->gpu) state_->gpu->set_use_graphs(on);
+  if (state_->runner) state_->runner->set_graphs(on);
 }
 
 ExecutionContext::~ExecutionContext() = default;
 
 int ExecutionContext::threads() const {
-  return state_->pool.size();
+  return state_->kernels ? state_->kernels->threads() : 1;
 }
 
 int ExecutionContext::check_inputs(const TensorMap& inputs) const {
@@ -250,14 +222,9 @@ int ExecutionContext::check_inputs(const TensorMap& inputs) const {
 
 std::vector<Tensor> ExecutionContext::execute(const TensorMap& inputs) {
   check_inputs(inputs);
-  if (state_->gpu) {
-    cuda::Timings t;
-    std::vector<Tensor> out =
-        state_->gpu->run(inputs, &t, state_->profiling ? &state_->profile : nullptr);
-    state_->timings = Timings{t.h2d_ms, t.compute_ms, t.d2h_ms};
-    return out;
-  }
-  return state_->executor.run(inputs, state_->profiling ? &state_->profile : nullptr);
+  backends::Profile* profile = state_->profiling ? &state_->profile : nullptr;
+  return state_->runner ? state_->runner->run(inputs, profile)
+                        : state_->executor->run(inputs, profile);
 }
 
 void ExecutionContext::set_profiling(bool on) {
@@ -266,7 +233,7 @@ void ExecutionContext::set_profiling(bool on) {
 }
 
 int64_t ExecutionContext::activation_arena_bytes() const {
-  return state_->gpu ? state_->gpu->activation_bytes() : state_->executor.arena_bytes();
+  return state_->runner ? state_->runner->activation_bytes() : state_->executor->arena_bytes();
 }
 
 std::map<std::string, std::pair<double, int64_t>> ExecutionContext::profile() const {

@@ -1,4 +1,4 @@
-// What Network and Engine hold behind their public handles.
+// What an Engine holds behind its public handle, and its file format.
 #pragma once
 
 #include <memory>
@@ -10,21 +10,11 @@
 
 namespace gptrt {
 
-struct Network::Impl {
-  ir::Graph graph;
-  std::vector<std::shared_ptr<const platform::MappedFile>> files;  // keep constant views alive
-};
-
 struct Engine::Impl {
   EngineInfo info;
   ir::Graph graph;  // the plan: optimized graph, constants are views or owned tensors
   std::vector<std::shared_ptr<const platform::MappedFile>> files;
 };
-
-/// Inputs, outputs, op counts and parameter sizes of a graph.
-ModelInfo describe_graph(const ir::Graph& graph);
-/// One line for a node: "out [shape] = domain.Op(inputs) attrs" (constants as name<shape>).
-std::string describe_node(const ir::Graph& graph, const ir::Node& node);
 
 /// Current engine file format version.
 constexpr uint32_t kEngineFormatVersion = 1;

@@ -1,0 +1,273 @@
+// The cuda backend behind the seam (host C++; the CUDA code is behind cuda_backend.h, or its stub
+// in builds without the toolkit): SM choice by number, lowering, engine checks, the forward
+// runner and the slot decoder.
+#include <cstring>
+
+#include "backends/backend.h"
+#include "backends/cuda/cuda_backend.h"
+#include "gptrt/error.h"
+
+namespace gptrt::backends {
+namespace {
+
+// 90 for "sm_90", 0 for anything else.
+int sm_number(const std::string& target) {
+  if (target.rfind("sm_", 0) != 0 || target.size() < 4) return 0;
+  int n = 0;
+  for (size_t i = 3; i < target.size(); ++i) {
+    if (target[i] < '0' || target[i] > '9') return 0;
+    n = n * 10 + (target[i] - '0');
+  }
+  return n;
+}
+
+std::string device_or_throw(const std::string& what) {
+  std::string why, sm = cuda::device_sm(&why);
+  if (sm.empty()) throw Error(ErrorCode::kEngineMismatch, what + " and " + why);
+  return sm;
+}
+
+class CudaRunner final : public PlanRunner {
+ public:
+  explicit CudaRunner(const PlanRef& p)
+      : runner_(p.owner, *p.graph, p.info->precision, p.dim_max) {}
+  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Profile* profile) override {
+    cuda::Timings t;
+    std::vector<Tensor> out = runner_.run(inputs, &t, profile);
+    timings_ = {t.h2d_ms, t.compute_ms, t.d2h_ms};
+    return out;
+  }
+  ExecutionContext::Timings last_timings() const override { return timings_; }
+  void set_graphs(bool on) override { runner_.set_use_graphs(on); }
+  int64_t activation_bytes() const override { return runner_.activation_bytes(); }
+
+ private:
+  cuda::Runner runner_;
+  ExecutionContext::Timings timings_;
+};
+
+// Slots over the CUDA decoder's cache of rows: one row per slot, the rows' positions in cache
+// columns shared by all rows. A pass of t tokens (the most any sequence brings) takes the next t
+// columns in every row: a sequence's tokens fill the last of them, and every other column of the
+// pass is padding (key_valid 0) in its row, as in a left-padded batch. A slot's positions count
+// its own tokens, so each sequence computes what it computes alone; the columns a pass spends on
+// padding are the price of slots that join mid-run (the cache has `capacity` columns in all).
+class CudaDecoder final : public SlotDecoder {
+ public:
+  CudaDecoder(const PlanRef& p, const DecoderShape& shape, int64_t vocab)
+      : gpu_(p.owner, *p.graph, p.info->precision),
+        vocab_(vocab),
+        slots_(shape.slots),
+        cols_(shape.capacity),
+        valid_(static_cast<size_t>(shape.slots * shape.capacity), 0),
+        length_(static_cast<size_t>(shape.slots), 0) {
+    gpu_.reserve(shape.slots, shape.capacity, shape.max_prompt);
+  }
+
+  void run(const std::vector<SlotTokens>& seqs, float* logits, int64_t* argmax) override {
+    int64_t t = 0;
+    for (const SlotTokens& s : seqs) t = std::max(t, s.count);
+    take_columns(t);
+    fill(seqs, t);
+    picks_.resize(static_cast<size_t>(slots_));
+    gpu_.step(ids_.data(), pos_.data(), valid_.data(), t, col_, logits ? &logits_ : nullptr,
+              argmax ? picks_.data() : nullptr);
+    logits_fresh_ = logits != nullptr;
+    advance(seqs, t);
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      size_t r = static_cast<size_t>(seqs[i].slot);
+      if (logits)
+        std::memcpy(logits + i * vocab(), logits_.data() + r * vocab(),
+                    static_cast<size_t>(vocab()) * 4);
+      if (argmax) argmax[i] = picks_[r];
+    }
+  }
+
+  void reset(int slot) override {
+    length_[static_cast<size_t>(slot)] = 0;
+    std::fill_n(valid_.begin() + slot * cols_, cols_, uint8_t{0});
+  }
+
+  int64_t max_greedy_steps(const std::vector<SlotTokens>& seqs) const override {
+    // Several steps per graph mark each step's column valid in every row: only when every slot
+    // holding a sequence takes part, one token each.
+    size_t active = 0;
+    for (int64_t len : length_) active += len > 0;
+    for (const SlotTokens& s : seqs)
+      if (s.count != 1 || length_[static_cast<size_t>(s.slot)] == 0) return 1;
+    if (seqs.size() != active) return 1;
+    return std::max<int64_t>(1, std::min(gpu_.max_greedy_steps(), cols_ - col_));
+  }
+
+  void greedy_steps(const std::vector<SlotTokens>& seqs, int64_t steps, int64_t* picks) override {
+    take_columns(steps);
+    fill(seqs, 1);
+    all_picks_.resize(static_cast<size_t>(steps * slots_));
+    gpu_.greedy_steps(ids_.data(), pos_.data(), valid_.data(), col_, steps, all_picks_.data());
+    logits_fresh_ = false;
+    advance(seqs, 1);
+    for (int64_t k = 1; k < steps; ++k) {  // the later steps' columns, as the GPU marked them
+      for (const SlotTokens& s : seqs) {
+        valid_[static_cast<size_t>(s.slot * cols_ + col_)] = 1;
+        ++length_[static_cast<size_t>(s.slot)];
+      }
+      ++col_;
+    }
+    for (int64_t k = 0; k < steps; ++k)
+      for (size_t i = 0; i < seqs.size(); ++i)
+        picks[k * static_cast<int64_t>(seqs.size()) + static_cast<int64_t>(i)] =
+            all_picks_[static_cast<size_t>(k * slots_ + seqs[i].slot)];
+    last_rows_.clear();
+    for (const SlotTokens& s : seqs) last_rows_.push_back(s.slot);
+  }
+
+  void last_logits(std::vector<float>& logits) override {
+    if (!logits_fresh_) gpu_.last_logits(logits_);
+    logits_fresh_ = true;
+    logits.resize(last_rows_.size() * static_cast<size_t>(vocab()));
+    for (size_t i = 0; i < last_rows_.size(); ++i)
+      std::memcpy(logits.data() + i * static_cast<size_t>(vocab()),
+                  logits_.data() + static_cast<size_t>(last_rows_[i]) * vocab(),
+                  static_cast<size_t>(vocab()) * 4);
+  }
+
+ private:
+  int64_t vocab() const { return vocab_; }
+
+  void take_columns(int64_t t) {
+    if (col_ + t > cols_)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "the CUDA decoder's cache has " + std::to_string(cols_) +
+                      " positions shared by its slots, " + std::to_string(col_) +
+                      " of them used; a pass of " + std::to_string(t) +
+                      " more does not fit (on the GPU, slots that join mid-run spend positions "
+                      "of every slot); make the decoder with a larger max_positions");
+  }
+
+  // ids, positions [slots, t] for a pass whose sequences' tokens end at the pass's last column.
+  void fill(const std::vector<SlotTokens>& seqs, int64_t t) {
+    ids_.assign(static_cast<size_t>(slots_ * t), 0);
+    pos_.assign(static_cast<size_t>(slots_ * t), 0);
+    for (int64_t r = 0; r < slots_; ++r)
+      for (int64_t j = 0; j < t; ++j) valid_[static_cast<size_t>(r * cols_ + col_ + j)] = 0;
+    for (const SlotTokens& s : seqs) {
+      size_t r = static_cast<size_t>(s.slot);
+      if (length_[r] == 0) std::fill_n(valid_.begin() + s.slot * cols_, col_, uint8_t{0});
+      for (int64_t j = 0; j < s.count; ++j) {
+        size_t at = r * static_cast<size_t>(t) + static_cast<size_t>(t - s.count + j);
+        ids_[at] = s.tokens[j];
+        pos_[at] = length_[r] + j;
+        valid_[r * static_cast<size_t>(cols_) + static_cast<size_t>(col_ + t - s.count + j)] = 1;
+      }
+    }
+  }
+
+  void advance(const std::vector<SlotTokens>& seqs, int64_t t) {
+    for (const SlotTokens& s : seqs) length_[static_cast<size_t>(s.slot)] += s.count;
+    col_ += t;
+    last_rows_.clear();
+    for (const SlotTokens& s : seqs) last_rows_.push_back(s.slot);
+  }
+
+  cuda::Decoder gpu_;
+  int64_t vocab_;
+  int64_t slots_, cols_, col_ = 0;
+  std::vector<uint8_t> valid_;   // [slots, cols]
+  std::vector<int64_t> length_;  // tokens per slot
+  std::vector<int64_t> ids_, pos_, picks_, all_picks_;
+  std::vector<float> logits_;  // [slots, vocab] of the last pass, when fresh
+  bool logits_fresh_ = false;
+  std::vector<int> last_rows_;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  gptrt::Backend id() const override { return gptrt::Backend::kCuda; }
+  const char* name() const override { return "cuda"; }
+  std::string missing() const override {
+    return cuda::compiled_in() ? std::string()
+                               : "the cuda backend is not part of this build of gptrt (built "
+                                 "without the CUDA toolkit); use --backend cpu or --backend "
+                                 "reference";
+  }
+  bool on_device() const override { return true; }
+
+  void choose_target(const BuildRequest& r, EngineInfo& info,
+                     const std::function<void(const std::string&)>&) const override {
+    std::string why;
+    info.target = cuda::device_sm(&why);
+    if (info.target.empty())
+      throw Error(ErrorCode::kUnsupported, "the CUDA backend builds for the GPU it finds: " + why);
+    if (r.precision == Precision::kBf16 && sm_number(info.target) < 80)
+      throw Error(ErrorCode::kUnsupported, "--bf16 needs an sm_80 or newer GPU; this one is " +
+                                               cuda::device_name() + " (use --fp16 or FP32)");
+    info.precision = r.precision;  // FP32, TF32, FP16 or BF16 GEMMs, FP32 everything else
+  }
+
+  bool wants_fused_plan() const override { return true; }
+
+  void lower(ir::Graph& g, const EngineInfo& info, const std::string& decoder_blocker,
+             const std::function<void(const std::string&)>& notice) const override {
+    if (!decoder_blocker.empty())
+      throw Error(ErrorCode::kUnsupported,
+                  "the CUDA backend runs the recognised GPT-2 decoder only, and this graph's was "
+                  "not (" +
+                      decoder_blocker + "); use --backend cpu");
+    cuda::lower(g, info.precision);
+    notice("cuda backend (" + info.target + ", " + precision_name(info.precision) +
+           "): the fused decoder on cuBLAS GEMMs and gptrt's kernels");
+  }
+
+  bool supports(const ir::Node& n, Precision) const override { return cuda::has_kernel(n); }
+
+  void check_engine(const EngineInfo& info, const ir::Graph& plan,
+                    const std::string& path) const override {
+    if (!cuda::compiled_in())
+      throw Error(
+          ErrorCode::kEngineMismatch,
+          "engine '" + path + "' is for the cuda backend, which this gptrt was built without");
+    if (sm_number(info.target) == 0)
+      throw Error(ErrorCode::kEngineMismatch, "engine '" + path +
+                                                  "' is for the cuda backend but its target '" +
+                                                  info.target +
+                                                  "' is no GPU architecture; rebuild it");
+    for (const ir::Node& n : plan.nodes) {
+      if (!supports(n, info.precision))
+        throw Error(ErrorCode::kEngineMismatch,
+                    "engine '" + path + "' is for the cuda backend but uses " + n.describe() +
+                        ", which it cannot run; rebuild it");
+    }
+    std::string why, sm = cuda::device_sm(&why);
+    if (!sm.empty() && sm_number(sm) != sm_number(info.target))
+      throw Error(ErrorCode::kEngineMismatch, "engine '" + path + "' was built for " +
+                                                  info.target + " GPUs; this GPU is " +
+                                                  cuda::device_name() +
+                                                  "; rebuild the engine on this machine");
+  }
+
+  std::unique_ptr<PlanRunner> make_runner(const PlanRef& p, int) const override {
+    device_or_throw("this engine is for the CUDA backend (" + p.info->target + ")");
+    return std::make_unique<CudaRunner>(p);
+  }
+
+  std::unique_ptr<NodeKernels> make_kernels(const PlanRef&, int) const override {
+    return nullptr;
+  }
+
+  std::unique_ptr<SlotDecoder> make_decoder(const PlanRef& p, const DecoderShape& shape,
+                                            int) const override {
+    DecoderPlan plan = find_decoder_plan(*p.graph, "Linear",
+                                         [](const ir::Node& n) { return cuda::has_kernel(n); });
+    device_or_throw("this engine is for the CUDA backend");
+    return std::make_unique<CudaDecoder>(p, shape, plan.vocab);
+  }
+};
+
+}  // namespace
+
+const Backend& cuda_backend() {
+  static const CudaBackend backend;
+  return backend;
+}
+
+}  // namespace gptrt::backends
