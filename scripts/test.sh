@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's second command (and CI's): builds Release and an AddressSanitizer + UBSan build,
-# and runs the whole test suite in both. Warnings are errors in both builds.
+# The README's second command (and CI's): builds Release and an AddressSanitizer + UBSan build
+# and runs the whole test suite in both, then a ThreadSanitizer build of the tests that run
+# threads (thread pool, decoder, generation, the cpu backend's goldens). Warnings are errors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,4 +13,8 @@ for preset in release asan; do
   echo "== $preset: tests"
   ctest --preset "$preset" -j "$(nproc)"
 done
-echo "== all tests passed (release and asan)"
+echo "== tsan: configure, build and the threaded tests"
+cmake --preset tsan >/dev/null
+cmake --build --preset tsan
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --preset tsan -j "$(nproc)"
+echo "== all tests passed (release, asan and tsan)"
