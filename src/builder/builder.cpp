@@ -191,8 +191,7 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
   EngineInfo& info = e->info;
 
   const backends::Backend& backend = backends::get(config.backend);
-  if (std::string why = backend.missing(); !why.empty())
-    throw Error(ErrorCode::kUnsupported, why);
+  if (std::string why = backend.missing(); !why.empty()) throw Error(ErrorCode::kUnsupported, why);
   info.backend = config.backend;
   info.format_version = kEngineFormatVersion;
   info.gptrt_version = version();

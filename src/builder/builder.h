@@ -7,8 +7,8 @@
 #include <string>
 
 #include "builder/network_impl.h"
-#include "runtime/engine_impl.h"
 #include "passes/passes.h"
+#include "runtime/engine_impl.h"
 
 namespace gptrt::builder {
 

@@ -20,11 +20,13 @@ struct Generator::Impl {
   // The decoder of the last call; a call of the same batch and length reuses it (on the GPU its
   // captured graphs too).
   std::unique_ptr<Decoder> decoder;
-  int64_t chunk = 0;           // the decoder's prefill chunk
+  int64_t chunk = 0;          // the decoder's prefill chunk
   std::vector<float> logits;  // the last pass's, when asked for
 
   Impl(std::shared_ptr<const Engine> e, int t)
-      : engine(std::move(e)), threads(t), decoder(std::make_unique<Decoder>(engine, config(1, 0))) {}
+      : engine(std::move(e)),
+        threads(t),
+        decoder(std::make_unique<Decoder>(engine, config(1, 0))) {}
 
   DecoderConfig config(int64_t slots, int64_t positions) const {
     DecoderConfig c;
@@ -83,9 +85,10 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
       throw Error(ErrorCode::kInvalidArgument, "prompt " + std::to_string(r) + " is empty");
     for (int64_t id : prompts[r]) {
       if (id < 0 || id >= vocab_size)
-        throw Error(ErrorCode::kInvalidArgument,
-                    "prompt " + std::to_string(r) + ": token id " + std::to_string(id) +
-                        " is outside the model's vocabulary [0, " + std::to_string(vocab_size) + ")");
+        throw Error(ErrorCode::kInvalidArgument, "prompt " + std::to_string(r) + ": token id " +
+                                                     std::to_string(id) +
+                                                     " is outside the model's vocabulary [0, " +
+                                                     std::to_string(vocab_size) + ")");
     }
     len = std::max<int64_t>(len, static_cast<int64_t>(prompts[r].size()));
   }
@@ -115,7 +118,8 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
   std::vector<size_t> rows;  // the rows in seqs, in order
   for (int64_t r = 0; r < b; ++r) {
     const auto& p = prompts[static_cast<size_t>(r)];
-    seqs.push_back({slots.of_row[static_cast<size_t>(r)], p.data(), static_cast<int64_t>(p.size())});
+    seqs.push_back(
+        {slots.of_row[static_cast<size_t>(r)], p.data(), static_cast<int64_t>(p.size())});
     rows.push_back(static_cast<size_t>(r));
     result.timings.prompt_tokens += static_cast<int64_t>(p.size());
   }

@@ -37,7 +37,6 @@ std::string attr_text(const Attribute& a) {
   return os.str();
 }
 
-
 TensorDesc describe_value(const Value& v) {
   TensorDesc d;
   d.name = v.name;

@@ -1,5 +1,5 @@
-// Liveness analysis for activation arenas: where every intermediate value of a plan lives, planned once for
-// the largest shapes an engine's profiles admit.
+// Liveness analysis for activation arenas: where every intermediate value of a plan lives, planned
+// once for the largest shapes an engine's profiles admit.
 #pragma once
 
 #include <functional>

@@ -9,12 +9,12 @@
 #include <random>
 #include <sstream>
 
-#include "runtime/executor.h"
 #include "backends/reference/fused_ops.h"
 #include "gptrt/error.h"
 #include "ir/shape_inference.h"
 #include "passes/passes.h"
 #include "passes/pattern.h"
+#include "runtime/executor.h"
 
 namespace gptrt::passes {
 namespace {

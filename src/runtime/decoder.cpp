@@ -27,9 +27,9 @@ struct Decoder::Impl {
     for (const SlotTokens& s : seqs) {
       std::string at = "decoder slot " + std::to_string(s.slot);
       if (s.slot < 0 || s.slot >= static_cast<int>(in_use.size()))
-        throw Error(ErrorCode::kInvalidArgument,
-                    at + " does not exist; this decoder has slots 0.." +
-                        std::to_string(in_use.size() - 1));
+        throw Error(
+            ErrorCode::kInvalidArgument,
+            at + " does not exist; this decoder has slots 0.." + std::to_string(in_use.size() - 1));
       if (!in_use[static_cast<size_t>(s.slot)])
         throw Error(ErrorCode::kInvalidArgument, at + " is not acquired; call acquire() first");
       if (seen[static_cast<size_t>(s.slot)]++)
@@ -194,10 +194,9 @@ void Decoder::greedy_steps(const std::vector<SlotTokens>& seqs, int64_t steps,
                   "decoder: greedy steps take one token per sequence, slot " +
                       std::to_string(s.slot) + " has " + std::to_string(s.count));
     if (m.length[static_cast<size_t>(s.slot)] + steps > m.shape.capacity)
-      throw Error(ErrorCode::kShapeError, "decoder slot " + std::to_string(s.slot) +
-                                              ": " + std::to_string(steps) +
-                                              " steps exceed its capacity of " +
-                                              std::to_string(m.shape.capacity));
+      throw Error(ErrorCode::kShapeError,
+                  "decoder slot " + std::to_string(s.slot) + ": " + std::to_string(steps) +
+                      " steps exceed its capacity of " + std::to_string(m.shape.capacity));
   }
   picks.resize(static_cast<size_t>(steps) * seqs.size());
   m.backend->greedy_steps(seqs, steps, picks.data());

@@ -1,11 +1,11 @@
 // Engine file format; see docs/ENGINE_FORMAT.md.
 #include <cstring>
 
-#include "core/bytes.h"
 #include "backends/backend.h"
+#include "core/bytes.h"
+#include "gptrt/error.h"
 #include "ir/describe.h"
 #include "runtime/engine_impl.h"
-#include "gptrt/error.h"
 
 namespace gptrt {
 namespace {

@@ -1,11 +1,11 @@
 #include <map>
 
 #include "backends/backend.h"
+#include "gptrt/error.h"
+#include "platform/platform.h"
 #include "runtime/engine_impl.h"
 #include "runtime/executor.h"
 #include "runtime/plan_ref.h"
-#include "gptrt/error.h"
-#include "platform/platform.h"
 
 namespace gptrt {
 namespace {
@@ -41,7 +41,6 @@ void check_index_range(const std::string& name, const Tensor& t, int64_t limit) 
     }
   }
 }
-
 
 // The largest value of every symbolic input dimension over the engine's profiles.
 std::map<std::string, int64_t> profile_dim_max(const Engine& engine) {
@@ -101,8 +100,8 @@ ExecutionContext::ExecutionContext(std::shared_ptr<const Engine> engine, int thr
   state_->runner = backend.make_runner(plan, threads);
   if (state_->runner) return;
   state_->kernels = backend.make_kernels(plan, threads);
-  state_->executor = std::make_unique<runtime::Executor>(
-      *plan.graph, state_->kernels.get(), activation_plan(plan, *state_->kernels));
+  state_->executor = std::make_unique<runtime::Executor>(*plan.graph, state_->kernels.get(),
+                                                         activation_plan(plan, *state_->kernels));
 }
 
 ExecutionContext::Timings ExecutionContext::last_timings() const {

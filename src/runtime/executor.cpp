@@ -9,10 +9,7 @@
 namespace gptrt::runtime {
 
 Executor::Executor(const ir::Graph& graph, backends::NodeKernels* kernels, ir::MemoryPlan plan)
-    : graph_(graph),
-      kernels_(kernels),
-      last_use_(graph.values.size(), -1),
-      plan_(std::move(plan)) {
+    : graph_(graph), kernels_(kernels), last_use_(graph.values.size(), -1), plan_(std::move(plan)) {
   if (!plan_.empty()) arena_.reset(new uint8_t[static_cast<size_t>(plan_.total)]);  // untouched
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     for (int id : graph.nodes[i].inputs) {
@@ -52,9 +49,8 @@ std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& inputs,
       buffers.capacity[k] = plan_.capacity[static_cast<size_t>(id)];
     }
     double t0 = profile ? platform::now_seconds() : 0;
-    std::vector<Tensor> outs =
-        n.domain.empty() || !kernels_ ? reference::run_node(n, ins, g.opset)
-                                       : kernels_->run(n, ins, buffers);
+    std::vector<Tensor> outs = n.domain.empty() || !kernels_ ? reference::run_node(n, ins, g.opset)
+                                                             : kernels_->run(n, ins, buffers);
     if (profile) {
       auto& entry = (*profile)[n.domain.empty() ? n.op_type : n.domain + "." + n.op_type];
       entry.first += (platform::now_seconds() - t0) * 1e3;

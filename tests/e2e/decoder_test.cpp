@@ -104,7 +104,8 @@ TEST_P(DecoderOnBackend, SequencesJoiningAndLeavingMidRunMatchTheirSoloRuns) {
   pass({{'b', nullptr}, {'c', &pc}});
   for (int i = 0; i < 4; ++i) pass({{'c', nullptr}, {'b', nullptr}});
 
-  for (auto [name, want] : {std::pair<char, Trace*>{'a', &want_a}, {'b', &want_b}, {'c', &want_c}}) {
+  for (auto [name, want] :
+       {std::pair<char, Trace*>{'a', &want_a}, {'b', &want_b}, {'c', &want_c}}) {
     const Trace& t = got[name];
     ASSERT_EQ(t.tokens, want->tokens) << "sequence " << name;
     double worst = 0;
@@ -156,24 +157,36 @@ TEST(Decoder, RefusesMisuseSayingWhat) {
   const std::vector<int64_t> ids = {1, 2, 3};
   expect_error([&] { d.run({{0, ids.data(), 3}}, nullptr, nullptr); }, {"slot 0", "acquire()"});
   int s = d.acquire();
-  expect_error([&] { d.run({{s, ids.data(), 3}, {s, ids.data(), 1}}, nullptr, nullptr); },
-               {"appears twice"});
+  expect_error(
+      [&] {
+        d.run({{s, ids.data(), 3}, {s, ids.data(), 1}}, nullptr, nullptr);
+      },
+      {"appears twice"});
   expect_error([&] { d.run({{7, ids.data(), 3}}, nullptr, nullptr); }, {"slot 7", "0..1"});
   expect_error([&] { d.run({{s, ids.data(), 0}}, nullptr, nullptr); }, {"no tokens"});
   const std::vector<int64_t> bad = {1, 1000};
-  expect_error([&] { d.run({{s, bad.data(), 2}}, nullptr, nullptr); },
-               {"token id 1000", "[0, 1000)"});
+  expect_error(
+      [&] {
+        d.run({{s, bad.data(), 2}}, nullptr, nullptr);
+      },
+      {"token id 1000", "[0, 1000)"});
   std::vector<int64_t> eleven(11, 1);
-  expect_error([&] { d.run({{s, eleven.data(), 11}}, nullptr, nullptr); },
-               {"11 more", "capacity of 10"});
+  expect_error(
+      [&] {
+        d.run({{s, eleven.data(), 11}}, nullptr, nullptr);
+      },
+      {"11 more", "capacity of 10"});
   EXPECT_EQ(d.length(s), 0) << "a refused pass changes nothing";
   expect_error([&] { d.release(1); }, {"slot 1", "not acquired"});
   std::vector<int64_t> picks;
   d.run({{s, ids.data(), 3}}, nullptr, &picks);
   expect_error([&] { d.greedy_steps({{s, ids.data(), 1}}, 2, picks); }, {"allows 1..1"});
   expect_error([&] { Decoder(engine, DecoderConfig{0, 0, 0, 1}); }, {"slots must be 1..4096"});
-  expect_error([&] { Decoder(engine, DecoderConfig{1, 65, 0, 1}); },
-               {"max_positions must be 1..64", "found 65"});
+  expect_error(
+      [&] {
+        Decoder(engine, DecoderConfig{1, 65, 0, 1});
+      },
+      {"max_positions must be 1..64", "found 65"});
   BuildConfig ref;
   ref.backend = Backend::kReference;
   auto reference =

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "backends/backend.h"
 #include "backends/cpu/gemm.h"
 #include "backends/cpu/thread_pool.h"
-#include "backends/backend.h"
 #include "ir/graph.h"
 
 namespace gptrt::cpu {

@@ -23,9 +23,11 @@ class CpuDecoder final : public backends::SlotDecoder {
         g_(*plan.graph),
         isa_(isa),
         pool_(threads),
-        plan_(backends::find_decoder_plan(
-            g_, "PackedLinear",
-            [](const ir::Node& n) { return n.domain == ir::kFusedDomain && has_kernel(n.op_type); })),
+        plan_(backends::find_decoder_plan(g_, "PackedLinear",
+                                          [](const ir::Node& n) {
+                                            return n.domain == ir::kFusedDomain &&
+                                                   has_kernel(n.op_type);
+                                          })),
         shape_(shape),
         length_(static_cast<size_t>(shape.slots), 0) {
     // Keys and values per layer: [slots, capacity, hidden], touched as slots fill.
@@ -36,8 +38,7 @@ class CpuDecoder final : public backends::SlotDecoder {
     }
   }
 
-  void run(const std::vector<backends::SlotTokens>& seqs, float* logits,
-           int64_t* argmax) override {
+  void run(const std::vector<backends::SlotTokens>& seqs, float* logits, int64_t* argmax) override {
     const int64_t n = static_cast<int64_t>(seqs.size()), e = plan_.hidden;
     int64_t rows = 0;
     for (const backends::SlotTokens& s : seqs) rows += s.count;
@@ -88,8 +89,8 @@ class CpuDecoder final : public backends::SlotDecoder {
         Tensor last = Tensor::uninitialized(DType::kFloat32, {1, n, e});
         for (int64_t i = 0; i < n; ++i) {
           const CachedSequence& c = cached[static_cast<size_t>(i)];
-          std::memcpy(last.data_mut<float>() + i * e, in[0]->data<float>() + (c.row + c.count - 1) * e,
-                      static_cast<size_t>(e) * 4);
+          std::memcpy(last.data_mut<float>() + i * e,
+                      in[0]->data<float>() + (c.row + c.count - 1) * e, static_cast<size_t>(e) * 4);
         }
         in[0] = &last;
         logits_ = run_node(node, in, isa_, pool_)[0];

@@ -227,10 +227,9 @@ class CudaBackend final : public Backend {
           ErrorCode::kEngineMismatch,
           "engine '" + path + "' is for the cuda backend, which this gptrt was built without");
     if (sm_number(info.target) == 0)
-      throw Error(ErrorCode::kEngineMismatch, "engine '" + path +
-                                                  "' is for the cuda backend but its target '" +
-                                                  info.target +
-                                                  "' is no GPU architecture; rebuild it");
+      throw Error(ErrorCode::kEngineMismatch,
+                  "engine '" + path + "' is for the cuda backend but its target '" + info.target +
+                      "' is no GPU architecture; rebuild it");
     for (const ir::Node& n : plan.nodes) {
       if (!supports(n, info.precision))
         throw Error(ErrorCode::kEngineMismatch,
@@ -239,9 +238,8 @@ class CudaBackend final : public Backend {
     }
     std::string why, sm = cuda::device_sm(&why);
     if (!sm.empty() && sm_number(sm) != sm_number(info.target))
-      throw Error(ErrorCode::kEngineMismatch, "engine '" + path + "' was built for " +
-                                                  info.target + " GPUs; this GPU is " +
-                                                  cuda::device_name() +
+      throw Error(ErrorCode::kEngineMismatch, "engine '" + path + "' was built for " + info.target +
+                                                  " GPUs; this GPU is " + cuda::device_name() +
                                                   "; rebuild the engine on this machine");
   }
 
@@ -250,9 +248,7 @@ class CudaBackend final : public Backend {
     return std::make_unique<CudaRunner>(p);
   }
 
-  std::unique_ptr<NodeKernels> make_kernels(const PlanRef&, int) const override {
-    return nullptr;
-  }
+  std::unique_ptr<NodeKernels> make_kernels(const PlanRef&, int) const override { return nullptr; }
 
   std::unique_ptr<SlotDecoder> make_decoder(const PlanRef& p, const DecoderShape& shape,
                                             int) const override {

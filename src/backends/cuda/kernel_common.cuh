@@ -24,8 +24,10 @@ struct TraceRecord {
   unsigned sm, block;
 };
 constexpr unsigned kTraceCapacity = 1u << 16;
-__device__ TraceRecord trace_records[kTraceCapacity];
-__device__ unsigned trace_count;
+// Defined once (runner.cu); tracing builds link device code across files (separable
+// compilation) so that every file's kernels record into the same buffer.
+extern __device__ TraceRecord trace_records[kTraceCapacity];
+extern __device__ unsigned trace_count;
 __device__ __forceinline__ unsigned long long trace_now() {
   unsigned long long t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));

@@ -1,0 +1,274 @@
+// Generation on the GPU: the KV cache, prompt passes and decode steps (one captured CUDA graph
+// per kind of result, several greedy steps per graph), and the Decoder's public methods.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "backends/cuda/argmax.cuh"
+#include "backends/cuda/runner_impl.cuh"
+#include "backends/reference/fused_ops.h"
+
+namespace gptrt::cuda {
+
+void Runner::Impl::free_kv() {
+  for (cudaGraphExec_t& e : kv.step_graphs) {
+    if (e) cudaGraphExecDestroy(e);
+    e = nullptr;
+  }
+  for (auto& [k, e] : kv.chunk_graphs) cudaGraphExecDestroy(e);
+  kv.chunk_graphs.clear();
+  cudaFree(kv.chunk_picks);
+  kv.chunk_picks = nullptr;
+  kv.single_steps = 0;
+  for (float* p : kv.k) cudaFree(p);
+  for (float* p : kv.v) cudaFree(p);
+  kv.k.clear();
+  kv.v.clear();
+  cudaFree(kv.valid);
+  cudaFree(kv.past);
+  cudaFree(kv.last);
+  cudaFree(kv.picks);
+  kv.picks = nullptr;
+  cudaFree(kv.part_v);
+  cudaFree(kv.part_i);
+  cudaFree(kv.done);
+  kv.part_v = nullptr;
+  kv.part_i = nullptr;
+  kv.done = nullptr;
+  kv.batch = kv.cache_s = kv.prompt = 0;  // (a failed reserve leaves nothing to reuse)
+  kv.valid = nullptr;
+  kv.past = nullptr;
+  kv.last = nullptr;
+}
+
+// Generation for `b` rows of up to `cache_s` positions, prompts of up to `prompt` tokens: the
+// KV cache, the activation arena for [b, prompt], the input and logits buffers (at most once per
+// generate call, never per token; kept, with the decode-step graph, for the next call of the
+// same batch and cache length whose prompt fits).
+void Runner::Impl::reserve(int64_t b, int64_t cache_s, int64_t prompt) {
+  if (kv.batch == b && kv.cache_s == cache_s && prompt <= kv.prompt) return;
+  cudaStreamSynchronize(stream);
+  free_kv();
+  drop_graphs();
+  const ir::Value& ids_v = g.values[static_cast<size_t>(g.nodes.front().inputs[0])];
+  std::map<std::string, int64_t> dim_max;
+  if (!ids_v.shape.dims[0].is_known()) dim_max[ids_v.shape.dims[0].symbol] = b;
+  if (!ids_v.shape.dims[1].is_known()) dim_max[ids_v.shape.dims[1].symbol] = prompt;
+  ir::MemoryPlan p = ir::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
+  if (p.total > plan.total) {
+    cudaFree(arena);
+    arena = nullptr;
+    check(cudaMalloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(p.total)),
+          "cudaMalloc (arena)");
+  }
+  if (p.total > 0) plan = p;
+  int64_t e = 0, layers = 0;
+  for (const ir::Node& n : g.nodes) {
+    if (n.op_type != "Attention") continue;
+    e = g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value;
+    ++layers;
+  }
+  for (int64_t l = 0; l < layers; ++l) {
+    float* k = nullptr;
+    float* v = nullptr;
+    check(cudaMalloc(reinterpret_cast<void**>(&k), static_cast<size_t>(b * cache_s * e * 4)),
+          "cudaMalloc (K cache)");
+    check(cudaMalloc(reinterpret_cast<void**>(&v), static_cast<size_t>(b * cache_s * e * 4)),
+          "cudaMalloc (V cache)");
+    kv.k.push_back(k);
+    kv.v.push_back(v);
+  }
+  check(cudaMalloc(reinterpret_cast<void**>(&kv.valid), static_cast<size_t>(b * cache_s)),
+        "cudaMalloc (padding flags)");
+  check(cudaMalloc(reinterpret_cast<void**>(&kv.past), sizeof(int64_t)), "cudaMalloc (past)");
+  check(cudaMalloc(&kv.last, static_cast<size_t>(b * e * 4)), "cudaMalloc (last rows)");
+  check(cudaMalloc(reinterpret_cast<void**>(&kv.picks), static_cast<size_t>(b * 8)),
+        "cudaMalloc (picks)");
+  check(cudaMalloc(reinterpret_cast<void**>(&kv.chunk_picks),
+                   static_cast<size_t>(kMaxDecodeSteps * b * 8)),
+        "cudaMalloc (picks of several steps)");
+  check(cudaMalloc(reinterpret_cast<void**>(&kv.part_v),
+                   static_cast<size_t>(b * kArgmaxParts) * sizeof(float)),
+        "cudaMalloc (argmax parts)");
+  check(cudaMalloc(reinterpret_cast<void**>(&kv.part_i),
+                   static_cast<size_t>(b * kArgmaxParts) * sizeof(int64_t)),
+        "cudaMalloc (argmax parts)");
+  check(cudaMalloc(reinterpret_cast<void**>(&kv.done), static_cast<size_t>(b) * sizeof(unsigned)),
+        "cudaMalloc (argmax counts)");
+  check(cudaMemsetAsync(kv.done, 0, static_cast<size_t>(b) * sizeof(unsigned), stream),
+        "cudaMemsetAsync");
+  kv.batch = b;
+  kv.cache_s = cache_s;
+  kv.prompt = prompt;
+  int64_t rows = b * prompt;
+  reserve_row_buffers(rows);
+  if (rows > io_elems) {
+    for (int64_t** buf : {&ids, &mask, &pos}) {
+      cudaFree(*buf);
+      *buf = nullptr;
+      int64_t cap = 0;
+      grow(buf, &cap, rows * 8, false);
+    }
+    io_elems = rows;
+  }
+  int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
+  grow(&out, &out_bytes, b * vocab * 4, false);
+  grow(&pinned_out, &pinned_out_bytes, b * vocab * 4, true);
+  // ids, positions, past, padding flags, then the picks of up to kMaxDecodeSteps steps (8-byte
+  // aligned).
+  grow(&pinned_in, &pinned_in_bytes,
+       rows * 16 + 8 + (b * cache_s + 7) / 8 * 8 + kMaxDecodeSteps * b * 8, true);
+}
+
+// One generation step: `t` tokens per row at cache positions past..past+t-1; the last
+// position's logits [b, vocab] into `logits` and/or each row's argmax into `argmax`. Decode
+// steps (t = 1) replay one CUDA graph. With `steps` > 1 (t = 1, greedy: argmax only, at most
+// kMaxDecodeSteps), that many decode steps in one graph, each step's inputs made on the GPU
+// from the picks of the one before (chunk_advance_kernel); argmax gets [steps][b].
+void Runner::Impl::decode_step(const int64_t* host_ids, const int64_t* host_pos,
+                               const uint8_t* host_valid, int64_t t, int64_t past,
+                               std::vector<float>* logits, int64_t* argmax, int64_t steps) {
+  if (steps < 1 || steps > kMaxDecodeSteps || (steps > 1 && (t != 1 || logits || !argmax)))
+    throw Error(ErrorCode::kInternal, "decode_step: " + std::to_string(steps) +
+                                          " steps at once need t = 1 and greedy picks only");
+  int64_t b = kv.batch, rows = b * t;
+  auto* in = static_cast<int64_t*>(pinned_in);
+  std::memcpy(in, host_ids, static_cast<size_t>(rows * 8));
+  std::memcpy(in + rows, host_pos, static_cast<size_t>(rows * 8));
+  in[2 * rows] = past;
+  auto* flags = reinterpret_cast<uint8_t*>(in + 2 * rows + 1);
+  std::memcpy(flags, host_valid, static_cast<size_t>(b * kv.cache_s));
+  int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
+  auto* picks_host = static_cast<int64_t*>(pinned_in) + 2 * rows + 1 + (b * kv.cache_s + 7) / 8;
+  // The step's work on the stream: the forward pass, its embedding reading the inputs from the
+  // mapped pinned buffer where the host memory is mapped (else a copy each first), the picks
+  // (written straight into mapped host memory) and/or the logits back.
+  if (mapped_for != pinned_in) {  // once per pinned buffer, not per step
+    mapped_for = pinned_in;
+    mapped_in = nullptr;
+    if (cudaHostGetDevicePointer(reinterpret_cast<void**>(&mapped_in), pinned_in, 0) != cudaSuccess)
+      mapped_in = nullptr;
+    cudaGetLastError();  // (an unmapped buffer only means the copies)
+  }
+  int64_t* in_dev = mapped_in;
+  const bool mapped = in_dev != nullptr;
+  int64_t* picks_dev = mapped ? in_dev + (picks_host - in) : kv.picks;
+  auto inputs = [&] {
+    if (mapped) {
+      launch.after_copy = true;  // the first work of the graph or step: a plain launch
+      step_in = in_dev;          // (read by step_embedding_kernel)
+    } else {
+      check(cudaMemcpyAsync(ids, in, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice, stream),
+            "H2D ids");
+      check(cudaMemcpyAsync(pos, in + rows, static_cast<size_t>(rows * 8), cudaMemcpyHostToDevice,
+                            stream),
+            "H2D positions");
+      check(cudaMemcpyAsync(kv.past, in + 2 * rows, 8, cudaMemcpyHostToDevice, stream), "H2D past");
+      check(cudaMemcpyAsync(kv.valid, flags, static_cast<size_t>(b * kv.cache_s),
+                            cudaMemcpyHostToDevice, stream),
+            "H2D flags");
+      launch.after_copy = true;
+    }
+  };
+  auto enqueue = [&] {
+    inputs();
+    forward(b, t, true, false, true);
+    step_in = nullptr;
+    if (argmax) {
+      launch(argmax_kernel, dim3(kArgmaxParts, static_cast<unsigned>(b)), dim3(kArgmaxThreads), 0,
+             out, vocab, picks_dev, kv.part_v, kv.part_i, kv.done);
+      if (!mapped)
+        check(cudaMemcpyAsync(picks_host, kv.picks, static_cast<size_t>(b * 8),
+                              cudaMemcpyDeviceToHost, stream),
+              "D2H picks");
+    }
+    if (logits)
+      check(cudaMemcpyAsync(pinned_out, out, static_cast<size_t>(b * vocab * 4),
+                            cudaMemcpyDeviceToHost, stream),
+            "D2H logits");
+  };
+  auto enqueue_steps = [&] {  // (steps > 1)
+    inputs();
+    for (int64_t i = 0; i < steps; ++i) {
+      if (i > 0) {
+        launch(chunk_advance_kernel, dim3(1), dim3(256), 0, kv.chunk_picks + (i - 1) * b, b,
+               kv.cache_s, ids, pos, kv.past, kv.valid);
+        step_in = nullptr;  // (the embedding reads ids and pos)
+      }
+      forward(b, 1, true, false, true);
+      launch(argmax_kernel, dim3(kArgmaxParts, static_cast<unsigned>(b)), dim3(kArgmaxThreads), 0,
+             out, vocab, kv.chunk_picks + i * b, kv.part_v, kv.part_i, kv.done);
+    }
+    step_in = nullptr;
+    check(cudaMemcpyAsync(picks_host, kv.chunk_picks, static_cast<size_t>(steps * b * 8),
+                          cudaMemcpyDeviceToHost, stream),
+          "D2H picks");
+  };
+  if (t == 1 && use_graphs) {  // decode steps: all of it as one graph (per kind of result)
+    cudaGraphExec_t& exec =
+        steps > 1 ? kv.chunk_graphs[steps] : kv.step_graphs[(argmax ? 2 : 0) + (logits ? 1 : 0)];
+    if (!exec) {
+      cudaGraph_t graph = nullptr;
+      check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
+            "cudaStreamBeginCapture");
+      if (steps > 1)
+        enqueue_steps();
+      else
+        enqueue();
+      check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
+      check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+      cudaGraphDestroy(graph);
+    }
+#ifdef GPTRT_CUDA_TRACE
+    const bool tracing = trace_begin();
+#endif
+    check(cudaGraphLaunch(exec, stream), "cudaGraphLaunch");
+#ifdef GPTRT_CUDA_TRACE
+    if (tracing) trace_end();
+#endif
+  } else if (steps > 1) {
+    enqueue_steps();
+  } else {
+    enqueue();
+  }
+  check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  if (t == 1 && steps == 1) ++kv.single_steps;
+  if (argmax) std::memcpy(argmax, picks_host, static_cast<size_t>(steps * b * 8));
+  if (logits)
+    logits->assign(static_cast<const float*>(pinned_out),
+                   static_cast<const float*>(pinned_out) + b * vocab);
+}
+
+void Runner::Impl::last_logits(std::vector<float>& logits) {
+  int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
+  logits.resize(static_cast<size_t>(kv.batch * vocab));
+  check(cudaMemcpyAsync(logits.data(), out, logits.size() * 4, cudaMemcpyDeviceToHost, stream),
+        "D2H logits");
+  check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+}
+
+Decoder::Decoder(std::shared_ptr<const void> owner, const ir::Graph& graph, Precision precision)
+    : impl_(std::make_unique<Runner::Impl>(std::move(owner), graph, precision,
+                                           std::map<std::string, int64_t>{})) {}
+Decoder::~Decoder() = default;
+void Decoder::reserve(int64_t batch, int64_t positions, int64_t prompt) {
+  impl_->reserve(batch, positions, prompt);
+}
+void Decoder::step(const int64_t* ids, const int64_t* positions, const uint8_t* key_valid,
+                   int64_t t, int64_t past, std::vector<float>* logits, int64_t* argmax) {
+  impl_->decode_step(ids, positions, key_valid, t, past, logits, argmax);
+}
+void Decoder::greedy_steps(const int64_t* ids, const int64_t* positions, const uint8_t* key_valid,
+                           int64_t past, int64_t steps, int64_t* picks) {
+  impl_->decode_step(ids, positions, key_valid, 1, past, nullptr, picks, steps);
+}
+int64_t Decoder::max_greedy_steps() const {
+  return impl_->max_greedy_steps();
+}
+void Decoder::last_logits(std::vector<float>& logits) {
+  impl_->last_logits(logits);
+}
+
+}  // namespace gptrt::cuda
