@@ -169,9 +169,13 @@ passes::DecoderInfo fuse(ir::Graph& g, const std::function<void(const std::strin
   passes::eliminate_dead_code(g);
   passes::DecoderInfo decoder = passes::fuse_decoder(g);
   passes::eliminate_dead_code(g);
+  int prologues = passes::mark_layer_norm_prologues(g);
+  int projections = passes::mark_attention_projections(g);
   if (notice) {
     notice("passes: fused " + std::to_string(norms) + " decomposed LayerNorms, " +
-           std::to_string(linears) + " linear layers");
+           std::to_string(linears) + " linear layers; marked " + std::to_string(prologues) +
+           " linear layers that may normalise their rows, " + std::to_string(projections) +
+           " QKV projections that may run with their attention");
     notice(decoder.recognised ? decoder.summary()
                               : decoder.summary() +
                                     "; the graph runs op by op on the generic plan (correct, "

@@ -55,4 +55,14 @@ struct DecoderInfo {
 /// does not fit, the graph is left as it was and `blocker` says why.
 DecoderInfo fuse_decoder(ir::Graph& graph);
 
+/// Marks (attribute layer_norm_prologue = 1) every gptrt.Linear whose input is a LayerNorm
+/// read by gptrt.Linear nodes only, as their first input: a backend may normalise the rows in
+/// the GEMM's prologue and skip the LayerNorm node (the cuda backend's skinny GEMMs do).
+int mark_layer_norm_prologues(ir::Graph& graph);
+
+/// Marks (attribute attention_follows = 1) every gptrt.Linear whose output only the
+/// gptrt.Attention right after it reads (the QKV projection): a backend may run both as one
+/// kernel (the cuda backend's qkv_attention_kernel, where its shapes allow).
+int mark_attention_projections(ir::Graph& graph);
+
 }  // namespace gptrt::passes

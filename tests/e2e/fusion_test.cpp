@@ -4,11 +4,11 @@
 #include <cstring>
 
 #include "builder/builder.h"
-#include "ir/describe.h"
-#include "runtime/engine_impl.h"
 #include "hf/make_model.h"
+#include "ir/describe.h"
 #include "ir/shape_inference.h"
 #include "passes/passes.h"
+#include "runtime/engine_impl.h"
 #include "test_util.h"
 
 namespace gptrt::test {
@@ -72,6 +72,35 @@ TEST(Fusion, EveryExportAndTheHfFolderGiveTheSameFusedGraph) {
     ASSERT_TRUE(f.decoder.recognised) << file << ": " << f.decoder.blocker;
     expect_same_graph(ref.graph, f.graph, file);
   }
+}
+
+// The fusions a backend may make at run time are marked in the plan (so engine files and
+// `inspect --fused` show them): every QKV projection, FC1 and the LM head read a LayerNorm that
+// only linear layers read; each QKV projection feeds its attention alone.
+TEST(Fusion, PrologueLayerNormsAndAttentionProjectionsAreMarked) {
+  Fused f = fuse_network(Network::from_hf(data_path("gpt2-tiny/hf")));
+  ASSERT_TRUE(f.decoder.recognised) << f.decoder.blocker;
+  int prologues = 0, projections = 0;
+  for (size_t i = 0; i < f.graph.nodes.size(); ++i) {
+    const ir::Node& n = f.graph.nodes[i];
+    if (n.attr_int("layer_norm_prologue", 0) == 1) {
+      ++prologues;
+      ASSERT_EQ(n.op_type, "Linear");
+    }
+    if (n.attr_int("attention_follows", 0) == 1) {
+      ++projections;
+      ASSERT_LT(i + 1, f.graph.nodes.size());
+      EXPECT_EQ(f.graph.nodes[i + 1].op_type, "Attention");
+      EXPECT_EQ(n.attr_int("layer_norm_prologue", 0), 1) << "a QKV projection reads ln_1";
+    }
+  }
+  EXPECT_EQ(prologues, 5);  // 2 layers x (QKV, FC1) + the LM head
+  EXPECT_EQ(projections, 2);
+  FusedGraph shown = Network::from_hf(data_path("gpt2-tiny/hf")).fused();
+  int shown_marks = 0;
+  for (const std::string& line : shown.nodes)
+    shown_marks += line.find("attention_follows=1") != std::string::npos;
+  EXPECT_EQ(shown_marks, 2) << "inspect --fused shows the marks";
 }
 
 TEST(Fusion, OtherExportFormsAreRecognisedWithTheirOwnInputsAndActivation) {
@@ -165,8 +194,8 @@ TEST(Fusion, InspectFusedPrintsTheFusedGraph) {
         "gptrt.Attention(h.0.attn.c_attn.out, attention_mask) layer=0 num_heads=4 scale=0.25",
         "activation=gelu_tanh",
         "logits [batch_size, seq_len, 1000] = gptrt.Linear(ln_f.out, "
-        "wte.weight<1000x64>) transB=1",
-        "fused graph (17 nodes)"}) {
+        "wte.weight<1000x64>) layer_norm_prologue=1 transB=1",
+        "attention_follows=1", "fused graph (17 nodes)"}) {
     EXPECT_NE(r.output.find(s), std::string::npos) << s << "\n" << r.output;
   }
   r = run_cli("inspect --fused --onnx " + data_path("ops/add_broadcast/model.onnx"));

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cuda/options.h"
 #include "gptrt/engine.h"
 #include "ir/graph.h"
 
@@ -32,8 +33,6 @@ bool has_kernel(const ir::Node& node);
 /// run, naming the node.
 void lower(ir::Graph& graph, Precision precision);
 
-/// Greedy decode steps one CUDA graph runs at most (Decoder::greedy_steps).
-constexpr int64_t kMaxDecodeSteps = 8;
 
 /// One forward pass's times (ms): host-to-device copies, GPU compute, device-to-host copies.
 struct Timings {

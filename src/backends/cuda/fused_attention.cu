@@ -19,8 +19,10 @@ void Runner::Impl::find_attention_fusions() {
   for (size_t i = 0; i + 1 < g.nodes.size(); ++i) {
     const ir::Node& n = g.nodes[i];
     const ir::Node& next = g.nodes[i + 1];
-    if (n.op_type == "Linear" && next.op_type == "Attention" && !next.inputs.empty() &&
-        next.inputs[0] == n.outputs[0] && readers[static_cast<size_t>(n.outputs[0])] == 1)
+    // Marked by the builder (passes::mark_attention_projections), checked again here.
+    if (n.op_type == "Linear" && n.attr_int("attention_follows", 0) == 1 &&
+        next.op_type == "Attention" && !next.inputs.empty() && next.inputs[0] == n.outputs[0] &&
+        readers[static_cast<size_t>(n.outputs[0])] == 1)
       attention_after[i] = static_cast<int>(i + 1);
   }
 }

@@ -131,7 +131,10 @@ void Runner::Impl::find_layer_norm_fusions() {
   for (int o : g.outputs) ++readers[static_cast<size_t>(o)];
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const ir::Node& n = g.nodes[i];
-    if (n.op_type != "Linear" || n.inputs[0] < 0) continue;
+    // The builder marked the layers whose LayerNorm they may absorb (passes::
+    // mark_layer_norm_prologues); the plan is checked again here.
+    if (n.op_type != "Linear" || n.inputs[0] < 0 || n.attr_int("layer_norm_prologue", 0) != 1)
+      continue;
     int p = producer[static_cast<size_t>(n.inputs[0])];
     if (p < 0) continue;
     const ir::Node& ln = g.nodes[static_cast<size_t>(p)];

@@ -31,40 +31,15 @@ __global__ void spin_kernel(int64_t ns) {
 Runner::Impl::Impl(std::shared_ptr<const void> o, const ir::Graph& graph, Precision p,
                    const std::map<std::string, int64_t>& dim_max)
     : owner(std::move(o)), g(graph), precision(p) {
-  // GPTRT_CUDA_PDL=0 and GPTRT_CUDA_GEMM=cublaslt switch the two off (for comparisons).
-  const char* pdl_env = std::getenv("GPTRT_CUDA_PDL");
-  const char* gemm_env = std::getenv("GPTRT_CUDA_GEMM");
-  const char* tn_env = std::getenv("GPTRT_CUDA_SKINNY_TN");
-  if (tn_env) forced_tn = std::atoi(tn_env);
-  if (const char* env = std::getenv("GPTRT_CUDA_STREAM")) {
-    if (std::string(env) != "0" && std::string(env) != "1")
-      throw Error(ErrorCode::kInvalidArgument,
-                  std::string("GPTRT_CUDA_STREAM is '") + env +
-                      "'; expected 0 (no streaming GEMM) or 1 (on every layer it can run); "
-                      "unset it for the default");
-    stream_mode = env[0] - '0';
-  }
-  if (const char* env = std::getenv("GPTRT_CUDA_DECODE_STEPS")) {
-    char* end = nullptr;
-    max_steps = std::strtol(env, &end, 10);
+  // The switches (docs/DEVICE.md), checked before anything is made.
+  opts = Options::from_environment();
+  forced_tn = opts.skinny_tn;
+  stream_mode = opts.stream;
+  if (opts.decode_steps > 0) {
+    max_steps = opts.decode_steps;
     steps_set = true;
-    if (end == env || *end || max_steps < 1 || max_steps > kMaxDecodeSteps)
-      throw Error(ErrorCode::kInvalidArgument,
-                  std::string("GPTRT_CUDA_DECODE_STEPS is '") + env + "'; expected 1 to " +
-                      std::to_string(kMaxDecodeSteps) +
-                      " (greedy decode steps per CUDA graph); unset it for the default");
   }
-  if (const char* env = std::getenv("GPTRT_CUDA_FUSED_ATTENTION")) {
-    if (std::string(env) != "0" && std::string(env) != "1")
-      throw Error(ErrorCode::kInvalidArgument,
-                  std::string("GPTRT_CUDA_FUSED_ATTENTION is '") + env +
-                      "'; expected 0 (QKV projection and attention as two kernels) or 1 (one "
-                      "kernel where it can run); unset it for the default");
-    fused_attention_enabled = env[0] == '1';
-  }
-  if (forced_tn != 0 && forced_tn != 1 && forced_tn != 2 && forced_tn != 4 && forced_tn != 8)
-    throw Error(ErrorCode::kInvalidArgument,
-                std::string("GPTRT_CUDA_SKINNY_TN is '") + tn_env + "'; expected 1, 2, 4 or 8");
+  fused_attention_enabled = opts.fused_attention;
   // Nothing is made before the switches are checked; if anything below fails, what was made
   // is released (the destructor does not run for a constructor that throws).
   try {
@@ -82,12 +57,12 @@ Runner::Impl::Impl(std::shared_ptr<const void> o, const ir::Graph& graph, Precis
           "shared memory size");
     smem_optin = static_cast<size_t>(optin);
     launch.stream = stream;
-    launch.overlap = sm_major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
+    launch.overlap = sm_major >= 9 && opts.pdl;
     launch.carveout = p == Precision::kFp16 || p == Precision::kBf16 ? 100 : 75;
-    skinny_enabled = sm_major >= 8 && (p == Precision::kFp16 || p == Precision::kBf16) &&
-                     !(gemm_env && std::string(gemm_env) == "cublaslt");
-    skinny_fp32_enabled = sm_major >= 8 && (p == Precision::kFp32 || p == Precision::kTf32) &&
-                          !(gemm_env && std::string(gemm_env) == "cublaslt");
+    skinny_enabled =
+        sm_major >= 8 && (p == Precision::kFp16 || p == Precision::kBf16) && opts.skinny_gemms;
+    skinny_fp32_enabled =
+        sm_major >= 8 && (p == Precision::kFp32 || p == Precision::kTf32) && opts.skinny_gemms;
     if (skinny_fp32_enabled)
       for (int mr : {1, 8, 16})
         for (int v : {2, 3, 4, 6})
@@ -290,9 +265,7 @@ __device__ TraceRecord trace_records[kTraceCapacity];
 __device__ unsigned trace_count;
 
 bool Runner::Impl::trace_begin() {
-  const char* at = std::getenv("GPTRT_CUDA_TRACE_RUN");
-  if (++trace_runs != (at ? std::atoll(at) : 100) || !std::getenv("GPTRT_CUDA_TRACE_FILE"))
-    return false;
+  if (++trace_runs != opts.trace_run || opts.trace_file.empty()) return false;
   unsigned zero = 0;
   check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
   check(cudaMemcpyToSymbol(trace_count, &zero, sizeof zero), "trace reset");
@@ -307,7 +280,7 @@ void Runner::Impl::trace_end() {
   std::vector<TraceRecord> records(count);
   check(cudaMemcpyFromSymbol(records.data(), trace_records, count * sizeof(TraceRecord)),
         "trace records");
-  FILE* f = std::fopen(std::getenv("GPTRT_CUDA_TRACE_FILE"), "w");
+  FILE* f = std::fopen(opts.trace_file.c_str(), "w");
   if (!f) return;
   for (const TraceRecord& r : records)
     std::fprintf(f, "%llu %u %u %llu %llu %llu %llu %llu %llu\n", r.grid, r.sm, r.block, r.start,

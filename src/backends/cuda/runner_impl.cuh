@@ -96,6 +96,7 @@ struct Runner::Impl {
   size_t smem_optin = 0;
   bool skinny_enabled = false;
   bool skinny_fp32_enabled = false;
+  Options opts;       // the switches (options.h), read once
   int forced_tn = 0;  // GPTRT_CUDA_SKINNY_TN: column tiles per block (tests cover each)
   // GPTRT_CUDA_STREAM: 1 runs every skinny layer that skinny_stream_kernel can run on it (tests),
   // 0 none (comparisons); unset, the LM head where it pays (skinny_fp32_plan, skinny_plan).
