@@ -28,25 +28,28 @@ std::map<std::string, Tensor> read(const std::string& path) {
       {"F64", DType::kFloat64}, {"I64", DType::kInt64},   {"I32", DType::kInt32},
       {"I8", DType::kInt8},     {"U8", DType::kUInt8},    {"BOOL", DType::kBool}};
   std::map<std::string, Tensor> out;
-  for (const auto& [name, entry] : root.as_object()) {
+  for (const auto& [name, entry] : root.items()) {
     if (name == "__metadata__") continue;
-    const json::Value* dt = entry.find("dtype");
-    const json::Value* shape = entry.find("shape");
-    const json::Value* offsets = entry.find("data_offsets");
+    const json::Value* dt = json::find(entry, "dtype");
+    const json::Value* shape = json::find(entry, "shape");
+    const json::Value* offsets = json::find(entry, "data_offsets");
     if (!dt || !dt->is_string() || !shape || !shape->is_array() || !offsets ||
-        !offsets->is_array() || offsets->as_array().size() != 2) {
+        !offsets->is_array() || offsets->size() != 2) {
       fail("entry '" + name + "' lacks dtype, shape or data_offsets");
     }
-    auto it = kDTypes.find(dt->as_string());
-    if (it == kDTypes.end()) fail("entry '" + name + "' has unsupported dtype " + dt->as_string());
+    const std::string& dtype = dt->get_ref<const std::string&>();
+    auto it = kDTypes.find(dtype);
+    if (it == kDTypes.end()) fail("entry '" + name + "' has unsupported dtype " + dtype);
     Shape dims;
-    for (const json::Value& d : shape->as_array()) {
-      if (!d.is_integer() || d.as_int() < 0) fail("entry '" + name + "' has a bad shape");
-      dims.push_back(d.as_int());
+    for (const json::Value& d : *shape) {
+      std::optional<int64_t> n = json::as_int64(d);
+      if (!n || *n < 0) fail("entry '" + name + "' has a bad shape");
+      dims.push_back(*n);
     }
-    const auto& off = offsets->as_array();
-    if (!off[0].is_integer() || !off[1].is_integer()) fail("entry '" + name + "' has bad offsets");
-    int64_t begin = off[0].as_int(), end = off[1].as_int();
+    std::optional<int64_t> off0 = json::as_int64((*offsets)[0]),
+                           off1 = json::as_int64((*offsets)[1]);
+    if (!off0 || !off1) fail("entry '" + name + "' has bad offsets");
+    int64_t begin = *off0, end = *off1;
     if (begin < 0 || end < begin || static_cast<uint64_t>(end) > data_size) {
       fail("entry '" + name + "' offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
            ") run past the data (" + std::to_string(data_size) + " bytes)");

@@ -45,37 +45,39 @@ Gpt2Config read_config(const std::string& dir) {
                     "'; a Hugging Face model folder has config.json and model.safetensors");
   std::string text((std::istreambuf_iterator<char>(in)), {});
   json::Value v = json::parse(text, path);
-  auto field = [&](const char* name, bool required) -> const json::Value* {
-    const json::Value* f = v.find(name);
-    if (required && (!f || !f->is_integer() || f->as_int() <= 0)) {
+  auto field = [&](const char* name) -> int64_t {
+    const json::Value* f = json::find(v, name);
+    std::optional<int64_t> n = f ? json::as_int64(*f) : std::nullopt;
+    if (!n || *n <= 0) {
       throw Error(ErrorCode::kParseError,
                   "'" + path + "': field '" + name + "' is missing or not a positive integer");
     }
-    return f;
+    return *n;
   };
-  const json::Value* type = v.find("model_type");
-  if (!type || !type->is_string() || type->as_string() != "gpt2") {
+  const json::Value* type = json::find(v, "model_type");
+  if (!type || !type->is_string() || type->get<std::string>() != "gpt2") {
     throw Error(
         ErrorCode::kUnsupported,
         "'" + path + "' has model_type " +
-            (type && type->is_string() ? "'" + type->as_string() + "'" : "missing") +
+            (type && type->is_string() ? "'" + type->get<std::string>() + "'" : "missing") +
             "; gptrt runs the GPT-2 family (model_type \"gpt2\": distilgpt2, gpt2 ... gpt2-xl)");
   }
   Gpt2Config c;
-  c.n_layer = field("n_layer", true)->as_int();
-  c.n_embd = field("n_embd", true)->as_int();
-  c.n_head = field("n_head", true)->as_int();
-  c.vocab_size = field("vocab_size", true)->as_int();
-  c.n_positions = field("n_positions", true)->as_int();
-  if (const json::Value* f = v.find("n_inner"); f && f->is_integer()) c.n_inner = f->as_int();
-  if (const json::Value* f = v.find("layer_norm_epsilon"); f && f->is_number())
-    c.layer_norm_epsilon = f->as_double();
-  if (const json::Value* f = v.find("activation_function"); f && f->is_string())
-    c.activation_function = f->as_string();
-  if (const json::Value* f = v.find("tie_word_embeddings"); f && f->is_bool())
-    c.tie_word_embeddings = f->as_bool();
-  if (const json::Value* f = v.find("scale_attn_weights"); f && f->is_bool())
-    c.scale_attn_weights = f->as_bool();
+  c.n_layer = field("n_layer");
+  c.n_embd = field("n_embd");
+  c.n_head = field("n_head");
+  c.vocab_size = field("vocab_size");
+  c.n_positions = field("n_positions");
+  if (const json::Value* f = json::find(v, "n_inner"))
+    if (std::optional<int64_t> n = json::as_int64(*f)) c.n_inner = *n;
+  if (const json::Value* f = json::find(v, "layer_norm_epsilon"); f && f->is_number())
+    c.layer_norm_epsilon = f->get<double>();
+  if (const json::Value* f = json::find(v, "activation_function"); f && f->is_string())
+    c.activation_function = f->get<std::string>();
+  if (const json::Value* f = json::find(v, "tie_word_embeddings"); f && f->is_boolean())
+    c.tie_word_embeddings = f->get<bool>();
+  if (const json::Value* f = json::find(v, "scale_attn_weights"); f && f->is_boolean())
+    c.scale_attn_weights = f->get<bool>();
   if (c.n_embd % c.n_head != 0) {
     throw Error(ErrorCode::kParseError, "'" + path + "': n_embd " + std::to_string(c.n_embd) +
                                             " is not a multiple of n_head " +

@@ -222,49 +222,51 @@ Tokenizer Tokenizer::load(const std::string& path) {
   if (!tokenizer_json.empty()) {
     t.source_ = tokenizer_json;
     json::Value root = json::parse(read_text(tokenizer_json), tokenizer_json);
-    const json::Value* model = root.find("model");
+    const json::Value* model = json::find(root, "model");
     if (!model || !model->is_object()) bad(tokenizer_json, "no \"model\" object");
-    const json::Value* type = model->find("type");
-    if (!type || !type->is_string() || type->as_string() != "BPE")
+    const json::Value* type = json::find(*model, "type");
+    if (!type || !type->is_string() || type->get<std::string>() != "BPE")
       bad(tokenizer_json, "model type is not BPE (gptrt reads GPT-2 byte-level BPE tokenizers)");
-    const json::Value* v = model->find("vocab");
-    const json::Value* m = model->find("merges");
+    const json::Value* v = json::find(*model, "vocab");
+    const json::Value* m = json::find(*model, "merges");
     if (!v || !v->is_object() || !m || !m->is_array())
       bad(tokenizer_json, "model has no \"vocab\" object or \"merges\" array");
-    for (const auto& [tok, id] : v->as_object()) {
-      if (!id.is_integer()) bad(tokenizer_json, "vocab entry '" + tok + "' is not an integer id");
-      vocab[tok] = id.as_int();
+    for (const auto& [tok, id] : v->items()) {
+      std::optional<int64_t> n = json::as_int64(id);
+      if (!n) bad(tokenizer_json, "vocab entry '" + tok + "' is not an integer id");
+      vocab[tok] = *n;
     }
-    for (const json::Value& e : m->as_array()) {
+    for (const json::Value& e : *m) {
       if (e.is_string()) {
-        size_t sp = e.as_string().find(' ');
-        if (sp == std::string::npos)
-          bad(tokenizer_json, "merge '" + e.as_string() + "' is not 'a b'");
-        merges.emplace_back(e.as_string().substr(0, sp), e.as_string().substr(sp + 1));
-      } else if (e.is_array() && e.as_array().size() == 2 && e.as_array()[0].is_string() &&
-                 e.as_array()[1].is_string()) {
-        merges.emplace_back(e.as_array()[0].as_string(), e.as_array()[1].as_string());
+        const std::string& text = e.get_ref<const std::string&>();
+        size_t sp = text.find(' ');
+        if (sp == std::string::npos) bad(tokenizer_json, "merge '" + text + "' is not 'a b'");
+        merges.emplace_back(text.substr(0, sp), text.substr(sp + 1));
+      } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
+        merges.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
       } else {
         bad(tokenizer_json, "a merge is neither \"a b\" nor [\"a\", \"b\"]");
       }
     }
-    if (const json::Value* added = root.find("added_tokens"); added && added->is_array()) {
-      for (const json::Value& a : added->as_array()) {
-        const json::Value* content = a.find("content");
-        const json::Value* id = a.find("id");
-        if (!content || !content->is_string() || !id || !id->is_integer())
+    if (const json::Value* added = json::find(root, "added_tokens"); added && added->is_array()) {
+      for (const json::Value& a : *added) {
+        const json::Value* content = json::find(a, "content");
+        const json::Value* id = json::find(a, "id");
+        const int64_t n = id ? json::as_int64(*id).value_or(-1) : -1;
+        if (!content || !content->is_string() || n < 0)
           bad(tokenizer_json, "an added token has no content or id");
-        t.specials_.emplace_back(content->as_string(), id->as_int());
-        vocab[content->as_string()] = id->as_int();
+        t.specials_.emplace_back(content->get<std::string>(), n);
+        vocab[content->get<std::string>()] = n;
       }
     }
   } else {
     t.source_ = vocab_json;
     json::Value v = json::parse(read_text(vocab_json), vocab_json);
     if (!v.is_object()) bad(vocab_json, "is not a JSON object of token -> id");
-    for (const auto& [tok, id] : v.as_object()) {
-      if (!id.is_integer()) bad(vocab_json, "entry '" + tok + "' is not an integer id");
-      vocab[tok] = id.as_int();
+    for (const auto& [tok, id] : v.items()) {
+      std::optional<int64_t> n = json::as_int64(id);
+      if (!n) bad(vocab_json, "entry '" + tok + "' is not an integer id");
+      vocab[tok] = *n;
     }
     std::istringstream lines(read_text(merges_txt));
     std::string line;

@@ -45,12 +45,18 @@ TEST(Wire, ReadsFieldsAndRefusesTruncation) {
 TEST(Json, ParsesAndReportsErrors) {
   json::Value v =
       json::parse(R"({"a": [1, 2.5, "x\u00e9"], "b": {"c": null, "d": true}, "n": -3})", "t");
-  EXPECT_EQ(v.find("a")->as_array()[0].as_int(), 1);
-  EXPECT_DOUBLE_EQ(v.find("a")->as_array()[1].as_double(), 2.5);
-  EXPECT_EQ(v.find("a")->as_array()[2].as_string(), "x\xc3\xa9");
-  EXPECT_TRUE(v.find("b")->find("d")->as_bool());
-  EXPECT_EQ(v.find("n")->as_int(), -3);
-  expect_error([] { json::parse("{\"a\": [1, }", "cfg.json"); }, {"cfg.json", "byte"});
+  EXPECT_EQ(json::as_int64(json::find(v, "a")->at(0)), 1);
+  EXPECT_DOUBLE_EQ(json::find(v, "a")->at(1).get<double>(), 2.5);
+  EXPECT_EQ(json::find(v, "a")->at(2).get<std::string>(), "x\xc3\xa9");
+  EXPECT_TRUE(json::find(*json::find(v, "b"), "d")->get<bool>());
+  EXPECT_EQ(json::as_int64(*json::find(v, "n")), -3);
+  EXPECT_EQ(json::find(v, "missing"), nullptr);
+  EXPECT_EQ(json::find(json::find(v, "a")->at(0), "x"), nullptr) << "a number has no members";
+  EXPECT_EQ(json::as_int64(json::find(v, "a")->at(1)), std::nullopt) << "2.5 is no integer";
+  EXPECT_EQ(json::as_int64(json::parse("9223372036854775808", "t")), std::nullopt)
+      << "2^63 does not fit int64";
+  EXPECT_EQ(json::quote("a\"b\n\xff"), "\"a\\\"b\\n\xef\xbf\xbd\"");
+  expect_error([] { json::parse("{\"a\": [1, }", "cfg.json"); }, {"cfg.json", "byte 11"});
 }
 
 TEST(Npy, RoundTripAndBadFiles) {

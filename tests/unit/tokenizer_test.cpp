@@ -20,7 +20,7 @@ json::Value read_json(const std::string& path) {
 
 std::vector<int64_t> ids_of(const json::Value& v) {
   std::vector<int64_t> r;
-  for (const json::Value& x : v.as_array()) r.push_back(x.as_int());
+  for (const json::Value& x : v) r.push_back(x.get<int64_t>());
   return r;
 }
 
@@ -39,11 +39,11 @@ TEST(Tokenizer, MatchesHuggingFaceOnEveryGolden) {
   for (const char* file :
        {"tokenizer/gpt2_tokenizer_goldens.json", "tokenizer/extra_goldens.json"}) {
     json::Value cases_json = read_json(data_path(file));
-    for (const json::Value& g : cases_json.as_array()) {
-      const std::string& text = g.find("text")->as_string();
-      std::vector<int64_t> want = ids_of(*g.find("ids"));
+    for (const json::Value& g : cases_json) {
+      const std::string& text = g.at("text").get_ref<const std::string&>();
+      std::vector<int64_t> want = ids_of(g.at("ids"));
       EXPECT_EQ(tok().encode(text), want) << file << ": " << text;
-      EXPECT_EQ(tok().decode(want), g.find("decoded")->as_string()) << file << ": " << text;
+      EXPECT_EQ(tok().decode(want), g.at("decoded").get<std::string>()) << file << ": " << text;
       ++cases;
     }
   }
@@ -61,8 +61,8 @@ TEST(Tokenizer, VocabAndMergesFilesGiveTheSameTokens) {
   std::filesystem::copy_file(data_path("tokenizer/merges.txt"), dir + "/merges.txt");
   tokenizer::Tokenizer files = tokenizer::Tokenizer::load(dir);
   json::Value extra = read_json(data_path("tokenizer/extra_goldens.json"));
-  for (const json::Value& g : extra.as_array()) {
-    const std::string& text = g.find("text")->as_string();
+  for (const json::Value& g : extra) {
+    const std::string& text = g.at("text").get_ref<const std::string&>();
     EXPECT_EQ(files.encode(text), folder.encode(text)) << text;
   }
 }

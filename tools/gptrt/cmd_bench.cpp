@@ -437,11 +437,12 @@ int cmd_bench(const std::vector<std::string>& argv) {
     std::ifstream f(out + "/peer_versions.json");
     std::string text((std::istreambuf_iterator<char>(f)), {});
     json::Value pv = json::parse(text, out + "/peer_versions.json");
-    for (const auto& [k, v] : pv.as_object()) {
+    for (const auto& [k, v] : pv.items()) {
+      if (!v.is_string()) continue;
       if (k == "gpu")
-        gpu = v.as_string();
-      else if (v.is_string())
-        versions += ", " + json::quote(k) + ": " + json::quote(v.as_string());
+        gpu = v.get<std::string>();
+      else
+        versions += ", " + json::quote(k) + ": " + json::quote(v.get<std::string>());
     }
   }
   versions += "}";
