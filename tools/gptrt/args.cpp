@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "CLI/CLI.hpp"
 #include "gptrt/error.h"
 
 namespace gptrt::cli {
@@ -32,56 +33,62 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 
 Args Args::parse(const std::vector<FlagSpec>& specs, const std::vector<std::string>& argv,
                  const std::string& command) {
-  Args a;
-  for (size_t i = 0; i < argv.size(); ++i) {
-    const std::string& arg = argv[i];
-    if (arg.size() < 2 || arg[0] != '-') {
-      a.positional_.push_back(arg);
-      continue;
-    }
-    std::string body = arg.substr(arg[1] == '-' ? 2 : 1);
-    std::string name = body, value;
-    bool inline_value = false;
-    size_t eq = body.find('=');
-    if (eq != std::string::npos) {
-      name = body.substr(0, eq);
-      value = body.substr(eq + 1);
-      inline_value = true;
-    }
-    const FlagSpec* spec = nullptr;
-    for (const FlagSpec& s : specs) {
-      if (s.name == name) spec = &s;
-    }
-    if (!spec) {
-      std::string best;
-      size_t best_d = 4;
-      for (const FlagSpec& s : specs) {
-        size_t d = edit_distance(s.name, name);
-        if (d < best_d) {
-          best_d = d;
-          best = s.name;
-        }
-      }
-      bad("gptrt " + command + ": unknown flag '" + arg + "'" +
-          (best.empty() ? "" : "; did you mean --" + best + "?") + " (see gptrt " + command +
-          " --help)");
-    }
-    if (spec->takes_value) {
-      if (!inline_value) {
-        if (i + 1 >= argv.size())
-          bad("gptrt " + command + ": flag --" + name + " needs a value (--" + name +
-              "=VALUE or --" + name + " VALUE)");
-        value = argv[++i];
-      }
-      a.values_[name].push_back(value);
+  // CLI11 reads the flags (each value flag once or more, `--f=v` or `--f v`; switches also as
+  // `--f=true|false|1|0`); what it does not know comes back as extras: positional arguments, or an
+  // unknown flag refused here with the nearest known name.
+  CLI::App app("gptrt " + command);
+  app.allow_extras();
+  app.set_help_flag();  // --help is one of the specs
+  std::map<std::string, std::vector<std::string>> values;
+  std::map<std::string, int64_t> switches;
+  for (const FlagSpec& spec : specs) {
+    if (spec.takes_value) {
+      app.add_option("--" + spec.name, values[spec.name], spec.help)
+          ->expected(1)
+          ->allow_extra_args(false)
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     } else {
-      if (inline_value && value != "true" && value != "1") {
-        if (value == "false" || value == "0") continue;
-        bad("gptrt " + command + ": flag --" + name + " takes no value, found '" + value + "'");
-      }
-      a.values_[name].push_back("true");
+      app.add_flag("--" + spec.name, switches[spec.name], spec.help);
     }
   }
+  std::vector<const char*> raw = {"gptrt"};
+  for (const std::string& a : argv) raw.push_back(a.c_str());
+  try {
+    app.parse(static_cast<int>(raw.size()), raw.data());
+  } catch (const CLI::ArgumentMismatch& e) {  // "--onnx: 1 required TEXT missing"
+    std::string flag = std::string(e.what()).substr(0, std::string(e.what()).find(':'));
+    bad("gptrt " + command + ": flag " + flag + " needs a value (" + flag + "=VALUE or " + flag +
+        " VALUE)");
+  } catch (const CLI::ConversionError& e) {  // "Could not convert: --fp16 = maybe"
+    bad("gptrt " + command + ": " + e.what() + "; a switch takes no value, or true, false, 1, 0");
+  } catch (const CLI::ParseError& e) {
+    bad("gptrt " + command + ": " + e.what() + " (see gptrt " + command + " --help)");
+  }
+  Args a;
+  for (const std::string& extra : app.remaining()) {
+    if (extra.size() < 2 || extra[0] != '-') {
+      a.positional_.push_back(extra);
+      continue;
+    }
+    std::string name = extra.substr(extra.find_first_not_of('-'));
+    name = name.substr(0, name.find('='));
+    std::string best;
+    size_t best_d = 4;
+    for (const FlagSpec& spec : specs) {
+      size_t d = edit_distance(spec.name, name);
+      if (d < best_d) {
+        best_d = d;
+        best = spec.name;
+      }
+    }
+    bad("gptrt " + command + ": unknown flag '" + extra + "'" +
+        (best.empty() ? "" : "; did you mean --" + best + "?") + " (see gptrt " + command +
+        " --help)");
+  }
+  for (auto& [name, v] : values)
+    if (!v.empty()) a.values_[name] = std::move(v);
+  for (const auto& [name, count] : switches)
+    if (count > 0) a.values_[name] = {"true"};
   return a;
 }
 
