@@ -149,7 +149,7 @@ TEST_F(Cli, BadFlagsAndFiles) {
                  {"--iterations expects an integer"});
   expect_refused("exec --loadEngine=" + engine + " --shapez=input_ids:1x12",
                  {"unknown flag", "did you mean --shapes"});
-  expect_refused("exec --loadEngine=" + engine + " --shapes", {"flag --shapes needs a value"});
+  expect_refused("build --onnx=" + model() + " --saveEngine", {"flag --saveEngine needs a value"});
   expect_refused("exec --loadEngine=" + engine + " --fp16=maybe", {"--fp16", "maybe", "switch"});
   expect_refused("run --loadEngine=" + dir + "/missing.engine", {"cannot open", "missing.engine"});
   expect_refused("run --onnx=" + model() + " --loadEngine=" + engine, {"exactly one of"});
