@@ -88,8 +88,7 @@ class CudaDecoder final : public SlotDecoder {
     length_[static_cast<size_t>(slot)] = 0;
     std::fill_n(valid_.begin() + slot * cols_, cols_, uint8_t{0});
     // With every slot empty the columns are free again: the next sequences start at column 0.
-    if (std::all_of(length_.begin(), length_.end(), [](int64_t len) { return len == 0; }))
-      col_ = 0;
+    if (std::all_of(length_.begin(), length_.end(), [](int64_t len) { return len == 0; })) col_ = 0;
   }
 
   int64_t max_greedy_steps(const std::vector<SlotTokens>& seqs) const override {

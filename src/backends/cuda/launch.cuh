@@ -42,7 +42,8 @@ inline int blocks_for(int64_t n, int threads) {
 // a decode step's FC1 (192 blocks) found room beside no proj block and went two per SM to the 97
 // SMs that proj left first. FP16/BF16 engines take all of it (their GEMMs stream weights through
 // shared memory); FP32 engines 75%, which leaves L1 room for their GEMM's weight loads (measured
-// on the H100: FP16 best at 100, FP32 at 75 of 25/50/75/100; see docs/BENCHMARKS.md).
+// on the H100: FP16 best at 100, FP32 at 75 of 25/50/75/100; see docs/lab/, "room beside the
+// previous kernel").
 struct Launcher {
   cudaStream_t stream = nullptr;
   bool overlap = false;

@@ -12,7 +12,7 @@
 // the row group's end), four at a time as in skinny_fp32_kernel; the warp's sums meet with a
 // butterfly (32 values at a time) and the lanes holding them write the outputs. One block per SM;
 // the first stages are requested before the wait. Runner's plans take it for the LM head where it
-// was measured faster: FP32 at 9-16 rows, FP16/BF16 at one row (docs/BENCHMARKS.md).
+// was measured faster: FP32 at 9-16 rows, FP16/BF16 at one row (docs/lab/, "the LM head streamed").
 #pragma once
 
 #include <cuda_bf16.h>
