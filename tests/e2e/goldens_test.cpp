@@ -1,6 +1,11 @@
 // Every fixture export and variant, end to end against PyTorch goldens (max |dlogit| <= 1e-4 at
 // non-pad positions).
+#include <cctype>
 #include <fstream>
+#include <tuple>
+
+#include "backends/cpu/gemm.h"
+#include "backends/cuda/cuda_backend.h"
 
 #include "test_util.h"
 
@@ -9,18 +14,56 @@ namespace {
 
 constexpr double kTolerance = 1e-4;
 
-class FixtureExport : public ::testing::TestWithParam<std::string> {};
+// One goldens body for every backend: each fixture export (and the HF folder) built for the
+// backend, run on 1 and 2 threads (CPU backends) or kernel by kernel, then through a captured
+// CUDA graph and its replay (cuda).
+using GoldensCase = std::tuple<std::string, Backend>;
+
+class FixtureExport : public ::testing::TestWithParam<GoldensCase> {};
 
 TEST_P(FixtureExport, MatchesPyTorchGoldens) {
-  auto engine = build_default(data_path(GetParam()));
-  expect_fixture_goldens(*engine->create_execution_context(), GetParam());
+  const auto& [file, backend] = GetParam();
+  std::string why;
+  if (backend == Backend::kCuda && cuda::device_sm(&why).empty())
+    GTEST_SKIP() << "CUDA backend test skipped: " << why;
+  BuildConfig config;
+  config.backend = backend;
+  Network net = file == "gpt2-tiny/hf" ? Network::from_hf(data_path(file))
+                                       : Network::from_onnx(data_path(file));
+  auto engine = Engine::build(net, config);
+  if (backend == Backend::kCpu) {
+    EXPECT_EQ(engine->info().target, cpu::isa_name(cpu::best_isa()));
+    EXPECT_EQ(engine->info().model.op_counts.count("Gemm"), 0u) << "linear layers not lowered";
+  }
+  if (backend_on_device(backend)) {
+    auto ctx = engine->create_execution_context();
+    ctx->set_cuda_graphs(false);
+    expect_fixture_goldens(*ctx, file + " (kernels)");
+    ctx->set_cuda_graphs(true);
+    expect_fixture_goldens(*ctx, file + " (CUDA graphs, first use)");
+    expect_fixture_goldens(*ctx, file + " (CUDA graphs, replayed)");
+    EXPECT_GT(ctx->last_timings().compute_ms, 0);
+    return;
+  }
+  for (int threads : {1, 2})
+    expect_fixture_goldens(*engine->create_execution_context(threads),
+                           file + " threads " + std::to_string(threads));
 }
 
-INSTANTIATE_TEST_SUITE_P(AllExports, FixtureExport,
-                         ::testing::Values("gpt2-tiny/legacy-opset13.onnx",
-                                           "gpt2-tiny/legacy-opset17.onnx",
-                                           "gpt2-tiny/external/legacy-opset13.onnx",
-                                           "gpt2-tiny/external/legacy-opset17.onnx"));
+INSTANTIATE_TEST_SUITE_P(
+    AllExports, FixtureExport,
+    ::testing::Combine(::testing::Values("gpt2-tiny/legacy-opset13.onnx",
+                                         "gpt2-tiny/legacy-opset17.onnx",
+                                         "gpt2-tiny/external/legacy-opset13.onnx",
+                                         "gpt2-tiny/external/legacy-opset17.onnx",
+                                         "gpt2-tiny/variants/dynamo-opset18.onnx", "gpt2-tiny/hf"),
+                       ::testing::Values(Backend::kReference, Backend::kCpu, Backend::kCuda)),
+    [](const auto& p) {
+      std::string name = std::get<0>(p.param) + "_" + backend_name(std::get<1>(p.param));
+      for (char& c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+      return name;
+    });
 
 struct Variant {
   const char* name;

@@ -210,26 +210,6 @@ TEST(CpuThreadPool, RunsEveryTaskOnceAcrossManyJobs) {
   }
 }
 
-class CpuBackendExport : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(CpuBackendExport, MatchesPyTorchGoldens) {
-  BuildConfig config;
-  config.backend = Backend::kCpu;
-  auto engine = Engine::build(Network::from_onnx(data_path(GetParam())), config);
-  EXPECT_EQ(engine->info().target, cpu::isa_name(cpu::best_isa()));
-  EXPECT_EQ(engine->info().model.op_counts.count("Gemm"), 0u) << "linear layers were not lowered";
-  for (int threads : {1, 2}) {
-    expect_fixture_goldens(*engine->create_execution_context(threads),
-                           GetParam() + " threads " + std::to_string(threads));
-  }
-}
-
-INSTANTIATE_TEST_SUITE_P(AllExports, CpuBackendExport,
-                         ::testing::Values("gpt2-tiny/legacy-opset13.onnx",
-                                           "gpt2-tiny/legacy-opset17.onnx",
-                                           "gpt2-tiny/external/legacy-opset17.onnx",
-                                           "gpt2-tiny/variants/dynamo-opset18.onnx"));
-
 TEST(CpuBackendEngine, RoundTripAndIsaCheck) {
   BuildConfig config;
   config.backend = Backend::kCpu;
