@@ -13,7 +13,9 @@
 // loader picks the clone this CPU runs (GCC's target_clones): the same source and operations, in
 // 16, 8 or 4 lanes, with rounding (floor) an instruction rather than a libm call. (On the 2-core
 // Xeon VM a 256-row forward pass spent a quarter of its time in the baseline GELU epilogue.)
-#if defined(__x86_64__) && defined(__GNUC__)
+// (Not under ThreadSanitizer: the loader runs the clones' resolvers before its runtime starts,
+// and an instrumented resolver faults.)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
 #define GPTRT_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define GPTRT_VECTOR_CLONES
