@@ -2,14 +2,15 @@
 // each case is a one-node plan on fresh random inputs at odd sizes; the backend lowers it through
 // the seam (choose_target, lower, make_kernels) and runs it with its outputs in planned memory
 // surrounded by sentinel bytes; the result must match the op's reference kernel within the
-// precision's tolerance, with no NaN or Inf and no stray write. Backends that run whole plans
-// only (cuda) are covered by the goldens and their own kernel tests (tests/e2e/cuda_test.cpp).
+// precision's tolerance, with no NaN or Inf and no stray write. The cuda backend's per-node kernels
+// run a one-op plan on the GPU (cuda::run_op), its outputs in its own memory.
 #include <cmath>
 #include <cstring>
 #include <random>
 
 #include "backends/backend.h"
 #include "backends/cpu/gemm.h"
+#include "backends/cuda/cuda_backend.h"
 #include "backends/reference/kernels.h"
 #include "ir/shape_inference.h"
 #include "test_util.h"
@@ -167,6 +168,8 @@ std::vector<Target> targets() {
     if (isa != cpu::Isa::kGeneric && isa != cpu::Isa::kAvx2)
       t.push_back({Backend::kCpu, Precision::kBf16, cpu::isa_name(isa)});
   }
+  for (Precision p : {Precision::kFp32, Precision::kTf32, Precision::kFp16, Precision::kBf16})
+    t.push_back({Backend::kCuda, p, ""});
   return t;
 }
 
@@ -179,6 +182,9 @@ TEST_P(BackendOps, EveryOpCaseMatchesItsReferenceKernel) {
   const Target& target = GetParam();
   if (target.backend == Backend::kCpu && !cpu::isa_supported(cpu::isa_from_name(target.isa)))
     GTEST_SKIP() << "this CPU has no " << target.isa;
+  std::string why;
+  if (target.backend == Backend::kCuda && cuda::device_sm(&why).empty())
+    GTEST_SKIP() << "CUDA backend test skipped: " << why;
   const backends::Backend& backend = backends::get(target.backend);
   const double tol = tolerance(target.precision);
   int planned = 0;
@@ -221,8 +227,7 @@ TEST_P(BackendOps, EveryOpCaseMatchesItsReferenceKernel) {
       const bool plans = kernels->writes_planned(n);
       out.data = {plans ? arena.data() + kGuard : nullptr};
       out.capacity = {plans ? bytes : 0};
-      std::vector<Tensor> outs =
-          n.domain.empty() ? reference::run_node(n, in, plan.opset) : kernels->run(n, in, out);
+      std::vector<Tensor> outs = kernels->run(n, in, out);
       for (int64_t i = 0; i < kGuard; ++i) {
         ASSERT_EQ(arena[static_cast<size_t>(i)], kSentinel) << "write before the output at " << i;
         ASSERT_EQ(arena[static_cast<size_t>(bytes + kGuard + i)], kSentinel)

@@ -33,6 +33,11 @@ bool has_kernel(const ir::Node& node);
 /// run, naming the node.
 void lower(ir::Graph& graph, Precision precision);
 
+/// Runs a plan of one op as the backend lowered it (LayerNormalization, Linear, Attention or
+/// Embedding; inputs of fixed shapes) on the GPU, for tests of each kernel against the reference;
+/// a linear layer's input is stored in the engine's 16-bit type as the op before it would.
+std::vector<Tensor> run_op(std::shared_ptr<const void> owner, const ir::Graph& plan,
+                           Precision precision, const std::map<std::string, Tensor>& inputs);
 
 /// One forward pass's times (ms): host-to-device copies, GPU compute, device-to-host copies.
 struct Timings {

@@ -25,6 +25,11 @@ void lower(ir::Graph&, Precision) {
   throw Error(ErrorCode::kUnsupported, "this gptrt was built without the CUDA backend");
 }
 
+std::vector<Tensor> run_op(std::shared_ptr<const void>, const ir::Graph&, Precision,
+                           const std::map<std::string, Tensor>&) {
+  throw Error(ErrorCode::kUnsupported, "this gptrt was built without the CUDA backend");
+}
+
 struct Runner::Impl {};
 
 Runner::Runner(std::shared_ptr<const void>, const ir::Graph&, Precision,

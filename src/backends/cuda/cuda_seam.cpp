@@ -183,6 +183,34 @@ class CudaDecoder final : public SlotDecoder {
   std::vector<int> last_rows_;
 };
 
+// The per-node kernels of a one-op plan (tests/ops/backend_ops_test.cpp): each run uploads the
+// op's inputs, launches its kernels as a forward pass would, and brings its output back. Engines
+// run whole plans through CudaRunner.
+class CudaOpKernels final : public NodeKernels {
+ public:
+  explicit CudaOpKernels(const PlanRef& p) : plan_(p) {
+    if (p.graph->nodes.size() != 1)
+      throw Error(ErrorCode::kUnsupported,
+                  "the cuda backend runs node by node only in plans of one op (kernel tests); "
+                  "engines run whole plans");
+  }
+  int threads() const override { return 1; }
+  bool writes_planned(const ir::Node&) const override { return false; }
+  std::vector<Tensor> run(const ir::Node& n, const std::vector<const Tensor*>& in,
+                          const OutputBuffers&) override {
+    std::map<std::string, Tensor> inputs;
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      if (n.inputs[k] < 0) continue;
+      const ir::Value& v = plan_.graph->values[static_cast<size_t>(n.inputs[k])];
+      if (!v.is_constant()) inputs[v.name] = *in[k];
+    }
+    return cuda::run_op(plan_.owner, *plan_.graph, plan_.info->precision, inputs);
+  }
+
+ private:
+  PlanRef plan_;
+};
+
 class CudaBackend final : public Backend {
  public:
   gptrt::Backend id() const override { return gptrt::Backend::kCuda; }

@@ -114,6 +114,8 @@ void Runner::Impl::release() {
     cublasLtMatrixLayoutDestroy(lp.b);
     cublasLtMatrixLayoutDestroy(lp.c);
   }
+  for (auto& [id, p] : op_inputs) cudaFree(p);
+  op_inputs.clear();
   cudaFree(arena);
   cudaFree(scratch);
   cudaFree(pitched);
@@ -138,6 +140,7 @@ void Runner::Impl::drop_graphs() {
 
 void* Runner::Impl::value_ptr(int id) {
   if (id < 0) return nullptr;
+  if (auto in = op_inputs.find(id); in != op_inputs.end()) return in->second;
   auto w = weights->ptr.find(id);
   if (w != weights->ptr.end()) return w->second;
   if (id == g.outputs[0]) return out;
@@ -411,6 +414,73 @@ std::vector<Tensor> Runner::Impl::run(const std::map<std::string, Tensor>& input
   Tensor result = Tensor::uninitialized(DType::kFloat32, {b, s, vocab});
   std::memcpy(result.data_mut<float>(), pinned_out, static_cast<size_t>(out_need));
   return {result};
+}
+
+std::vector<Tensor> Runner::Impl::run_op(const std::map<std::string, Tensor>& inputs) {
+  const ir::Node& n = g.nodes.front();
+  if (g.nodes.size() != 1 || g.outputs.size() != 1)
+    throw Error(ErrorCode::kInternal, "run_op takes a plan of one op with one output");
+  const Tensor& first = inputs.at(g.values[static_cast<size_t>(n.inputs[0])].name);
+  // [b, s] of the pass: the ids' for the embedding, qkv's for attention; rows otherwise.
+  const int64_t rows = first.numel() / (n.op_type == "Embedding" ? 1 : first.shape().back());
+  const int64_t b = n.op_type == "Attention" || n.op_type == "Embedding" ? first.dim(0) : rows;
+  const int64_t s = rows / b;
+  bool with_pos = false, with_mask = false;
+  auto stage_ints = [&](const Tensor& t, int64_t** dst) {
+    std::vector<int64_t> v(static_cast<size_t>(t.numel()));
+    for (int64_t i = 0; i < t.numel(); ++i)
+      v[static_cast<size_t>(i)] = t.dtype() == DType::kInt64   ? t.data<int64_t>()[i]
+                                  : t.dtype() == DType::kInt32 ? t.data<int32_t>()[i]
+                                                               : reference::nonzero(t, i);
+    int64_t cap = 0;
+    grow(dst, &cap, t.numel() * 8, false);
+    check(cudaMemcpy(*dst, v.data(), v.size() * 8, cudaMemcpyHostToDevice), "H2D op input");
+  };
+  for (int id : g.inputs) {
+    const Tensor& t = inputs.at(g.values[static_cast<size_t>(id)].name);
+    if (n.op_type == "Embedding" && id == n.inputs[0]) {
+      stage_ints(t, &ids);
+    } else if (n.op_type == "Embedding") {
+      stage_ints(t, &pos);
+      with_pos = true;
+    } else if (n.op_type == "Attention" && n.inputs.size() > 1 && id == n.inputs[1]) {
+      stage_ints(t, &mask);
+      with_mask = true;
+    } else {
+      // A linear layer's input in the engine's 16-bit type, as the op before it would store it.
+      bool as_half = n.op_type == "Linear" && id == n.inputs[0] &&
+                     (precision == Precision::kFp16 || precision == Precision::kBf16);
+      half[static_cast<size_t>(id)] = as_half;
+      Tensor host = as_half ? Tensor(DType::kUInt8, {t.numel() * 2}) : t;
+      for (int64_t i = 0; as_half && i < t.numel(); ++i)
+        reinterpret_cast<uint16_t*>(host.raw_mut())[i] = precision == Precision::kFp16
+                                                             ? float_to_half(t.data<float>()[i])
+                                                             : float_to_bf16(t.data<float>()[i]);
+      void* p = nullptr;
+      check(cudaMalloc(&p, static_cast<size_t>(host.nbytes())), "cudaMalloc (op input)");
+      op_inputs[id] = p;
+      check(cudaMemcpy(p, host.raw(), static_cast<size_t>(host.nbytes()), cudaMemcpyHostToDevice),
+            "H2D op input");
+    }
+  }
+  const ir::Value& y = g.values[static_cast<size_t>(g.outputs[0])];
+  Shape shape;
+  for (const ir::Dim& d : y.shape.dims) shape.push_back(d.value);
+  Tensor result = Tensor::uninitialized(DType::kFloat32, shape);
+  grow(&out, &out_bytes, result.nbytes(), false);
+  reserve_row_buffers(rows);
+  forward(b, s, with_pos, with_mask);
+  check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  check(cudaMemcpy(result.raw_mut(), out, static_cast<size_t>(result.nbytes()),
+                   cudaMemcpyDeviceToHost),
+        "D2H op output");
+  return {result};
+}
+
+std::vector<Tensor> run_op(std::shared_ptr<const void> owner, const ir::Graph& plan,
+                           Precision precision, const std::map<std::string, Tensor>& inputs) {
+  Runner::Impl impl(std::move(owner), plan, precision, {});
+  return impl.run_op(inputs);
 }
 
 Runner::Runner(std::shared_ptr<const void> owner, const ir::Graph& graph, Precision precision,

@@ -154,6 +154,10 @@ struct Runner::Impl {
   void drop_graphs();
 
   void* value_ptr(int id);
+  // Device copies of a one-op plan's float inputs (run_op), by value id.
+  std::map<int, void*> op_inputs;
+  // A plan of one op on `inputs`: its output on the host (cuda::run_op).
+  std::vector<Tensor> run_op(const std::map<std::string, Tensor>& inputs);
 
   cudaDataType_t storage(int id) const {
     if (!half[static_cast<size_t>(id)]) return CUDA_R_32F;
