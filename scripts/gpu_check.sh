@@ -10,12 +10,12 @@ export GPTRT_TEST_DATA=$PWD/tests/data GPTRT_CLI=$PWD/build/release/gptrt
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1
 build/release/gptrt --version > "$out/version.txt" 2>&1
-build/release/tests/gptrt_tests --gtest_filter='Cuda*:*/cuda' > "$out/cuda_tests.txt" 2>&1
+build/release/tests/gptrt_tests --gtest_filter='Cuda*:*cuda*' > "$out/cuda_tests.txt" 2>&1
 echo "cuda tests: exit $?" | tee -a "$out/summary.txt"
 if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   "$cs" --tool memcheck --leak-check full --error-exitcode 1 build/release/tests/gptrt_tests \
-    --gtest_filter='Cuda*:*/cuda' > "$out/memcheck.txt" 2>&1
+    --gtest_filter='Cuda*:*cuda*' > "$out/memcheck.txt" 2>&1
   echo "memcheck: exit $? ($(grep -c 'ERROR SUMMARY: 0 errors' "$out/memcheck.txt") clean summaries)" | tee -a "$out/summary.txt"
 fi
 build/release/tests/gptrt_tests --gtest_brief=1 > "$out/all_tests.txt" 2>&1
