@@ -249,7 +249,15 @@ class CudaBackend final : public Backend {
            "): the fused decoder on cuBLAS GEMMs and gptrt's kernels");
   }
 
-  bool supports(const ir::Node& n, Precision) const override { return cuda::has_kernel(n); }
+  bool supports(const ir::Node& n, Precision) const override {
+    // The GEMM epilogues add a residual before the tanh GELU (cuBLASLt's GELU_BIAS with C, and
+    // the skinny kernels alike): a linear layer with both, which no GPT-2 layer has, has no
+    // kernel here.
+    if (n.op_type == "Linear" && n.attr_string("activation", "") == "gelu_tanh" &&
+        n.inputs.size() > 3 && n.inputs[3] >= 0)
+      return false;
+    return cuda::has_kernel(n);
+  }
 
   void check_engine(const EngineInfo& info, const ir::Graph& plan,
                     const std::string& path) const override {
@@ -279,7 +287,10 @@ class CudaBackend final : public Backend {
     return std::make_unique<CudaRunner>(p);
   }
 
-  std::unique_ptr<NodeKernels> make_kernels(const PlanRef&, int) const override { return nullptr; }
+  std::unique_ptr<NodeKernels> make_kernels(const PlanRef& p, int) const override {
+    device_or_throw("the cuda backend's kernels need a GPU");
+    return std::make_unique<CudaOpKernels>(p);
+  }
 
   std::unique_ptr<SlotDecoder> make_decoder(const PlanRef& p, const DecoderShape& shape,
                                             int) const override {
