@@ -26,7 +26,9 @@ struct Generator::Impl {
   Impl(std::shared_ptr<const Engine> e, int t)
       : engine(std::move(e)),
         threads(t),
-        decoder(std::make_unique<Decoder>(engine, config(1, 0))) {}
+        // One slot of one position checks the engine and tells its sizes at little cost;
+        // generate() makes the decoder its batch needs.
+        decoder(std::make_unique<Decoder>(engine, config(1, 1))) {}
 
   DecoderConfig config(int64_t slots, int64_t positions) const {
     DecoderConfig c;
