@@ -40,10 +40,12 @@ struct Generator::Impl {
 
   Decoder& decoder_for(int64_t slots, int64_t positions, int64_t prompt) {
     if (decoder->slots() != slots || decoder->capacity() != positions || chunk < prompt) {
-      decoder.reset();  // free the old cache first
       DecoderConfig c = config(slots, positions);
-      c.prefill_chunk = chunk = std::max<int64_t>(prompt, 1);
+      c.prefill_chunk = std::max<int64_t>(prompt, 1);
+      // Made before the old one goes, so that what they share per engine (the GPU's copy of the
+      // weights) stays up.
       decoder = std::make_unique<Decoder>(engine, c);
+      chunk = c.prefill_chunk;
     }
     return *decoder;
   }
