@@ -1,10 +1,12 @@
 #include "hf/gpt2_config.h"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "core/json.h"
 #include "gptrt/error.h"
+#include "platform/platform.h"
 
 namespace gptrt::hf {
 
@@ -38,12 +40,11 @@ std::string Gpt2Config::to_json() const {
 
 Gpt2Config read_config(const std::string& dir) {
   std::string path = dir + "/config.json";
-  std::ifstream in(path);
-  if (!in)
+  if (!std::filesystem::exists(path))
     throw Error(ErrorCode::kIoError,
                 "cannot open '" + path +
                     "'; a Hugging Face model folder has config.json and model.safetensors");
-  std::string text((std::istreambuf_iterator<char>(in)), {});
+  std::string text = platform::read_text_file(path);
   json::Value v = json::parse(text, path);
   auto field = [&](const char* name) -> int64_t {
     const json::Value* f = json::find(v, name);

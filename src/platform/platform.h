@@ -60,6 +60,9 @@ double now_seconds();
 
 /// True when `path` names an existing regular file.
 bool is_regular_file(const std::string& path);
+/// The whole of a regular file as text (FIFOs, devices and directories are refused by name, as
+/// MappedFile::open refuses them). Throws gptrt::Error.
+std::string read_text_file(const std::string& path);
 
 /// Atomically moves `from` over `to` (same directory). Throws gptrt::Error on failure.
 void replace_file(const std::string& from, const std::string& to);

@@ -23,7 +23,8 @@
 namespace gptrt::platform {
 
 std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     throw Error(ErrorCode::kIoError, "cannot open '" + path + "': " + std::strerror(errno) +
                                          "; check the path and permissions");
@@ -31,7 +32,14 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
   struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw Error(ErrorCode::kIoError, "'" + path + "' is not a regular file");
+    const char* kind = S_ISDIR(st.st_mode)                          ? "a directory"
+                       : S_ISFIFO(st.st_mode)                       ? "a FIFO (named pipe)"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                       : S_ISSOCK(st.st_mode)                       ? "a socket"
+                                                                    : "not a regular file";
+    throw Error(ErrorCode::kIoError, "'" + path + "' is " + kind +
+                                         ", not a regular file; give the path of a model, "
+                                         "engine or data file");
   }
   std::shared_ptr<MappedFile> file(new MappedFile());
   file->path_ = path;
@@ -47,6 +55,11 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
   }
   ::close(fd);
   return file;
+}
+
+std::string read_text_file(const std::string& path) {
+  std::shared_ptr<const MappedFile> f = MappedFile::open(path);
+  return std::string(reinterpret_cast<const char*>(f->data()), f->size());
 }
 
 MappedFile::~MappedFile() {

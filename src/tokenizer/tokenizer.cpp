@@ -8,6 +8,7 @@
 
 #include "core/json.h"
 #include "gptrt/error.h"
+#include "platform/platform.h"
 
 namespace gptrt::tokenizer {
 namespace {
@@ -183,11 +184,7 @@ const ByteMap& byte_map() {
 }
 
 std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(ErrorCode::kIoError, "cannot open tokenizer file '" + path + "'");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  return platform::read_text_file(path);  // regular files only: not a FIFO or /dev/zero
 }
 
 uint64_t pair_key(int64_t a, int64_t b) {

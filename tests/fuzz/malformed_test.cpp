@@ -1,9 +1,13 @@
 // Malformed model files: truncations, random bytes, bit flips, missing external data. Each must
 // give a gptrt::Error, never a crash (these run under ASan + UBSan in CI).
+#include <sys/stat.h>
+
+#include <filesystem>
 #include <fstream>
 #include <random>
 
 #include "test_util.h"
+#include "tokenizer/tokenizer.h"
 
 namespace gptrt::test {
 namespace {
@@ -97,6 +101,33 @@ TEST(MalformedOnnx, ShortExternalDataFile) {
   std::vector<uint8_t> data = read_bytes(data_path("gpt2-tiny/external/legacy-opset17.onnx.data"));
   write_bytes(dir + "/legacy-opset17.onnx.data", data, data.size() / 2);
   expect_error([&] { Network::from_onnx(dir + "/m.onnx"); }, {"truncated"});
+}
+
+}  // namespace
+}  // namespace gptrt::test
+
+namespace gptrt::test {
+namespace {
+
+// A FIFO, a device or a directory given where a file is expected is refused by name at once:
+// opening a FIFO for reading would wait for a writer forever, /dev/zero never ends.
+TEST(NotARegularFile, FifosDevicesAndDirectoriesAreRefusedWithoutWaiting) {
+  std::string dir = temp_dir("not_regular");
+  std::string fifo = dir + "/model.onnx";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  expect_error([&] { Network::from_onnx(fifo); }, {"model.onnx", "FIFO", "not a regular file"});
+  expect_error([&] { Engine::load(fifo); }, {"FIFO"});
+  expect_error([&] { Network::from_onnx(dir); }, {"a directory"});
+  expect_error([&] { Engine::load("/dev/zero"); }, {"/dev/zero", "a device"});
+  // A Hugging Face folder whose config.json is a FIFO, a tokenizer file that is /dev/zero.
+  std::string hf = dir + "/hf";
+  std::filesystem::create_directories(hf);
+  ASSERT_EQ(mkfifo((hf + "/config.json").c_str(), 0600), 0);
+  expect_error([&] { Network::from_hf(hf); }, {"config.json", "FIFO"});
+  expect_error([&] { tokenizer::Tokenizer::load("/dev/zero"); }, {"a device"});
+  CliResult r = run_cli("inspect " + fifo);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("FIFO"), std::string::npos) << r.output;
 }
 
 }  // namespace
