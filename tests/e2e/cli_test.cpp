@@ -151,6 +151,9 @@ TEST_F(Cli, BadFlagsAndFiles) {
                  {"unknown flag", "did you mean --shapes"});
   expect_refused("build --onnx=" + model() + " --saveEngine", {"flag --saveEngine needs a value"});
   expect_refused("exec --loadEngine=" + engine + " --fp16=maybe", {"--fp16", "maybe", "switch"});
+  expect_refused("exec --loadEngine=" + engine + " --iterations=3 --iterations=5",
+                 {"--iterations is given 2 times", "give it once"});
+  expect_refused("exec --loadEngine=" + engine + " --verbose --verbose", {"--verbose", "2 times"});
   expect_refused("run --loadEngine=" + dir + "/missing.engine", {"cannot open", "missing.engine"});
   expect_refused("run --onnx=" + model() + " --loadEngine=" + engine, {"exactly one of"});
   expect_refused(

@@ -85,6 +85,14 @@ Args Args::parse(const std::vector<FlagSpec>& specs, const std::vector<std::stri
         (best.empty() ? "" : "; did you mean --" + best + "?") + " (see gptrt " + command +
         " --help)");
   }
+  for (const FlagSpec& spec : specs) {
+    size_t times = spec.takes_value
+                       ? values[spec.name].size()
+                       : static_cast<size_t>(std::max<int64_t>(switches[spec.name], 0));
+    if (times > 1 && !spec.repeatable)
+      bad("gptrt " + command + ": flag --" + spec.name + " is given " + std::to_string(times) +
+          " times; give it once");
+  }
   for (auto& [name, v] : values)
     if (!v.empty()) a.values_[name] = std::move(v);
   for (const auto& [name, count] : switches)

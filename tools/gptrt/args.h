@@ -13,12 +13,14 @@ struct FlagSpec {
   std::string name;  // without the leading dashes
   bool takes_value;
   std::string help;
+  bool repeatable = false;  // may be given more than once (every value kept, in order)
 };
 
 /// Parsed flags of one subcommand.
 class Args {
  public:
-  /// Parses argv[start..]; throws gptrt::Error (kInvalidArgument) for unknown or malformed flags.
+  /// Parses argv; throws gptrt::Error (kInvalidArgument) for unknown or malformed flags and for a
+  /// flag given twice that is not repeatable.
   static Args parse(const std::vector<FlagSpec>& specs, const std::vector<std::string>& argv,
                     const std::string& command);
 

@@ -34,8 +34,8 @@ int cmd_generate(const std::vector<std::string>& argv) {
   std::vector<FlagSpec> specs = build_flags();
   std::vector<FlagSpec> more = {
       {"loadEngine", true, "engine file to run instead of building from --onnx/--hf"},
-      {"prompt", true, "prompt text (repeat for a batch; needs a tokenizer)"},
-      {"prompt-ids", true, "prompt as comma-separated token ids (repeatable)"},
+      {"prompt", true, "prompt text (repeat for a batch; needs a tokenizer)", true},
+      {"prompt-ids", true, "prompt as comma-separated token ids (repeatable)", true},
       {"tokenizer", true, "tokenizer.json or a folder (default: next to the model, if there)"},
       {"max-new-tokens", true, "tokens to generate per prompt (default 20)"},
       {"do-sample", false, "sample instead of greedy decoding"},
@@ -44,7 +44,7 @@ int cmd_generate(const std::vector<std::string>& argv) {
       {"top-p", true, "sample among the most likely tokens holding this probability (default 1.0)"},
       {"repetition-penalty", true, "penalise tokens already in the row (default 1.0: off)"},
       {"seed", true, "random seed of sampling (default 0)"},
-      {"stop", true, "stop a row when its text ends with this string (repeatable)"},
+      {"stop", true, "stop a row when its text ends with this string (repeatable)", true},
       {"eos-id", true, "end-of-text token id (default: the tokenizer's <|endoftext|>, if any)"},
       {"pad-id", true, "padding token id for batches of unequal prompts (default 0)"},
       {"truncate", false, "keep the last tokens of a prompt that does not fit instead of failing"},

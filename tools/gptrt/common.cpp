@@ -121,9 +121,10 @@ std::vector<FlagSpec> build_flags() {
       {"hf", true, "Hugging Face GPT-2 folder to import instead (config.json + model.safetensors)"},
       {"minShapes", true,
        "min shapes of a profile, e.g. input_ids:1x12,attention_mask:1x12 (repeat for more "
-       "profiles)"},
-      {"optShapes", true, "opt shapes of a profile (default: the max shapes)"},
-      {"maxShapes", true, "max shapes of a profile"},
+       "profiles)",
+       true},
+      {"optShapes", true, "opt shapes of a profile (default: the max shapes)", true},
+      {"maxShapes", true, "max shapes of a profile", true},
       {"maxBatch", true, "default profile: largest batch (default 64)"},
       {"maxSeqLen", true, "default profile: longest sequence (default: the model's n_positions)"},
       {"backend", true,
