@@ -96,7 +96,7 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
     }
     len = std::max<int64_t>(len, static_cast<int64_t>(prompts[r].size()));
   }
-  if (len + c.max_new_tokens > n_positions)
+  if (c.max_new_tokens > n_positions - len)  // (no len + max_new_tokens: it may overflow)
     throw Error(ErrorCode::kShapeError,
                 "a prompt of " + std::to_string(len) + " tokens plus " +
                     std::to_string(c.max_new_tokens) + " new tokens exceeds the model's " +

@@ -154,6 +154,15 @@ TEST_F(Cli, BadFlagsAndFiles) {
   expect_refused("exec --loadEngine=" + engine + " --iterations=3 --iterations=5",
                  {"--iterations is given 2 times", "give it once"});
   expect_refused("exec --loadEngine=" + engine + " --verbose --verbose", {"--verbose", "2 times"});
+  expect_refused("exec --loadEngine=" + engine + " --duration=inf", {"--duration", "finite"});
+  expect_refused("exec --loadEngine=" + engine + " --duration=100000",
+                 {"--duration", "0 to 86400"});
+  expect_refused("exec --loadEngine=" + engine + " --threads=3000000000",
+                 {"--threads", "1 to 4096"});
+  CliResult gen = run_cli("generate --loadEngine=" + engine +
+                          " --prompt-ids 1,2 --max-new-tokens 9223372036854775807");
+  EXPECT_EQ(gen.exit_code, 1) << gen.output;
+  EXPECT_NE(gen.output.find("exceeds the model's 64 positions"), std::string::npos) << gen.output;
   expect_refused("run --loadEngine=" + dir + "/missing.engine", {"cannot open", "missing.engine"});
   expect_refused("run --onnx=" + model() + " --loadEngine=" + engine, {"exactly one of"});
   expect_refused(

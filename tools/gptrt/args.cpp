@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <sstream>
 
 #include "CLI/CLI.hpp"
 #include "gptrt/error.h"
@@ -110,7 +112,8 @@ std::vector<std::string> Args::all(const std::string& name) const {
   return it == values_.end() ? std::vector<std::string>{} : it->second;
 }
 
-int64_t Args::get_int(const std::string& name, int64_t fallback, int64_t min_value) const {
+int64_t Args::get_int(const std::string& name, int64_t fallback, int64_t min_value,
+                      int64_t max_value) const {
   if (!has(name)) return fallback;
   std::string v = get(name);
   char* end = nullptr;
@@ -118,19 +121,25 @@ int64_t Args::get_int(const std::string& name, int64_t fallback, int64_t min_val
   long long x = std::strtoll(v.c_str(), &end, 10);
   if (v.empty() || *end != '\0' || errno != 0)
     bad("--" + name + " expects an integer, found '" + v + "'");
-  if (x < min_value)
-    bad("--" + name + " must be at least " + std::to_string(min_value) + ", found " + v);
+  if (x < min_value || x > max_value)
+    bad("--" + name + " must be " + std::to_string(min_value) + " to " + std::to_string(max_value) +
+        ", found " + v);
   return x;
 }
 
-double Args::get_double(const std::string& name, double fallback, double min_value) const {
+double Args::get_double(const std::string& name, double fallback, double min_value,
+                        double max_value) const {
   if (!has(name)) return fallback;
   std::string v = get(name);
   char* end = nullptr;
   double x = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0') bad("--" + name + " expects a number, found '" + v + "'");
-  if (x < min_value)
-    bad("--" + name + " must be at least " + std::to_string(min_value) + ", found " + v);
+  if (v.empty() || *end != '\0' || !std::isfinite(x))
+    bad("--" + name + " expects a finite number, found '" + v + "'");
+  if (x < min_value || x > max_value) {
+    std::ostringstream range;
+    range << min_value << " to " << max_value;
+    bad("--" + name + " must be " + range.str() + ", found " + v);
+  }
   return x;
 }
 

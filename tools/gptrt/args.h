@@ -29,8 +29,12 @@ class Args {
   std::string get(const std::string& name, const std::string& fallback = "") const;
   /// Every value of a repeatable flag, in order.
   std::vector<std::string> all(const std::string& name) const;
-  int64_t get_int(const std::string& name, int64_t fallback, int64_t min_value) const;
-  double get_double(const std::string& name, double fallback, double min_value) const;
+  /// The integer value of `name` (or `fallback`), refused outside [min_value, max_value].
+  int64_t get_int(const std::string& name, int64_t fallback, int64_t min_value,
+                  int64_t max_value = INT64_MAX) const;
+  /// The finite number `name` holds (or `fallback`), refused outside [min_value, max_value].
+  double get_double(const std::string& name, double fallback, double min_value,
+                    double max_value = 1e300) const;
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:

@@ -200,7 +200,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   auto gen_grid = parse_grid(args.get("generate", ""), "generate");
   std::string frameworks =
       args.get("frameworks", "gptrt,pytorch,torch.compile,onnxruntime,tensorrt");
-  int64_t threads = args.get_int("threads", platform::cpu_info().logical_cores, 1);
+  int64_t threads = args.get_int("threads", platform::cpu_info().logical_cores, 1, kMaxThreads);
   int64_t min_runs = args.get_int("min-runs", 100, 1);
   double min_seconds = args.get_double("min-seconds", 3, 0);
   platform::make_directories(out + "/inputs");
@@ -239,8 +239,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
   auto engine = Engine::load(out + "/gptrt.engine");
   double load_ms = (platform::now_seconds() - t0) * 1e3;
   int64_t weight_bytes = net.info().parameter_bytes;
-  double read_gbs = measure_read_bandwidth(
-      static_cast<int>(args.get_int("threads", platform::cpu_info().logical_cores, 1)));
+  double read_gbs = measure_read_bandwidth(static_cast<int>(
+      args.get_int("threads", platform::cpu_info().logical_cores, 1, kMaxThreads)));
   int64_t vocab = engine->info().index_limits.count("input_ids")
                       ? engine->info().index_limits.at("input_ids")
                       : 1000;

@@ -91,8 +91,8 @@ int cmd_exec(const std::vector<std::string>& argv) {
   bool verbose = args.has("verbose");
   std::vector<double> pcts = parse_percentiles(args.get("percentile", "90,95,99"));
   int64_t iterations = args.get_int("iterations", 10, 1);
-  double warmup_ms = args.get_double("warmUp", 200, 0);
-  double duration_s = args.get_double("duration", 3, 0);
+  double warmup_ms = args.get_double("warmUp", 200, 0, 3.6e6);
+  double duration_s = args.get_double("duration", 3, 0, 86400);
   int64_t avg_runs = args.get_int("avgRuns", 10, 1);
   if (args.has("saveEngine") && !args.has("onnx") && !args.has("hf"))
     throw Error(ErrorCode::kInvalidArgument, "--saveEngine needs --onnx (or --hf) to build from");
@@ -132,7 +132,8 @@ int cmd_exec(const std::vector<std::string>& argv) {
                     std::to_string(info.profiles.size()) + " profile(s)");
   }
   TensorMap inputs = make_inputs(args, *le.engine, static_cast<int>(profile));
-  auto ctx = le.engine->create_execution_context(static_cast<int>(args.get_int("threads", 0, 1)));
+  auto ctx = le.engine->create_execution_context(
+      static_cast<int>(args.get_int("threads", 0, 1, kMaxThreads)));
   // As trtexec: kernels are launched one by one unless --useCudaGraph replays captured graphs.
   ctx->set_cuda_graphs(args.has("useCudaGraph"));
   int chosen = ctx->check_inputs(inputs);

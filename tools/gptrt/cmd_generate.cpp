@@ -82,7 +82,7 @@ int cmd_generate(const std::vector<std::string>& argv) {
   config.do_sample = args.has("do-sample");
   config.temperature = static_cast<float>(args.get_double("temperature", 1.0, 1e-6));
   config.top_k = args.get_int("top-k", 0, 0);
-  config.top_p = static_cast<float>(args.get_double("top-p", 1.0, 1e-6));
+  config.top_p = static_cast<float>(args.get_double("top-p", 1.0, 1e-6, 1.0));
   if (config.top_p > 1.0f) throw Error(ErrorCode::kInvalidArgument, "--top-p must be in (0, 1]");
   config.repetition_penalty = static_cast<float>(args.get_double("repetition-penalty", 1.0, 1e-6));
   config.seed = static_cast<uint64_t>(args.get_int("seed", 0, 0));
@@ -95,7 +95,7 @@ int cmd_generate(const std::vector<std::string>& argv) {
     if (args.has("verbose")) log_info(s);
   };
   LoadedEngine le = load_or_build(args, "generate", notice);
-  Generator gen(le.engine, static_cast<int>(args.get_int("threads", 0, 1)));
+  Generator gen(le.engine, static_cast<int>(args.get_int("threads", 0, 1, kMaxThreads)));
   if (config.eos_token_id >= gen.vocab_size()) config.eos_token_id = -1;  // cannot occur
 
   std::vector<std::vector<int64_t>> prompts;

@@ -36,7 +36,8 @@ int cmd_run(const std::vector<std::string>& argv) {
   if (profile >= static_cast<int64_t>(le.engine->info().profiles.size()))
     throw Error(ErrorCode::kInvalidArgument, "--profile is out of range");
   TensorMap inputs = make_inputs(args, *le.engine, static_cast<int>(profile));
-  auto ctx = le.engine->create_execution_context(static_cast<int>(args.get_int("threads", 0, 1)));
+  auto ctx = le.engine->create_execution_context(
+      static_cast<int>(args.get_int("threads", 0, 1, kMaxThreads)));
   double t0 = platform::now_seconds();
   std::vector<Tensor> outputs = ctx->execute(inputs);
   double ms = (platform::now_seconds() - t0) * 1e3;

@@ -13,6 +13,9 @@
 
 namespace gptrt::cli {
 
+/// The most threads a --threads flag may ask for.
+constexpr int64_t kMaxThreads = 4096;
+
 /// Non-empty items of `text` separated by `sep` ("a,,b" -> {"a", "b"}).
 std::vector<std::string> split_list(const std::string& text, char sep);
 
