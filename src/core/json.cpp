@@ -1,14 +1,29 @@
 #include "core/json.h"
 
 #include <limits>
+#include <set>
+#include <vector>
 
 #include "gptrt/error.h"
 
 namespace gptrt::json {
 
 Value parse(std::string_view text, const std::string& what) {
+  // Duplicate keys are refused (nlohmann/json would keep the last one silently): the keys of
+  // every open object, innermost last.
+  std::vector<std::set<std::string>> keys;
+  auto refuse_duplicates = [&](int, nlohmann::json::parse_event_t event, Value& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (event == E::object_start) keys.emplace_back();
+    if (event == E::object_end && !keys.empty()) keys.pop_back();
+    if (event == E::key && !keys.empty() && !keys.back().insert(parsed.get<std::string>()).second)
+      throw Error(ErrorCode::kParseError, "'" + what + "' has the key \"" +
+                                              parsed.get<std::string>() +
+                                              "\" twice in one object; keep one");
+    return true;
+  };
   try {
-    return Value::parse(text.begin(), text.end());
+    return Value::parse(text.begin(), text.end(), refuse_duplicates);
   } catch (const nlohmann::json::parse_error& e) {
     std::string why = e.what();
     // "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error ..."

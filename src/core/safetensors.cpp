@@ -1,5 +1,6 @@
 #include "core/safetensors.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/json.h"
@@ -28,6 +29,12 @@ std::map<std::string, Tensor> read(const std::string& path) {
       {"F64", DType::kFloat64}, {"I64", DType::kInt64},   {"I32", DType::kInt32},
       {"I8", DType::kInt8},     {"U8", DType::kUInt8},    {"BOOL", DType::kBool}};
   std::map<std::string, Tensor> out;
+  struct Span {
+    int64_t begin, end;
+    std::string name;
+    bool operator<(const Span& o) const { return begin < o.begin; }
+  };
+  std::vector<Span> spans;
   for (const auto& [name, entry] : root.items()) {
     if (name == "__metadata__") continue;
     const json::Value* dt = json::find(entry, "dtype");
@@ -50,15 +57,37 @@ std::map<std::string, Tensor> read(const std::string& path) {
                            off1 = json::as_int64((*offsets)[1]);
     if (!off0 || !off1) fail("entry '" + name + "' has bad offsets");
     int64_t begin = *off0, end = *off1;
-    if (begin < 0 || end < begin || static_cast<uint64_t>(end) > data_size) {
+    if (begin < 0 || end < begin)
+      fail("entry '" + name + "' has offsets [" + std::to_string(begin) + ", " +
+           std::to_string(end) + "): the end must not come before the start");
+    if (static_cast<uint64_t>(end) > data_size) {
       fail("entry '" + name + "' offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
            ") run past the data (" + std::to_string(data_size) + " bytes)");
     }
-    if (static_cast<size_t>(end - begin) !=
-        static_cast<size_t>(shape_numel(dims)) * dtype_size(it->second)) {
-      fail("entry '" + name + "' size does not match its shape and dtype");
+    // The shape's bytes, each product checked against the data's size (no wrap-around).
+    uint64_t bytes = dtype_size(it->second);
+    for (int64_t d : dims) {
+      if (d != 0 && bytes > data_size / static_cast<uint64_t>(d))
+        fail("entry '" + name + "' has shape " + shape_str(dims) + ", larger than the file's " +
+             std::to_string(data_size) + " bytes of data");
+      bytes *= static_cast<uint64_t>(d);
     }
+    if (static_cast<uint64_t>(end - begin) != bytes)
+      fail("entry '" + name + "' holds " + std::to_string(end - begin) + " bytes, its shape " +
+           shape_str(dims) + " and dtype " + dtype + " need " + std::to_string(bytes));
+    spans.push_back({begin, end, name});
     out[name] = Tensor::view(it->second, dims, base + begin, file);
+  }
+  // No two tensors may share bytes (each checked against the one reaching furthest before it).
+  std::sort(spans.begin(), spans.end());
+  const Span* reach = nullptr;
+  for (const Span& b : spans) {
+    if (b.end == b.begin) continue;
+    if (reach && b.begin < reach->end)
+      fail("entries '" + reach->name + "' [" + std::to_string(reach->begin) + ", " +
+           std::to_string(reach->end) + ") and '" + b.name + "' [" + std::to_string(b.begin) +
+           ", " + std::to_string(b.end) + ") overlap");
+    if (!reach || b.end > reach->end) reach = &b;
   }
   return out;
 }

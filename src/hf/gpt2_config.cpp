@@ -1,5 +1,6 @@
 #include "hf/gpt2_config.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -79,6 +80,10 @@ Gpt2Config read_config(const std::string& dir) {
     c.tie_word_embeddings = f->get<bool>();
   if (const json::Value* f = json::find(v, "scale_attn_weights"); f && f->is_boolean())
     c.scale_attn_weights = f->get<bool>();
+  if (!(c.layer_norm_epsilon > 0) || !std::isfinite(c.layer_norm_epsilon))
+    throw Error(ErrorCode::kParseError,
+                "'" + path + "': layer_norm_epsilon must be a positive number, found " +
+                    std::to_string(c.layer_norm_epsilon) + " (GPT-2 uses 1e-05)");
   if (c.n_embd % c.n_head != 0) {
     throw Error(ErrorCode::kParseError, "'" + path + "': n_embd " + std::to_string(c.n_embd) +
                                             " is not a multiple of n_head " +

@@ -111,6 +111,7 @@ void infer_unsqueeze(Graph& g, const Node& n) {
 }
 
 void infer_concat(Graph& g, const Node& n) {
+  if (!n.has_attr("axis")) fail(n, "has no 'axis' attribute, which Concat requires");
   const Value& x0 = in(g, n, 0);
   SymShape s = x0.shape;
   bool all_known_rank = true;

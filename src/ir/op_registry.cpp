@@ -103,8 +103,12 @@ const std::unordered_map<std::string, OpEntry>& registry() {
       {"Clip", {13, unary}},
       {"Where", {13, infer_where}},
       {"Cast",
-       {13, [](Graph& g,
-               const Node& n) { infer_cast(g, n, static_cast<DType>(n.attr_int("to", 0))); }}},
+       {13,
+        [](Graph& g, const Node& n) {
+          if (!n.has_attr("to"))
+            fail(n, "has no 'to' attribute (the type to cast to), which Cast requires");
+          infer_cast(g, n, static_cast<DType>(n.attr_int("to", 0)));
+        }}},
       {"CastLike", {15, [](Graph& g, const Node& n) { infer_cast(g, n, in(g, n, 1).dtype); }}},
       {"Shape", {13, infer_shape_op}},
       {"Size", {13, infer_size}},

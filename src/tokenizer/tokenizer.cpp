@@ -252,6 +252,9 @@ Tokenizer Tokenizer::load(const std::string& path) {
         const int64_t n = id ? json::as_int64(*id).value_or(-1) : -1;
         if (!content || !content->is_string() || n < 0)
           bad(tokenizer_json, "an added token has no content or id");
+        if (content->get_ref<const std::string&>().empty())
+          bad(tokenizer_json, "added token " + std::to_string(n) +
+                                  " has empty content; every added token needs its text");
         t.specials_.emplace_back(content->get<std::string>(), n);
         vocab[content->get<std::string>()] = n;
       }
