@@ -181,18 +181,28 @@ TensorData read_tensor(Ctx& ctx, WireReader r) {
 
   if (data_location == 1) {
     std::string location = external["location"];
-    int64_t offset = 0, length = -1;
-    try {
-      if (external.count("offset")) offset = std::stoll(external["offset"]);
-      if (external.count("length")) length = std::stoll(external["length"]);
-    } catch (const std::exception&) {
-      throw Error(ErrorCode::kParseError,
-                  where + " has a non-numeric external data offset or length");
-    }
+    // offset and length: decimal digits only, within int64 (not "-5", not "12abc").
+    auto number = [&](const char* key, int64_t fallback) {
+      auto it = external.find(key);
+      if (it == external.end()) return fallback;
+      const std::string& v = it->second;
+      uint64_t n = 0;
+      bool ok = !v.empty() && v.size() <= 18;
+      for (char c : v) {
+        ok = ok && c >= '0' && c <= '9';
+        n = n * 10 + static_cast<uint64_t>(c - '0');
+      }
+      if (!ok)
+        throw Error(ErrorCode::kParseError, where + " has external data " + key + " '" + v +
+                                                "'; expected a non-negative decimal number");
+      return static_cast<int64_t>(n);
+    };
+    const int64_t offset = number("offset", 0);
+    int64_t length = number("length", -1);
     std::string path = external_path(ctx, location, t.name);
     auto it = ctx.external_files.find(path);
     if (it == ctx.external_files.end()) {
-      if (!platform::is_regular_file(path)) {
+      if (!std::filesystem::exists(path)) {
         throw Error(ErrorCode::kIoError, where + " keeps its data in external file '" + location +
                                              "', which is missing (looked for '" + path +
                                              "'); copy the .data file next to the model");
@@ -202,8 +212,8 @@ TensorData read_tensor(Ctx& ctx, WireReader r) {
     }
     const auto& file = it->second;
     if (length < 0) length = static_cast<int64_t>(nbytes);
-    if (offset < 0 ||
-        static_cast<uint64_t>(offset) + static_cast<uint64_t>(length) > file->size()) {
+    if (static_cast<uint64_t>(offset) > file->size() ||
+        static_cast<uint64_t>(length) > file->size() - static_cast<uint64_t>(offset)) {
       throw Error(ErrorCode::kParseError,
                   where + " reads bytes [" + std::to_string(offset) + ", " +
                       std::to_string(offset + length) + ") of '" + location + "', which has only " +

@@ -103,6 +103,51 @@ TEST(MalformedOnnx, ShortExternalDataFile) {
   expect_error([&] { Network::from_onnx(dir + "/m.onnx"); }, {"truncated"});
 }
 
+// External data fields are numbers, read strictly: "12abc0" is not 12, "-" is not 0. (The
+// fixture's first tensor says length "256000" and offset "0": same-length edits.)
+TEST(MalformedOnnx, ExternalDataFieldsAreParsedStrictly) {
+  std::string dir = temp_dir("extfields");
+  std::vector<uint8_t> model = read_bytes(data_path("gpt2-tiny/external/legacy-opset17.onnx"));
+  std::vector<uint8_t> data = read_bytes(data_path("gpt2-tiny/external/legacy-opset17.onnx.data"));
+  write_bytes(dir + "/legacy-opset17.onnx.data", data, data.size());
+  auto edited = [&](const std::string& from, const std::string& to) {
+    std::string bytes(model.begin(), model.end());
+    size_t at = bytes.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    bytes.replace(at, from.size(), to);
+    std::vector<uint8_t> out(bytes.begin(), bytes.end());
+    write_bytes(dir + "/m.onnx", out, out.size());
+    return dir + "/m.onnx";
+  };
+  expect_error(
+      [&] {
+        Network::from_onnx(
+            edited("length\x12\x06"
+                   "256000",
+                   "length\x12\x06"
+                   "12abc0"));
+      },
+      {"external data length '12abc0'", "non-negative decimal"});
+  expect_error(
+      [&] {
+        Network::from_onnx(
+            edited("length\x12\x06"
+                   "256000",
+                   "length\x12\x06"
+                   "-25600"));
+      },
+      {"external data length '-25600'"});
+  expect_error(
+      [&] {
+        Network::from_onnx(
+            edited("offset\x12\x01"
+                   "0",
+                   "offset\x12\x01"
+                   "-"));
+      },
+      {"external data offset '-'"});
+}
+
 }  // namespace
 }  // namespace gptrt::test
 
