@@ -130,6 +130,10 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::vector<uint8_t> serialize() const;
 
   const EngineInfo& info() const;
+  /// The index of the first profile that admits every input shape (by input name), before any
+  /// tensor exists; throws gptrt::Error (kShapeError) naming the first dimension outside every
+  /// profile and the flag to rebuild with.
+  int profile_for(const std::map<std::string, Shape>& shapes) const;
   /// A new context holding its own per-run state; `threads` = 0 uses every core.
   std::unique_ptr<ExecutionContext> create_execution_context(int threads = 0) const;
 

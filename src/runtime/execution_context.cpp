@@ -10,16 +10,6 @@
 namespace gptrt {
 namespace {
 
-std::string profile_flags(const EngineInfo& info, const TensorMap& inputs) {
-  std::string s;
-  for (const TensorDesc& d : info.model.inputs) {
-    auto it = inputs.find(d.name);
-    if (it == inputs.end()) continue;
-    s += (s.empty() ? "" : ",") + d.name + ":" + shape_dims_text(it->second.shape());
-  }
-  return s;
-}
-
 template <typename T>
 void check_index_range(const std::string& name, const Tensor& t, int64_t limit) {
   const T* p = t.data<T>();
@@ -167,56 +157,17 @@ int ExecutionContext::check_inputs(const TensorMap& inputs) const {
       }
     }
   }
-  for (size_t p = 0; p < info.profiles.size(); ++p) {
-    bool ok = true;
-    for (const auto& [name, r] : info.profiles[p].inputs) {
-      const Tensor& t = inputs.at(name);
-      for (size_t k = 0; k < t.rank() && ok; ++k) ok = t.dim(k) >= r.min[k] && t.dim(k) <= r.max[k];
-    }
-    if (ok) {
-      for (const auto& [name, limit] : info.index_limits) {
-        const Tensor& t = inputs.at(name);
-        if (t.dtype() == DType::kInt64)
-          check_index_range<int64_t>(name, t, limit);
-        else if (t.dtype() == DType::kInt32)
-          check_index_range<int32_t>(name, t, limit);
-      }
-      return static_cast<int>(p);
-    }
-  }
-  // Name the first offending dimension against each profile.
-  std::string msg;
-  for (const auto& [name, r0] : info.profiles[0].inputs) {
+  std::map<std::string, Shape> shapes;
+  for (const auto& [name, t] : inputs) shapes[name] = t.shape();
+  const int p = engine_->profile_for(shapes);
+  for (const auto& [name, limit] : info.index_limits) {
     const Tensor& t = inputs.at(name);
-    for (size_t k = 0; k < t.rank() && msg.empty(); ++k) {
-      bool outside_all = true;
-      for (const OptimizationProfile& prof : info.profiles) {
-        const ShapeRange* r = prof.find(name);
-        outside_all = outside_all && r && (t.dim(k) < r->min[k] || t.dim(k) > r->max[k]);
-      }
-      if (!outside_all) continue;
-      const TensorDesc* desc = nullptr;
-      for (const TensorDesc& d : info.model.inputs)
-        if (d.name == name) desc = &d;
-      std::string dim_name =
-          desc && !desc->dim_names[k].empty() ? " (" + desc->dim_names[k] + ")" : "";
-      msg = "input '" + name + "' dimension " + std::to_string(k) + dim_name + " is " +
-            std::to_string(t.dim(k)) + ", outside every optimization profile of this engine:";
-      for (size_t p = 0; p < info.profiles.size(); ++p) {
-        const ShapeRange* r = info.profiles[p].find(name);
-        msg += "\n  profile " + std::to_string(p) + " admits " + std::to_string(r->min[k]) + ".." +
-               std::to_string(r->max[k]) + " (min " + shape_dims_text(r->min) + ", max " +
-               shape_dims_text(r->max) + ")";
-      }
-    }
+    if (t.dtype() == DType::kInt64)
+      check_index_range<int64_t>(name, t, limit);
+    else if (t.dtype() == DType::kInt32)
+      check_index_range<int32_t>(name, t, limit);
   }
-  if (msg.empty())
-    msg =
-        "the input shapes fit no single optimization profile of this engine (each dimension fits "
-        "some profile, but not all in one)";
-  msg += "\nrebuild the engine with a profile that admits these shapes, e.g. --maxShapes=" +
-         profile_flags(info, inputs);
-  throw Error(ErrorCode::kShapeError, msg);
+  return p;
 }
 
 std::vector<Tensor> ExecutionContext::execute(const TensorMap& inputs) {

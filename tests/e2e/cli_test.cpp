@@ -142,6 +142,10 @@ TEST_F(Cli, TokenIdOutOfRange) {
 TEST_F(Cli, OversizedPromptOnDefaultProfile) {
   expect_refused("run --onnx=" + model() + " --shapes=input_ids:1x65,attention_mask:1x65",
                  {"is 65", "1..64"});
+  // Checked before any input is made: 2^31 tokens are refused at once, not after filling 17 GB.
+  expect_refused(
+      "run --onnx=" + model() + " --shapes=input_ids:1x2147483648,attention_mask:1x2147483648",
+      {"is 2147483648", "outside every optimization profile"});
 }
 
 TEST_F(Cli, BadFlagsAndFiles) {

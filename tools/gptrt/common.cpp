@@ -243,21 +243,31 @@ TensorMap make_inputs(const Args& args, const Engine& engine, int profile) {
   if (args.has("shapes")) {
     for (const auto& [name, s] : parse_shapes(args.get("shapes"), "shapes")) shapes[name] = s;
   }
-  std::mt19937_64 rng(static_cast<uint64_t>(args.get_int("seed", 1234, 0)));
+  for (const auto& [name, s] : shapes) {
+    bool known = false;
+    for (const TensorDesc& d : info.model.inputs) known = known || d.name == name;
+    if (!known) bad("--shapes names '" + name + "', which is not an input of this model");
+  }
+  // Every shape settled and checked against the profiles before any data is made (a batch of
+  // 2^31 rows is refused here, not after filling gigabytes).
   const OptimizationProfile& prof = info.profiles.at(static_cast<size_t>(profile));
   for (const TensorDesc& d : info.model.inputs) {
-    Shape s;
-    auto it = shapes.find(d.name);
-    if (it != shapes.end())
-      s = it->second;
-    else if (const ShapeRange* r = prof.find(d.name))
-      s = r->opt;
-    else
-      bad("no shape for input '" + d.name + "'; give it with --shapes");
+    Shape& s = shapes[d.name];
+    if (s.empty()) {
+      if (const ShapeRange* r = prof.find(d.name))
+        s = r->opt;
+      else
+        bad("no shape for input '" + d.name + "'; give it with --shapes");
+    }
     if (s.size() != d.dims.size()) {
       bad("--shapes gives input '" + d.name + "' rank " + std::to_string(s.size()) +
           ", the model expects rank " + std::to_string(d.dims.size()));
     }
+  }
+  engine.profile_for(shapes);
+  std::mt19937_64 rng(static_cast<uint64_t>(args.get_int("seed", 1234, 0)));
+  for (const TensorDesc& d : info.model.inputs) {
+    const Shape& s = shapes.at(d.name);
     Tensor t(d.dtype, s);
     auto limit_it = info.index_limits.find(d.name);
     bool is_mask = d.name.find("mask") != std::string::npos;
@@ -292,10 +302,6 @@ TensorMap make_inputs(const Args& args, const Engine& engine, int profile) {
       }
     }
     inputs[d.name] = t;
-  }
-  for (const auto& [name, s] : shapes) {
-    if (!inputs.count(name))
-      bad("--shapes names '" + name + "', which is not an input of this model");
   }
   return inputs;
 }
