@@ -49,6 +49,14 @@ InputAnalysis analyze_inputs(const ir::Graph& g) {
     }
   }
   if (a.n_positions == 0 && !unindexed_tables.empty()) a.n_positions = unindexed_tables.front();
+  // An integer attention mask holds 1 (a token) or 0 (padding): other values are refused at run
+  // time like ids outside the vocabulary, not read as 1.
+  for (int id : g.inputs) {
+    const ir::Value& v = g.values[static_cast<size_t>(id)];
+    if ((v.dtype == DType::kInt64 || v.dtype == DType::kInt32) &&
+        v.name.find("attention_mask") != std::string::npos && !a.index_limits.count(v.name))
+      a.index_limits[v.name] = 2;
+  }
   return a;
 }
 

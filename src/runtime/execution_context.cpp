@@ -23,6 +23,10 @@ void check_index_range(const std::string& name, const Tensor& t, int64_t limit) 
         idx[d] = rem % t.dim(d);
         rem /= t.dim(d);
       }
+      if (limit == 2 && name.find("mask") != std::string::npos)
+        throw Error(ErrorCode::kInvalidArgument,
+                    "input '" + name + "' holds " + std::to_string(v) + " at " + shape_str(idx) +
+                        "; an attention mask holds 1 (a token) or 0 (padding)");
       throw Error(ErrorCode::kInvalidArgument,
                   "input '" + name + "' holds " + std::to_string(v) + " at " + shape_str(idx) +
                       ", outside the valid range [0, " + std::to_string(limit) +

@@ -65,6 +65,18 @@ TEST(EngineFile, DefaultProfileAdmitsEveryLengthUpToNPositions) {
   EXPECT_EQ(r->min, (Shape{1, 1}));
   EXPECT_EQ(r->max, (Shape{64, 64}));
   EXPECT_EQ(e->info().index_limits.at("input_ids"), 1000);
+  EXPECT_EQ(e->info().index_limits.at("attention_mask"), 2) << "a mask holds 0 or 1";
+  {
+    auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
+    Tensor mask = goldens.at("case2.attention_mask").clone();
+    mask.data_mut<int64_t>()[3] = 2;
+    expect_error(
+        [&] {
+          e->create_execution_context()->execute(
+              {{"input_ids", goldens.at("case2.input_ids")}, {"attention_mask", mask}});
+        },
+        {"'attention_mask' holds 2", "1 (a token) or 0 (padding)"});
+  }
 }
 
 TEST(EngineFile, FixedProfileCollapsesShapeArithmetic) {
