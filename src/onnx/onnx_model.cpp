@@ -78,7 +78,20 @@ std::string external_path(const Ctx& ctx, const std::string& location, const std
                                             "', which is not a relative path inside the model's "
                                             "directory; move the data file next to the model");
   }
-  return (std::filesystem::path(ctx.dir) / loc).string();
+  std::filesystem::path path = std::filesystem::path(ctx.dir) / loc;
+  // A link inside the folder may still point out of it (link -> /etc/passwd): the real path
+  // must stay in the model's real folder.
+  std::error_code ec;
+  std::filesystem::path real = std::filesystem::weakly_canonical(path, ec);
+  std::filesystem::path dir = std::filesystem::weakly_canonical(
+      ctx.dir.empty() ? std::filesystem::path(".") : std::filesystem::path(ctx.dir), ec);
+  auto rel = real.lexically_relative(dir);
+  if (!ec && (rel.empty() || *rel.begin() == ".."))
+    throw Error(ErrorCode::kParseError,
+                "'" + ctx.source.file + "': tensor '" + tensor + "' has external data '" +
+                    location + "', which leads out of the model's directory (to '" + real.string() +
+                    "'); external data must be a file in that directory");
+  return path.string();
 }
 
 TensorData read_tensor(Ctx& ctx, WireReader r) {

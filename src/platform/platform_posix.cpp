@@ -181,18 +181,29 @@ void remove_file(const std::string& path) noexcept {
 }
 
 void write_file_atomically(const std::string& path, const void* data, size_t size) {
-  std::string tmp = path + ".partial";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) {
-    throw Error(ErrorCode::kIoError, "cannot create '" + tmp + "': " + std::strerror(errno) +
+  // A new temporary beside the target, created exclusively (mkstemp: O_EXCL, so a link planted
+  // at a predictable name is never written through), then renamed over the target.
+  std::string tmp = path + ".partial.XXXXXX";
+  int fd = mkstemp(tmp.data());
+  if (fd < 0) {
+    throw Error(ErrorCode::kIoError, "cannot create a temporary file next to '" + path +
+                                         "': " + std::strerror(errno) +
                                          "; does the directory exist and is it writable?");
   }
-  bool ok = size == 0 || std::fwrite(data, 1, size, f) == size;
-  ok = std::fclose(f) == 0 && ok;
+  const auto* p = static_cast<const uint8_t*>(data);
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::write(fd, p + done, size - done);
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  bool ok = done == size;
+  ok = ::close(fd) == 0 && ok;
   if (!ok) {
     remove_file(tmp);
     throw Error(ErrorCode::kIoError, "cannot write '" + path + "' (disk full?)");
   }
+  ::chmod(tmp.c_str(), 0644);  // mkstemp makes it 0600
   replace_file(tmp, path);
 }
 

@@ -1,4 +1,6 @@
 // The Engine's run-time half: load (mmap, checks by the engine's backend), save, contexts.
+#include <filesystem>
+
 #include "backends/backend.h"
 #include "gptrt/error.h"
 #include "ir/verifier.h"
@@ -42,6 +44,14 @@ std::vector<uint8_t> Engine::serialize() const {
 }
 
 void Engine::save(const std::string& path) const {
+  // Never over the model it was built from (`--saveEngine` given the `--onnx` path).
+  std::error_code ec;
+  const std::string& source = impl_->info.model.source;
+  if (!source.empty() && std::filesystem::equivalent(path, source, ec) && !ec)
+    throw Error(ErrorCode::kInvalidArgument,
+                "'" + path +
+                    "' is the model this engine was built from; save the engine to "
+                    "another path (e.g. model.engine)");
   std::vector<uint8_t> bytes = serialize();
   platform::write_file_atomically(path, bytes.data(), bytes.size());
 }

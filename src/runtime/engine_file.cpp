@@ -248,7 +248,12 @@ std::shared_ptr<Engine::Impl> read_engine_file(std::shared_ptr<const platform::M
                      version() + " reads format version " + std::to_string(kEngineFormatVersion) +
                      "; rebuild the engine from the ONNX model with this gptrt");
   }
-  if (h.header_size != kHeaderSize || h.file_size != size) {
+  if (h.header_size != kHeaderSize)
+    throw refuse(ErrorCode::kParseError, "is damaged: its header says the header is " +
+                                             std::to_string(h.header_size) + " bytes, expected " +
+                                             std::to_string(kHeaderSize) +
+                                             "; rebuild it or copy it again");
+  if (h.file_size != size) {
     throw refuse(ErrorCode::kParseError, "is truncated or damaged: its header says " +
                                              std::to_string(h.file_size) + " bytes, the file has " +
                                              std::to_string(size) +

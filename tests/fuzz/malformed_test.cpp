@@ -177,3 +177,40 @@ TEST(NotARegularFile, FifosDevicesAndDirectoriesAreRefusedWithoutWaiting) {
 
 }  // namespace
 }  // namespace gptrt::test
+
+namespace gptrt::test {
+namespace {
+
+// Files gptrt reads stay inside the model's folder; files it writes never go through a link
+// planted beside them, and never over the model itself.
+TEST(Escapes, ExternalDataLinksOutOfTheFolderAndOutputsOverInputsAreRefused) {
+  std::string dir = temp_dir("escapes");
+  std::filesystem::copy_file(data_path("gpt2-tiny/external/legacy-opset17.onnx"), dir + "/m.onnx");
+  std::string outside = temp_dir("escapes_outside") + "/secret.data";
+  std::filesystem::copy_file(data_path("gpt2-tiny/external/legacy-opset17.onnx.data"), outside);
+  std::filesystem::create_symlink(outside, dir + "/legacy-opset17.onnx.data");
+  expect_error([&] { Network::from_onnx(dir + "/m.onnx"); },
+               {"leads out of the model's directory", "secret.data"});
+  // A link to a file inside the folder is fine.
+  std::filesystem::remove(dir + "/legacy-opset17.onnx.data");
+  std::filesystem::copy_file(outside, dir + "/real.data");
+  std::filesystem::create_symlink(dir + "/real.data", dir + "/legacy-opset17.onnx.data");
+  auto engine = Engine::build(Network::from_onnx(dir + "/m.onnx"), BuildConfig{});
+  // Saving over the model it was built from is refused; the model is untouched.
+  auto size = std::filesystem::file_size(dir + "/m.onnx");
+  expect_error([&] { engine->save(dir + "/m.onnx"); }, {"is the model this engine was built from"});
+  EXPECT_EQ(std::filesystem::file_size(dir + "/m.onnx"), size);
+  // A link planted at the old temporary name is not written through.
+  std::string victim = dir + "/victim.txt";
+  std::ofstream(victim) << "keep";
+  std::filesystem::create_symlink(victim, dir + "/e.engine.partial");
+  engine->save(dir + "/e.engine");
+  EXPECT_EQ(std::filesystem::file_size(victim), 4u);
+  EXPECT_GT(std::filesystem::file_size(dir + "/e.engine"), 1000u);
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    EXPECT_EQ(entry.path().string().find(".partial."), std::string::npos)
+        << "a temporary was left: " << entry.path();
+}
+
+}  // namespace
+}  // namespace gptrt::test
