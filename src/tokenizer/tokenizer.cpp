@@ -4,6 +4,7 @@
 #include <climits>
 #include <filesystem>
 #include <fstream>
+#include <queue>
 #include <sstream>
 
 #include "core/json.h"
@@ -330,34 +331,52 @@ Tokenizer Tokenizer::load(const std::string& path) {
   return t;
 }
 
+// The lowest-ranked adjacent pair merges first, the leftmost of equal ranks first, until none
+// merges: with the symbols in a linked list and the candidate pairs in a heap (a pair whose
+// symbols changed since it was pushed is skipped), O(n log n) in the word's length where
+// rescanning every pair after each merge was quadratic (a megabyte of letters took a minute).
+// A merge makes a token whose own merges rank later (BPE's order), so equal-ranked pairs still
+// merge left to right as in a sweep.
 void Tokenizer::encode_word(std::string_view word, std::vector<int64_t>& out) const {
-  std::vector<int32_t> sym;
-  sym.reserve(word.size());
-  for (char ch : word) sym.push_back(byte_id_[static_cast<unsigned char>(ch)]);
-  while (sym.size() > 1) {
-    int32_t best_rank = INT32_MAX, merged = -1;
-    uint64_t best = 0;
-    for (size_t i = 0; i + 1 < sym.size(); ++i) {
-      auto it = merges_.find(pair_key(sym[i], sym[i + 1]));
-      if (it != merges_.end() && it->second.first < best_rank) {
-        best_rank = it->second.first;
-        merged = it->second.second;
-        best = it->first;
-      }
-    }
-    if (merged < 0) break;
-    size_t w = 0;
-    for (size_t i = 0; i < sym.size(); ++i) {
-      if (i + 1 < sym.size() && pair_key(sym[i], sym[i + 1]) == best) {
-        sym[w++] = merged;
-        ++i;
-      } else {
-        sym[w++] = sym[i];
-      }
-    }
-    sym.resize(w);
+  const int32_t n = static_cast<int32_t>(word.size());
+  std::vector<int32_t> sym(static_cast<size_t>(n)), prev(static_cast<size_t>(n)),
+      next(static_cast<size_t>(n));
+  std::vector<char> alive(static_cast<size_t>(n), 1);
+  for (int32_t i = 0; i < n; ++i) {
+    sym[static_cast<size_t>(i)] =
+        byte_id_[static_cast<unsigned char>(word[static_cast<size_t>(i)])];
+    prev[static_cast<size_t>(i)] = i - 1;
+    next[static_cast<size_t>(i)] = i + 1 < n ? i + 1 : -1;
   }
-  out.insert(out.end(), sym.begin(), sym.end());
+  struct Pair {
+    int32_t rank, left, left_sym, right_sym, merged;
+    bool operator>(const Pair& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
+  };
+  std::priority_queue<Pair, std::vector<Pair>, std::greater<Pair>> heap;
+  auto push = [&](int32_t i) {
+    const int32_t j = next[static_cast<size_t>(i)];
+    if (j < 0) return;
+    const int32_t a = sym[static_cast<size_t>(i)], b = sym[static_cast<size_t>(j)];
+    auto it = merges_.find(pair_key(a, b));
+    if (it != merges_.end()) heap.push({it->second.first, i, a, b, it->second.second});
+  };
+  for (int32_t i = 0; i + 1 < n; ++i) push(i);
+  while (!heap.empty()) {
+    const Pair p = heap.top();
+    heap.pop();
+    const size_t i = static_cast<size_t>(p.left);
+    const int32_t j = next[i];
+    if (!alive[i] || j < 0 || sym[i] != p.left_sym || sym[static_cast<size_t>(j)] != p.right_sym)
+      continue;  // stale: one of its symbols merged since
+    sym[i] = p.merged;
+    alive[static_cast<size_t>(j)] = 0;
+    next[i] = next[static_cast<size_t>(j)];
+    if (next[i] >= 0) prev[static_cast<size_t>(next[i])] = p.left;
+    if (prev[i] >= 0) push(prev[i]);
+    push(p.left);
+  }
+  for (int32_t i = 0; i < n; ++i)
+    if (alive[static_cast<size_t>(i)]) out.push_back(sym[static_cast<size_t>(i)]);
 }
 
 void Tokenizer::encode_ordinary(std::string_view text, std::vector<int64_t>& out) const {

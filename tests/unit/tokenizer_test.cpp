@@ -121,3 +121,20 @@ TEST(Tokenizer, BadFilesAndIdsGiveClearErrors) {
 
 }  // namespace
 }  // namespace gptrt::test
+
+namespace gptrt::test {
+namespace {
+
+// One word of a megabyte (the pre-tokenizer does not split a run of letters): BPE over a heap
+// of candidate pairs, not a rescan after every merge, so this is a fraction of a second.
+TEST(Tokenizer, AMegabyteLongWordRoundTrips) {
+  tokenizer::Tokenizer t = tokenizer::Tokenizer::load(data_path("tokenizer"));
+  std::string word(1 << 20, 'a');
+  for (size_t i = 0; i < word.size(); i += 7) word[i] = static_cast<char>('b' + i % 20);
+  std::vector<int64_t> ids = t.encode(word);
+  EXPECT_LT(ids.size(), word.size() / 2) << "merges happened";
+  EXPECT_EQ(t.decode(ids), word);
+}
+
+}  // namespace
+}  // namespace gptrt::test
