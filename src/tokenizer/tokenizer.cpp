@@ -488,9 +488,10 @@ size_t complete_utf8_prefix(std::string_view s) {
     if (want > back) {
       std::string padded(s.substr(i));
       // Valid so far if completing it with continuation bytes could make it valid.
-      unsigned char d = back > 1 ? static_cast<unsigned char>(s[i + 1]) : 0x80;
-      bool ok = !(c == 0xE0 && d < 0xA0) && !(c == 0xED && d > 0x9F) && !(c == 0xF0 && d < 0x90) &&
-                !(c == 0xF4 && d > 0x8F);
+      // (A lead byte alone can always still be completed.)
+      unsigned char d = back > 1 ? static_cast<unsigned char>(s[i + 1]) : 0;
+      bool ok = back == 1 || (!(c == 0xE0 && d < 0xA0) && !(c == 0xED && d > 0x9F) &&
+                              !(c == 0xF0 && d < 0x90) && !(c == 0xF4 && d > 0x8F));
       return ok ? i : s.size();
     }
     return s.size();

@@ -27,6 +27,8 @@ class Tokenizer {
   std::string decode(const std::vector<int64_t>& ids) const;
   /// Raw bytes of one token (no UTF-8 repair).
   std::string token_bytes(int64_t id) const;
+  /// The token of one byte (byte-level BPE's base tokens).
+  int64_t byte_token(uint8_t byte) const { return byte_id_[byte]; }
 
   int64_t vocab_size() const { return static_cast<int64_t>(tokens_.size()); }
   /// Id of a special token such as "<|endoftext|>", or -1.

@@ -4,8 +4,10 @@
 #include <fstream>
 #include <sstream>
 
+#include <random>
 #include "core/json.h"
 #include "test_util.h"
+
 #include "tokenizer/tokenizer.h"
 
 namespace gptrt::test {
@@ -124,6 +126,34 @@ TEST(Tokenizer, BadFilesAndIdsGiveClearErrors) {
 
 namespace gptrt::test {
 namespace {
+
+// The stream decoder gives what decode() gives, on any token sequence: random ids weighted to the
+// single-byte tokens (lead bytes of 2-, 3- and 4-byte characters arriving alone, stray
+// continuation bytes, invalid bytes), each sequence streamed one token at a time.
+TEST(Tokenizer, StreamDecoderAgreesWithDecodeOnRandomTokenSequences) {
+  const tokenizer::Tokenizer& t = tok();
+  std::vector<int64_t> single_bytes;
+  for (int b = 0; b < 256; ++b) single_bytes.push_back(t.byte_token(static_cast<uint8_t>(b)));
+  std::mt19937 rng(11);
+  for (int round = 0; round < 3000; ++round) {
+    std::vector<int64_t> ids(1 + rng() % 9);
+    for (int64_t& id : ids)
+      id = rng() % 4 ? single_bytes[rng() % 256] : static_cast<int64_t>(rng() % 50257);
+    tokenizer::StreamDecoder s(t);
+    std::string streamed;
+    for (int64_t id : ids) streamed += s.push(id);
+    streamed += s.finish();
+    ASSERT_EQ(streamed, t.decode(ids)) << "round " << round;
+  }
+  // The case found by hand: a 4-byte character whose lead byte is a token of its own.
+  std::string emoji = "\xF0\x9F\x99\x82";
+  std::vector<int64_t> bytes;
+  for (char c : emoji) bytes.push_back(single_bytes[static_cast<uint8_t>(c)]);
+  tokenizer::StreamDecoder s(t);
+  std::string streamed;
+  for (int64_t id : bytes) streamed += s.push(id);
+  EXPECT_EQ(streamed + s.finish(), emoji);
+}
 
 // One word of a megabyte (the pre-tokenizer does not split a run of letters): BPE over a heap
 // of candidate pairs, not a rescan after every merge, so this is a fraction of a second.
