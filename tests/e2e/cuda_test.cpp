@@ -1,6 +1,7 @@
 // The CUDA backend, on a machine with an NVIDIA GPU (skipped elsewhere, saying why; the fixture
-// goldens in FP32 are goldens_test.cpp's body for every backend): TF32/FP16/BF16 top-1 agreement; every kernel against the reference backend on a model of odd
-// sizes (head size 40, vocabulary 257) with padded rows; engines saved and loaded; the CLI.
+// goldens in FP32 are goldens_test.cpp's body for every backend): TF32/FP16/BF16 top-1 agreement;
+// every kernel against the reference backend on a model of odd sizes (head size 40, vocabulary 257)
+// with padded rows; engines saved and loaded; the CLI.
 #include <random>
 
 #include "backends/cuda/cuda_backend.h"

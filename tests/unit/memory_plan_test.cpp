@@ -2,8 +2,8 @@
 // value fits its largest shape, and a context runs the goldens out of its arena.
 #include "ir/memory_plan.h"
 #include "builder/builder.h"
-#include "runtime/engine_impl.h"
 #include "passes/passes.h"
+#include "runtime/engine_impl.h"
 #include "test_util.h"
 
 namespace gptrt::test {
