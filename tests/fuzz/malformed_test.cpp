@@ -148,11 +148,6 @@ TEST(MalformedOnnx, ExternalDataFieldsAreParsedStrictly) {
       {"external data offset '-'"});
 }
 
-}  // namespace
-}  // namespace gptrt::test
-
-namespace gptrt::test {
-namespace {
 
 // A FIFO, a device or a directory given where a file is expected is refused by name at once:
 // opening a FIFO for reading would wait for a writer forever, /dev/zero never ends.
@@ -175,11 +170,6 @@ TEST(NotARegularFile, FifosDevicesAndDirectoriesAreRefusedWithoutWaiting) {
   EXPECT_NE(r.output.find("FIFO"), std::string::npos) << r.output;
 }
 
-}  // namespace
-}  // namespace gptrt::test
-
-namespace gptrt::test {
-namespace {
 
 // Files gptrt reads stay inside the model's folder; files it writes never go through a link
 // planted beside them, and never over the model itself.
