@@ -148,7 +148,6 @@ TEST(MalformedOnnx, ExternalDataFieldsAreParsedStrictly) {
       {"external data offset '-'"});
 }
 
-
 // A FIFO, a device or a directory given where a file is expected is refused by name at once:
 // opening a FIFO for reading would wait for a writer forever, /dev/zero never ends.
 TEST(NotARegularFile, FifosDevicesAndDirectoriesAreRefusedWithoutWaiting) {
@@ -169,7 +168,6 @@ TEST(NotARegularFile, FifosDevicesAndDirectoriesAreRefusedWithoutWaiting) {
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("FIFO"), std::string::npos) << r.output;
 }
-
 
 // Files gptrt reads stay inside the model's folder; files it writes never go through a link
 // planted beside them, and never over the model itself.

@@ -121,7 +121,6 @@ TEST(Tokenizer, BadFilesAndIdsGiveClearErrors) {
   expect_error([] { tok().decode({50257}); }, {"50257", "outside", "[0, 50257)"});
 }
 
-
 // The stream decoder gives what decode() gives, on any token sequence: random ids weighted to the
 // single-byte tokens (lead bytes of 2-, 3- and 4-byte characters arriving alone, stray
 // continuation bytes, invalid bytes), each sequence streamed one token at a time.
