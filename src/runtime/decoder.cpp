@@ -20,10 +20,15 @@ struct Decoder::Impl {
   std::vector<char> in_use;
   std::vector<int64_t> length;
   std::vector<float> logits;  // last_logits()'s copy
+  // Scratch of run() and check(), kept so that a decode step allocates nothing.
+  mutable std::vector<char> seen;
+  std::vector<int64_t> done, index, pass_argmax;
+  std::vector<backends::SlotTokens> pass;
+  std::vector<float> pass_logits;
 
   void check(const std::vector<SlotTokens>& seqs) const {
     if (seqs.empty()) throw Error(ErrorCode::kInvalidArgument, "decoder: a pass needs sequences");
-    std::vector<char> seen(in_use.size(), 0);
+    seen.assign(in_use.size(), 0);
     for (const SlotTokens& s : seqs) {
       std::string at = "decoder slot " + std::to_string(s.slot);
       if (s.slot < 0 || s.slot >= static_cast<int>(in_use.size()))
@@ -139,11 +144,12 @@ void Decoder::run(const std::vector<SlotTokens>& seqs, std::vector<float>* logit
   if (argmax) argmax->resize(static_cast<size_t>(n));
   // Passes of at most max_prompt tokens per sequence; a sequence's results come from the pass
   // that takes its last tokens.
-  std::vector<int64_t> done(static_cast<size_t>(n), 0);
-  std::vector<backends::SlotTokens> pass;
-  std::vector<int64_t> index;
-  std::vector<float> pass_logits;
-  std::vector<int64_t> pass_argmax;
+  std::vector<int64_t>& done = m.done;
+  std::vector<backends::SlotTokens>& pass = m.pass;
+  std::vector<int64_t>& index = m.index;
+  std::vector<float>& pass_logits = m.pass_logits;
+  std::vector<int64_t>& pass_argmax = m.pass_argmax;
+  done.assign(static_cast<size_t>(n), 0);
   for (;;) {
     pass.clear();
     index.clear();
