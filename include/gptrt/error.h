@@ -15,6 +15,7 @@ enum class ErrorCode {
   kShapeError,       // shapes disagree or fall outside every optimization profile
   kIoError,          // a file cannot be opened, read or written
   kEngineMismatch,   // an engine file is for another format version, target or CPU
+  kResourceLimit,    // the work would exceed a stated limit (memory budget, input size)
   kInternal,         // a bug in gptrt
 };
 

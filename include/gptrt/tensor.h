@@ -33,8 +33,18 @@ bool dtype_is_known(int32_t value);
 
 using Shape = std::vector<int64_t>;
 
-/// Number of elements of a shape (1 for a scalar).
+/// Number of elements of a shape (1 for a scalar); a count past 2^63 throws a shape error.
 int64_t shape_numel(const Shape& shape);
+
+/// The most bytes of tensor storage gptrt allocates at once (owned tensors; mapped model and
+/// engine files are not counted). A tensor past it throws ErrorCode::kResourceLimit before any
+/// memory is taken. Default: $GPTRT_MEMORY_BUDGET (bytes, or with a K, M, G or T suffix), else
+/// 90% of physical memory.
+int64_t memory_budget();
+/// Sets the budget (bytes > 0) for the whole process.
+void set_memory_budget(int64_t bytes);
+/// Bytes of tensor storage allocated now.
+int64_t memory_in_use();
 /// "[2, 12, 1000]".
 std::string shape_str(const Shape& shape);
 /// "2x12x1000": the dims as trtexec's --shapes flags write them.

@@ -7,6 +7,7 @@
 #include "ir/describe.h"
 #include "ir/verifier.h"
 #include "passes/passes.h"
+#include "runtime/plan_check.h"
 
 namespace gptrt::builder {
 namespace {
@@ -99,78 +100,6 @@ OptimizationProfile default_profile(const ir::Graph& g, int64_t max_batch, int64
   return p;
 }
 
-void validate_profile(const ir::Graph& g, const OptimizationProfile& p, size_t index,
-                      int64_t n_positions) {
-  std::string where = "optimization profile " + std::to_string(index);
-  std::set<std::string> names;
-  for (int id : g.inputs) names.insert(g.values[static_cast<size_t>(id)].name);
-  for (const auto& [name, r] : p.inputs) {
-    if (!names.count(name)) {
-      std::string list;
-      for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
-      throw Error(ErrorCode::kInvalidArgument,
-                  where + " names input '" + name +
-                      "', which the model does not have; its inputs are: " + list);
-    }
-  }
-  std::map<std::string, std::pair<std::string, std::pair<int64_t, int64_t>>> by_symbol;
-  for (int id : g.inputs) {
-    const ir::Value& v = g.values[static_cast<size_t>(id)];
-    const ShapeRange* r = p.find(v.name);
-    if (!r) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  where + " gives no shape for input '" + v.name +
-                      "'; add it to --minShapes, --optShapes and --maxShapes (e.g. " + v.name +
-                      ":1x12)");
-    }
-    size_t rank = v.shape.dims.size();
-    if (r->min.size() != rank || r->opt.size() != rank || r->max.size() != rank) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  where + ": input '" + v.name + "' has rank " + std::to_string(rank) + " " +
-                      v.shape.str() + ", but the profile gives " + shape_dims_text(r->min) + " / " +
-                      shape_dims_text(r->opt) + " / " + shape_dims_text(r->max));
-    }
-    for (size_t d = 0; d < rank; ++d) {
-      const ir::Dim& dim = v.shape.dims[d];
-      int64_t lo = r->min[d], opt = r->opt[d], hi = r->max[d];
-      std::string dn = "input '" + v.name + "' dimension " + std::to_string(d) +
-                       (dim.is_known() ? "" : " (" + dim.symbol + ")");
-      if (lo < 1 || !(lo <= opt && opt <= hi)) {
-        throw Error(ErrorCode::kInvalidArgument,
-                    where + ": " + dn + " needs 1 <= min <= opt <= max, found min " +
-                        std::to_string(lo) + ", opt " + std::to_string(opt) + ", max " +
-                        std::to_string(hi));
-      }
-      if (dim.is_known() && (lo != dim.value || hi != dim.value)) {
-        throw Error(ErrorCode::kInvalidArgument,
-                    where + ": " + dn + " is fixed at " + std::to_string(dim.value) +
-                        " by the model, the profile gives " + std::to_string(lo) + ".." +
-                        std::to_string(hi));
-      }
-      if (!dim.is_known()) {
-        auto it = by_symbol.find(dim.symbol);
-        if (it == by_symbol.end()) {
-          by_symbol[dim.symbol] = {v.name, {lo, hi}};
-        } else if (it->second.second != std::make_pair(lo, hi)) {
-          throw Error(ErrorCode::kInvalidArgument,
-                      where + ": " + dn + " ranges " + std::to_string(lo) + ".." +
-                          std::to_string(hi) + " but input '" + it->second.first + "' ranges " +
-                          std::to_string(it->second.second.first) + ".." +
-                          std::to_string(it->second.second.second) + " for the same dimension " +
-                          dim.symbol + "; give both inputs the same shapes");
-        }
-      }
-      if (d == 1 && rank == 2 && n_positions > 0 && hi > n_positions && !dim.is_known()) {
-        throw Error(ErrorCode::kInvalidArgument,
-                    where + ": " + dn + " max " + std::to_string(hi) +
-                        " exceeds the model's n_positions " + std::to_string(n_positions) +
-                        "; the model cannot attend that far, use a max of at most " +
-                        std::to_string(n_positions));
-      }
-    }
-  }
-}
-
 passes::DecoderInfo fuse(ir::Graph& g, const std::function<void(const std::string&)>& notice) {
   int norms = passes::fuse_layer_norm(g);
   int linears = passes::fuse_linear(g);
@@ -231,7 +160,7 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
     }
   }
   for (size_t i = 0; i < info.profiles.size(); ++i)
-    validate_profile(g, info.profiles[i], i, analysis.n_positions);
+    check_profile(g, info.profiles[i], i, analysis.n_positions);
 
   int folded = passes::fold_constants(g);
   int removed = passes::eliminate_dead_code(g);

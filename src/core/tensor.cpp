@@ -1,6 +1,11 @@
 #include "gptrt/tensor.h"
 
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <mutex>
 
@@ -23,6 +28,8 @@ const char* error_code_name(ErrorCode code) {
       return "I/O error";
     case ErrorCode::kEngineMismatch:
       return "engine mismatch";
+    case ErrorCode::kResourceLimit:
+      return "resource limit";
     case ErrorCode::kInternal:
       return "internal error";
   }
@@ -87,7 +94,11 @@ bool dtype_is_known(int32_t value) {
 
 int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    if (__builtin_mul_overflow(n, d, &n))
+      throw Error(ErrorCode::kShapeError,
+                  "shape " + shape_str(shape) + " has more elements than 64 bits can count");
+  }
   return n;
 }
 
@@ -179,22 +190,115 @@ class BlockCache {
   size_t cached_ = 0;
 };
 
+int64_t parse_budget(const char* text) {
+  char* end = nullptr;
+  errno = 0;
+  double v = std::strtod(text, &end);
+  double scale = 1;
+  if (end && *end) {
+    switch (*end == 0 ? 0 : (*end | 0x20)) {
+      case 'k':
+        scale = 1024.0;
+        break;
+      case 'm':
+        scale = 1024.0 * 1024;
+        break;
+      case 'g':
+        scale = 1024.0 * 1024 * 1024;
+        break;
+      case 't':
+        scale = 1024.0 * 1024 * 1024 * 1024;
+        break;
+      default:
+        scale = 0;
+    }
+    if (scale && end[1] && !((end[1] | 0x20) == 'b' && !end[2]) &&
+        !((end[1] | 0x20) == 'i' && (end[2] | 0x20) == 'b' && !end[3]))
+      scale = 0;
+  }
+  double bytes = v * scale;
+  if (end == text || errno || !(bytes >= 1) || bytes > 9.2e18)
+    throw Error(ErrorCode::kInvalidArgument,
+                std::string("GPTRT_MEMORY_BUDGET='") + text +
+                    "' is not a size; give bytes or a number with K, M, G or T (e.g. 8G)");
+  return static_cast<int64_t>(bytes);
+}
+
+std::atomic<int64_t>& budget_bytes() {
+  static std::atomic<int64_t> budget{[] {
+    if (const char* env = std::getenv("GPTRT_MEMORY_BUDGET"); env && *env) return parse_budget(env);
+    int64_t phys = platform::physical_memory_bytes();
+    return phys > 0 ? phys / 10 * 9 : int64_t{1} << 62;
+  }()};
+  return budget;
+}
+
+std::atomic<int64_t> in_use{0};
+
+std::string gib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(bytes) / (1 << 30));
+  return buf;
+}
+
 }  // namespace
 
+int64_t memory_budget() {
+  return budget_bytes().load();
+}
+
+void set_memory_budget(int64_t bytes) {
+  if (bytes <= 0)
+    throw Error(ErrorCode::kInvalidArgument,
+                "memory budget must be positive, found " + std::to_string(bytes));
+  budget_bytes().store(bytes);
+}
+
+int64_t memory_in_use() {
+  return in_use.load();
+}
+
 void Tensor::allocate(bool zero) {
+  int64_t n = 1, bytes = 0;
   for (int64_t d : shape_) {
     if (d < 0)
       throw Error(ErrorCode::kInternal, "tensor with negative dimension " + shape_str(shape_));
+    if (__builtin_mul_overflow(n, d, &n)) n = -1;
+    if (n < 0) break;
   }
-  size_t bytes = nbytes();
+  if (n < 0 || __builtin_mul_overflow(n, static_cast<int64_t>(dtype_size(dtype_)), &bytes) ||
+      bytes > std::numeric_limits<int64_t>::max() - 128)
+    bytes = -1;
   // 64-byte alignment so vector kernels may use aligned loads.
-  size_t alloc = (bytes + 63) / 64 * 64 + 64;
-  Block block = BlockCache::instance().take(alloc);
-  if (!block.p) block = acquire(alloc);
+  int64_t alloc = bytes < 0 ? -1 : (bytes + 63) / 64 * 64 + 64;
+  int64_t budget = memory_budget();
+  if (alloc < 0 || in_use.fetch_add(alloc) + alloc > budget) {
+    if (alloc >= 0) in_use.fetch_sub(alloc);
+    throw Error(ErrorCode::kResourceLimit,
+                "a " + std::string(dtype_name(dtype_)) + " tensor of shape " + shape_str(shape_) +
+                    " needs " +
+                    (alloc < 0 ? std::string("more bytes than 64 bits count") : gib(alloc)) +
+                    "; with " + gib(in_use.load()) + " in use that exceeds the memory budget of " +
+                    gib(budget) +
+                    " (check the shapes and the model; raise it with GPTRT_MEMORY_BUDGET, e.g. "
+                    "GPTRT_MEMORY_BUDGET=32G)");
+  }
+  auto size = static_cast<size_t>(alloc);
+  Block block = BlockCache::instance().take(size);
+  if (!block.p) {
+    try {
+      block = acquire(size);
+    } catch (...) {
+      in_use.fetch_sub(alloc);
+      throw;
+    }
+  }
   auto* mem = static_cast<uint8_t*>(block.p);
-  if (zero) std::memset(mem, 0, alloc);
-  holder_ = std::shared_ptr<const void>(
-      mem, [block, alloc](const void*) { BlockCache::instance().give(block, alloc); });
+  if (zero) std::memset(mem, 0, size);
+  holder_ = std::shared_ptr<const void>(mem, [block, size](const void*) {
+    in_use.fetch_sub(static_cast<int64_t>(size));
+    BlockCache::instance().give(block, size);
+  });
   data_ = mem;
   writable_ = true;
 }

@@ -158,6 +158,117 @@ const std::unordered_map<std::string, OpEntry>& fused_registry() {
   return table;
 }
 
+// How many inputs and outputs each op takes: [min, max] (kMany: variadic). A file (model or
+// engine plan) whose node has more or fewer is refused before any inference reads them.
+constexpr int kMany = 1 << 30;
+
+struct Arity {
+  int in_min, in_max, out_min, out_max;
+};
+
+const std::unordered_map<std::string, Arity>& arities() {
+  static const std::unordered_map<std::string, Arity> table = [] {
+    std::unordered_map<std::string, Arity> t;
+    for (const char* op : {"Add",
+                           "Sub",
+                           "Mul",
+                           "Div",
+                           "Pow",
+                           "Mod",
+                           "And",
+                           "Or",
+                           "Xor",
+                           "Equal",
+                           "Less",
+                           "LessOrEqual",
+                           "Greater",
+                           "GreaterOrEqual",
+                           "Reshape",
+                           "Unsqueeze",
+                           "Gather",
+                           "GatherND",
+                           "GatherElements",
+                           "Expand",
+                           "Tile",
+                           "MatMul",
+                           "CastLike",
+                           "CumSum"})
+      t[op] = {2, 2, 1, 1};
+    for (const char* op : {"Neg",        "Abs",        "Sqrt",
+                           "Exp",        "Log",        "Tanh",
+                           "Erf",        "Sigmoid",    "Relu",
+                           "Reciprocal", "Floor",      "Ceil",
+                           "Sin",        "Cos",        "Gelu",
+                           "Softmax",    "LogSoftmax", "Not",
+                           "IsNaN",      "IsInf",      "Identity",
+                           "Cast",       "Shape",      "Size",
+                           "Flatten",    "Transpose",  "ConstantOfShape",
+                           "ArgMax"})
+      t[op] = {1, 1, 1, 1};
+    for (const char* op : {"Max", "Min", "Sum", "Concat"}) t[op] = {1, kMany, 1, 1};
+    for (const char* op : {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "Squeeze", "Trilu"})
+      t[op] = {1, 2, 1, 1};
+    t["Dropout"] = {1, 3, 1, 2};
+    t["Clip"] = {1, 3, 1, 1};
+    t["Where"] = {3, 3, 1, 1};
+    t["Range"] = {3, 3, 1, 1};
+    t["Split"] = {1, 2, 1, kMany};
+    t["Slice"] = {3, 5, 1, 1};
+    t["Constant"] = {0, 0, 1, 1};
+    t["Gemm"] = {2, 3, 1, 1};
+    t["LayerNormalization"] = {2, 3, 1, 3};
+    return t;
+  }();
+  return table;
+}
+
+const std::unordered_map<std::string, Arity>& fused_arities() {
+  static const std::unordered_map<std::string, Arity> table = {
+      {"Embedding", {4, 4, 1, 1}},  // ids, position_ids (may be omitted: -1), wte, wpe
+      {"Linear", {2, 4, 1, 1}},     // x, W, bias?, residual?
+      {"Attention", {1, 2, 1, 1}},  // qkv, mask?
+  };
+  return table;
+}
+
+std::string count_text(int lo, int hi) {
+  if (lo == hi) return std::to_string(lo);
+  if (hi == kMany) return "at least " + std::to_string(lo);
+  return std::to_string(lo) + " to " + std::to_string(hi);
+}
+
+void check_arity(const Node& n, const Arity& a) {
+  auto in_count = static_cast<int64_t>(n.inputs.size());
+  auto out_count = static_cast<int64_t>(n.outputs.size());
+  if (in_count < a.in_min || in_count > a.in_max)
+    fail(n, "has " + std::to_string(in_count) + " inputs; " + n.op_type + " takes " +
+                count_text(a.in_min, a.in_max));
+  if (out_count < a.out_min || out_count > a.out_max)
+    fail(n, "has " + std::to_string(out_count) + " outputs; " + n.op_type + " gives " +
+                count_text(a.out_min, a.out_max));
+  for (int i = 0; i < a.out_min; ++i)
+    if (n.outputs[static_cast<size_t>(i)] < 0)
+      fail(n, "output " + std::to_string(i) + " is unnamed");
+}
+
+// The table for a node: ONNX ops, the gptrt domain's fused ops, and ONNX elementwise ops that a
+// backend moved into the gptrt domain (same semantics, its own kernels).
+const OpEntry* find_entry(const Node& n, const Arity** arity) {
+  if (n.domain == kFusedDomain) {
+    auto it = fused_registry().find(n.op_type);
+    if (it != fused_registry().end()) {
+      *arity = &fused_arities().at(n.op_type);
+      return &it->second;
+    }
+  } else if (!n.domain.empty() && n.domain != "ai.onnx") {
+    return nullptr;
+  }
+  auto it = registry().find(n.op_type);
+  if (it == registry().end()) return nullptr;
+  *arity = &arities().at(n.op_type);
+  return &it->second;
+}
+
 }  // namespace
 
 Tensor constant_value(const Node& n) {
@@ -245,13 +356,17 @@ std::vector<std::string> supported_ops() {
   return names;
 }
 
+bool can_infer(const Node& node) {
+  const Arity* arity = nullptr;
+  return find_entry(node, &arity) != nullptr;
+}
+
 void infer_node(Graph& graph, const Node& node) {
-  const auto& table = node.domain == kFusedDomain ? fused_registry() : registry();
-  auto it = table.find(node.op_type);
-  if (it == table.end()) {
-    throw Error(ErrorCode::kUnsupported, node.describe() + ": unsupported op");
-  }
-  it->second.infer(graph, node);
+  const Arity* arity = nullptr;
+  const OpEntry* entry = find_entry(node, &arity);
+  if (!entry) throw Error(ErrorCode::kUnsupported, node.describe() + ": unsupported op");
+  check_arity(node, *arity);
+  entry->infer(graph, node);
 }
 
 void infer_shapes(Graph& graph) {

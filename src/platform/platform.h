@@ -35,6 +35,8 @@ class MappedFile {
 /// 2 MiB instead of per 4 KiB. Null when the OS has none to give; release with free_large.
 void* allocate_large(size_t bytes);
 void free_large(void* p, size_t bytes) noexcept;
+/// Bytes of physical memory (0 when the OS does not say).
+int64_t physical_memory_bytes();
 /// Buffers from this size up take allocate_large.
 constexpr size_t kLargeBytes = size_t{2} << 20;
 

@@ -88,6 +88,11 @@ void free_large(void* p, size_t bytes) noexcept {
   if (p != nullptr) munmap(p, (bytes + huge - 1) / huge * huge);
 }
 
+int64_t physical_memory_bytes() {
+  long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+  return pages > 0 && size > 0 ? static_cast<int64_t>(pages) * size : 0;
+}
+
 std::string CpuInfo::best_isa() const {
   if (avx512f && avx512bw && avx512vl && avx512_bf16 && amx_bf16) return "amx_bf16";
   if (avx512f && avx512bw && avx512vl && avx512_bf16) return "avx512_bf16";

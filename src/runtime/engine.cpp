@@ -5,6 +5,7 @@
 #include "gptrt/error.h"
 #include "ir/verifier.h"
 #include "runtime/engine_impl.h"
+#include "runtime/plan_check.h"
 
 #ifndef GPTRT_VERSION
 #define GPTRT_VERSION "0.0.0"
@@ -35,6 +36,7 @@ std::shared_ptr<const Engine> Engine::load(const std::string& path) {
     throw Error(ErrorCode::kParseError,
                 "engine '" + path + "' holds an invalid plan (" + e.what() + "); rebuild it");
   }
+  check_plan(*impl, path);
   backends::get(impl->info.backend).check_engine(impl->info, impl->graph, path);
   return std::make_shared<Engine>(impl);
 }

@@ -56,7 +56,14 @@ std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& inputs,
       entry.first += (platform::now_seconds() - t0) * 1e3;
       ++entry.second;
     }
-    for (size_t k = 0; k < n.outputs.size(); ++k) {
+    if (outs.size() < n.outputs.size()) {
+      for (size_t k = outs.size(); k < n.outputs.size(); ++k)
+        if (n.outputs[k] >= 0)
+          throw Error(ErrorCode::kInternal,
+                      n.describe() + ": its kernel gave " + std::to_string(outs.size()) +
+                          " outputs, the plan names " + std::to_string(n.outputs.size()));
+    }
+    for (size_t k = 0; k < n.outputs.size() && k < outs.size(); ++k) {
       if (n.outputs[k] >= 0) slots[static_cast<size_t>(n.outputs[k])] = std::move(outs[k]);
     }
     for (int id : n.inputs) {

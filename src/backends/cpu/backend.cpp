@@ -1,5 +1,6 @@
 #include "backends/cpu/backend.h"
 
+#include <cmath>
 #include <map>
 
 #include "backends/cpu/fused_kernels.h"
@@ -104,6 +105,70 @@ int lower_layer_norm(ir::Graph& g) {
     ++moved;
   }
   return moved;
+}
+
+void check_lowered_node(const ir::Graph& g, const ir::Node& n, Isa isa) {
+  if (n.domain != kDomain || (n.op_type != "PackedLinear" && n.op_type != "LayerNorm")) return;
+  auto bad = [&](const std::string& msg) {
+    throw Error(ErrorCode::kParseError, n.describe() + ": " + msg);
+  };
+  const bool linear = n.op_type == "PackedLinear";
+  size_t lo = linear ? 2 : 3, hi = linear ? 4 : 3;
+  if (n.inputs.size() < lo || n.inputs.size() > hi)
+    bad("has " + std::to_string(n.inputs.size()) + " inputs, expected " + std::to_string(lo) +
+        (lo == hi ? "" : " to " + std::to_string(hi)));
+  if (n.outputs.size() != 1 || n.outputs[0] < 0) bad("must have exactly one output");
+  for (size_t i = 0; i < lo; ++i)
+    if (n.inputs[i] < 0) bad("required input " + std::to_string(i) + " is missing");
+  const ir::Value& x = *g.input(n, 0);
+  const ir::Value& y = g.values[static_cast<size_t>(n.outputs[0])];
+  if (x.dtype != DType::kFloat32 || y.dtype != DType::kFloat32)
+    bad("input and output must be float32");
+  auto last_dim = [](const ir::Value& v) {
+    return v.shape.rank_known && !v.shape.dims.empty() && v.shape.dims.back().is_known()
+               ? v.shape.dims.back().value
+               : -1;
+  };
+  auto vector_of = [&](size_t i, int64_t count, const char* role) {
+    const ir::Value* v = g.input(n, i);
+    if (!v) return;
+    if (!v->is_constant() || v->constant.dtype() != DType::kFloat32 || v->constant.numel() != count)
+      bad(std::string(role) + " '" + v->name + "' must be a float32 constant of " +
+          std::to_string(count) + " elements");
+  };
+  if (!linear) {
+    int64_t e = last_dim(x);
+    if (e < 1 || last_dim(y) != e) bad("input and output must end in the same known size");
+    vector_of(1, e, "scale");
+    vector_of(2, e, "bias");
+    float eps = n.attr_float("epsilon", 1e-5f);
+    if (!std::isfinite(eps) || !(eps > 0)) bad("attribute 'epsilon' must be positive and finite");
+    return;
+  }
+  int64_t k = n.attr_int("K", 0), cols = n.attr_int("N", 0);
+  if (k < 1 || cols < 1 || k > (int64_t{1} << 31) || cols > (int64_t{1} << 31))
+    bad("attributes K = " + std::to_string(k) + ", N = " + std::to_string(cols) +
+        " must be positive");
+  int64_t act = n.attr_int("activation", 0);
+  if (act != reference::kActNone && act != reference::kActGeluTanh && act != reference::kActGeluErf)
+    bad("attribute 'activation' is " + std::to_string(act) + ", expected 0, 1 or 2");
+  int64_t xk = last_dim(x), yn = last_dim(y);
+  if ((xk >= 0 && xk != k) || (yn >= 0 && yn != cols))
+    bad("input " + x.shape.str() + " and output " + y.shape.str() +
+        " do not end in K = " + std::to_string(k) + " and N = " + std::to_string(cols));
+  const ir::Value& w = *g.input(n, 1);
+  DType wt = w.is_constant() ? w.constant.dtype() : DType::kUndefined;
+  if (wt != DType::kFloat32 && wt != DType::kBFloat16)
+    bad("weights '" + w.name + "' must be a float32 or bfloat16 constant");
+  Shape want = packed_shape(k, cols, wt, isa);
+  if (w.constant.shape() != want)
+    bad("weights '" + w.name + "' are " + shape_str(w.constant.shape()) +
+        ", packed K = " + std::to_string(k) + ", N = " + std::to_string(cols) + " for " +
+        isa_name(isa) + " is " + shape_str(want));
+  vector_of(2, cols, "bias");
+  if (const ir::Value* r = g.input(n, 3)) {
+    if (r->dtype != DType::kFloat32) bad("the residual must be float32");
+  }
 }
 
 bool has_kernel(const std::string& op_type) {

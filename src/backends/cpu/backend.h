@@ -42,6 +42,11 @@ std::vector<Tensor> run_elementwise(const ir::Node& node, const std::vector<cons
 /// True when the CPU backend has a kernel for `op_type` of its own domain.
 bool has_kernel(const std::string& op_type);
 
+/// Checks a node of an engine's plan that only this backend has (PackedLinear, LayerNorm)
+/// against what its kernel reads: input and output counts, attributes, and weights whose
+/// dtype and shape match (packed for `isa`). Throws a parse error naming the node and field.
+void check_lowered_node(const ir::Graph& graph, const ir::Node& node, Isa isa);
+
 /// Runs one op of the CPU backend's own domain, writing its output where `out` says (the
 /// context's activation arena) when it fits.
 std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tensor*>& inputs,

@@ -90,11 +90,17 @@ class CpuBackend final : public Backend {
 
   void check_engine(const EngineInfo& info, const ir::Graph& plan,
                     const std::string& path) const override {
-    runnable_isa(info, "engine '" + path + "'");
+    cpu::Isa isa = runnable_isa(info, "engine '" + path + "'");
     for (const ir::Node& n : plan.nodes) {
       if (!supports(n, info.precision))
         throw Error(ErrorCode::kEngineMismatch, "engine '" + path + "' uses " + n.describe() +
                                                     ", which this gptrt cannot run; rebuild it");
+      try {
+        cpu::check_lowered_node(plan, n, isa);
+      } catch (const Error& e) {
+        throw Error(ErrorCode::kParseError, "engine '" + path + "' holds an invalid plan: " +
+                                                e.what() + "; rebuild the engine from the model");
+      }
     }
   }
 

@@ -115,6 +115,14 @@ PanelKernel panel_kernel(Isa isa, bool bf16) {
   return bf16 ? panel_kernel_generic_bf16 : panel_kernel_generic;
 }
 
+Shape packed_shape(int64_t k, int64_t n, DType dtype, Isa isa) {
+  const bool pairs = dtype == DType::kBFloat16 && packs_pairs(isa);
+  // K2: whole pairs, or whole AMX tiles (32 values of K).
+  const int64_t k_multiple = isa == Isa::kAmxBf16 ? 32 : 2;
+  return {(n + kPanel - 1) / kPanel, pairs ? (k + k_multiple - 1) / k_multiple * k_multiple : k,
+          kPanel};
+}
+
 Tensor pack_weights(const Tensor& w, bool transposed, DType dtype, Isa isa) {
   if (w.dtype() != DType::kFloat32 || w.rank() != 2 ||
       (dtype != DType::kFloat32 && dtype != DType::kBFloat16)) {
@@ -123,12 +131,10 @@ Tensor pack_weights(const Tensor& w, bool transposed, DType dtype, Isa isa) {
                     shape_str(w.shape()));
   }
   const bool pairs = dtype == DType::kBFloat16 && packs_pairs(isa);
-  // K2: whole pairs, or whole AMX tiles (32 values of K).
-  const int64_t k_multiple = isa == Isa::kAmxBf16 ? 32 : 2;
   int64_t k = transposed ? w.dim(1) : w.dim(0), n = transposed ? w.dim(0) : w.dim(1);
-  int64_t panels = (n + kPanel - 1) / kPanel,
-          k2 = pairs ? (k + k_multiple - 1) / k_multiple * k_multiple : k;
-  Tensor out(dtype, {panels, k2, kPanel});  // zero-filled: padding columns (and row) stay 0
+  Shape shape = packed_shape(k, n, dtype, isa);
+  int64_t panels = shape[0], k2 = shape[1];
+  Tensor out(dtype, shape);  // zero-filled: padding columns (and row) stay 0
   const float* src = w.data<float>();
   for (int64_t p = 0; p < panels; ++p) {
     for (int64_t kk = 0; kk < k; ++kk) {

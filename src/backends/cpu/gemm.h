@@ -46,6 +46,8 @@ bool rounds_rows(Isa isa, int64_t m);
 /// (k / 2) * 32 + 2 j + k % 2, the pad rows zero.
 Tensor pack_weights(const Tensor& w, bool transposed, DType dtype = DType::kFloat32,
                     Isa isa = Isa::kGeneric);
+/// The shape pack_weights gives a [K, N] matrix packed as `dtype` for `isa`.
+Shape packed_shape(int64_t k, int64_t n, DType dtype, Isa isa);
 
 /// Micro-kernel: rows (<= kernel_rows(isa)) of X times one panel, written to C's `cols` (<= 16)
 /// columns, plus bias16 (16 floats, may be null); with `accumulate`, added to what C holds (the
