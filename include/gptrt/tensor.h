@@ -61,6 +61,10 @@ class Tensor {
   /// A view of `data` (not copied); `keep_alive` owns the memory behind it, if anyone.
   static Tensor view(DType dtype, Shape shape, const void* data,
                      std::shared_ptr<const void> keep_alive = nullptr);
+  /// A view of `data` when it is aligned for `dtype` (kernels read elements through typed
+  /// pointers), else an owned copy of its bytes: file formats may put tensors at any offset.
+  static Tensor view_or_copy(DType dtype, Shape shape, const void* data,
+                             std::shared_ptr<const void> keep_alive);
   /// A writable view of `data` (memory planned by its owner, e.g. an activation arena).
   static Tensor writable_view(DType dtype, Shape shape, void* data,
                               std::shared_ptr<const void> keep_alive = nullptr);

@@ -39,6 +39,11 @@ InputAnalysis analyze_inputs(const ir::Graph& g) {
     const ir::Value& table = g.values[static_cast<size_t>(n.inputs[0])];
     if (!table.is_constant() || table.constant.rank() != 2 || n.attr_int("axis", 0) != 0) continue;
     int64_t rows = table.constant.dim(0);
+    if (rows < 1)
+      throw Error(ErrorCode::kParseError,
+                  n.describe() + " looks up rows of '" + table.name + "', which has shape " +
+                      shape_str(table.constant.shape()) +
+                      ": no rows, so no id is valid; the model file is corrupt or incomplete");
     int src = origin[static_cast<size_t>(n.inputs[1])];
     if (src >= 0) {
       const std::string& name = g.values[static_cast<size_t>(src)].name;

@@ -1,5 +1,7 @@
 #include "core/npy.h"
 
+#include "core/checked.h"
+
 #include <cstdio>
 #include <cstring>
 
@@ -94,7 +96,7 @@ Tensor read(const std::string& path) {
     i = j;
   }
   size_t data_start = header_start + header_len;
-  size_t want = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  auto want = static_cast<size_t>(checked::bytes(shape, dtype, "'" + path + "' array"));
   if (n - data_start != want) {
     fail(path, "data has " + std::to_string(n - data_start) + " bytes, expected " +
                    std::to_string(want) + " for shape " + shape_str(shape) + " " +

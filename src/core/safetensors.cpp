@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/checked.h"
 #include "core/json.h"
 #include "gptrt/error.h"
 #include "platform/platform.h"
@@ -64,19 +65,17 @@ std::map<std::string, Tensor> read(const std::string& path) {
       fail("entry '" + name + "' offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
            ") run past the data (" + std::to_string(data_size) + " bytes)");
     }
-    // The shape's bytes, each product checked against the data's size (no wrap-around).
-    uint64_t bytes = dtype_size(it->second);
-    for (int64_t d : dims) {
-      if (d != 0 && bytes > data_size / static_cast<uint64_t>(d))
-        fail("entry '" + name + "' has shape " + shape_str(dims) + ", larger than the file's " +
-             std::to_string(data_size) + " bytes of data");
-      bytes *= static_cast<uint64_t>(d);
-    }
+    // The shape's bytes, checked (no wrap-around) and against the data's size.
+    auto bytes = static_cast<uint64_t>(
+        checked::bytes(dims, it->second, "'" + path + "': entry '" + name + "'"));
+    if (bytes > data_size)
+      fail("entry '" + name + "' has shape " + shape_str(dims) + ", larger than the file's " +
+           std::to_string(data_size) + " bytes of data");
     if (static_cast<uint64_t>(end - begin) != bytes)
       fail("entry '" + name + "' holds " + std::to_string(end - begin) + " bytes, its shape " +
            shape_str(dims) + " and dtype " + dtype + " need " + std::to_string(bytes));
     spans.push_back({begin, end, name});
-    out[name] = Tensor::view(it->second, dims, base + begin, file);
+    out[name] = Tensor::view_or_copy(it->second, dims, base + begin, file);
   }
   // No two tensors may share bytes (each checked against the one reaching furthest before it).
   std::sort(spans.begin(), spans.end());

@@ -313,6 +313,16 @@ Tensor Tensor::view(DType dtype, Shape shape, const void* data,
   return t;
 }
 
+Tensor Tensor::view_or_copy(DType dtype, Shape shape, const void* data,
+                            std::shared_ptr<const void> keep_alive) {
+  size_t align = dtype_size(dtype);
+  if (align && reinterpret_cast<uintptr_t>(data) % align == 0)
+    return view(dtype, std::move(shape), data, std::move(keep_alive));
+  Tensor t(dtype, std::move(shape));
+  if (t.nbytes()) std::memcpy(t.raw_mut(), data, t.nbytes());
+  return t;
+}
+
 Tensor Tensor::writable_view(DType dtype, Shape shape, void* data,
                              std::shared_ptr<const void> keep_alive) {
   Tensor t = view(dtype, std::move(shape), data, std::move(keep_alive));

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/checked.h"
 #include "core/json.h"
 #include "gptrt/error.h"
 #include "platform/platform.h"
@@ -12,11 +13,18 @@
 namespace gptrt::hf {
 
 int64_t Gpt2Config::parameter_count() const {
+  // Checked: a config's sizes come from a file (n_embd 2^62 must not wrap).
+  const std::string what = "the GPT-2 config (n_embd " + std::to_string(n_embd) + ", vocab_size " +
+                           std::to_string(vocab_size) + ", n_layer " + std::to_string(n_layer) +
+                           ")";
+  auto mul = [&](int64_t a, int64_t b) { return checked::mul(a, b, what); };
+  auto add = [&](int64_t a, int64_t b) { return checked::add(a, b, what); };
   int64_t c = n_embd, f = inner();
-  int64_t per_layer = 2 * 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + (c * f + f) + (f * c + c);
-  int64_t n = vocab_size * c + n_positions * c + n_layer * per_layer + 2 * c;
-  if (!tie_word_embeddings) n += vocab_size * c;
-  return n;
+  int64_t per_layer = add(add(add(mul(4, c), add(mul(mul(c, 3), c), mul(3, c))), add(mul(c, c), c)),
+                          add(add(mul(c, f), f), add(mul(f, c), c)));
+  int64_t table = mul(vocab_size, c);
+  int64_t n = add(add(add(table, mul(n_positions, c)), mul(n_layer, per_layer)), mul(2, c));
+  return tie_word_embeddings ? n : add(n, table);
 }
 
 std::string Gpt2Config::to_json() const {
@@ -84,6 +92,11 @@ Gpt2Config read_config(const std::string& dir) {
     throw Error(ErrorCode::kParseError,
                 "'" + path + "': layer_norm_epsilon must be a positive number, found " +
                     std::to_string(c.layer_norm_epsilon) + " (GPT-2 uses 1e-05)");
+  if (c.n_inner != 0 && c.n_inner < 1)
+    throw Error(ErrorCode::kParseError,
+                "'" + path + "': n_inner must be a positive integer or null, found " +
+                    std::to_string(c.n_inner));
+  c.parameter_count();  // sizes whose products overflow are refused here
   if (c.n_embd % c.n_head != 0) {
     throw Error(ErrorCode::kParseError, "'" + path + "': n_embd " + std::to_string(c.n_embd) +
                                             " is not a multiple of n_head " +

@@ -3,7 +3,9 @@
 
 #include <cstdint>
 #include <string>
+
 #include <vector>
+#include "core/checked.h"
 
 namespace gptrt::hf {
 
@@ -16,7 +18,9 @@ struct Gpt2Config {
   bool tie_word_embeddings = true;
   bool scale_attn_weights = true;
 
-  int64_t inner() const { return n_inner > 0 ? n_inner : 4 * n_embd; }
+  int64_t inner() const {
+    return n_inner > 0 ? n_inner : checked::mul(4, n_embd, "the GPT-2 config's n_embd");
+  }
   /// Number of parameters (tied head counted once).
   int64_t parameter_count() const;
   /// config.json text as transformers writes it for GPT2LMHeadModel.

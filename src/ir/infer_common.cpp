@@ -38,7 +38,11 @@ int64_t normalize_axis(const Node& n, int64_t axis, size_t rank) {
 }
 
 Dim mul_dims(const Dim& a, const Dim& b) {
-  if (a.is_known() && b.is_known()) return Dim::known(a.value * b.value);
+  int64_t r;
+  // A product or sum past 64 bits (a hostile shape) is left unknown, never wrapped: the
+  // kernels' checked element counts refuse it when it is reached.
+  if (a.is_known() && b.is_known())
+    return __builtin_mul_overflow(a.value, b.value, &r) ? Dim::unknown() : Dim::known(r);
   if (a.is_known() && a.value == 1) return b;
   if (b.is_known() && b.value == 1) return a;
   if ((a.is_known() && a.value == 0) || (b.is_known() && b.value == 0)) return Dim::known(0);
@@ -47,7 +51,9 @@ Dim mul_dims(const Dim& a, const Dim& b) {
 }
 
 Dim add_dims(const Dim& a, const Dim& b) {
-  if (a.is_known() && b.is_known()) return Dim::known(a.value + b.value);
+  int64_t r;
+  if (a.is_known() && b.is_known())
+    return __builtin_add_overflow(a.value, b.value, &r) ? Dim::unknown() : Dim::known(r);
   if (a.is_known() && a.value == 0) return b;
   if (b.is_known() && b.value == 0) return a;
   if (a.symbol == "?" || b.symbol == "?") return Dim::unknown();
@@ -55,7 +61,9 @@ Dim add_dims(const Dim& a, const Dim& b) {
 }
 
 Dim sub_dims(const Dim& a, const Dim& b) {
-  if (a.is_known() && b.is_known()) return Dim::known(a.value - b.value);
+  int64_t r;
+  if (a.is_known() && b.is_known())
+    return __builtin_sub_overflow(a.value, b.value, &r) ? Dim::unknown() : Dim::known(r);
   if (b.is_known() && b.value == 0) return a;
   if (a == b) return Dim::known(0);
   if (a.symbol == "?" || b.symbol == "?") return Dim::unknown();
@@ -63,7 +71,8 @@ Dim sub_dims(const Dim& a, const Dim& b) {
 }
 
 Dim div_dims(const Dim& a, const Dim& b) {
-  if (a.is_known() && b.is_known() && b.value != 0) {
+  if (a.is_known() && b.is_known() && b.value != 0 &&
+      !(b.value == -1 && a.value == std::numeric_limits<int64_t>::min())) {
     // ONNX integer Div truncates toward zero; shapes are non-negative so this is floor.
     return Dim::known(a.value / b.value);
   }

@@ -156,7 +156,8 @@ void infer_split(Graph& g, const Node& n) {
     if (sizes && sizes->size() == outs) {
       s.dims[axis] = Dim::known((*sizes)[i]);
     } else if (d.is_known()) {
-      int64_t chunk = (d.value + static_cast<int64_t>(outs) - 1) / static_cast<int64_t>(outs);
+      int64_t chunk =
+          d.value / static_cast<int64_t>(outs) + (d.value % static_cast<int64_t>(outs) != 0);
       int64_t start = chunk * static_cast<int64_t>(i);
       s.dims[axis] = Dim::known(std::max<int64_t>(0, std::min(chunk, d.value - start)));
     } else {
@@ -300,8 +301,14 @@ void infer_range(Graph& g, const Node& n) {
   if (s && l && d && s->size() == 1 && l->size() == 1 && d->size() == 1) {
     const Dim &a = (*s)[0], &b = (*l)[0], &c = (*d)[0];
     if (a.is_known() && b.is_known() && c.is_known() && c.value != 0) {
-      len = Dim::known(
-          std::max<int64_t>(0, (b.value - a.value + c.value + (c.value > 0 ? -1 : 1)) / c.value));
+      // ceil((limit - start) / delta), never wrapped: hostile limits leave it unknown.
+      int64_t diff;
+      if (!__builtin_sub_overflow(b.value, a.value, &diff) &&
+          !(c.value == -1 && diff == std::numeric_limits<int64_t>::min())) {
+        int64_t q = diff / c.value;
+        if (diff % c.value != 0 && (diff > 0) == (c.value > 0)) ++q;
+        len = Dim::known(std::max<int64_t>(0, q));
+      }
     } else if (c.is_known() && c.value == 1) {
       len = sub_dims(b, a);
     }

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/checked.h"
 #include "core/half.h"
 #include "gptrt/error.h"
 #include "onnx/wire.h"
@@ -51,21 +52,11 @@ void read_floats(const WireReader& r, const Field& f, std::vector<float>& out) {
     size_t n = f.size / 4;
     size_t old = out.size();
     out.resize(old + n);
-    std::memcpy(out.data() + old, f.data, f.size);
+    if (f.size)
+      std::memcpy(out.data() + old, f.data, f.size);  // an empty field may have no data pointer
   } else {
     r.fail_field(f, "expected floats");
   }
-}
-
-// A view when `data` is aligned for the dtype (the usual case for weights); a copy otherwise,
-// since kernels read elements through typed pointers.
-Tensor view_or_copy(DType dtype, const Shape& dims, const uint8_t* data, size_t nbytes,
-                    std::shared_ptr<const void> keep) {
-  if (reinterpret_cast<uintptr_t>(data) % dtype_size(dtype) == 0)
-    return Tensor::view(dtype, dims, data, std::move(keep));
-  Tensor t(dtype, dims);
-  if (nbytes) std::memcpy(t.raw_mut(), data, nbytes);
-  return t;
 }
 
 std::string external_path(const Ctx& ctx, const std::string& location, const std::string& tensor) {
@@ -144,7 +135,7 @@ TensorData read_tensor(Ctx& ctx, WireReader r) {
         } else if (f.type == WireType::kBytes && f.size % 8 == 0) {
           size_t old = doubles.size();
           doubles.resize(old + f.size / 8);
-          std::memcpy(doubles.data() + old, f.data, f.size);
+          if (f.size) std::memcpy(doubles.data() + old, f.data, f.size);
         } else {
           r.fail_field(f, "bad double_data");
         }
@@ -178,13 +169,8 @@ TensorData read_tensor(Ctx& ctx, WireReader r) {
       throw Error(ErrorCode::kParseError, where + " has invalid dimension " + std::to_string(d));
   }
   DType dtype = static_cast<DType>(data_type);
-  int64_t numel = 1;
-  for (int64_t d : dims) {
-    if (d != 0 && numel > (int64_t{1} << 40) / d)
-      throw Error(ErrorCode::kParseError, where + " is impossibly large");
-    numel *= d;
-  }
-  size_t nbytes = static_cast<size_t>(numel) * dtype_size(dtype);
+  const int64_t numel = checked::numel(dims, where);
+  const auto nbytes = static_cast<size_t>(checked::bytes(dims, dtype, where));
   auto size_error = [&](size_t found, const char* source) {
     return Error(ErrorCode::kParseError,
                  where + " " + shape_str(dims) + " " + dtype_name(dtype) + " needs " +
@@ -235,13 +221,13 @@ TensorData read_tensor(Ctx& ctx, WireReader r) {
     }
     if (static_cast<size_t>(length) != nbytes)
       throw size_error(static_cast<size_t>(length), "external data length");
-    t.value = view_or_copy(dtype, dims, file->data() + offset, nbytes, file);
+    t.value = Tensor::view_or_copy(dtype, dims, file->data() + offset, file);
     t.external = true;
     return t;
   }
   if (has_raw) {
     if (raw_size != nbytes) throw size_error(raw_size, "raw_data");
-    t.value = view_or_copy(dtype, dims, raw, nbytes, ctx.keep);
+    t.value = Tensor::view_or_copy(dtype, dims, raw, ctx.keep);
     return t;
   }
   Tensor value(dtype, dims);

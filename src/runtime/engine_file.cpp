@@ -3,6 +3,7 @@
 
 #include "backends/backend.h"
 #include "core/bytes.h"
+#include "core/checked.h"
 #include "gptrt/error.h"
 #include "ir/describe.h"
 #include "runtime/engine_impl.h"
@@ -76,7 +77,7 @@ Tensor read_tensor_inline(ByteReader& r) {
   for (int64_t d : s)
     if (d < 0) r.fail("negative dimension");
   uint64_t n = r.count(1);
-  if (n != static_cast<uint64_t>(shape_numel(s)) * dtype_size(dt))
+  if (n != static_cast<uint64_t>(checked::bytes(s, dt, "an inline tensor")))
     r.fail("tensor size does not match its shape");
   Tensor t(dt, s);
   if (n) std::memcpy(t.raw_mut(), r.take(n), n);
@@ -345,7 +346,7 @@ std::shared_ptr<Engine::Impl> read_engine_file(std::shared_ptr<const platform::M
       for (int64_t d : s)
         if (d < 0) r.fail("constant '" + v.name + "' has a negative dimension");
       uint64_t off = r.u64(), nbytes = r.u64();
-      if (nbytes != static_cast<uint64_t>(shape_numel(s)) * dtype_size(dt) ||
+      if (nbytes != static_cast<uint64_t>(checked::bytes(s, dt, "constant '" + v.name + "'")) ||
           off > h.weights_size || nbytes > h.weights_size - off) {
         r.fail("constant '" + v.name + "' lies outside the weights section");
       }

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/checked.h"
 #include "core/json.h"
 #include "core/safetensors.h"
 #include "hf/gpt2_config.h"
@@ -36,7 +37,7 @@ TEST(Hardening, SafetensorsSizesOffsetsAndOverlapsAreChecked) {
             R"({"w": {"dtype": "F32", "shape": [288230376151711744, 16], "data_offsets": [0, 0]}})",
             64));
       },
-      {"'w'", "larger than the file's 64 bytes"});
+      {"'w'", "overflows 64 bits"});
   expect_error(
       [&] {
         safetensors::read(safetensors_file(
@@ -81,6 +82,104 @@ TEST(Hardening, ConfigEpsilonAndEmptyAddedTokensAreRefused) {
             "added_tokens": [{"id": 2, "content": ""}]})";
   expect_error([&] { tokenizer::Tokenizer::load(dir + "/tokenizer.json"); },
                {"added token 2", "empty content"});
+}
+
+// The spec lets the header be padded with spaces: data may start at an odd offset. Tensors
+// there are copied (never read through a misaligned float pointer, which UBSan would flag).
+TEST(Hardening, SafetensorsDataAtAnOddOffsetIsCopiedAligned) {
+  std::string dir = temp_dir("hardening_align");
+  std::string header = R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})";
+  while ((8 + header.size()) % 4 != 1) header += ' ';
+  std::string path = dir + "/t.safetensors";
+  {
+    std::ofstream f(path, std::ios::binary);
+    uint64_t n = header.size();
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    float v[2] = {1.5f, -2.25f};
+    f << header;
+    f.write(reinterpret_cast<const char*>(v), 8);
+  }
+  auto t = safetensors::read(path);
+  const Tensor& w = t.at("w");
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(w.raw()) % alignof(float), 0u);
+  EXPECT_EQ(w.data<float>()[0], 1.5f);
+  EXPECT_EQ(w.data<float>()[1], -2.25f);
+}
+
+// Sizes a file gives never wrap: element counts, byte counts, config products.
+TEST(Hardening, SizesThatOverflowSixtyFourBitsAreRefused) {
+  expect_error(
+      [] {
+        shape_numel({int64_t{1} << 40, int64_t{1} << 40});
+      },
+      {"[1099511627776, 1099511627776]", "64 bits"});
+  expect_error(
+      [] {
+        checked::bytes({int64_t{1} << 61, 8}, DType::kFloat32, "weight 'w'");
+      },
+      {"weight 'w'", "too large"});
+  expect_error(
+      [] {
+        Tensor(DType::kFloat32, {int64_t{1} << 62, 4});
+      },
+      {"[4611686018427387904, 4]", "more bytes than 64 bits count"});
+  std::string dir = temp_dir("hardening_cfg_big");
+  std::ofstream(dir + "/config.json")
+      << R"({"model_type": "gpt2", "n_layer": 2, "n_embd": 4611686018427387904, "n_head": 4,
+            "vocab_size": 288230376151711744, "n_positions": 64})";
+  expect_error([&] { hf::read_config(dir); }, {"GPT-2 config", "overflows 64 bits"});
+}
+
+// No tensor is allocated past the memory budget: the 16 GiB ConstantOfShape of a 230-byte
+// model is refused before any memory is taken, and the budget comes back when tensors go.
+TEST(Hardening, TensorsPastTheMemoryBudgetAreRefusedBeforeAllocating) {
+  const int64_t before = memory_budget(), in_use = memory_in_use();
+  set_memory_budget(int64_t{64} << 20);
+  try {
+    Tensor ok(DType::kFloat32, {1024, 1024});
+    EXPECT_GE(memory_in_use(), in_use + 4 * 1024 * 1024);
+    expect_error(
+        [] {
+          Tensor(DType::kFloat32, {1024, 1024, 16});
+        },
+        {"[1024, 1024, 16]", "memory budget", "GPTRT_MEMORY_BUDGET"});
+  } catch (...) {
+    set_memory_budget(before);
+    throw;
+  }
+  set_memory_budget(before);
+  EXPECT_EQ(memory_in_use(), in_use);
+  expect_error([] { set_memory_budget(0); }, {"positive"});
+
+  std::string dir = temp_dir("hardening_budget");
+  std::string engine = dir + "/cos.engine";
+  CliResult b = run_cli("build --onnx=" + data_path("hostile/constant_of_shape_16gib.onnx") +
+                        " --saveEngine=" + engine);
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  ::setenv("GPTRT_MEMORY_BUDGET", "256M", 1);  // for the child process only
+  CliResult r = run_cli("run --loadEngine=" + engine + " --exportOutput=" + dir + "/out");
+  ::setenv("GPTRT_MEMORY_BUDGET", "lots", 1);
+  CliResult bad = run_cli("run --loadEngine=" + engine);
+  ::unsetenv("GPTRT_MEMORY_BUDGET");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  for (const char* part :
+       {"resource limit", "[16384, 16384, 16] needs 16.00 GiB", "memory budget of 0.25 GiB"})
+    EXPECT_NE(r.output.find(part), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/out"));
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("GPTRT_MEMORY_BUDGET='lots' is not a size"), std::string::npos)
+      << bad.output;
+}
+
+// A token table with no rows makes every id invalid: refused when building (it divided by 0).
+TEST(Hardening, AnEmptyTokenTableIsRefused) {
+  std::string dir = temp_dir("hardening_empty_table");
+  CliResult b = run_cli("build --onnx=" + data_path("hostile/empty_token_table.onnx") +
+                        " --saveEngine=" + dir + "/e.engine");
+  EXPECT_EQ(b.exit_code, 1);
+  EXPECT_NE(b.output.find("'wte', which has shape [0, 64]: no rows"), std::string::npos)
+      << b.output;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/e.engine"));
 }
 
 TEST(Hardening, RequiredOnnxAttributesMustBePresent) {

@@ -280,7 +280,8 @@ TensorMap make_inputs(const Args& args, const Engine& engine, int profile) {
       else if (is_position)
         v = static_cast<double>(i % std::max<int64_t>(last, 1));
       else if (limit_it != info.index_limits.end())
-        v = static_cast<double>(rng() % static_cast<uint64_t>(limit_it->second));
+        v = static_cast<double>(rng() %
+                                static_cast<uint64_t>(std::max<int64_t>(limit_it->second, 1)));
       else
         v = static_cast<double>(rng() % 1000) / 1000.0;
       switch (d.dtype) {

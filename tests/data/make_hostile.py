@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Writes the small hostile models of tests/unit/hardening_test.cpp (issue 25), each a few
+hundred bytes that once crashed gptrt or made it allocate gigabytes:
+
+    python3 tests/data/make_hostile.py tests/data/hostile
+"""
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+
+
+def save(name, nodes, inputs, outputs, inits):
+    g = helper.make_graph(nodes, name, inputs, outputs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], producer_name="hostile")
+    m.ir_version = 8
+    onnx.save(m, os.path.join(out, name + ".onnx"))
+    print("wrote", name)
+
+
+# ConstantOfShape of [16384, 16384, 16] float: 16 GiB made from a 3-element constant.
+save("constant_of_shape_16gib",
+     [helper.make_node("ConstantOfShape", ["shape"], ["big"],
+                       value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
+      helper.make_node("ReduceSum", ["big"], ["s"], keepdims=0),
+      helper.make_node("Add", ["x", "s"], ["y"])],
+     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+     [numpy_helper.from_array(np.array([16384, 16384, 16], np.int64), "shape")])
+
+# A token table of shape [0, 64]: no id is valid (it once divided by zero).
+save("empty_token_table",
+     [helper.make_node("Gather", ["wte", "input_ids"], ["h"])],
+     [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])],
+     [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["batch", "seq", 64])],
+     [numpy_helper.from_array(np.zeros((0, 64), np.float32), "wte")])
