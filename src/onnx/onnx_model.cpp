@@ -230,25 +230,36 @@ TensorData read_tensor(Ctx& ctx, WireReader r) {
     t.value = Tensor::view_or_copy(dtype, dims, raw, ctx.keep);
     return t;
   }
-  Tensor value(dtype, dims);
-  auto check_count = [&](size_t have, const char* field) {
-    if (have != static_cast<size_t>(numel)) throw size_error(have * dtype_size(dtype), field);
-  };
+  // The typed field's element count is checked before any memory is taken for the tensor (a
+  // corrupt dims field must say so, not run out of memory).
+  size_t have = 0;
+  const char* field = "int32_data";
   switch (dtype) {
     case DType::kFloat32:
-      check_count(floats.size(), "float_data");
+      have = floats.size(), field = "float_data";
+      break;
+    case DType::kFloat64:
+      have = doubles.size(), field = "double_data";
+      break;
+    case DType::kInt64:
+      have = int64s.size(), field = "int64_data";
+      break;
+    default:
+      have = int32s.size();
+  }
+  if (have != static_cast<size_t>(numel)) throw size_error(have * dtype_size(dtype), field);
+  Tensor value(dtype, dims);
+  switch (dtype) {
+    case DType::kFloat32:
       if (numel) std::memcpy(value.raw_mut(), floats.data(), nbytes);
       break;
     case DType::kFloat64:
-      check_count(doubles.size(), "double_data");
       if (numel) std::memcpy(value.raw_mut(), doubles.data(), nbytes);
       break;
     case DType::kInt64:
-      check_count(int64s.size(), "int64_data");
       if (numel) std::memcpy(value.raw_mut(), int64s.data(), nbytes);
       break;
     case DType::kInt32: {
-      check_count(int32s.size(), "int32_data");
       auto* p = value.data_mut<int32_t>();
       for (int64_t i = 0; i < numel; ++i) p[i] = static_cast<int32_t>(int32s[i]);
       break;
@@ -256,14 +267,12 @@ TensorData read_tensor(Ctx& ctx, WireReader r) {
     case DType::kInt8:
     case DType::kUInt8:
     case DType::kBool: {
-      check_count(int32s.size(), "int32_data");
       auto* p = value.data_mut<uint8_t>();
       for (int64_t i = 0; i < numel; ++i) p[i] = static_cast<uint8_t>(int32s[i]);
       break;
     }
     case DType::kFloat16:
     case DType::kBFloat16: {
-      check_count(int32s.size(), "int32_data");
       auto* p = value.data_mut<uint16_t>();
       for (int64_t i = 0; i < numel; ++i) p[i] = static_cast<uint16_t>(int32s[i]);
       break;

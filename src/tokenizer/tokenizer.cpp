@@ -180,6 +180,13 @@ const ByteMap& byte_map() {
   return m;
 }
 
+// Text from a file, quoted for a message: control bytes (a NUL would cut the message short)
+// escaped, long text shortened.
+std::string shown(const std::string& text) {
+  std::string q = json::quote(text.size() > 80 ? text.substr(0, 80) : text);
+  return text.size() > 80 ? q.substr(0, q.size() - 1) + "...\"" : q;
+}
+
 [[noreturn]] void bad(const std::string& file, const std::string& msg) {
   throw Error(ErrorCode::kParseError, "tokenizer file '" + file + "': " + msg);
 }
@@ -216,6 +223,7 @@ Tokenizer Tokenizer::load(const std::string& path) {
 
   Tokenizer t;
   std::vector<std::pair<std::string, std::string>> merges;
+  std::vector<std::string> merge_at;     // where each merge is written, for messages
   std::map<std::string, int64_t> vocab;  // mapped token string -> id
   if (!tokenizer_json.empty()) {
     t.source_ = tokenizer_json;
@@ -231,17 +239,19 @@ Tokenizer Tokenizer::load(const std::string& path) {
       bad(tokenizer_json, "model has no \"vocab\" object or \"merges\" array");
     for (const auto& [tok, id] : v->items()) {
       std::optional<int64_t> n = json::as_int64(id);
-      if (!n) bad(tokenizer_json, "vocab entry '" + tok + "' is not an integer id");
+      if (!n) bad(tokenizer_json, "vocab entry " + shown(tok) + " is not an integer id");
       vocab[tok] = *n;
     }
     for (const json::Value& e : *m) {
       if (e.is_string()) {
         const std::string& text = e.get_ref<const std::string&>();
         size_t sp = text.find(' ');
-        if (sp == std::string::npos) bad(tokenizer_json, "merge '" + text + "' is not 'a b'");
+        if (sp == std::string::npos) bad(tokenizer_json, "merge " + shown(text) + " is not 'a b'");
         merges.emplace_back(text.substr(0, sp), text.substr(sp + 1));
+        merge_at.push_back("'" + tokenizer_json + "': merge " + std::to_string(merges.size() - 1));
       } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
         merges.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
+        merge_at.push_back("'" + tokenizer_json + "': merge " + std::to_string(merges.size() - 1));
       } else {
         bad(tokenizer_json, "a merge is neither \"a b\" nor [\"a\", \"b\"]");
       }
@@ -266,17 +276,19 @@ Tokenizer Tokenizer::load(const std::string& path) {
     if (!v.is_object()) bad(vocab_json, "is not a JSON object of token -> id");
     for (const auto& [tok, id] : v.items()) {
       std::optional<int64_t> n = json::as_int64(id);
-      if (!n) bad(vocab_json, "entry '" + tok + "' is not an integer id");
+      if (!n) bad(vocab_json, "entry " + shown(tok) + " is not an integer id");
       vocab[tok] = *n;
     }
     std::istringstream lines(read_text(merges_txt));
     std::string line;
-    while (std::getline(lines, line)) {
+    for (int64_t number = 1; std::getline(lines, line); ++number) {
       if (!line.empty() && line.back() == '\r') line.pop_back();
       if (line.empty() || line.rfind("#version", 0) == 0) continue;
       size_t sp = line.find(' ');
-      if (sp == std::string::npos) bad(merges_txt, "line '" + line + "' is not 'a b'");
+      if (sp == std::string::npos)
+        bad(merges_txt, "line " + std::to_string(number) + " " + shown(line) + " is not 'a b'");
       merges.emplace_back(line.substr(0, sp), line.substr(sp + 1));
+      merge_at.push_back("'" + merges_txt + "' line " + std::to_string(number));
     }
     if (vocab.count("<|endoftext|>"))
       t.specials_.emplace_back("<|endoftext|>", vocab["<|endoftext|>"]);
@@ -285,7 +297,8 @@ Tokenizer Tokenizer::load(const std::string& path) {
   int64_t size = 0;
   for (const auto& [tok, id] : vocab) {
     if (id < 0 || id > 10'000'000)
-      bad(t.source_, "token '" + tok + "' has id " + std::to_string(id));
+      bad(t.source_,
+          "token " + shown(tok) + " has id " + std::to_string(id) + ", expected 0 .. 10000000");
     size = std::max(size, id + 1);
   }
   t.tokens_.assign(static_cast<size_t>(size), "");
@@ -302,7 +315,7 @@ Tokenizer Tokenizer::load(const std::string& path) {
       for (const Cp& c : code_points(tok)) {
         auto it = bm.to_byte.find(c.cp);
         if (it == bm.to_byte.end())
-          bad(t.source_, "token '" + tok + "' is not in GPT-2's byte-level alphabet");
+          bad(t.source_, "token " + shown(tok) + " is not in GPT-2's byte-level alphabet");
         bytes += static_cast<char>(it->second);
       }
     }
@@ -322,8 +335,10 @@ Tokenizer Tokenizer::load(const std::string& path) {
     auto b = t.byte_token_.find(merges[r].second);
     auto ab = t.byte_token_.find(merges[r].first + merges[r].second);
     if (a == t.byte_token_.end() || b == t.byte_token_.end() || ab == t.byte_token_.end())
-      bad(t.source_, "merge " + std::to_string(r) + " ('" + merges[r].first + "' + '" +
-                         merges[r].second + "') names tokens missing from the vocabulary");
+      throw Error(ErrorCode::kParseError,
+                  "tokenizer " + merge_at[r] + ": merge " + shown(merges[r].first) + " + " +
+                      shown(merges[r].second) + " names tokens missing from the vocabulary ('" +
+                      t.source_ + "')");
     t.merges_.emplace(pair_key(a->second, b->second),
                       std::make_pair(static_cast<int32_t>(r), static_cast<int32_t>(ab->second)));
   }

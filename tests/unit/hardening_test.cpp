@@ -182,6 +182,29 @@ TEST(Hardening, AnEmptyTokenTableIsRefused) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/e.engine"));
 }
 
+// A bad merge names merges.txt and its line (not vocab.json), with a NUL byte shown escaped
+// rather than cutting the message.
+TEST(Hardening, TokenizerMessagesNameTheFileAndLineAndShowControlBytes) {
+  std::string dir = temp_dir("hardening_merges");
+  std::filesystem::copy_file(data_path("tokenizer/vocab.json"), dir + "/vocab.json");
+  std::ofstream(dir + "/merges.txt", std::ios::binary)
+      << "#version: 0.2\n\u0120 t\nx" << std::string(1, '\0') << "q z\n";
+  expect_error([&] { tokenizer::Tokenizer::load(dir); },
+               {"merges.txt' line 3", "\"x\\u0000q\"", "missing from the vocabulary"});
+  std::ofstream(dir + "/merges.txt", std::ios::binary)
+      << "#version: 0.2\nab" << std::string(1, '\0') << "\n";
+  expect_error([&] { tokenizer::Tokenizer::load(dir); },
+               {"merges.txt': line 2 \"ab\\u0000\" is not 'a b'"});
+}
+
+// Only input_ids given: the mask takes the same batch and sequence length.
+TEST(Hardening, AnInputNotGivenTakesTheSizesItSharesWithTheGivenOnes) {
+  CliResult r = run_cli("run --onnx=" + data_path("gpt2-tiny/legacy-opset17.onnx") +
+                        " --shapes=input_ids:2x12");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("float32 [2, 12, 1000]"), std::string::npos) << r.output;
+}
+
 TEST(Hardening, RequiredOnnxAttributesMustBePresent) {
   for (const char* op : {"Concat", "Cast"}) {
     ir::Graph g;

@@ -251,6 +251,14 @@ TensorMap make_inputs(const Args& args, const Engine& engine, int profile) {
   // Every shape settled and checked against the profiles before any data is made (a batch of
   // 2^31 rows is refused here, not after filling gigabytes).
   const OptimizationProfile& prof = info.profiles.at(static_cast<size_t>(profile));
+  // An input not given takes its profile's opt shape, except for the dimensions it shares by
+  // name with an input that was given (`--shapes=input_ids:1x12` sizes the mask 1x12 too).
+  std::map<std::string, int64_t> named;
+  for (const TensorDesc& d : info.model.inputs) {
+    auto it = shapes.find(d.name);
+    for (size_t k = 0; it != shapes.end() && k < d.dim_names.size() && k < it->second.size(); ++k)
+      if (d.dims[k] < 0 && !d.dim_names[k].empty()) named.emplace(d.dim_names[k], it->second[k]);
+  }
   for (const TensorDesc& d : info.model.inputs) {
     Shape& s = shapes[d.name];
     if (s.empty()) {
@@ -258,6 +266,10 @@ TensorMap make_inputs(const Args& args, const Engine& engine, int profile) {
         s = r->opt;
       else
         bad("no shape for input '" + d.name + "'; give it with --shapes");
+      for (size_t k = 0; k < d.dim_names.size() && k < s.size(); ++k) {
+        auto it = d.dims[k] < 0 ? named.find(d.dim_names[k]) : named.end();
+        if (it != named.end()) s[k] = it->second;
+      }
     }
     if (s.size() != d.dims.size()) {
       bad("--shapes gives input '" + d.name + "' rank " + std::to_string(s.size()) +

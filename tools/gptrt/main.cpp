@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <exception>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -95,6 +96,13 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     std::fprintf(stderr,
                  "gptrt: error: out of memory; try smaller shapes or a smaller --maxBatch\n");
+    return 1;
+  } catch (const std::length_error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr,
+                 "gptrt: error: a size given by the input or a flag is too large to hold (%s); "
+                 "check the shapes and the files\n",
+                 e.what());
     return 1;
   } catch (const std::exception& e) {
     std::fflush(stdout);
