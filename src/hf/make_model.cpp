@@ -5,6 +5,7 @@
 #include <fstream>
 #include <vector>
 
+#include "core/checked.h"
 #include "gptrt/error.h"
 #include "platform/platform.h"
 
@@ -94,38 +95,22 @@ void make_model(const Gpt2Config& c, uint64_t seed, const std::string& dir) {
   header += "}";
   header.append((8 - header.size() % 8) % 8, ' ');
 
-  std::string path = dir + "/model.safetensors", tmp = path + ".partial";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(ErrorCode::kIoError, "cannot create '" + tmp + "'");
-    uint64_t len = header.size();
-    out.write(reinterpret_cast<const char*>(&len), 8);
-    out.write(header.data(), static_cast<std::streamsize>(header.size()));
-    Rng rng(seed);
-    std::vector<float> buf;
-    for (const Entry& e : entries) {
-      int64_t n = 1;
-      for (int64_t d : e.shape) n *= d;
-      buf.resize(static_cast<size_t>(n));
-      for (float& x : buf) x = e.mean + e.stddev * rng.normal();
-      out.write(reinterpret_cast<const char*>(buf.data()),
-                static_cast<std::streamsize>(buf.size() * 4));
-    }
-    out.flush();
-    if (!out) {
-      out.close();
-      platform::remove_file(tmp);
-      throw Error(ErrorCode::kIoError, "cannot write '" + path + "' (disk full?)");
-    }
+  // Both files through exclusive temporaries renamed into place: a planted
+  // model.safetensors.partial link is never written through, a failure leaves nothing.
+  platform::AtomicFile out(dir + "/model.safetensors");
+  uint64_t len = header.size();
+  out.write(&len, 8);
+  out.write(header.data(), header.size());
+  Rng rng(seed);
+  std::vector<float> buf;
+  for (const Entry& e : entries) {
+    buf.resize(static_cast<size_t>(checked::numel(e.shape, "tensor '" + e.name + "'")));
+    for (float& x : buf) x = e.mean + e.stddev * rng.normal();
+    out.write(buf.data(), buf.size() * 4);
   }
-  platform::replace_file(tmp, path);
-  std::string cfg = dir + "/config.json";
-  {
-    std::ofstream out(cfg + ".partial");
-    out << c.to_json();
-    if (!out) throw Error(ErrorCode::kIoError, "cannot write '" + cfg + "'");
-  }
-  platform::replace_file(cfg + ".partial", cfg);
+  out.commit();
+  std::string config = c.to_json();
+  platform::write_file_atomically(dir + "/config.json", config.data(), config.size());
 }
 
 }  // namespace gptrt::hf

@@ -69,8 +69,27 @@ std::string read_text_file(const std::string& path);
 /// Atomically moves `from` over `to` (same directory). Throws gptrt::Error on failure.
 void replace_file(const std::string& from, const std::string& to);
 
-/// Writes `size` bytes to `path` through a temporary file and a rename, so readers never see a
-/// partial file and a failed write leaves none. Throws gptrt::Error on failure.
+/// A file written in pieces that appears at `path` only when committed: the bytes go to a new
+/// temporary beside it, created exclusively (mkstemp: O_EXCL, so a link planted at a predictable
+/// name is never written through), renamed over `path` by commit(). Destroyed uncommitted, the
+/// temporary is removed: a failed write leaves no partial file.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  /// Appends bytes. Throws gptrt::Error on failure (disk full).
+  void write(const void* data, size_t size);
+  /// Closes and renames the temporary over the target. Throws gptrt::Error on failure.
+  void commit();
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+};
+
+/// Writes `size` bytes to `path` through an AtomicFile. Throws gptrt::Error on failure.
 void write_file_atomically(const std::string& path, const void* data, size_t size);
 
 /// Removes a file if it exists; never throws.

@@ -185,31 +185,56 @@ void remove_file(const std::string& path) noexcept {
   ::unlink(path.c_str());
 }
 
-void write_file_atomically(const std::string& path, const void* data, size_t size) {
-  // A new temporary beside the target, created exclusively (mkstemp: O_EXCL, so a link planted
-  // at a predictable name is never written through), then renamed over the target.
-  std::string tmp = path + ".partial.XXXXXX";
-  int fd = mkstemp(tmp.data());
-  if (fd < 0) {
-    throw Error(ErrorCode::kIoError, "cannot create a temporary file next to '" + path +
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".partial.XXXXXX") {
+  fd_ = mkstemp(tmp_.data());
+  if (fd_ < 0) {
+    throw Error(ErrorCode::kIoError, "cannot create a temporary file next to '" + path_ +
                                          "': " + std::strerror(errno) +
                                          "; does the directory exist and is it writable?");
   }
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    remove_file(tmp_);
+  }
+}
+
+void AtomicFile::write(const void* data, size_t size) {
   const auto* p = static_cast<const uint8_t*>(data);
   size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::write(fd, p + done, size - done);
-    if (n <= 0) break;
+  while (fd_ >= 0 && done < size) {
+    ssize_t n = ::write(fd_, p + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw Error(ErrorCode::kIoError, "cannot write '" + path_ +
+                                           "': " + (n < 0 ? std::strerror(errno) : "no progress") +
+                                           " (disk full?); nothing was left behind");
     done += static_cast<size_t>(n);
   }
-  bool ok = done == size;
-  ok = ::close(fd) == 0 && ok;
-  if (!ok) {
-    remove_file(tmp);
-    throw Error(ErrorCode::kIoError, "cannot write '" + path + "' (disk full?)");
+}
+
+void AtomicFile::commit() {
+  int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) {
+    remove_file(tmp_);
+    throw Error(ErrorCode::kIoError, "cannot write '" + path_ + "' (disk full?)");
   }
-  ::chmod(tmp.c_str(), 0644);  // mkstemp makes it 0600
-  replace_file(tmp, path);
+  ::chmod(tmp_.c_str(), 0644);  // mkstemp makes it 0600
+  try {
+    replace_file(tmp_, path_);
+  } catch (...) {
+    remove_file(tmp_);
+    throw;
+  }
+}
+
+void write_file_atomically(const std::string& path, const void* data, size_t size) {
+  AtomicFile f(path);
+  f.write(data, size);
+  f.commit();
 }
 
 void make_directories(const std::string& path) {

@@ -10,6 +10,7 @@
 #include "core/json.h"
 #include "core/safetensors.h"
 #include "hf/gpt2_config.h"
+#include "hf/make_model.h"
 #include "ir/shape_inference.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
@@ -203,6 +204,25 @@ TEST(Hardening, AnInputNotGivenTakesTheSizesItSharesWithTheGivenOnes) {
                         " --shapes=input_ids:2x12");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("float32 [2, 12, 1000]"), std::string::npos) << r.output;
+}
+
+// make-model writes through exclusive temporaries too: links planted at the old fixed
+// ".partial" names are not written through, and no temporary is left.
+TEST(Hardening, MakeModelNeverWritesThroughAPlantedLink) {
+  std::string dir = temp_dir("hardening_make_model");
+  std::string victim = temp_dir("hardening_make_model_victim") + "/victim.txt";
+  std::ofstream(victim) << "keep";
+  std::filesystem::create_symlink(victim, dir + "/model.safetensors.partial");
+  std::filesystem::create_symlink(victim, dir + "/config.json.partial");
+  hf::Gpt2Config c = hf::read_config(data_path("gpt2-tiny/hf"));
+  hf::make_model(c, 7, dir);
+  EXPECT_EQ(std::filesystem::file_size(victim), 4u);
+  EXPECT_EQ(hf::read_config(dir).n_embd, c.n_embd);
+  EXPECT_EQ(safetensors::read(dir + "/model.safetensors").at("transformer.wte.weight").shape(),
+            (Shape{c.vocab_size, c.n_embd}));
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    EXPECT_EQ(entry.path().string().find(".partial."), std::string::npos)
+        << "a temporary was left: " << entry.path();
 }
 
 TEST(Hardening, RequiredOnnxAttributesMustBePresent) {
