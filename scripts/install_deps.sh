@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what gptrt needs to build and test, if missing: a C++20 compiler, CMake, Ninja,
-# GoogleTest (Debian packages), and Python packages for the tests and bench/ (pip).
+# GoogleTest, clang for the fuzz targets (Debian packages), and Python packages for the tests and bench/ (pip).
 set -euo pipefail
 
 need_apt=()
@@ -8,6 +8,7 @@ command -v g++ >/dev/null || need_apt+=(g++)
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v ninja >/dev/null || need_apt+=(ninja-build)
 command -v git >/dev/null || need_apt+=(git)
+command -v clang++ >/dev/null || need_apt+=(clang)  # the fuzz preset (libFuzzer)
 [ -f /usr/include/gtest/gtest.h ] || need_apt+=(libgtest-dev libgmock-dev)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 

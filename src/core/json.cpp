@@ -30,6 +30,11 @@ Value parse(std::string_view text, const std::string& what) {
     if (size_t at = why.find("] "); at != std::string::npos) why = why.substr(at + 2);
     throw Error(ErrorCode::kParseError, "'" + what + "' is not valid JSON (at byte " +
                                             std::to_string(e.byte) + "): " + why);
+  } catch (const nlohmann::json::exception& e) {
+    // Valid syntax the library cannot hold, e.g. a number past double's range (1e999).
+    std::string why = e.what();
+    if (size_t at = why.find("] "); at != std::string::npos) why = why.substr(at + 2);
+    throw Error(ErrorCode::kParseError, "'" + what + "' cannot be read: " + why);
   }
 }
 

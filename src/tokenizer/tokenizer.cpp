@@ -305,8 +305,9 @@ Tokenizer Tokenizer::load(const std::string& path) {
   t.is_special_.assign(static_cast<size_t>(size), 0);
   const ByteMap& bm = byte_map();
   for (const auto& [tok, id] : vocab) {
+    const int64_t this_id = id;  // (clang 14 cannot capture a structured binding)
     bool special = std::any_of(t.specials_.begin(), t.specials_.end(),
-                               [&](const auto& s) { return s.second == id; });
+                               [&](const auto& s) { return s.second == this_id; });
     std::string bytes;
     if (special) {
       bytes = tok;

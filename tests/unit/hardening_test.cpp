@@ -225,6 +225,12 @@ TEST(Hardening, MakeModelNeverWritesThroughAPlantedLink) {
         << "a temporary was left: " << entry.path();
 }
 
+// Fuzzing found: a number past double's range escaped as a library exception (abort).
+TEST(Hardening, JsonNumbersPastDoubleRangeAreAParseError) {
+  expect_error([] { json::parse(R"({"a": [1, 3.5e4444444444444444444410]})", "x.json"); },
+               {"'x.json' cannot be read", "number overflow"});
+}
+
 TEST(Hardening, RequiredOnnxAttributesMustBePresent) {
   for (const char* op : {"Concat", "Cast"}) {
     ir::Graph g;
