@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's second command (and CI's): builds Release and an AddressSanitizer + UBSan build
 # and runs the whole test suite in both, then a ThreadSanitizer build of the tests that run
-# threads (thread pool, decoder, generation, the goldens and op cases on every backend). Warnings are errors.
+# threads (thread pool, decoder, generation, the goldens and op cases on every backend), then each
+# libFuzzer target for 60 s (scripts/fuzz.sh). Warnings are errors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,4 +18,6 @@ echo "== tsan: configure, build and the threaded tests"
 cmake --preset tsan >/dev/null
 cmake --build --preset tsan
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --preset tsan -j "$(nproc)"
-echo "== all tests passed (release, asan and tsan)"
+echo "== fuzz: each libFuzzer target for 60 s under ASan + UBSan (clang)"
+scripts/fuzz.sh 60
+echo "== all tests passed (release, asan, tsan and fuzz)"

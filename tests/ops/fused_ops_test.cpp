@@ -187,5 +187,16 @@ TEST(CpuFusedOps, ActivationApproximationsAreAccurate) {
   }
 }
 
+// Fuzzing found: a NaN (from weights an engine file holds) was cast to int inside exp, which is
+// undefined; NaN now stays NaN, and the limits stay finite (UBSan checks the cast in CI).
+TEST(CpuFusedOps, ApproximationsTakeNanAndInfinity) {
+  EXPECT_TRUE(std::isnan(cpu::exp_approx(NAN)));
+  EXPECT_TRUE(std::isnan(cpu::gelu_tanh_approx(NAN)));
+  EXPECT_TRUE(std::isnan(cpu::gelu_erf_approx(NAN)));
+  EXPECT_EQ(cpu::exp_approx(-INFINITY), cpu::exp_approx(-87.3f));
+  EXPECT_EQ(cpu::exp_approx(INFINITY), cpu::exp_approx(88.3f));
+  EXPECT_NEAR(cpu::exp_approx(88.3f), std::exp(double(88.3f)), 1e-6 * std::exp(double(88.3f)));
+}
+
 }  // namespace
 }  // namespace gptrt::test

@@ -38,7 +38,10 @@ GPTRT_INLINE float exp_in_range(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  // n is a whole number in [-126, 127]: adding 1.5 * 2^23 puts it in the low mantissa bits.
+  // (A float-to-int cast would be undefined for a NaN input, which weights from a file may
+  // hold; this way NaN stays NaN.)
+  uint32_t bits = (std::bit_cast<uint32_t>(n + 12582912.0f) - 0x4B400000u + 127u) << 23;
   return p * std::bit_cast<float>(bits);
 }
 
