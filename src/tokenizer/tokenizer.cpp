@@ -415,6 +415,11 @@ void Tokenizer::encode_ordinary(std::string_view text, std::vector<int64_t>& out
 }
 
 std::vector<int64_t> Tokenizer::encode(std::string_view text) const {
+  if (text.size() > kMaxTextBytes)
+    throw Error(ErrorCode::kResourceLimit,
+                "text of " + std::to_string(text.size()) + " bytes is longer than the " +
+                    std::to_string(kMaxTextBytes >> 20) +
+                    " MiB gptrt tokenizes at once; split it (no GPT-2 context holds that much)");
   std::vector<int64_t> out;
   size_t pos = 0;
   while (pos < text.size()) {

@@ -20,6 +20,8 @@ class Tokenizer {
   /// merges.txt. Throws gptrt::Error naming the file and what is wrong.
   static Tokenizer load(const std::string& path);
 
+  /// The longest text encode() takes (64 MiB): longer is a resource-limit error.
+  static constexpr size_t kMaxTextBytes = size_t{64} << 20;
   /// Token ids of `text` (UTF-8; invalid bytes are encoded as the bytes they are).
   std::vector<int64_t> encode(std::string_view text) const;
   /// Text of `ids`; bytes that do not form valid UTF-8 become U+FFFD, as in Hugging Face.

@@ -198,6 +198,19 @@ TEST(Hardening, TokenizerMessagesNameTheFileAndLineAndShowControlBytes) {
                {"merges.txt': line 2 \"ab\\u0000\" is not 'a b'"});
 }
 
+// Bounded work: text past the tokenizer's limit is refused before any is encoded.
+TEST(Hardening, TextPastTheTokenizerLimitIsRefused) {
+  auto t = tokenizer::Tokenizer::load(data_path("tokenizer/tokenizer.json"));
+  std::string big(tokenizer::Tokenizer::kMaxTextBytes + 1, 'a');
+  try {
+    t.encode(big);
+    ADD_FAILURE() << "encoded " << big.size() << " bytes";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kResourceLimit);
+    EXPECT_NE(std::string(e.what()).find("64 MiB"), std::string::npos) << e.what();
+  }
+}
+
 // Only input_ids given: the mask takes the same batch and sequence length.
 TEST(Hardening, AnInputNotGivenTakesTheSizesItSharesWithTheGivenOnes) {
   CliResult r = run_cli("run --onnx=" + data_path("gpt2-tiny/legacy-opset17.onnx") +
