@@ -195,7 +195,9 @@ void infer_linear(Graph& g, const Node& n) {
   const Value& x = in(g, n, 0);
   const Value& w = in(g, n, 1);
   require_float(n, x);
-  if (w.dtype != x.dtype)
+  // The weight is the input's type, or a backend's 16-bit storage of it (cuda FP16/BF16).
+  const bool half_storage = w.dtype == DType::kFloat16 || w.dtype == DType::kBFloat16;
+  if (w.dtype != x.dtype && !(x.dtype == DType::kFloat32 && half_storage))
     fail(n, std::string("the weight is ") + dtype_name(w.dtype) + ", the input " +
                 dtype_name(x.dtype));
   if (!w.shape.rank_known || w.shape.dims.size() != 2)
@@ -217,7 +219,8 @@ void infer_linear(Graph& g, const Node& n) {
                   w.shape.str());
   }
   if (const Value* bias = g.input(n, 2))
-    require_table(n, *bias, "bias", x.dtype, cols.is_known() ? cols.value : -1);
+    require_table(n, *bias, "bias", bias->dtype == w.dtype ? w.dtype : x.dtype,
+                  cols.is_known() ? cols.value : -1);
   SymShape s = x.shape;
   if (s.rank_known) s.dims.back() = cols;
   if (const Value* res = g.input(n, 3)) {

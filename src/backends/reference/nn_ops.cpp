@@ -155,6 +155,8 @@ std::vector<Tensor> layer_norm(const KernelCall& c) {
   int64_t rows = 1, cols = 1;
   for (size_t d = 0; d < axis; ++d) rows *= x.dim(d);
   for (size_t d = axis; d < x.rank(); ++d) cols *= x.dim(d);
+  if (scale.dtype() != x.dtype() || (bias && bias->dtype() != x.dtype()))
+    c.fail(std::string("scale/bias must be ") + dtype_name(x.dtype()) + " like the input");
   if (scale.numel() != cols || (bias && bias->numel() != cols)) {
     c.fail("scale/bias have " + std::to_string(scale.numel()) +
            " elements, the normalized shape has " + std::to_string(cols));
