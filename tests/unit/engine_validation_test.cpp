@@ -72,6 +72,12 @@ TEST(EngineValidation, AnUneditedPlanLoadsAndEveryEditedPlanIsRefusedByName) {
     EXPECT_NO_THROW(Engine::load(dir + "/same.engine"));
   }
 
+  // From the CLI: exit 1, the node and field named, nothing run.
+  CliResult cli = run_cli("run --loadEngine=" + cpu + ".edited");
+  EXPECT_EQ(cli.exit_code, 1) << cli.output;
+  EXPECT_NE(cli.output.find("holds an invalid plan"), std::string::npos) << cli.output;
+  EXPECT_NE(cli.output.find("'num_heads' is 0"), std::string::npos) << cli.output;
+
   // Input and output counts.
   expect_refused(cpu, [](Engine::Impl& e) { node_of(e, "Attention").inputs.clear(); },
                  {"Attention", "has 0 inputs", "takes 1 to 2"});
