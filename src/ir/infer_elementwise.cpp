@@ -54,6 +54,13 @@ void infer_where(Graph& g, const Node& n) {
 }
 
 void infer_dropout(Graph& g, const Node& n) {
+  const Value* training = g.input(n, 2);
+  if (training && training->is_constant() && training->constant.numel() == 1 &&
+      training->constant.dtype() == DType::kBool && *training->constant.data<uint8_t>() != 0)
+    throw Error(ErrorCode::kUnsupported,
+                n.describe() +
+                    ": training_mode is true: Dropout in training mode drops random values, "
+                    "which inference does not do; export the model in eval mode (model.eval())");
   infer_unary(g, n);
   if (auto sv = symbolic_ints(&in(g, n, 0))) out(g, n, 0).sym_value = sv;
   if (has_output(n, 1)) set(g, n, 1, DType::kBool, in(g, n, 0).shape);

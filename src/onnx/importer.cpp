@@ -106,13 +106,20 @@ ImportedModel import_onnx(const std::string& path) {
                 "'" + path + "' has sparse initializers, which gptrt does not support");
   }
 
-  // Every unsupported op is reported at once, before anything runs.
+  // Every unsupported op is reported at once, before anything runs, with advice that fits the
+  // reason: another domain's ops (ONNX Runtime's optimizer), an op newer than the opset, or an
+  // op gptrt does not have.
   std::vector<std::string> unsupported;
+  std::set<std::string> domains;
+  bool too_old = false;
   for (const NodeData& n : m.graph.nodes) {
     std::string why;
     if (!ir::op_supported(n.op_type, n.domain, g.opset, &why)) {
-      unsupported.push_back("node '" + n.name + "' (op " + n.op_type + ", opset " +
-                            std::to_string(g.opset) + "): " + why);
+      const bool foreign = !n.domain.empty() && n.domain != "ai.onnx";
+      if (foreign) domains.insert(n.domain);
+      too_old = too_old || why.find("needs opset") != std::string::npos;
+      unsupported.push_back("node '" + n.name + "' (op " +
+                            (foreign ? n.domain + "." + n.op_type : n.op_type) + "): " + why);
     }
   }
   if (!unsupported.empty()) {
@@ -121,9 +128,19 @@ ImportedModel import_onnx(const std::string& path) {
     for (size_t i = 0; i < unsupported.size() && i < 10; ++i) msg += "\n  " + unsupported[i];
     if (unsupported.size() > 10)
       msg += "\n  ... and " + std::to_string(unsupported.size() - 10) + " more";
-    msg +=
-        "\nre-export with a supported opset (13-21) or see `gptrt inspect --ops` for the supported "
-        "ops";
+    if (domains.count("com.microsoft"))
+      msg +=
+          "\nthis model was rewritten by ONNX Runtime's transformer optimizer (com.microsoft "
+          "ops, e.g. from optimum --optimize O1-O4); gptrt fuses the plain export itself: give it "
+          "the export from before optimization";
+    else if (!domains.empty())
+      msg += "\nops of other domains than ai.onnx are not supported";
+    if (too_old)
+      msg +=
+          "\nsome ops need a newer opset than the model imports: re-export with a newer "
+          "opset_version (gptrt imports " +
+          std::to_string(ir::kMinOpset) + "-" + std::to_string(ir::kMaxOpset) + ")";
+    msg += "\n`gptrt inspect --ops` lists the ops gptrt runs";
     throw Error(ErrorCode::kUnsupported, msg);
   }
 

@@ -39,3 +39,23 @@ save("empty_token_table",
      [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])],
      [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["batch", "seq", 64])],
      [numpy_helper.from_array(np.zeros((0, 64), np.float32), "wte")])
+
+# Dropout with training_mode true: random in training, so refused for inference (issue 26).
+save("dropout_training",
+     [helper.make_node("Dropout", ["x", "ratio", "training"], ["y"])],
+     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+     [numpy_helper.from_array(np.array(0.5, np.float32), "ratio"),
+      numpy_helper.from_array(np.array(True), "training")])
+
+# An op of ONNX Runtime's contrib domain (what its transformer optimizer writes): the message
+# must name the optimizer, not the opset (issue 26).
+g = helper.make_graph(
+    [helper.make_node("FastGelu", ["x"], ["y"], domain="com.microsoft")], "contrib",
+    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+                      producer_name="hostile")
+m.ir_version = 8
+onnx.save(m, os.path.join(out, "contrib_fast_gelu.onnx"))
+print("wrote contrib_fast_gelu")

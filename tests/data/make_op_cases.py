@@ -150,4 +150,8 @@ case("squeeze", "Squeeze", [f32(1, 3, 1)], consts={"axes": i64(0)})
 case("unsqueeze", "Unsqueeze", [f32(3, 4)], consts={"axes": i64(0, -1)})
 case("shape_start_end", "Shape", [f32(2, 3, 4, 5)], {"start": 1, "end": -1}, opset=15)
 case("size", "Size", [f32(2, 3)])
+# Issue 26's operator fixes: ties with select_last_index, Clip with min > max (max everywhere).
+case("argmax_select_last", "ArgMax", [np.array([[1, 3, 3, 2], [5, 5, 1, 5]], dtype=np.float32)],
+     {"axis": 1, "keepdims": 1, "select_last_index": 1})
+case("clip_min_above_max", "Clip", [f32(6)], consts={"lo": np.array(0.5, dtype=np.float32), "hi": np.array(-0.5, dtype=np.float32)})
 print(len(os.listdir(OUT)), "cases")

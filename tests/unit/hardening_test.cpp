@@ -198,6 +198,26 @@ TEST(Hardening, TokenizerMessagesNameTheFileAndLineAndShowControlBytes) {
                {"merges.txt': line 2 \"ab\\u0000\" is not 'a b'"});
 }
 
+// Dropout in training mode is random: refused by name, not run as identity (issue 26).
+TEST(Hardening, DropoutInTrainingModeIsRefused) {
+  std::string dir = temp_dir("hardening_dropout");
+  CliResult b = run_cli("build --onnx=" + data_path("hostile/dropout_training.onnx") +
+                        " --saveEngine=" + dir + "/d.engine");
+  EXPECT_EQ(b.exit_code, 1);
+  EXPECT_NE(b.output.find("(Dropout): training_mode is true"), std::string::npos) << b.output;
+  EXPECT_NE(b.output.find("model.eval()"), std::string::npos) << b.output;
+}
+
+// ONNX Runtime's contrib ops: the message names the optimizer and the domain, not the opset.
+TEST(Hardening, ContribOpsAreRefusedForWhatTheyAre) {
+  CliResult b = run_cli("inspect " + data_path("hostile/contrib_fast_gelu.onnx"));
+  EXPECT_EQ(b.exit_code, 1);
+  for (const char* part : {"(op com.microsoft.FastGelu)", "ONNX Runtime's transformer optimizer",
+                           "before optimization"})
+    EXPECT_NE(b.output.find(part), std::string::npos) << b.output;
+  EXPECT_EQ(b.output.find("re-export with a newer"), std::string::npos) << b.output;
+}
+
 // Bounded work: text past the tokenizer's limit is refused before any is encoded.
 TEST(Hardening, TextPastTheTokenizerLimitIsRefused) {
   auto t = tokenizer::Tokenizer::load(data_path("tokenizer/tokenizer.json"));

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "backends/reference/fused_ops.h"
 #include "backends/reference/kernels.h"
 #include "core/half.h"
 
@@ -260,6 +261,14 @@ std::vector<Tensor> is_special(const KernelCall& c) {
 }
 
 std::vector<Tensor> identity(const KernelCall& c) {
+  if (c.node.op_type == "Dropout") {
+    // Inference only: a run-time training_mode of true would mean random masks.
+    if (const Tensor* training = c.optional(2);
+        training && training->numel() == 1 && nonzero(*training, 0))
+      c.fail(
+          "training_mode is true: Dropout in training mode drops random values, which "
+          "inference does not do; export the model in eval mode (model.eval()) or pass false");
+  }
   std::vector<Tensor> outs{c.in(0)};
   if (c.node.outputs.size() > 1)
     outs.push_back(Tensor(DType::kBool, c.in(0).shape()));  // Dropout mask
@@ -385,11 +394,19 @@ std::vector<Tensor> clip(const KernelCall& c) {
       c.fail("Clip does not take bool");
     } else {
       T lo = std::numeric_limits<T>::lowest(), hi = std::numeric_limits<T>::max();
-      if (const Tensor* t = c.optional(1)) lo = t->data<T>()[0];
-      if (const Tensor* t = c.optional(2)) hi = t->data<T>()[0];
+      for (int k = 1; k <= 2; ++k) {
+        const Tensor* t = c.optional(static_cast<size_t>(k));
+        if (!t) continue;
+        if (t->numel() != 1 || t->dtype() != x.dtype())
+          c.fail(std::string(k == 1 ? "min" : "max") + " must be one " + dtype_name(x.dtype()) +
+                 " value, found " + dtype_name(t->dtype()) + " " + shape_str(t->shape()));
+        (k == 1 ? lo : hi) = t->data<T>()[0];
+      }
+      // ONNX: max(min(...)) in that order, so min > max gives max everywhere.
       for (int64_t i = 0; i < x.numel(); ++i) {
         T v = x.data<T>()[i];
-        out.data_mut<T>()[i] = v < lo ? lo : (v > hi ? hi : v);
+        v = v < lo ? lo : v;
+        out.data_mut<T>()[i] = v > hi ? hi : v;
       }
     }
   });

@@ -203,6 +203,7 @@ std::vector<Tensor> reduce(const KernelCall& c) {
   else
     axes = from_input ? c.ints(1) : c.node.attr_ints("axes");
   bool keep = c.node.attr_int("keepdims", 1) != 0;
+  const bool last_index = c.node.attr_int("select_last_index", 0) != 0;
   if (axes.empty() && c.node.attr_int("noop_with_empty_axes", 0) != 0) return {x};
   std::set<size_t> red;
   for (int64_t a : axes) red.insert(static_cast<size_t>(normalize_axis(c, a, x.rank())));
@@ -253,7 +254,8 @@ std::vector<Tensor> reduce(const KernelCall& c) {
         else if constexpr (kOp == Reduce::kMin)
           acc[oi] = std::min(acc[oi], v);
         else if constexpr (kOp == Reduce::kArgMax) {
-          if (first[oi] || v > acc[oi]) {
+          // select_last_index: of equal maxima, the last (else the first).
+          if (first[oi] || v > acc[oi] || (last_index && v == acc[oi])) {
             acc[oi] = v;
             arg[oi] = red_coord;
             first[oi] = 0;
