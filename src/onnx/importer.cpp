@@ -119,7 +119,9 @@ ImportedModel import_onnx(const std::string& path) {
       if (foreign) domains.insert(n.domain);
       too_old = too_old || why.find("needs opset") != std::string::npos;
       unsupported.push_back("node '" + n.name + "' (op " +
-                            (foreign ? n.domain + "." + n.op_type : n.op_type) + "): " + why);
+                            (foreign ? n.domain + "." + n.op_type
+                                     : n.op_type + ", opset " + std::to_string(g.opset)) +
+                            "): " + why);
     }
   }
   if (!unsupported.empty()) {
