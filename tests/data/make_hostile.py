@@ -59,3 +59,14 @@ m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make
 m.ir_version = 8
 onnx.save(m, os.path.join(out, "contrib_fast_gelu.onnx"))
 print("wrote contrib_fast_gelu")
+
+# Outputs of float16, uint8 and int8 (issue 26: `--exportOutput` refused them).
+save("small_dtype_outputs",
+     [helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
+      helper.make_node("Cast", ["x"], ["u"], to=TensorProto.UINT8),
+      helper.make_node("Cast", ["x"], ["s"], to=TensorProto.INT8)],
+     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+     [helper.make_tensor_value_info("h", TensorProto.FLOAT16, [4]),
+      helper.make_tensor_value_info("u", TensorProto.UINT8, [4]),
+      helper.make_tensor_value_info("s", TensorProto.INT8, [4])],
+     [])

@@ -8,6 +8,7 @@
 
 #include "core/checked.h"
 #include "core/json.h"
+#include "core/npy.h"
 #include "core/safetensors.h"
 #include "hf/gpt2_config.h"
 #include "hf/make_model.h"
@@ -216,6 +217,26 @@ TEST(Hardening, ContribOpsAreRefusedForWhatTheyAre) {
                            "before optimization"})
     EXPECT_NE(b.output.find(part), std::string::npos) << b.output;
   EXPECT_EQ(b.output.find("re-export with a newer"), std::string::npos) << b.output;
+}
+
+// Outputs of float16, uint8 and int8 are exported (as float32, the I/O contract).
+TEST(Hardening, SmallDtypeOutputsAreExported) {
+  std::string dir = temp_dir("hardening_small_dtypes");
+  Tensor x(DType::kFloat32, {4});
+  const float v[4] = {1.5f, 2.25f, 7.f, 100.f};
+  std::memcpy(x.raw_mut(), v, sizeof v);
+  npy::write(dir + "/x.npy", x);
+  CliResult r = run_cli("run --onnx=" + data_path("hostile/small_dtype_outputs.onnx") +
+                        " --loadInputs=x:" + dir + "/x.npy --exportOutput=" + dir + "/out");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const float want[3][4] = {{1.5f, 2.25f, 7.f, 100.f}, {1, 2, 7, 100}, {1, 2, 7, 100}};
+  int k = 0;
+  for (const char* name : {"h", "u", "s"}) {
+    Tensor t = npy::read(dir + "/out/" + name + ".npy");
+    ASSERT_EQ(t.dtype(), DType::kFloat32) << name;
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(t.data<float>()[i], want[k][i]) << name << i;
+    ++k;
+  }
 }
 
 // Bounded work: text past the tokenizer's limit is refused before any is encoded.

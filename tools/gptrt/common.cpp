@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <random>
 
+#include "core/half.h"
 #include "core/npy.h"
 #include "gptrt/error.h"
 #include "platform/platform.h"
@@ -346,6 +347,18 @@ void export_outputs(const std::string& dir, const Engine& engine,
             break;
           case DType::kBool:
             v = t.data<bool>()[k];
+            break;
+          case DType::kInt8:
+            v = t.data<int8_t>()[k];
+            break;
+          case DType::kUInt8:
+            v = t.data<uint8_t>()[k];
+            break;
+          case DType::kFloat16:
+            v = half_to_float(t.data<uint16_t>()[k]);
+            break;
+          case DType::kBFloat16:
+            v = bf16_to_float(t.data<uint16_t>()[k]);
             break;
           default:
             bad(std::string("cannot export output dtype ") + dtype_name(t.dtype()));
