@@ -171,26 +171,36 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
   int removed = passes::eliminate_dead_code(g);
   notice("passes: folded " + std::to_string(folded) + " nodes, removed " + std::to_string(removed) +
          " dead nodes");
-  // One profile of one shape: shapes are concrete, so shape arithmetic collapses entirely.
-  if (info.profiles.size() == 1) {
-    std::map<std::string, Shape> fixed;
-    bool concrete = true;
-    for (const auto& [name, r] : info.profiles[0].inputs) {
-      concrete = concrete && r.min == r.max;
-      fixed[name] = r.min;
-    }
-    if (concrete && passes::specialize_shapes(g, fixed) > 0) {
-      int f2 = passes::fold_constants(g);
-      int r2 = passes::eliminate_dead_code(g);
-      notice("passes: fixed shapes, folded " + std::to_string(f2) + " more nodes, removed " +
-             std::to_string(r2));
-    }
+  // One profile of one shape: shapes are concrete, so shape arithmetic collapses entirely. For
+  // a backend that runs the fused decoder the decoder is recognised first (fixing shapes can fold
+  // away what the matcher looks for, such as the position lookup); the shapes are fixed only if
+  // it was not.
+  std::map<std::string, Shape> fixed;
+  bool concrete = info.profiles.size() == 1;
+  for (const auto& [name, r] : info.profiles[0].inputs) {
+    concrete = concrete && r.min == r.max;
+    fixed[name] = r.min;
   }
+  auto specialize = [&] {
+    if (!concrete || passes::specialize_shapes(g, fixed) == 0) return false;
+    int f2 = passes::fold_constants(g);
+    int r2 = passes::eliminate_dead_code(g);
+    notice("passes: fixed shapes, folded " + std::to_string(f2) + " more nodes, removed " +
+           std::to_string(r2));
+    return true;
+  };
   std::string blocker;
   if (backend.wants_fused_plan()) {
+    ir::Graph unfused = concrete ? g : ir::Graph{};
     passes::DecoderInfo decoder = fuse(g, notice);
+    if (!decoder.recognised && concrete) {
+      g = std::move(unfused);
+      if (specialize()) decoder = fuse(g, notice);
+    }
     info.model.notices.push_back(decoder.summary());
     blocker = decoder.recognised ? "" : decoder.blocker;
+  } else {
+    specialize();
   }
   backend.lower(g, info, blocker, notice);
   passes::eliminate_dead_code(g);
