@@ -1,5 +1,6 @@
 #include "hf/gpt2_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -40,11 +41,22 @@ std::string Gpt2Config::to_json() const {
     << "  \"n_embd\": " << n_embd << ",\n  \"n_head\": " << n_head << ",\n"
     << "  \"n_inner\": " << (n_inner > 0 ? std::to_string(n_inner) : "null") << ",\n"
     << "  \"n_layer\": " << n_layer << ",\n  \"n_positions\": " << n_positions << ",\n"
-    << "  \"resid_pdrop\": 0.1,\n  \"scale_attn_weights\": "
-    << (scale_attn_weights ? "true" : "false") << ",\n"
+    << "  \"reorder_and_upcast_attn\": " << (reorder_and_upcast_attn ? "true" : "false") << ",\n"
+    << "  \"resid_pdrop\": 0.1,\n"
+    << "  \"scale_attn_by_inverse_layer_idx\": "
+    << (scale_attn_by_inverse_layer_idx ? "true" : "false") << ",\n"
+    << "  \"scale_attn_weights\": " << (scale_attn_weights ? "true" : "false") << ",\n"
     << "  \"tie_word_embeddings\": " << (tie_word_embeddings ? "true" : "false") << ",\n"
     << "  \"vocab_size\": " << vocab_size << "\n}\n";
   return o.str();
+}
+
+const std::vector<std::string>& supported_activations() {
+  static const std::vector<std::string> names = {
+      "gelu_new",    "gelu_pytorch_tanh", "gelu_fast", "gelu_accurate", "gelu",
+      "gelu_python", "quick_gelu",        "relu",      "relu6",         "silu",
+      "swish",       "sigmoid",           "tanh",      "linear"};
+  return names;
 }
 
 Gpt2Config read_config(const std::string& dir) {
@@ -82,12 +94,39 @@ Gpt2Config read_config(const std::string& dir) {
     if (std::optional<int64_t> n = json::as_int64(*f)) c.n_inner = *n;
   if (const json::Value* f = json::find(v, "layer_norm_epsilon"); f && f->is_number())
     c.layer_norm_epsilon = f->get<double>();
-  if (const json::Value* f = json::find(v, "activation_function"); f && f->is_string())
+  if (const json::Value* f = json::find(v, "activation_function"); f && !f->is_null()) {
+    if (!f->is_string())
+      throw Error(ErrorCode::kParseError, "'" + path + "': activation_function is not a string");
     c.activation_function = f->get<std::string>();
-  if (const json::Value* f = json::find(v, "tie_word_embeddings"); f && f->is_boolean())
-    c.tie_word_embeddings = f->get<bool>();
-  if (const json::Value* f = json::find(v, "scale_attn_weights"); f && f->is_boolean())
-    c.scale_attn_weights = f->get<bool>();
+  }
+  const auto& acts = supported_activations();
+  if (std::find(acts.begin(), acts.end(), c.activation_function) == acts.end()) {
+    std::string list;
+    for (const std::string& a : acts) list += (list.empty() ? "" : ", ") + a;
+    throw Error(ErrorCode::kUnsupported, "'" + path + "': activation_function '" +
+                                             c.activation_function + "' is not one gptrt builds (" +
+                                             list + ")");
+  }
+  // Flags that change the forward pass: read strictly (a wrong type is an error, not ignored).
+  auto flag = [&](const char* name, bool& into) {
+    const json::Value* f = json::find(v, name);
+    if (!f || f->is_null()) return;
+    if (!f->is_boolean())
+      throw Error(ErrorCode::kParseError,
+                  "'" + path + "': " + name + " must be true or false, found " + f->dump());
+    into = f->get<bool>();
+  };
+  flag("tie_word_embeddings", c.tie_word_embeddings);
+  flag("scale_attn_weights", c.scale_attn_weights);
+  flag("scale_attn_by_inverse_layer_idx", c.scale_attn_by_inverse_layer_idx);
+  flag("reorder_and_upcast_attn", c.reorder_and_upcast_attn);
+  bool cross = false;
+  flag("add_cross_attention", cross);
+  if (cross)
+    throw Error(ErrorCode::kUnsupported,
+                "'" + path +
+                    "': add_cross_attention is true (an encoder-decoder GPT-2); gptrt runs the "
+                    "decoder-only GPT-2 language model");
   if (!(c.layer_norm_epsilon > 0) || !std::isfinite(c.layer_norm_epsilon))
     throw Error(ErrorCode::kParseError,
                 "'" + path + "': layer_norm_epsilon must be a positive number, found " +

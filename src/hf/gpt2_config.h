@@ -3,8 +3,8 @@
 
 #include <cstdint>
 #include <string>
-
 #include <vector>
+
 #include "core/checked.h"
 
 namespace gptrt::hf {
@@ -17,6 +17,8 @@ struct Gpt2Config {
   std::string activation_function = "gelu_new";
   bool tie_word_embeddings = true;
   bool scale_attn_weights = true;
+  bool scale_attn_by_inverse_layer_idx = false;  // scores of layer l also divided by l + 1
+  bool reorder_and_upcast_attn = false;          // FP32 attention: what gptrt computes anyway
 
   int64_t inner() const {
     return n_inner > 0 ? n_inner : checked::mul(4, n_embd, "the GPT-2 config's n_embd");
@@ -27,8 +29,11 @@ struct Gpt2Config {
   std::string to_json() const;
 };
 
-/// Reads DIR/config.json; throws gptrt::Error for a missing file, another architecture or
-/// missing fields, naming the field.
+/// activation_function values gptrt builds (transformers' ACT2FN names for GPT-2's MLP).
+const std::vector<std::string>& supported_activations();
+
+/// Reads DIR/config.json; throws gptrt::Error for a missing file, another architecture,
+/// missing fields, a flag of the wrong type or a value gptrt does not implement, naming it.
 Gpt2Config read_config(const std::string& dir);
 
 /// A standard size: distilgpt2, gpt2, gpt2-medium, gpt2-large, gpt2-xl. Throws for others.

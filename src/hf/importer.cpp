@@ -107,6 +107,26 @@ Tensor weight(const std::map<std::string, Tensor>& st, const std::string& name, 
   return f;
 }
 
+// The MLP's activation as ONNX ops (transformers' ACT2FN semantics). The tanh GELUs (gelu_new,
+// gelu_pytorch_tanh, gelu_fast, gelu_accurate: one formula) and the exact one are Gelu ops,
+// which the decoder pass fuses; the rest are their defining expressions.
+int activation(GraphBuilder& b, int x, const std::string& name) {
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast" ||
+      name == "gelu_accurate")
+    return b.op("Gelu", {x}, {{"approximate", ir::string_attr("tanh")}});
+  if (name == "gelu" || name == "gelu_python")
+    return b.op("Gelu", {x}, {{"approximate", ir::string_attr("none")}});
+  if (name == "quick_gelu")
+    return b.op("Mul", {x, b.op("Sigmoid", {b.op("Mul", {x, b.scalar(1.702f)})})});
+  if (name == "relu") return b.op("Relu", {x});
+  if (name == "relu6") return b.op("Clip", {x, b.scalar(0.f), b.scalar(6.f)});
+  if (name == "silu" || name == "swish") return b.op("Mul", {x, b.op("Sigmoid", {x})});
+  if (name == "sigmoid") return b.op("Sigmoid", {x});
+  if (name == "tanh") return b.op("Tanh", {x});
+  if (name == "linear") return x;
+  throw Error(ErrorCode::kInternal, "activation '" + name + "' passed the config check");
+}
+
 }  // namespace
 
 onnx::ImportedModel import_folder(const std::string& dir) {
@@ -118,12 +138,6 @@ onnx::ImportedModel import_folder(const std::string& dir) {
   for (const auto& [k, v] : st)
     named[k.rfind("transformer.", 0) == 0 || k.rfind("lm_head.", 0) == 0 ? k : "transformer." + k] =
         v;
-  if (c.activation_function != "gelu_new" && c.activation_function != "gelu" &&
-      c.activation_function != "gelu_pytorch_tanh") {
-    throw Error(ErrorCode::kUnsupported,
-                "'" + dir + "/config.json': activation_function '" + c.activation_function +
-                    "' is not supported (gelu_new, gelu_pytorch_tanh, gelu)");
-  }
 
   onnx::ImportedModel out;
   ir::Graph& g = out.graph;  // float32 weights are views into the mapping, which they keep alive
@@ -186,7 +200,10 @@ onnx::ImportedModel import_folder(const std::string& dir) {
                  {{"perm", ir::ints_attr({0, 2, 3, 1})}});
     int v = b.op("Transpose", {b.op("Reshape", {qkv[2], heads_shape})},
                  {{"perm", ir::ints_attr({0, 2, 1, 3})}});
-    int scores = b.op("Add", {b.op("Mul", {b.op("MatMul", {q, k}), b.scalar(scale)}), bias});
+    // scale_attn_by_inverse_layer_idx: layer l's scores are also divided by l + 1.
+    float layer_scale =
+        c.scale_attn_by_inverse_layer_idx ? scale / static_cast<float>(l + 1) : scale;
+    int scores = b.op("Add", {b.op("Mul", {b.op("MatMul", {q, k}), b.scalar(layer_scale)}), bias});
     int probs = b.op("Softmax", {scores}, {{"axis", ir::int_attr(-1)}});
     int ctx = b.op("Reshape", {b.op("Transpose", {b.op("MatMul", {probs, v})},
                                     {{"perm", ir::ints_attr({0, 2, 1, 3})}}),
@@ -194,8 +211,7 @@ onnx::ImportedModel import_folder(const std::string& dir) {
     h = b.op("Add", {h, linear(ctx, p + ".attn.c_proj", C, C)});
     x = layer_norm(h, p + ".ln_2");
     int f = linear(x, p + ".mlp.c_fc", C, F);
-    f = b.op("Gelu", {f},
-             {{"approximate", ir::string_attr(c.activation_function == "gelu" ? "none" : "tanh")}});
+    f = activation(b, f, c.activation_function);
     h = b.op("Add", {h, linear(f, p + ".mlp.c_proj", F, C)});
   }
   h = layer_norm(h, "transformer.ln_f");
