@@ -89,9 +89,10 @@ void check_profile(const ir::Graph& g, const OptimizationProfile& p, size_t inde
       int64_t lo = r->min[d], opt = r->opt[d], hi = r->max[d];
       std::string dn = "input '" + v.name + "' dimension " + std::to_string(d) +
                        (dim.is_known() ? "" : " (" + dim.symbol + ")");
-      if (lo < 1 || !(lo <= opt && opt <= hi)) {
+      // Zero-size dimensions are legal (an empty past, an empty set): 0 <= min.
+      if (lo < 0 || !(lo <= opt && opt <= hi)) {
         throw Error(ErrorCode::kInvalidArgument,
-                    where + ": " + dn + " needs 1 <= min <= opt <= max, found min " +
+                    where + ": " + dn + " needs 0 <= min <= opt <= max, found min " +
                         std::to_string(lo) + ", opt " + std::to_string(opt) + ", max " +
                         std::to_string(hi));
       }

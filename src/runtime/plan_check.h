@@ -13,8 +13,9 @@
 namespace gptrt {
 
 /// Throws ErrorCode::kInvalidArgument unless `profile` (number `index`) gives every input of
-/// `graph` once, with its rank, 1 <= min <= opt <= max, fixed dims fixed, one range per symbolic
-/// dim, sizes that fit 64 bits and (when n_positions > 0) sequence lengths within it.
+/// `graph` once, with its rank, 0 <= min <= opt <= max (zero-size dims are legal), fixed dims
+/// fixed, one range per symbolic dim, sizes that fit 64 bits and (when n_positions > 0) sequence
+/// lengths within it.
 void check_profile(const ir::Graph& graph, const OptimizationProfile& profile, size_t index,
                    int64_t n_positions);
 

@@ -127,7 +127,7 @@ TEST(EngineValidation, AnUneditedPlanLoadsAndEveryEditedPlanIsRefusedByName) {
                  [](Engine::Impl& e) {
                    e.info.profiles[0].inputs[0].second.max = {1, 1};
                  },
-                 {"input_ids", "1 <= min <= opt <= max"});
+                 {"input_ids", "0 <= min <= opt <= max"});
   expect_refused(cpu, [](Engine::Impl& e) { e.info.profiles.clear(); },
                  {"no optimization profile"});
   expect_refused(cpu,

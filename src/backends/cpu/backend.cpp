@@ -200,6 +200,7 @@ Tensor packed_linear(const ir::Node& node, const std::vector<const Tensor*>& in,
   Shape out_shape = x.shape();
   out_shape.back() = n;
   Tensor y = out.make(0, DType::kFloat32, out_shape);
+  if (y.numel() == 0) return y;  // no rows: nothing to multiply
   const float* bias = in.size() > 2 && in[2] ? in[2]->data<float>() : nullptr;
   Epilogue epi;
   epi.activation = static_cast<int>(node.attr_int("activation", 0));
@@ -243,6 +244,7 @@ Tensor embedding(const ir::Node& node, const std::vector<const Tensor*>& in, Thr
     }
   }
   Tensor out = buffers.make(0, DType::kFloat32, {b, s, e});
+  if (out.numel() == 0) return out;
   if (!packed) {
     embedding_rows(ids.data(), pos.data(), table.data<float>(), wpe.data<float>(), b * s, e,
                    out.data_mut<float>(), pool);
@@ -279,6 +281,7 @@ Tensor attention(const ir::Node& node, const std::vector<const Tensor*>& in, Thr
       valid[static_cast<size_t>(i)] = reference::nonzero(*mask, i) ? 1 : 0;
   }
   Tensor out = buffers.make(0, DType::kFloat32, {b, s, e});
+  if (out.numel() == 0) return out;
   causal_attention(qkv.data<float>(), mask ? valid.data() : nullptr, b, s, e, heads,
                    node.attr_float("scale", 1.f), out.data_mut<float>(), pool);
   return out;
@@ -291,6 +294,7 @@ Tensor layer_norm(const ir::Node& node, const std::vector<const Tensor*>& in, Th
   if (x.dtype() != DType::kFloat32 || x.rank() == 0 || x.shape().back() != e)
     fail(node, "input " + shape_str(x.shape()) + " does not end in " + std::to_string(e));
   Tensor y = out.make(0, DType::kFloat32, x.shape());
+  if (y.numel() == 0) return y;
   layer_norm_rows(x.data<float>(), in[1]->data<float>(), in[2]->data<float>(),
                   node.attr_float("epsilon", 1e-5f), y.data_mut<float>(), x.numel() / e, e, pool);
   return y;

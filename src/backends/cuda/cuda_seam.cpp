@@ -33,6 +33,13 @@ class CudaRunner final : public PlanRunner {
   explicit CudaRunner(const PlanRef& p)
       : runner_(p.owner, *p.graph, p.info->precision, p.dim_max) {}
   std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Profile* profile) override {
+    // The fused decoder's kernels are planned for at least one row and one token.
+    for (const auto& [name, t] : inputs)
+      if (t.numel() == 0)
+        throw Error(ErrorCode::kUnsupported,
+                    "input '" + name + "' " + shape_str(t.shape()) +
+                        " is empty; the cuda backend runs the decoder on at least one token of "
+                        "one row (the reference backend runs empty inputs)");
     cuda::Timings t;
     std::vector<Tensor> out = runner_.run(inputs, &t, profile);
     timings_ = {t.h2d_ms, t.compute_ms, t.d2h_ms};

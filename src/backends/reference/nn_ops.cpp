@@ -1,6 +1,7 @@
 // Neural-network ops: MatMul, Gemm, Softmax, LayerNormalization, reductions. Accumulation is in
 // double so the reference is at least as accurate as any backend tested against it.
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <set>
 
@@ -194,8 +195,26 @@ std::vector<Tensor> layer_norm(const KernelCall& c) {
 enum class Reduce { kMean, kSum, kMax, kMin, kArgMax };
 
 template <Reduce kOp>
+std::vector<Tensor> reduce_tensor(const KernelCall& c, const Tensor& x);
+
+template <Reduce kOp>
 std::vector<Tensor> reduce(const KernelCall& c) {
   const Tensor& x = c.in(0);
+  if constexpr (kOp == Reduce::kMax || kOp == Reduce::kMin) {
+    // Bool: max is any, min is all; computed on the same bytes read as uint8.
+    if (x.dtype() == DType::kBool) {
+      Tensor bytes = Tensor::view(DType::kUInt8, x.shape(), x.raw());
+      Tensor r = reduce_tensor<kOp>(c, bytes)[0];
+      Tensor out(DType::kBool, r.shape());
+      if (r.nbytes()) std::memcpy(out.raw_mut(), r.raw(), r.nbytes());
+      return {out};
+    }
+  }
+  return reduce_tensor<kOp>(c, x);
+}
+
+template <Reduce kOp>
+std::vector<Tensor> reduce_tensor(const KernelCall& c, const Tensor& x) {
   std::vector<int64_t> axes;
   bool from_input = kOp == Reduce::kSum ? true : (kOp == Reduce::kArgMax ? false : c.opset >= 18);
   if (kOp == Reduce::kArgMax)
@@ -221,7 +240,9 @@ std::vector<Tensor> reduce(const KernelCall& c) {
   Tensor out(kOp == Reduce::kArgMax ? DType::kInt64 : x.dtype(), out_shape);
   int64_t n_out = shape_numel(kept_shape);
   int64_t n_red = x.numel() / std::max<int64_t>(1, n_out);
-  if (x.numel() == 0) c.fail("reduction over an empty tensor");
+  // An empty set reduces to the identity of the reduction (ONNX): 0 for sums, -inf for max,
+  // +inf for min, NaN for the mean (0 / 0); an arg-max of nothing has no answer.
+  if (kOp == Reduce::kArgMax && n_red == 0 && n_out > 0) c.fail("ArgMax over an empty axis");
   std::vector<int64_t> xst = strides_of(x.shape());
   // Map every input element to its output slot.
   std::vector<int64_t> kst = strides_of(kept_shape);
@@ -269,6 +290,9 @@ std::vector<Tensor> reduce(const KernelCall& c) {
           out.data_mut<int64_t>()[o] = arg[oi];
         else if constexpr (kOp == Reduce::kMean)
           out.data_mut<T>()[o] = static_cast<T>(acc[oi] / static_cast<double>(n_red));
+        else if (std::is_integral_v<T> && std::isinf(acc[oi]))  // an empty set's max or min
+          out.data_mut<T>()[o] =
+              acc[oi] < 0 ? std::numeric_limits<T>::lowest() : std::numeric_limits<T>::max();
         else
           out.data_mut<T>()[o] = static_cast<T>(acc[oi]);
       }
