@@ -119,7 +119,11 @@ void set(Graph& g, const Node& n, size_t i, DType dtype, SymShape shape) {
 }
 
 void require_float(const Node& n, const Value& v) {
-  if (v.dtype != DType::kFloat32 && v.dtype != DType::kFloat64 && v.dtype != DType::kUndefined) {
+  // ONNX ops also take float16/bfloat16 (the reference kernels widen them to FP32); the fused
+  // ops of the gptrt domain are float32.
+  const bool half = (v.dtype == DType::kFloat16 || v.dtype == DType::kBFloat16) && n.domain.empty();
+  if (v.dtype != DType::kFloat32 && v.dtype != DType::kFloat64 && v.dtype != DType::kUndefined &&
+      !half) {
     throw Error(ErrorCode::kUnsupported, n.describe() + ": input '" + v.name + "' is " +
                                              dtype_name(v.dtype) +
                                              "; gptrt runs this op on float32 (and float64) only");

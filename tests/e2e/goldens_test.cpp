@@ -7,6 +7,8 @@
 #include "backends/cpu/gemm.h"
 #include "backends/cuda/cuda_backend.h"
 
+#include "core/half.h"
+#include "core/npy.h"
 #include "test_util.h"
 
 namespace gptrt::test {
@@ -117,6 +119,41 @@ TEST(ExportVariantInfo, Int32InputsAndPositionIdsAreRangeChecked) {
   ASSERT_EQ(inputs.size(), 3u);
   EXPECT_EQ(inputs[0].dtype, DType::kInt32);
   EXPECT_EQ(engine->info().index_limits.at("input_ids"), 1000);
+}
+
+// An FP16 ONNX file (every float tensor float16, tests/data/make_fp16.py): imported and run on
+// the reference and cpu backends (FP32 compute, rounded to float16 where the graph holds it),
+// against ONNX Runtime CPU on the same file, a left-padded row included (issue 26).
+TEST(ExportVariantInfo, Fp16OnnxMatchesOnnxRuntimeWithinFp16Tolerance) {
+  std::string base = data_path("gpt2-tiny/variants/fp16-opset17");
+  Tensor ids = npy::read(base + ".ids.npy"), mask = npy::read(base + ".mask.npy");
+  Tensor want = npy::read(base + ".ort_logits.npy");
+  for (Backend backend : {Backend::kReference, Backend::kCpu}) {
+    BuildConfig c;
+    c.backend = backend;
+    auto engine = Engine::build(Network::from_onnx(base + ".onnx"), c);
+    Tensor got = engine->create_execution_context()->execute(
+        {{"input_ids", ids}, {"attention_mask", mask}})[0];
+    ASSERT_EQ(got.dtype(), DType::kFloat16);
+    ASSERT_EQ(got.shape(), want.shape());
+    // Where the mask is 1: max |delta| (2 float16 steps at these magnitudes) and top-1.
+    double worst = 0;
+    int64_t rows = 0, agree = 0, v = want.dim(2);
+    for (int64_t r = 0; r < want.dim(0) * want.dim(1); ++r) {
+      if (mask.data<int64_t>()[r] == 0) continue;
+      int64_t a = 0, b = 0;
+      for (int64_t k = 0; k < v; ++k) {
+        float g = half_to_float(got.data<uint16_t>()[r * v + k]), w = want.data<float>()[r * v + k];
+        worst = std::max(worst, double(std::fabs(g - w)));
+        if (g > half_to_float(got.data<uint16_t>()[r * v + a])) a = k;
+        if (w > want.data<float>()[r * v + b]) b = k;
+      }
+      ++rows;
+      agree += a == b;
+    }
+    EXPECT_LE(worst, 0.05) << backend_name(backend);
+    EXPECT_GE(double(agree) / double(rows), 0.99) << backend_name(backend);
+  }
 }
 
 // The Hugging Face folder of the same model, imported without ONNX, on both backends.

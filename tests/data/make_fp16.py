@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""An FP16 ONNX copy of the tiny fixture (every float tensor float16, as a half-precision export
+has them) and ONNX Runtime CPU's logits on it: the oracle for FP16 ONNX import (issue 26).
+
+    python3 tests/data/make_fp16.py tests/data/gpt2-tiny
+
+Writes variants/fp16-opset17.onnx and variants/fp16-opset17.{ids,mask,ort_logits}.npy. Needs
+onnxconverter-common (pip); its converter leaves some Cast nodes casting to float32 where the
+graph now holds float16, which this script corrects.
+"""
+import os
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto
+from onnxconverter_common import float16
+
+d = sys.argv[1]
+m = float16.convert_float_to_float16(onnx.load(os.path.join(d, "legacy-opset17.onnx")), keep_io_types=False)
+types = {v.name: v.type.tensor_type.elem_type for v in list(m.graph.value_info) + list(m.graph.output)}
+for n in m.graph.node:
+    for a in n.attribute:
+        if n.op_type == "Cast" and a.name == "to" and a.i == TensorProto.FLOAT and types.get(n.output[0]) == TensorProto.FLOAT16:
+            a.i = TensorProto.FLOAT16
+base = os.path.join(d, "variants", "fp16-opset17")
+onnx.save(m, base + ".onnx")
+rng = np.random.default_rng(0)
+ids = rng.integers(0, 1000, (2, 12)).astype(np.int64)
+mask = np.ones((2, 12), np.int64)
+mask[1, :3] = 0  # a left-padded row
+logits = ort.InferenceSession(base + ".onnx", providers=["CPUExecutionProvider"]).run(
+    None, {"input_ids": ids, "attention_mask": mask})[0]
+np.save(base + ".ids.npy", ids)
+np.save(base + ".mask.npy", mask)
+np.save(base + ".ort_logits.npy", logits.astype(np.float32))
+print("wrote", base, logits.dtype, logits.shape)
