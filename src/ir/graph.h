@@ -16,6 +16,8 @@ namespace gptrt::ir {
 /// Domain of the fused ops the passes create (Embedding, Linear, Attention) and of the ops
 /// backends lower to (PackedLinear).
 inline constexpr const char* kFusedDomain = "gptrt";
+/// ONNX Runtime's contrib ops (its transformer optimizer writes them).
+inline constexpr const char* kContribDomain = "com.microsoft";
 
 /// One dimension: a known size, or a symbol (a name such as "batch_size", or an expression).
 struct Dim {

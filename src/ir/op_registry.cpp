@@ -1,6 +1,7 @@
 // The op registry: which ops gptrt imports (and from which opset), each with its shape
 // inference; and the constant and symbolic contents of small integer values.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -149,6 +150,37 @@ const std::unordered_map<std::string, OpEntry>& registry() {
   return table;
 }
 
+// ONNX Runtime's contrib ops (domain com.microsoft) that its transformer optimizer and
+// optimum's O1-O4 write into GPT-2 models; reference kernels in backends/reference/contrib_ops.cpp.
+const std::unordered_map<std::string, OpEntry>& contrib_registry() {
+  auto same_as_input = [](Graph& g, const Node& n) {
+    require_float(n, in(g, n, 0));
+    set(g, n, 0, in(g, n, 0).dtype, in(g, n, 0).shape);
+  };
+  auto skip_norm = [](Graph& g, const Node& n) {
+    const Value& x = in(g, n, 0);
+    require_float(n, x);
+    if (!std::isfinite(n.attr_float("epsilon", 1e-5f)) || !(n.attr_float("epsilon", 1e-5f) > 0))
+      fail(n, "attribute 'epsilon' must be positive and finite");
+    set(g, n, 0, x.dtype, x.shape);
+    SymShape stat = x.shape;
+    if (stat.rank_known && !stat.dims.empty()) stat.dims.back() = Dim::known(1);
+    if (has_output(n, 1)) set(g, n, 1, DType::kFloat32, stat);
+    if (has_output(n, 2)) set(g, n, 2, DType::kFloat32, stat);
+    if (has_output(n, 3)) set(g, n, 3, x.dtype, x.shape);
+  };
+  static const std::unordered_map<std::string, OpEntry> table = {
+      {"FastGelu", {1, same_as_input}},
+      {"BiasGelu", {1, same_as_input}},
+      {"Gelu", {1, same_as_input}},
+      {"QuickGelu", {1, same_as_input}},
+
+      {"SkipLayerNormalization", {1, skip_norm}},
+      {"SkipSimplifiedLayerNormalization", {1, skip_norm}},
+  };
+  return table;
+}
+
 const std::unordered_map<std::string, OpEntry>& fused_registry() {
   static const std::unordered_map<std::string, OpEntry> table = {
       {"Embedding", {0, infer_embedding}},
@@ -231,6 +263,18 @@ const std::unordered_map<std::string, Arity>& fused_arities() {
   return table;
 }
 
+const std::unordered_map<std::string, Arity>& contrib_arities() {
+  static const std::unordered_map<std::string, Arity> table = {
+      {"FastGelu", {1, 2, 1, 1}},
+      {"BiasGelu", {2, 2, 1, 1}},
+      {"Gelu", {1, 1, 1, 1}},
+      {"QuickGelu", {1, 1, 1, 1}},
+      {"SkipLayerNormalization", {3, 5, 1, 4}},            // input, skip, gamma, beta?, bias?
+      {"SkipSimplifiedLayerNormalization", {3, 4, 1, 4}},  // input, skip, gamma, bias?
+  };
+  return table;
+}
+
 std::string count_text(int lo, int hi) {
   if (lo == hi) return std::to_string(lo);
   if (hi == kMany) return "at least " + std::to_string(lo);
@@ -260,6 +304,11 @@ const OpEntry* find_entry(const Node& n, const Arity** arity) {
       *arity = &fused_arities().at(n.op_type);
       return &it->second;
     }
+  } else if (n.domain == kContribDomain) {
+    auto it = contrib_registry().find(n.op_type);
+    if (it == contrib_registry().end()) return nullptr;
+    *arity = &contrib_arities().at(n.op_type);
+    return &it->second;
   } else if (!n.domain.empty() && n.domain != "ai.onnx") {
     return nullptr;
   }
@@ -330,6 +379,16 @@ std::optional<std::vector<Dim>> symbolic_ints(const Value* v) {
 
 bool op_supported(const std::string& op_type, const std::string& domain, int64_t opset,
                   std::string* why) {
+  if (domain == kContribDomain) {
+    if (contrib_registry().count(op_type)) return true;
+    if (why)
+      *why = "gptrt has no kernel for ONNX Runtime's contrib op " + op_type + " (it runs " + [] {
+        std::string list;
+        for (const auto& [name, e] : contrib_registry()) list += (list.empty() ? "" : ", ") + name;
+        return list;
+      }() + ")";
+    return false;
+  }
   if (!domain.empty() && domain != "ai.onnx") {
     if (why)
       *why = "ops of domain '" + domain + "' are not supported (only the default ONNX domain is)";

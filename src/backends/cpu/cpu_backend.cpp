@@ -39,8 +39,9 @@ class CpuKernels final : public NodeKernels {
   }
   std::vector<Tensor> run(const ir::Node& n, const std::vector<const Tensor*>& in,
                           const OutputBuffers& out) override {
-    return cpu::has_kernel(n.op_type) ? cpu::run_node(n, in, isa_, pool_, out)
-                                      : reference::run_node(n, in, opset_);
+    return n.domain == ir::kFusedDomain && cpu::has_kernel(n.op_type)
+               ? cpu::run_node(n, in, isa_, pool_, out)
+               : reference::run_node(n, in, opset_);
   }
 
  private:

@@ -25,6 +25,7 @@ const std::unordered_map<std::string, KernelFn>& kernels() {
     register_tensor_ops(add_kernel);
     register_nn_ops(add_kernel);
     register_fused_ops(add_kernel);
+    register_contrib_ops(add_kernel);
   });
   return table();
 }
@@ -93,7 +94,7 @@ std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tenso
                 node.describe() + ": the reference backend has no kernel for this op");
   }
   DType half = DType::kUndefined;
-  if (node.domain.empty() && !native_16bit(node))
+  if ((node.domain.empty() || node.domain == ir::kContribDomain) && !native_16bit(node))
     for (const Tensor* t : inputs)
       if (t && is_16bit_float(t->dtype()) && half == DType::kUndefined) half = t->dtype();
   if (half == DType::kUndefined) {

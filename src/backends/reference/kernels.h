@@ -40,7 +40,8 @@ bool has_kernel(const std::string& op_type, const std::string& domain = "");
 void register_elementwise(void (*add)(const char*, KernelFn));
 void register_tensor_ops(void (*add)(const char*, KernelFn));
 void register_nn_ops(void (*add)(const char*, KernelFn));
-void register_fused_ops(void (*add)(const char*, KernelFn));  // names "gptrt.<op>"
+void register_fused_ops(void (*add)(const char*, KernelFn));    // names "gptrt.<op>"
+void register_contrib_ops(void (*add)(const char*, KernelFn));  // names "com.microsoft.<op>"
 
 /// Calls f(T{}) with the C++ type of `dt` (bool for kBool).
 template <typename F>
