@@ -79,46 +79,43 @@ TEST(EngineFile, DefaultProfileAdmitsEveryLengthUpToNPositions) {
   }
 }
 
-TEST(EngineFile, FixedProfileCollapsesShapeArithmetic) {
+// An engine for one fixed 2x12 shape, and its logits against the PyTorch goldens' case 2.
+std::shared_ptr<const Engine> fixed_2x12(const std::string& onnx, Backend backend) {
   BuildConfig c;
+  c.backend = backend;
   OptimizationProfile p;
   p.inputs.push_back({"input_ids", {{2, 12}, {2, 12}, {2, 12}}});
   p.inputs.push_back({"attention_mask", {{2, 12}, {2, 12}, {2, 12}}});
   c.profiles = {p};
-  auto fixed = Engine::build(Network::from_onnx(data_path("gpt2-tiny/legacy-opset13.onnx")), c);
-  EXPECT_EQ(fixed->info().model.op_counts.count("Shape"), 0u);
-  auto dynamic = build_default(data_path("gpt2-tiny/legacy-opset13.onnx"));
-  EXPECT_LT(fixed->info().model.node_count, dynamic->info().model.node_count);
+  return Engine::build(Network::from_onnx(data_path(onnx)), c);
+}
+
+void expect_case2_logits(const Engine& engine) {
   auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
   TensorMap in = case_inputs(goldens, 2);
   const Tensor& mask = in.at("attention_mask");
-  EXPECT_LE(max_abs_diff_masked(fixed->create_execution_context()->execute(in)[0],
+  EXPECT_LE(max_abs_diff_masked(engine.create_execution_context()->execute(in)[0],
                                 goldens.at("case2.logits"), &mask),
             1e-4);
+}
+
+TEST(EngineFile, FixedProfileCollapsesShapeArithmetic) {
+  auto fixed = fixed_2x12("gpt2-tiny/legacy-opset13.onnx", Backend::kReference);
+  EXPECT_EQ(fixed->info().model.op_counts.count("Shape"), 0u);
+  auto dynamic = build_default(data_path("gpt2-tiny/legacy-opset13.onnx"));
+  EXPECT_LT(fixed->info().model.node_count, dynamic->info().model.node_count);
+  expect_case2_logits(*fixed);
 }
 
 // One fixed shape on a backend that runs the fused decoder: the decoder is recognised before
 // the shapes are fixed (fixing them first folded the position lookup away), so the fixed-shape
 // engine runs the fused plan (issue 26).
 TEST(EngineFile, FixedProfileKeepsTheFusedDecoder) {
-  for (Backend backend : {Backend::kCpu}) {
-    BuildConfig c;
-    c.backend = backend;
-    OptimizationProfile p;
-    p.inputs.push_back({"input_ids", {{2, 12}, {2, 12}, {2, 12}}});
-    p.inputs.push_back({"attention_mask", {{2, 12}, {2, 12}, {2, 12}}});
-    c.profiles = {p};
-    auto fixed = Engine::build(Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")), c);
-    const ModelInfo& m = fixed->info().model;
-    EXPECT_EQ(m.op_counts.count("Attention") ? m.op_counts.at("Attention") : 0, 2);
-    EXPECT_EQ(m.op_counts.count("Embedding") ? m.op_counts.at("Embedding") : 0, 1);
-    auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
-    TensorMap in = case_inputs(goldens, 2);
-    const Tensor& mask = in.at("attention_mask");
-    EXPECT_LE(max_abs_diff_masked(fixed->create_execution_context()->execute(in)[0],
-                                  goldens.at("case2.logits"), &mask),
-              1e-4);
-  }
+  auto fixed = fixed_2x12("gpt2-tiny/legacy-opset17.onnx", Backend::kCpu);
+  const ModelInfo& m = fixed->info().model;
+  EXPECT_EQ(m.op_counts.count("Attention") ? m.op_counts.at("Attention") : 0, 2);
+  EXPECT_EQ(m.op_counts.count("Embedding") ? m.op_counts.at("Embedding") : 0, 1);
+  expect_case2_logits(*fixed);
 }
 
 // Zero-size dimensions are legal where the graph allows them (issue 26): a profile from 0, and
