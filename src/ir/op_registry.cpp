@@ -169,7 +169,32 @@ const std::unordered_map<std::string, OpEntry>& contrib_registry() {
     if (has_output(n, 2)) set(g, n, 2, DType::kFloat32, stat);
     if (has_output(n, 3)) set(g, n, 3, x.dtype, x.shape);
   };
+  auto attention = [](Graph& g, const Node& n) {
+    const Value& x = in(g, n, 0);
+    const Value& w = in(g, n, 1);
+    require_float(n, x);
+    if (n.attr_int("num_heads", 0) < 1) fail(n, "attribute 'num_heads' must be >= 1");
+    if (!w.shape.rank_known || w.shape.dims.size() != 2)
+      fail(n, "the weights must be 2-D, found " + w.shape.str());
+    SymShape s = x.shape;
+    if (s.rank_known) {
+      if (s.dims.size() != 3) fail(n, "the input must be [batch, sequence, hidden]");
+      const Dim& w3 = w.shape.dims[1];
+      s.dims[2] = w3.is_known() ? Dim::known(w3.value / 3) : Dim::unknown();
+    }
+    set(g, n, 0, x.dtype, s);
+    if (has_output(n, 1)) {
+      SymShape p;
+      if (s.rank_known) {
+        int64_t heads = n.attr_int("num_heads", 1);
+        Dim hd = s.dims[2].is_known() ? Dim::known(s.dims[2].value / heads) : Dim::unknown();
+        p = SymShape::of({Dim::known(2), s.dims[0], Dim::known(heads), s.dims[1], hd});
+      }
+      set(g, n, 1, x.dtype, p);
+    }
+  };
   static const std::unordered_map<std::string, OpEntry> table = {
+      {"Attention", {1, attention}},
       {"FastGelu", {1, same_as_input}},
       {"BiasGelu", {1, same_as_input}},
       {"Gelu", {1, same_as_input}},
@@ -265,6 +290,8 @@ const std::unordered_map<std::string, Arity>& fused_arities() {
 
 const std::unordered_map<std::string, Arity>& contrib_arities() {
   static const std::unordered_map<std::string, Arity> table = {
+      {"Attention",
+       {2, 8, 1, 2}},  // input, weights, bias?, mask_index?, past?, attention_bias?, ...
       {"FastGelu", {1, 2, 1, 1}},
       {"BiasGelu", {2, 2, 1, 1}},
       {"Gelu", {1, 1, 1, 1}},

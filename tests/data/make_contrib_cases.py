@@ -22,10 +22,12 @@ def f32(*shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def case(name, op, inputs, consts=None, attrs=None, n_out=1, out_shapes=None):
+def case(name, op, inputs, consts=None, attrs=None, n_out=1, out_shapes=None, skip=()):
     consts = consts or {}
     in_names = ["x%d" % i for i in range(len(inputs))]
     node_in = in_names + list(consts.keys())
+    for i in skip:  # omitted optional inputs
+        node_in.insert(i, "")
     outs = ["y%d" % i for i in range(n_out)]
     node = helper.make_node(op, node_in, outs, domain="com.microsoft", **(attrs or {}))
     g = helper.make_graph(
@@ -61,3 +63,13 @@ case("contrib_skip_layer_norm_plain", "SkipLayerNormalization", [f32(2, 3, 8)],
      {"skip": f32(2, 3, 8), "gamma": f32(8)}, attrs={"epsilon": 1e-3})
 case("contrib_skip_simplified_layer_norm", "SkipSimplifiedLayerNormalization", [f32(2, 3, 8)],
      {"skip": f32(2, 3, 8), "gamma": f32(8)}, attrs={"epsilon": 1e-6}, n_out=4)
+
+# ONNX Runtime's fused attention as its GPT-2 optimizer writes it: causal, a raw 0/1 mask
+# (a left-padded row), and the present output.
+mask = np.ones((2, 5), np.int32)
+mask[1, :2] = 0
+case("contrib_attention_causal_mask", "Attention", [f32(2, 5, 16)],
+     {"weights": f32(16, 48) * 0.3, "bias": f32(48), "mask_index": mask},
+     attrs={"num_heads": 4, "unidirectional": 1}, n_out=2)
+case("contrib_attention_plain", "Attention", [f32(1, 4, 8)], {"weights": f32(8, 24), "bias": f32(24)},
+     attrs={"num_heads": 2})

@@ -7,6 +7,12 @@
 //   SkipLayerNormalization(input, skip, gamma, beta?, bias?) -> output, mean?, inv_std_var?,
 //       input_skip_bias_sum?     LayerNorm over the last dim of input + skip + bias
 //   SkipSimplifiedLayerNormalization(input, skip, gamma, bias?) -> the same outputs, RMSNorm
+//   Attention(input [B,S,C], weights [C,3H], bias? [3H], mask_index? [B,S] int32 0/1) ->
+//       output [B,S,H], present? [2,B,heads,S,H/heads]; attrs num_heads, unidirectional, scale,
+//       mask_filter_value: self-attention with the projections inside; masked keys get
+//       mask_filter_value (-10000) added and (with unidirectional) future keys are left out, as
+//       ONNX Runtime does.
+//       Past state, other mask forms and attention_bias are refused by name.
 // A bias has the last dim's size; a skip has the input's shape or a suffix of it (broadcast
 // over the leading dims).
 #include <cmath>
@@ -140,9 +146,95 @@ std::vector<Tensor> skip_norm(const KernelCall& c) {
   return {y, mean_out, inv_out, sum_out};
 }
 
+std::vector<Tensor> attention(const KernelCall& c) {
+  const Tensor& x = float32_in(c, 0);
+  const Tensor& w = float32_in(c, 1);
+  if (x.rank() != 3 || w.rank() != 2 || w.dim(0) != x.dim(2) || w.dim(1) % 3 != 0)
+    c.fail("needs input [B,S,C] and weights [C,3H], found " + shape_str(x.shape()) + " and " +
+           shape_str(w.shape()));
+  for (size_t i = 4; i < c.inputs.size(); ++i)
+    if (c.inputs[i])
+      c.fail(std::string("input ") + std::to_string(i) +
+             (i == 4   ? " (past)"
+              : i == 5 ? " (attention_bias)"
+                       : "") +
+             " is not supported; export without past state (gptrt keeps its own KV cache)");
+  if (!c.node.attr_ints("qkv_hidden_sizes").empty()) {
+    auto q = c.node.attr_ints("qkv_hidden_sizes");
+    if (q.size() != 3 || q[0] != q[1] || q[1] != q[2] || q[0] * 3 != w.dim(1))
+      c.fail("qkv_hidden_sizes other than three equal parts are not supported");
+  }
+  const int64_t b = x.dim(0), s = x.dim(1), cin = x.dim(2), h = w.dim(1) / 3;
+  const int64_t heads = c.node.attr_int("num_heads", 0);
+  if (heads < 1 || h % heads != 0)
+    c.fail("num_heads " + std::to_string(heads) + " does not divide the hidden size " +
+           std::to_string(h));
+  const int64_t d = h / heads;
+  const float* bias = vector_in(c, 2, 3 * h, false);
+  const Tensor* mask = c.optional(3);
+  if (mask && !(mask->rank() == 2 && mask->dim(0) == b && mask->dim(1) == s &&
+                (mask->dtype() == DType::kInt32 || mask->dtype() == DType::kInt64)))
+    c.fail("mask_index " + shape_str(mask->shape()) +
+           " is not a 0/1 mask [batch, sequence]; other mask forms are not supported");
+  const bool causal = c.node.attr_int("unidirectional", 0) != 0;
+  const double filter = c.node.attr_float("mask_filter_value", -10000.f);
+  const double scale = c.node.attr_float("scale", 0.f) > 0 ? c.node.attr_float("scale", 0.f)
+                                                           : 1.0 / std::sqrt(double(d));
+  // qkv [B, S, 3H] = x @ W + bias.
+  std::vector<double> qkv(static_cast<size_t>(b * s * 3 * h));
+  for (int64_t r = 0; r < b * s; ++r)
+    for (int64_t j = 0; j < 3 * h; ++j) {
+      double acc = bias ? bias[j] : 0.0;
+      for (int64_t k = 0; k < cin; ++k)
+        acc += double(x.data<float>()[r * cin + k]) * w.data<float>()[k * 3 * h + j];
+      qkv[static_cast<size_t>(r * 3 * h + j)] = acc;
+    }
+  auto at = [&](int64_t r, int64_t t, int part, int64_t hd, int64_t k) {
+    return qkv[static_cast<size_t>(((r * s + t) * 3 + part) * h + hd * d + k)];
+  };
+  Tensor out(DType::kFloat32, {b, s, h});
+  Tensor present(DType::kFloat32, {2, b, heads, s, d});
+  std::vector<double> score(static_cast<size_t>(s));
+  for (int64_t r = 0; r < b; ++r)
+    for (int64_t hd = 0; hd < heads; ++hd) {
+      for (int64_t t = 0; t < s; ++t)
+        for (int64_t k = 0; k < d; ++k) {
+          present.data_mut<float>()[(((0 * b + r) * heads + hd) * s + t) * d + k] =
+              static_cast<float>(at(r, t, 1, hd, k));
+          present.data_mut<float>()[(((1 * b + r) * heads + hd) * s + t) * d + k] =
+              static_cast<float>(at(r, t, 2, hd, k));
+        }
+      for (int64_t i = 0; i < s; ++i) {
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < s; ++j) {
+          double dot = 0;
+          for (int64_t k = 0; k < d; ++k) dot += at(r, i, 0, hd, k) * at(r, j, 1, hd, k);
+          double v = dot * scale;
+          // Masked: the filter value added in float32, as ONNX Runtime does (at -10000 a
+          // float32 score keeps ~3 decimals: rows whose keys are all masked follow that).
+          if (mask && !nonzero(*mask, r * s + j))
+            v = static_cast<float>(static_cast<float>(v) + static_cast<float>(filter));
+          if (causal && j > i) v = -INFINITY;  // future keys are left out, not penalised
+          score[static_cast<size_t>(j)] = v;
+          mx = std::max(mx, v);
+        }
+        double sum = 0;
+        for (int64_t j = 0; j < s; ++j) sum += std::exp(score[static_cast<size_t>(j)] - mx);
+        for (int64_t k = 0; k < d; ++k) {
+          double acc = 0;
+          for (int64_t j = 0; j < s; ++j)
+            acc += std::exp(score[static_cast<size_t>(j)] - mx) / sum * at(r, j, 2, hd, k);
+          out.data_mut<float>()[(r * s + i) * h + hd * d + k] = static_cast<float>(acc);
+        }
+      }
+    }
+  return {out, present};
+}
+
 }  // namespace
 
 void register_contrib_ops(void (*add)(const char*, KernelFn)) {
+  add("com.microsoft.Attention", attention);
   add("com.microsoft.FastGelu", fast_gelu);
   add("com.microsoft.BiasGelu", bias_gelu);
   add("com.microsoft.Gelu", erf_gelu);
