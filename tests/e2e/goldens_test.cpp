@@ -156,6 +156,28 @@ TEST(ExportVariantInfo, Fp16OnnxMatchesOnnxRuntimeWithinFp16Tolerance) {
   }
 }
 
+// The same model as ONNX Runtime's transformer optimizer rewrites it (com.microsoft
+// SkipLayerNormalization and FastGelu; tests/data/make_ort_optimized.py), against ONNX Runtime
+// CPU on that file (issue 26).
+TEST(ExportVariantInfo, OnnxRuntimeOptimizedFileMatchesOnnxRuntime) {
+  std::string base = data_path("gpt2-tiny/variants/ort-optimized-opset17");
+  Tensor ids = npy::read(base + ".ids.npy"), mask = npy::read(base + ".mask.npy");
+  Tensor want = npy::read(base + ".ort_logits.npy");
+  ModelInfo info = Network::from_onnx(base + ".onnx").info();
+  EXPECT_EQ(info.op_counts.count("SkipLayerNormalization")
+                ? info.op_counts.at("SkipLayerNormalization")
+                : 0,
+            4);
+  for (Backend backend : {Backend::kReference, Backend::kCpu}) {
+    BuildConfig c;
+    c.backend = backend;
+    auto engine = Engine::build(Network::from_onnx(base + ".onnx"), c);
+    Tensor got = engine->create_execution_context()->execute(
+        {{"input_ids", ids}, {"attention_mask", mask}})[0];
+    EXPECT_LE(max_abs_diff_masked(got, want, &mask), 1e-4) << backend_name(backend);
+  }
+}
+
 // The Hugging Face folder of the same model, imported without ONNX, on both backends.
 TEST(HfFolder, MatchesPyTorchGoldensOnEveryBackend) {
   Network net = Network::from_hf(data_path("gpt2-tiny/hf"));
