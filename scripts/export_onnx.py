@@ -13,6 +13,7 @@ script exits with status 2. --verify-only checks an existing file against stored
 (keys caseK.input_ids, caseK.attention_mask, caseK.logits).
 """
 import argparse
+import importlib.util
 import os
 import sys
 
@@ -153,6 +154,12 @@ def main():
     else:
         if not args.out or not (args.hf or args.arch):
             ap.error("give --out and one of --hf or --arch")
+        missing = [m for m in ("torch", "transformers", "onnxruntime") if importlib.util.find_spec(m) is None]
+        if missing:
+            print("export_onnx: %s not installed (pip install %s); without PyTorch, "
+                  "`gptrt export-onnx --hf DIR --out model.onnx` writes the ONNX file"
+                  % (", ".join(missing), " ".join(missing)), file=sys.stderr)
+            return 3
         (ok, worst, lines), tol = export(args)
     for line in lines:
         print(line)

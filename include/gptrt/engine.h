@@ -86,6 +86,9 @@ class Network {
   ModelInfo info() const;
   /// Runs constant folding and the fusion passes on a copy of the graph and describes it.
   FusedGraph fused() const;
+  /// Writes the network as an ONNX file (e.g. a Hugging Face folder's GPT-2 as ONNX ops, for
+  /// ONNX Runtime without a PyTorch exporter). Throws gptrt::Error.
+  void save_onnx(const std::string& path) const;
 
   struct Impl;
   std::shared_ptr<const Impl> impl;

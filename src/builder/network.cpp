@@ -4,6 +4,7 @@
 #include "hf/importer.h"
 #include "ir/describe.h"
 #include "onnx/importer.h"
+#include "onnx/writer.h"
 #include "passes/passes.h"
 
 namespace gptrt {
@@ -26,6 +27,10 @@ Network Network::from_onnx(const std::string& path) {
 
 Network Network::from_hf(const std::string& dir) {
   return network_from(hf::import_folder(dir));
+}
+
+void Network::save_onnx(const std::string& path) const {
+  onnx::write_model(impl->graph, path);
 }
 
 ModelInfo Network::info() const {

@@ -178,6 +178,20 @@ TEST(ExportVariantInfo, OnnxRuntimeOptimizedFileMatchesOnnxRuntime) {
   }
 }
 
+// `gptrt export-onnx`: the Hugging Face folder written as ONNX by gptrt, read back, matches the
+// PyTorch goldens (ONNX Runtime runs the same file in `gptrt bench` when torch is missing).
+TEST(HfFolder, WrittenAsOnnxAndReadBackMatchesPyTorchGoldens) {
+  std::string dir = temp_dir("export_onnx");
+  CliResult r =
+      run_cli("export-onnx --hf=" + data_path("gpt2-tiny/hf") + " --out=" + dir + "/m.onnx");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  CliResult bad = run_cli("export-onnx --hf=" + data_path("gpt2-tiny/hf"));
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("--out=FILE are required"), std::string::npos) << bad.output;
+  auto engine = build_default(dir + "/m.onnx");
+  expect_fixture_goldens(*engine->create_execution_context(2), "reference (gptrt-written ONNX)");
+}
+
 // The Hugging Face folder of the same model, imported without ONNX, on both backends.
 TEST(HfFolder, MatchesPyTorchGoldensOnEveryBackend) {
   Network net = Network::from_hf(data_path("gpt2-tiny/hf"));

@@ -64,6 +64,7 @@ int cmd_run(const std::vector<std::string>& argv);
 int cmd_exec(const std::vector<std::string>& argv);
 int cmd_inspect(const std::vector<std::string>& argv);
 int cmd_make_model(const std::vector<std::string>& argv);
+int cmd_export_onnx(const std::vector<std::string>& argv);
 int cmd_bench(const std::vector<std::string>& argv);
 int cmd_generate(const std::vector<std::string>& argv);
 int cmd_tokenize(const std::vector<std::string>& argv);

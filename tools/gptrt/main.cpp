@@ -61,6 +61,7 @@ void usage() {
       "  tokenize  GPT-2 BPE token ids of a text (or --decode ids)\n"
       "  make-model  write a Hugging Face GPT-2 folder (distilgpt2 ... gpt2-xl) with seeded random "
       "weights\n"
+      "  export-onnx write a Hugging Face GPT-2 folder as an ONNX file (no PyTorch needed)\n"
       "  --version the environment report: gptrt, compiler, CPU and ISA, CUDA toolkit, driver and "
       "GPU\n");
 }
@@ -82,6 +83,7 @@ int main(int argc, char** argv) {
     if (cmd == "run") return gptrt::cli::cmd_run(rest);
     if (cmd == "inspect") return gptrt::cli::cmd_inspect(rest);
     if (cmd == "make-model") return gptrt::cli::cmd_make_model(rest);
+    if (cmd == "export-onnx") return gptrt::cli::cmd_export_onnx(rest);
     if (cmd == "bench") return gptrt::cli::cmd_bench(rest);
     if (cmd == "generate") return gptrt::cli::cmd_generate(rest);
     if (cmd == "tokenize") return gptrt::cli::cmd_tokenize(rest);
