@@ -435,6 +435,13 @@ bool op_supported(const std::string& op_type, const std::string& domain, int64_t
   return true;
 }
 
+std::vector<std::string> supported_contrib_ops() {
+  std::vector<std::string> names;
+  for (const auto& [name, e] : contrib_registry()) names.push_back(name);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 std::vector<std::string> supported_ops() {
   std::vector<std::string> names;
   for (const auto& [name, e] : registry()) names.push_back(name);

@@ -18,12 +18,15 @@ bool op_supported(const std::string& op_type, const std::string& domain, int64_t
                   std::string* why);
 /// Names of every supported op, sorted.
 std::vector<std::string> supported_ops();
+/// Names of the supported ONNX Runtime contrib ops (domain com.microsoft), sorted.
+std::vector<std::string> supported_contrib_ops();
 
 /// True when infer_node knows `node`'s op (ONNX, the gptrt domain's fused ops, and ONNX ops a
 /// backend moved into its domain); ops a backend lowered to are checked by that backend.
 bool can_infer(const Node& node);
-/// Checks `node`'s input and output counts against its op, then infers dtype, symbolic shape and (for shape arithmetic) symbolic contents of `node`'s
-/// outputs from its inputs. Throws gptrt::Error when the inputs cannot be valid.
+/// Checks `node`'s input and output counts against its op, then infers dtype, symbolic shape and
+/// (for shape arithmetic) symbolic contents of `node`'s outputs from its inputs. Throws
+/// gptrt::Error when the inputs cannot be valid.
 void infer_node(Graph& graph, const Node& node);
 /// Runs infer_node over every node in order.
 void infer_shapes(Graph& graph);

@@ -217,6 +217,9 @@ TEST(Hardening, ContribOpsAreRefusedForWhatTheyAre) {
                            "FastGelu", "before optimization"})
     EXPECT_NE(b.output.find(part), std::string::npos) << b.output;
   EXPECT_EQ(b.output.find("re-export with a newer"), std::string::npos) << b.output;
+  CliResult ops = run_cli("inspect --ops");
+  EXPECT_NE(ops.output.find("  com.microsoft.SkipLayerNormalization\n"), std::string::npos)
+      << ops.output;
 }
 
 // Outputs of float16, uint8 and int8 are exported (as float32, the I/O contract).

@@ -65,6 +65,11 @@ int cmd_inspect(const std::vector<std::string>& argv) {
     std::printf("ops gptrt imports (default ONNX domain, opsets %lld-%lld):\n",
                 static_cast<long long>(ir::kMinOpset), static_cast<long long>(ir::kMaxOpset));
     for (const std::string& op : ir::supported_ops()) std::printf("  %s\n", op.c_str());
+    std::printf(
+        "ONNX Runtime contrib ops (domain com.microsoft, as its transformer optimizer "
+        "writes them):\n");
+    for (const std::string& op : ir::supported_contrib_ops())
+      std::printf("  com.microsoft.%s\n", op.c_str());
     return 0;
   }
   if (args.has("fused")) {
