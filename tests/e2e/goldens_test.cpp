@@ -121,32 +121,48 @@ TEST(ExportVariantInfo, Int32InputsAndPositionIdsAreRangeChecked) {
   EXPECT_EQ(engine->info().index_limits.at("input_ids"), 1000);
 }
 
-// An FP16 ONNX file (every float tensor float16, tests/data/make_fp16.py): imported and run on
-// the reference and cpu backends (FP32 compute, rounded to float16 where the graph holds it),
-// against ONNX Runtime CPU on the same file, a left-padded row included (issue 26).
-TEST(ExportVariantInfo, Fp16OnnxMatchesOnnxRuntimeWithinFp16Tolerance) {
-  std::string base = data_path("gpt2-tiny/variants/fp16-opset17");
-  Tensor ids = npy::read(base + ".ids.npy"), mask = npy::read(base + ".mask.npy");
-  Tensor want = npy::read(base + ".ort_logits.npy");
-  for (Backend backend : {Backend::kReference, Backend::kCpu}) {
+// A variant file with ONNX Runtime CPU's logits on it (tests/data/make_fp16.py,
+// make_ort_optimized.py): its inputs, ORT's logits, and gptrt's on `backend`.
+struct OrtVariant {
+  std::string onnx;
+  Tensor ids, mask, want;
+  explicit OrtVariant(const std::string& name) {
+    std::string base = data_path("gpt2-tiny/variants/" + name);
+    onnx = base + ".onnx";
+    ids = npy::read(base + ".ids.npy");
+    mask = npy::read(base + ".mask.npy");
+    want = npy::read(base + ".ort_logits.npy");
+  }
+  Tensor run(Backend backend) const {
     BuildConfig c;
     c.backend = backend;
-    auto engine = Engine::build(Network::from_onnx(base + ".onnx"), c);
-    Tensor got = engine->create_execution_context()->execute(
+    auto engine = Engine::build(Network::from_onnx(onnx), c);
+    return engine->create_execution_context()->execute(
         {{"input_ids", ids}, {"attention_mask", mask}})[0];
+  }
+};
+
+// An FP16 ONNX file (every float tensor float16): imported and run on the reference and cpu
+// backends (FP32 compute, rounded to float16 where the graph holds it), against ONNX Runtime CPU
+// on the same file, a left-padded row included (issue 26).
+TEST(ExportVariantInfo, Fp16OnnxMatchesOnnxRuntimeWithinFp16Tolerance) {
+  OrtVariant f("fp16-opset17");
+  for (Backend backend : {Backend::kReference, Backend::kCpu}) {
+    Tensor got = f.run(backend);
     ASSERT_EQ(got.dtype(), DType::kFloat16);
-    ASSERT_EQ(got.shape(), want.shape());
+    ASSERT_EQ(got.shape(), f.want.shape());
     // Where the mask is 1: max |delta| (2 float16 steps at these magnitudes) and top-1.
     double worst = 0;
-    int64_t rows = 0, agree = 0, v = want.dim(2);
-    for (int64_t r = 0; r < want.dim(0) * want.dim(1); ++r) {
-      if (mask.data<int64_t>()[r] == 0) continue;
+    int64_t rows = 0, agree = 0, v = f.want.dim(2);
+    for (int64_t r = 0; r < f.want.dim(0) * f.want.dim(1); ++r) {
+      if (f.mask.data<int64_t>()[r] == 0) continue;
       int64_t a = 0, b = 0;
       for (int64_t k = 0; k < v; ++k) {
-        float g = half_to_float(got.data<uint16_t>()[r * v + k]), w = want.data<float>()[r * v + k];
+        float g = half_to_float(got.data<uint16_t>()[r * v + k]),
+              w = f.want.data<float>()[r * v + k];
         worst = std::max(worst, double(std::fabs(g - w)));
         if (g > half_to_float(got.data<uint16_t>()[r * v + a])) a = k;
-        if (w > want.data<float>()[r * v + b]) b = k;
+        if (w > f.want.data<float>()[r * v + b]) b = k;
       }
       ++rows;
       agree += a == b;
@@ -157,25 +173,16 @@ TEST(ExportVariantInfo, Fp16OnnxMatchesOnnxRuntimeWithinFp16Tolerance) {
 }
 
 // The same model as ONNX Runtime's transformer optimizer rewrites it (com.microsoft
-// SkipLayerNormalization and FastGelu; tests/data/make_ort_optimized.py), against ONNX Runtime
-// CPU on that file (issue 26).
+// SkipLayerNormalization and FastGelu), against ONNX Runtime CPU on that file (issue 26).
 TEST(ExportVariantInfo, OnnxRuntimeOptimizedFileMatchesOnnxRuntime) {
-  std::string base = data_path("gpt2-tiny/variants/ort-optimized-opset17");
-  Tensor ids = npy::read(base + ".ids.npy"), mask = npy::read(base + ".mask.npy");
-  Tensor want = npy::read(base + ".ort_logits.npy");
-  ModelInfo info = Network::from_onnx(base + ".onnx").info();
+  OrtVariant f("ort-optimized-opset17");
+  ModelInfo info = Network::from_onnx(f.onnx).info();
   EXPECT_EQ(info.op_counts.count("SkipLayerNormalization")
                 ? info.op_counts.at("SkipLayerNormalization")
                 : 0,
             4);
-  for (Backend backend : {Backend::kReference, Backend::kCpu}) {
-    BuildConfig c;
-    c.backend = backend;
-    auto engine = Engine::build(Network::from_onnx(base + ".onnx"), c);
-    Tensor got = engine->create_execution_context()->execute(
-        {{"input_ids", ids}, {"attention_mask", mask}})[0];
-    EXPECT_LE(max_abs_diff_masked(got, want, &mask), 1e-4) << backend_name(backend);
-  }
+  for (Backend backend : {Backend::kReference, Backend::kCpu})
+    EXPECT_LE(max_abs_diff_masked(f.run(backend), f.want, &f.mask), 1e-4) << backend_name(backend);
 }
 
 // `gptrt export-onnx`: the Hugging Face folder written as ONNX by gptrt, read back, matches the
