@@ -6,8 +6,9 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET=60] [TARGET...]
 #
-# CI runs it with 60 s per target (two targets at a time); a longer local run, e.g.
-# `scripts/fuzz.sh 600`, prints each target's executions.
+# CI runs it with 60 s per target (two targets at a time) and a fixed libFuzzer seed, so a run
+# repeats the same mutations; a longer local run, e.g. `FUZZ_SEED=0 scripts/fuzz.sh 600` (0: a
+# random seed each run), explores further and prints each target's executions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +36,7 @@ run_one() {
   mkdir -p "$out/corpus/$t" "build/fuzz/findings/$t"
   # The seeds are read, new inputs go to corpus/ (the seeds stay as committed fixtures made them).
   "build/fuzz/tests/fuzz/targets/${t}_fuzz" "$out/corpus/$t" "$out/seeds/$t" \
-    -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2560 -max_len=1200000 \
+    -seed="${FUZZ_SEED:-1}" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2560 -max_len=1200000 \
     -print_final_stats=1 -artifact_prefix="build/fuzz/findings/$t/" \
     >"$out/$t.log" 2>&1
 }

@@ -70,3 +70,17 @@ save("small_dtype_outputs",
       helper.make_tensor_value_info("u", TensorProto.UINT8, [4]),
       helper.make_tensor_value_info("s", TensorProto.INT8, [4])],
      [])
+
+# Found by fuzzing (engine target): Tile whose output size overflows 64 bits, and Range over a
+# NaN limit (both undefined in the kernels before).
+save("tile_overflow",
+     [helper.make_node("Tile", ["x", "reps"], ["y"])],
+     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+     [numpy_helper.from_array(np.array([2, 7854277750134145026], np.int64), "reps")])
+save("range_nan",
+     [helper.make_node("Range", ["start", "limit", "delta"], ["y"])],
+     [helper.make_tensor_value_info("limit", TensorProto.FLOAT, [])],
+     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+     [numpy_helper.from_array(np.array(0.0, np.float32), "start"),
+      numpy_helper.from_array(np.array(1.0, np.float32), "delta")])

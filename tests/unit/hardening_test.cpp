@@ -213,8 +213,9 @@ TEST(Hardening, DropoutInTrainingModeIsRefused) {
 TEST(Hardening, ContribOpsAreRefusedForWhatTheyAre) {
   CliResult b = run_cli("inspect " + data_path("hostile/contrib_embed_layer_norm.onnx"));
   EXPECT_EQ(b.exit_code, 1);
-  for (const char* part : {"(op com.microsoft.EmbedLayerNormalization)", "ONNX Runtime's transformer optimizer",
-                           "FastGelu", "before optimization"})
+  for (const char* part :
+       {"(op com.microsoft.EmbedLayerNormalization)", "ONNX Runtime's transformer optimizer",
+        "FastGelu", "before optimization"})
     EXPECT_NE(b.output.find(part), std::string::npos) << b.output;
   EXPECT_EQ(b.output.find("re-export with a newer"), std::string::npos) << b.output;
   CliResult ops = run_cli("inspect --ops");
@@ -240,6 +241,22 @@ TEST(Hardening, SmallDtypeOutputsAreExported) {
     for (int i = 0; i < 4; ++i) EXPECT_EQ(t.data<float>()[i], want[k][i]) << name << i;
     ++k;
   }
+}
+
+// Found by fuzzing: Tile's output size past 64 bits and Range up to a NaN were undefined in the
+// reference kernels; now each is refused naming the node.
+TEST(Hardening, TileOverflowAndRangeToNanAreRefused) {
+  std::string dir = temp_dir("hardening_tile_range");
+  CliResult t = run_cli("run --onnx=" + data_path("hostile/tile_overflow.onnx"));
+  EXPECT_EQ(t.exit_code, 1);
+  EXPECT_NE(t.output.find("(Tile): [2, 3] tiled is too large"), std::string::npos) << t.output;
+  Tensor nan(DType::kFloat32, {});
+  nan.data_mut<float>()[0] = NAN;
+  npy::write(dir + "/nan.npy", nan);
+  CliResult r = run_cli("run --onnx=" + data_path("hostile/range_nan.onnx") +
+                        " --loadInputs=limit:" + dir + "/nan.npy");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("(Range): Range from 0.000000 to nan"), std::string::npos) << r.output;
 }
 
 // Bounded work: text past the tokenizer's limit is refused before any is encoded.

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "backends/reference/kernels.h"
+#include "core/checked.h"
 #include "ir/op_math.h"
 #include "ir/shape_inference.h"
 
@@ -354,7 +355,9 @@ std::vector<Tensor> tile(const KernelCall& c) {
   Shape s;
   for (size_t i = 0; i < x.rank(); ++i) {
     if (reps[i] < 0) c.fail("negative repeat");
-    s.push_back(x.dim(i) * reps[i]);
+    s.push_back(checked::mul(x.dim(i), reps[i],
+                             c.node.describe() + ": " + shape_str(x.shape()) + " tiled",
+                             ErrorCode::kShapeError));
   }
   Tensor out(x.dtype(), s);
   std::vector<int64_t> ost = strides_of(s), ist = strides_of(x.shape());
@@ -383,12 +386,21 @@ std::vector<Tensor> range(const KernelCall& c) {
       if (d == 0) c.fail("Range delta is 0");
       double n =
           std::ceil((static_cast<double>(l) - static_cast<double>(a)) / static_cast<double>(d));
-      int64_t count = std::max<int64_t>(0, static_cast<int64_t>(n));
-      if (count > (int64_t{1} << 32))
-        c.fail("Range would produce " + std::to_string(count) + " elements");
+      // Checked before the cast (a NaN or a count past int64 would be undefined).
+      if (!(n <= static_cast<double>(int64_t{1} << 32)))
+        c.fail("Range from " + std::to_string(double(a)) + " to " + std::to_string(double(l)) +
+               " by " + std::to_string(double(d)) + " has no count up to 2^32 elements");
+      int64_t count = n > 0 ? static_cast<int64_t>(n) : 0;
       out = Tensor(start.dtype(), {count});
-      for (int64_t i = 0; i < count; ++i)
-        out.data_mut<T>()[i] = static_cast<T>(a + static_cast<T>(i) * d);
+      if constexpr (std::is_integral_v<T>) {
+        // Stepwise: every value lies between start and limit, so none overflows.
+        T v = a;
+        for (int64_t i = 0; i < count; ++i, v = static_cast<T>(i < count ? v + d : v))
+          out.data_mut<T>()[i] = v;
+      } else {
+        for (int64_t i = 0; i < count; ++i)
+          out.data_mut<T>()[i] = static_cast<T>(a + static_cast<T>(i) * d);
+      }
     }
   });
   return {out};
