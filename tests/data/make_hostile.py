@@ -84,3 +84,18 @@ save("range_nan",
      [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
      [numpy_helper.from_array(np.array(0.0, np.float32), "start"),
       numpy_helper.from_array(np.array(1.0, np.float32), "delta")])
+
+# Slice steps of +-(2^63 - 1): one element each way (the length and stride arithmetic overflowed).
+save("slice_huge_steps",
+     [helper.make_node("Slice", ["x", "s0", "e0", "a0", "up"], ["y"]),
+      helper.make_node("Slice", ["x", "s1", "e1", "a0", "down"], ["z"])],
+     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5])],
+     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+      helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+     [numpy_helper.from_array(np.array([0], np.int64), "s0"),
+      numpy_helper.from_array(np.array([5], np.int64), "e0"),
+      numpy_helper.from_array(np.array([4], np.int64), "s1"),
+      numpy_helper.from_array(np.array([-6], np.int64), "e1"),
+      numpy_helper.from_array(np.array([0], np.int64), "a0"),
+      numpy_helper.from_array(np.array([2**63 - 1], np.int64), "up"),
+      numpy_helper.from_array(np.array([-(2**63 - 1)], np.int64), "down")])

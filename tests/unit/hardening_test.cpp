@@ -259,6 +259,23 @@ TEST(Hardening, TileOverflowAndRangeToNanAreRefused) {
   EXPECT_NE(r.output.find("(Range): Range from 0.000000 to nan"), std::string::npos) << r.output;
 }
 
+// Slice steps of +-(2^63 - 1) select one element each way, as ONNX Runtime gives (their length
+// and stride arithmetic overflowed).
+TEST(Hardening, SliceStepsNearInt64LimitsSelectOneElement) {
+  std::string dir = temp_dir("hardening_slice");
+  Tensor x(DType::kFloat32, {5});
+  for (int i = 0; i < 5; ++i) x.data_mut<float>()[i] = static_cast<float>(i);
+  npy::write(dir + "/x.npy", x);
+  CliResult r = run_cli("run --onnx=" + data_path("hostile/slice_huge_steps.onnx") +
+                        " --loadInputs=x:" + dir + "/x.npy --exportOutput=" + dir + "/out");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  Tensor y = npy::read(dir + "/out/y.npy"), z = npy::read(dir + "/out/z.npy");
+  ASSERT_EQ(y.shape(), Shape{1});
+  ASSERT_EQ(z.shape(), Shape{1});
+  EXPECT_EQ(y.data<float>()[0], 0.f);
+  EXPECT_EQ(z.data<float>()[0], 4.f);
+}
+
 // Bounded work: text past the tokenizer's limit is refused before any is encoded.
 TEST(Hardening, TextPastTheTokenizerLimitIsRefused) {
   auto t = tokenizer::Tokenizer::load(data_path("tokenizer/tokenizer.json"));

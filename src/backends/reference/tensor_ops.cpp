@@ -234,11 +234,12 @@ std::vector<Tensor> slice(const KernelCall& c) {
   for (size_t i = 0; i < axes.size(); ++i) {
     size_t a = static_cast<size_t>(normalize_axis(c, axes[i], x.rank()));
     if (steps[i] == 0) c.fail("slice step is 0");
-    int64_t b = ir::clamp_slice_index(starts[i], x.dim(a), false, steps[i]);
-    int64_t e = ir::clamp_slice_index(ends[i], x.dim(a), true, steps[i]);
-    s[a] = ir::slice_length(b, e, steps[i]);
+    const int64_t step = ir::bounded_slice_step(steps[i], x.dim(a));
+    int64_t b = ir::clamp_slice_index(starts[i], x.dim(a), false, step);
+    int64_t e = ir::clamp_slice_index(ends[i], x.dim(a), true, step);
+    s[a] = ir::slice_length(b, e, step);
     base += b * st[a];
-    in_st[a] = st[a] * steps[i];
+    in_st[a] = st[a] * step;
   }
   if (shape_numel(s) == 0) return {Tensor(x.dtype(), s)};
   return {strided_copy(x, s, in_st, base)};
