@@ -206,8 +206,9 @@ std::vector<Tensor> split(const KernelCall& c) {
           std::max<int64_t>(0, std::min(chunk, x.dim(axis) - chunk * static_cast<int64_t>(i))));
   }
   int64_t total = 0;
-  for (int64_t v : sizes) total += v;
-  if (sizes.size() != n || total != x.dim(axis))
+  bool valid = sizes.size() == n;
+  for (int64_t v : sizes) valid = valid && v >= 0 && !__builtin_add_overflow(total, v, &total);
+  if (!valid || total != x.dim(axis))
     c.fail("split sizes do not add up to dimension " + std::to_string(x.dim(axis)));
   std::vector<Tensor> outs;
   int64_t start = 0;
