@@ -281,7 +281,7 @@ std::shared_ptr<Engine::Impl> read_engine_file(std::shared_ptr<const platform::M
   }
   if (h.meta_offset != kHeaderSize || h.meta_size > size - kHeaderSize ||
       h.weights_offset < h.meta_offset + h.meta_size || h.weights_offset > size ||
-      h.weights_size > size - h.weights_offset) {
+      h.weights_size > size - h.weights_offset || h.weights_offset % kAlign != 0) {
     throw refuse(ErrorCode::kParseError, "has an inconsistent section table; rebuild it");
   }
 
@@ -350,6 +350,10 @@ std::shared_ptr<Engine::Impl> read_engine_file(std::shared_ptr<const platform::M
           off > h.weights_size || nbytes > h.weights_size - off) {
         r.fail("constant '" + v.name + "' lies outside the weights section");
       }
+      // Every constant starts on a 256-byte boundary (as written): kernels read it in place.
+      if (off % kAlign != 0)
+        r.fail("constant '" + v.name + "' starts at offset " + std::to_string(off) +
+               " of the weights section, not on a " + std::to_string(kAlign) + "-byte boundary");
       v.constant = Tensor::view(dt, s, weights + off, file);
     }
     g.add_value(std::move(v));

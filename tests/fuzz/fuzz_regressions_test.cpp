@@ -49,6 +49,24 @@ TEST(FuzzRegressions, EngineInputsAreRefusedOrRunNeverCrash) {
   }
 }
 
+TEST(FuzzRegressions, OnnxInputsAreRefusedOrBuiltNeverCrash) {
+  std::string dir = temp_dir("fuzz_regressions_onnx");
+  for (const std::string& path : inputs_of("onnx")) {
+    std::vector<uint8_t> b = bytes_of(path);
+    std::string file = dir + "/m.onnx";
+    std::ofstream(file, std::ios::binary)
+        .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+    try {
+      BuildConfig c;
+      c.default_max_batch = 2;
+      c.default_max_seq_len = 8;
+      Engine::build(Network::from_onnx(file), c);
+    } catch (const Error& e) {
+      SUCCEED() << path << ": " << e.what();
+    }
+  }
+}
+
 TEST(FuzzRegressions, JsonInputsAreRefusedOrParsed) {
   for (const std::string& path : inputs_of("json")) {
     std::vector<uint8_t> b = bytes_of(path);
