@@ -6,8 +6,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   gptrt::fuzz::init();
   try {
-    auto v = gptrt::json::parse(
-        std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.json");
+    auto v = gptrt::json::parse(std::string_view(reinterpret_cast<const char*>(data), size),
+                                "fuzz.json");
     if (v.is_object())
       for (const auto& [k, x] : v.items()) (void)gptrt::json::as_int64(x);
     (void)gptrt::json::quote(std::string_view(reinterpret_cast<const char*>(data), size));
