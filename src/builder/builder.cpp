@@ -20,19 +20,33 @@ bool is_index_preserving(const std::string& op) {
 
 }  // namespace
 
-InputAnalysis analyze_inputs(const ir::Graph& g) {
-  InputAnalysis a;
-  // Which graph input (if any) each value is a pure re-indexing of.
-  std::vector<int> origin(g.values.size(), -1);
-  for (int id : g.inputs) {
-    DType dt = g.values[static_cast<size_t>(id)].dtype;
-    if (dt == DType::kInt64 || dt == DType::kInt32) origin[static_cast<size_t>(id)] = id;
-  }
-  std::vector<int64_t> unindexed_tables;
+bool is_past_length(const ir::Value& v, size_t d) {
+  // A past key or value: [batch, heads, past length, head size] of floats (with-past exports).
+  bool floating =
+      v.dtype == DType::kFloat32 || v.dtype == DType::kFloat16 || v.dtype == DType::kBFloat16;
+  return floating && d == 2 && v.shape.rank_known && v.shape.dims.size() == 4 &&
+         !v.shape.dims[2].is_known();
+}
+
+namespace {
+
+// Records the tables that graph inputs index; `origin` names, per value, the graph input it is a
+// pure re-indexing of ("" if none). Follows values into If branches.
+void find_lookups(const ir::Graph& g, std::vector<std::string> origin, InputAnalysis& a,
+                  std::vector<int64_t>& unindexed_tables) {
   for (const ir::Node& n : g.nodes) {
     if (is_index_preserving(n.op_type) && !n.inputs.empty() && n.inputs[0] >= 0 &&
         !n.outputs.empty() && n.outputs[0] >= 0) {
       origin[static_cast<size_t>(n.outputs[0])] = origin[static_cast<size_t>(n.inputs[0])];
+    }
+    for (const char* attr : {"then_branch", "else_branch"}) {
+      const ir::Graph* b = n.op_type == "If" ? n.attr_graph(attr) : nullptr;
+      if (!b || b->inputs.size() + 1 != n.inputs.size()) continue;
+      std::vector<std::string> inner(b->values.size());
+      for (size_t i = 0; i < b->inputs.size(); ++i)
+        if (n.inputs[i + 1] >= 0)
+          inner[static_cast<size_t>(b->inputs[i])] = origin[static_cast<size_t>(n.inputs[i + 1])];
+      find_lookups(*b, inner, a, unindexed_tables);
     }
     if (n.op_type != "Gather" || n.inputs.size() < 2 || n.inputs[0] < 0 || n.inputs[1] < 0)
       continue;
@@ -44,9 +58,8 @@ InputAnalysis analyze_inputs(const ir::Graph& g) {
                   n.describe() + " looks up rows of '" + table.name + "', which has shape " +
                       shape_str(table.constant.shape()) +
                       ": no rows, so no id is valid; the model file is corrupt or incomplete");
-    int src = origin[static_cast<size_t>(n.inputs[1])];
-    if (src >= 0) {
-      const std::string& name = g.values[static_cast<size_t>(src)].name;
+    const std::string& name = origin[static_cast<size_t>(n.inputs[1])];
+    if (!name.empty()) {
       auto it = a.index_limits.find(name);
       a.index_limits[name] = it == a.index_limits.end() ? rows : std::min(it->second, rows);
       if (name.find("position") != std::string::npos) a.n_positions = rows;
@@ -54,6 +67,21 @@ InputAnalysis analyze_inputs(const ir::Graph& g) {
       unindexed_tables.push_back(rows);
     }
   }
+}
+
+}  // namespace
+
+InputAnalysis analyze_inputs(const ir::Graph& g) {
+  InputAnalysis a;
+  // Which graph input (if any) each value is a pure re-indexing of.
+  std::vector<std::string> origin(g.values.size());
+  for (int id : g.inputs) {
+    DType dt = g.values[static_cast<size_t>(id)].dtype;
+    if (dt == DType::kInt64 || dt == DType::kInt32)
+      origin[static_cast<size_t>(id)] = g.values[static_cast<size_t>(id)].name;
+  }
+  std::vector<int64_t> unindexed_tables;
+  find_lookups(g, origin, a, unindexed_tables);
   if (a.n_positions == 0 && !unindexed_tables.empty()) a.n_positions = unindexed_tables.front();
   // An integer attention mask holds 1 (a token) or 0 (padding): other values are refused at run
   // time like ids outside the vocabulary, not read as 1.
@@ -91,6 +119,17 @@ OptimizationProfile default_profile(const ir::Graph& g, int64_t max_batch, int64
                   "'; state it with --maxSeqLen=N or give --minShapes/--optShapes/--maxShapes");
         }
         r.min.push_back(1);
+        r.opt.push_back(std::min<int64_t>(max_seq, 128));
+        r.max.push_back(max_seq);
+      } else if (is_past_length(v, d)) {
+        if (max_seq <= 0)
+          throw Error(ErrorCode::kInvalidArgument,
+                      "cannot tell the model's maximum sequence length (no position table found) "
+                      "for the past length of input '" +
+                          v.name +
+                          "'; state it with --maxSeqLen=N or give "
+                          "--minShapes/--optShapes/--maxShapes");
+        r.min.push_back(0);  // the first step has no past
         r.opt.push_back(std::min<int64_t>(max_seq, 128));
         r.max.push_back(max_seq);
       } else {

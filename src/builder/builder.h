@@ -21,7 +21,12 @@ struct InputAnalysis {
 /// Finds the embedding tables the graph inputs index (vocab size, n_positions).
 InputAnalysis analyze_inputs(const ir::Graph& graph);
 
-/// The default profile: batch 1..max_batch, seq 1..max_seq for every [batch, seq] input.
+/// Whether dimension `d` of input `v` is a past length: dim 2 of a dynamic
+/// [batch, heads, past, head size] float input (a with-past export's past keys and values).
+bool is_past_length(const ir::Value& v, size_t d);
+
+/// The default profile: batch 1..max_batch, seq 1..max_seq for every [batch, seq] input, past
+/// length 0..max_seq for every past key and value.
 OptimizationProfile default_profile(const ir::Graph& graph, int64_t max_batch, int64_t max_seq);
 
 /// Checks a profile against the graph's inputs; throws gptrt::Error saying what to fix.

@@ -113,4 +113,17 @@ Attribute string_attr(const std::string& v) {
   return a;
 }
 
+Attribute graph_attr(Graph g) {
+  Attribute a;
+  a.kind = Attribute::Kind::kGraph;
+  a.graph = std::make_shared<const Graph>(std::move(g));
+  return a;
+}
+
+const Graph* Node::attr_graph(const std::string& n) const {
+  auto it = attrs.find(n);
+  return it == attrs.end() || it->second.kind != Attribute::Kind::kGraph ? nullptr
+                                                                         : it->second.graph.get();
+}
+
 }  // namespace gptrt::ir

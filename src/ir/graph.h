@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -46,9 +47,12 @@ struct SymShape {
   std::string str() const;
 };
 
+class Graph;
+
 /// Attribute of a node; only the field matching `kind` is meaningful.
 struct Attribute {
-  enum class Kind { kFloat, kInt, kString, kTensor, kFloats, kInts, kStrings };
+  // kGraph is last: engine files store the kind as a number.
+  enum class Kind { kFloat, kInt, kString, kTensor, kFloats, kInts, kStrings, kGraph };
   Kind kind = Kind::kInt;
   float f = 0;
   int64_t i = 0;
@@ -57,6 +61,9 @@ struct Attribute {
   std::vector<float> floats;
   std::vector<int64_t> ints;
   std::vector<std::string> strings;
+  // A subgraph (If's branches). Its inputs are the outer values it reads, which its node lists
+  // as inputs after its own: every subgraph is closed, with no reference to an outer scope.
+  std::shared_ptr<const Graph> graph;
 };
 
 /// An int attribute made for a node.
@@ -67,6 +74,8 @@ Attribute float_attr(float v);
 Attribute ints_attr(std::vector<int64_t> v);
 /// A string attribute made for a node.
 Attribute string_attr(const std::string& v);
+/// A graph attribute made for a node.
+Attribute graph_attr(Graph g);
 
 /// A tensor flowing through the graph.
 struct Value {
@@ -92,6 +101,7 @@ struct Node {
   float attr_float(const std::string& n, float fallback) const;
   std::string attr_string(const std::string& n, const std::string& fallback) const;
   std::vector<int64_t> attr_ints(const std::string& n) const;  // empty if absent
+  const Graph* attr_graph(const std::string& n) const;         // null if absent
   /// "node '/h.0/Add' (Add)" for messages.
   std::string describe() const;
 };

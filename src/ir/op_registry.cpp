@@ -103,6 +103,7 @@ const std::unordered_map<std::string, OpEntry>& registry() {
       {"Dropout", {13, infer_dropout}},
       {"Clip", {13, unary}},
       {"Where", {13, infer_where}},
+      {"If", {13, infer_if}},
       {"Cast",
        {13,
         [](Graph& g, const Node& n) {
@@ -268,6 +269,7 @@ const std::unordered_map<std::string, Arity>& arities() {
     t["Dropout"] = {1, 3, 1, 2};
     t["Clip"] = {1, 3, 1, 1};
     t["Where"] = {3, 3, 1, 1};
+    t["If"] = {1, kMany, 1, kMany};  // condition, then the outer values its branches read
     t["Range"] = {3, 3, 1, 1};
     t["Split"] = {1, 2, 1, kMany};
     t["Slice"] = {3, 5, 1, 1};

@@ -1,5 +1,8 @@
 #include "onnx/importer.h"
 
+#include <algorithm>
+#include <functional>
+#include <map>
 #include <set>
 
 #include "gptrt/error.h"
@@ -65,15 +68,176 @@ ir::Attribute convert_attribute(const std::string& file, const NodeData& node,
       r.kind = ir::Attribute::Kind::kStrings;
       r.strings = a.strings;
       break;
-    case T::kGraph:
+    case T::kGraph:  // If's branches: converted by convert_body
     case T::kGraphs:
       throw Error(ErrorCode::kUnsupported,
-                  where + " holds a subgraph; control flow (If/Loop/Scan) is not supported");
+                  where + " holds a subgraph; of the control-flow ops gptrt runs If only (not " +
+                      "Loop or Scan)");
     default:
       throw Error(ErrorCode::kParseError, where + " has unknown attribute type " +
                                               std::to_string(static_cast<int>(a.type)));
   }
   return r;
+}
+
+// Every node gptrt cannot run, in `gd` and its subgraphs, with advice that fits the reason.
+void collect_unsupported(const GraphData& gd, int64_t opset, std::vector<std::string>& unsupported,
+                         std::set<std::string>& domains, bool& too_old) {
+  for (const NodeData& n : gd.nodes) {
+    std::string why;
+    if (!ir::op_supported(n.op_type, n.domain, opset, &why)) {
+      const bool foreign = !n.domain.empty() && n.domain != "ai.onnx";
+      if (foreign) domains.insert(n.domain);
+      too_old = too_old || why.find("needs opset") != std::string::npos;
+      unsupported.push_back(
+          "node '" + n.name + "' (op " +
+          (foreign ? n.domain + "." + n.op_type : n.op_type + ", opset " + std::to_string(opset)) +
+          "): " + why);
+    }
+    for (const AttributeData& a : n.attributes)
+      if (a.graph) collect_unsupported(*a.graph, opset, unsupported, domains, too_old);
+  }
+}
+
+void add_initializers(const GraphData& gd, ir::Graph& g) {
+  for (const TensorData& t : gd.initializers) {
+    ir::Value v;
+    v.name = t.name;
+    v.dtype = t.value.dtype();
+    v.shape = ir::SymShape::from(t.value.shape());
+    v.constant = t.value;
+    v.is_weight = true;
+    g.add_value(std::move(v));
+  }
+}
+
+// Finds a name visible from a subgraph in its enclosing graphs: its value there, or null.
+using OuterScope = std::function<const ir::Value*(const std::string&)>;
+
+// The id of `name` in `g`. A name that only an enclosing graph defines becomes a constant of `g`
+// when it is an initializer there (a view of the same data), else a new input of `g` (its node
+// passes the outer value in: every subgraph is closed). -1 when undefined.
+int resolve(ir::Graph& g, const std::string& name, const OuterScope* outer,
+            std::vector<std::string>* captures) {
+  int id = g.find(name);
+  if (id >= 0 || !outer) return id;
+  const ir::Value* ov = (*outer)(name);
+  if (!ov) return -1;
+  if (ov->is_constant()) return g.add_constant(name, ov->constant, ov->is_weight);
+  ir::Value v;
+  v.name = name;
+  id = g.add_value(std::move(v));
+  g.inputs.push_back(id);
+  captures->push_back(name);
+  return id;
+}
+
+void convert_body(const std::string& path, const GraphData& gd, ir::Graph& g,
+                  const OuterScope* outer, std::vector<std::string>* captures);
+
+// An If's branch as a closed graph; `captures` receives the outer names it reads.
+ir::Graph convert_branch(const std::string& path, const NodeData& n, const AttributeData& a,
+                         ir::Graph& g, const OuterScope* outer,
+                         std::vector<std::string>* outer_captures,
+                         std::vector<std::string>* captures) {
+  if (!a.graph->inputs.empty())
+    throw Error(ErrorCode::kParseError, "'" + path + "': node '" + n.name + "' (If) branch '" +
+                                            a.name + "' declares inputs; If branches take none");
+  ir::Graph b;
+  b.opset = g.opset;
+  b.ir_version = g.ir_version;
+  b.source = path;
+  OuterScope visible = [&](const std::string& name) -> const ir::Value* {
+    int id = resolve(g, name, outer, outer_captures);
+    return id < 0 ? nullptr : &g.values[static_cast<size_t>(id)];
+  };
+  convert_body(path, *a.graph, b, &visible, captures);
+  for (const ValueInfoData& o : a.graph->outputs) {
+    int id = resolve(b, o.name, &visible, captures);
+    if (id < 0)
+      throw Error(ErrorCode::kParseError, "'" + path + "': output '" + o.name + "' of branch '" +
+                                              a.name + "' of node '" + n.name +
+                                              "' (If) is produced by no node");
+    b.outputs.push_back(id);
+  }
+  return b;
+}
+
+// If: both branches closed over the union of what they read, in one order; the node's inputs
+// are its condition, then those outer values.
+void convert_if(const std::string& path, const NodeData& n, ir::Node& node, ir::Graph& g,
+                const OuterScope* outer, std::vector<std::string>* outer_captures) {
+  std::map<std::string, ir::Graph> branches;
+  std::vector<std::string> all;
+  for (const AttributeData& a : n.attributes) {
+    if (a.type != AttributeData::Type::kGraph || !a.graph ||
+        (a.name != "then_branch" && a.name != "else_branch"))
+      throw Error(ErrorCode::kParseError, "'" + path + "': node '" + n.name +
+                                              "' (If) has attribute '" + a.name +
+                                              "'; If has the graphs then_branch and else_branch");
+    std::vector<std::string> caps;
+    branches[a.name] = convert_branch(path, n, a, g, outer, outer_captures, &caps);
+    for (const std::string& c : caps)
+      if (std::find(all.begin(), all.end(), c) == all.end()) all.push_back(c);
+  }
+  if (branches.size() != 2)
+    throw Error(ErrorCode::kParseError,
+                "'" + path + "': node '" + n.name + "' (If) lacks then_branch or else_branch");
+  for (auto& [name, b] : branches) {
+    std::vector<int> inputs;
+    for (const std::string& c : all) {
+      int id = b.find(c);
+      if (id < 0) {  // read by the other branch only
+        ir::Value v;
+        v.name = c;
+        id = b.add_value(std::move(v));
+      }
+      inputs.push_back(id);
+    }
+    b.inputs = inputs;
+    node.attrs[name] = ir::graph_attr(std::move(b));
+  }
+  for (const std::string& c : all) node.inputs.push_back(resolve(g, c, outer, outer_captures));
+}
+
+void convert_body(const std::string& path, const GraphData& gd, ir::Graph& g,
+                  const OuterScope* outer, std::vector<std::string>* captures) {
+  if (outer) add_initializers(gd, g);  // the main graph's come before its inputs
+  for (const NodeData& n : gd.nodes) {
+    ir::Node node;
+    node.name = n.name;
+    node.op_type = n.op_type;
+    node.domain = n.domain == "ai.onnx" ? "" : n.domain;
+    bool is_if = node.domain.empty() && n.op_type == "If";
+    if (!is_if)
+      for (const AttributeData& a : n.attributes)
+        node.attrs[a.name] = convert_attribute(path, n, a);
+    for (const std::string& name : n.inputs) {
+      if (name.empty()) {
+        node.inputs.push_back(-1);
+        continue;
+      }
+      int id = resolve(g, name, outer, captures);
+      if (id < 0) {
+        throw Error(ErrorCode::kParseError, "'" + path + "': " + node.describe() + " reads '" +
+                                                name +
+                                                "', which no earlier node, input or initializer "
+                                                "defines (is the graph topologically sorted?)");
+      }
+      node.inputs.push_back(id);
+    }
+    if (is_if) convert_if(path, n, node, g, outer, captures);
+    for (const std::string& name : n.outputs) {
+      if (name.empty()) {
+        node.outputs.push_back(-1);
+        continue;
+      }
+      ir::Value v;
+      v.name = name;
+      node.outputs.push_back(g.add_value(std::move(v)));
+    }
+    g.nodes.push_back(std::move(node));
+  }
 }
 
 }  // namespace
@@ -112,18 +276,7 @@ ImportedModel import_onnx(const std::string& path) {
   std::vector<std::string> unsupported;
   std::set<std::string> domains;
   bool too_old = false;
-  for (const NodeData& n : m.graph.nodes) {
-    std::string why;
-    if (!ir::op_supported(n.op_type, n.domain, g.opset, &why)) {
-      const bool foreign = !n.domain.empty() && n.domain != "ai.onnx";
-      if (foreign) domains.insert(n.domain);
-      too_old = too_old || why.find("needs opset") != std::string::npos;
-      unsupported.push_back("node '" + n.name + "' (op " +
-                            (foreign ? n.domain + "." + n.op_type
-                                     : n.op_type + ", opset " + std::to_string(g.opset)) +
-                            "): " + why);
-    }
-  }
+  collect_unsupported(m.graph, g.opset, unsupported, domains, too_old);
   if (!unsupported.empty()) {
     std::string msg =
         "'" + path + "' uses " + std::to_string(unsupported.size()) + " node(s) gptrt cannot run:";
@@ -146,15 +299,7 @@ ImportedModel import_onnx(const std::string& path) {
     throw Error(ErrorCode::kUnsupported, msg);
   }
 
-  for (const TensorData& t : m.graph.initializers) {
-    ir::Value v;
-    v.name = t.name;
-    v.dtype = t.value.dtype();
-    v.shape = ir::SymShape::from(t.value.shape());
-    v.constant = t.value;
-    v.is_weight = true;
-    g.add_value(std::move(v));
-  }
+  add_initializers(m.graph, g);
   for (const ValueInfoData& in : m.graph.inputs) {
     if (g.find(in.name) >= 0) continue;  // an initializer listed as an input (old exporters)
     if (!in.is_tensor || !dtype_is_known(in.elem_type)) {
@@ -174,37 +319,7 @@ ImportedModel import_onnx(const std::string& path) {
     v.shape = shape_of(in);
     g.inputs.push_back(g.add_value(std::move(v)));
   }
-  for (const NodeData& n : m.graph.nodes) {
-    ir::Node node;
-    node.name = n.name;
-    node.op_type = n.op_type;
-    node.domain = n.domain == "ai.onnx" ? "" : n.domain;
-    for (const AttributeData& a : n.attributes) node.attrs[a.name] = convert_attribute(path, n, a);
-    for (const std::string& name : n.inputs) {
-      if (name.empty()) {
-        node.inputs.push_back(-1);
-        continue;
-      }
-      int id = g.find(name);
-      if (id < 0) {
-        throw Error(ErrorCode::kParseError, "'" + path + "': " + node.describe() + " reads '" +
-                                                name +
-                                                "', which no earlier node, input or initializer "
-                                                "defines (is the graph topologically sorted?)");
-      }
-      node.inputs.push_back(id);
-    }
-    for (const std::string& name : n.outputs) {
-      if (name.empty()) {
-        node.outputs.push_back(-1);
-        continue;
-      }
-      ir::Value v;
-      v.name = name;
-      node.outputs.push_back(g.add_value(std::move(v)));
-    }
-    g.nodes.push_back(std::move(node));
-  }
+  convert_body(path, m.graph, g, nullptr, nullptr);
   for (const ValueInfoData& o : m.graph.outputs) {
     int id = g.find(o.name);
     if (id < 0)

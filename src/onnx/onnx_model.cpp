@@ -351,7 +351,8 @@ AttributeData read_attribute(Ctx& ctx, WireReader r, int depth) {
         break;
       case 6:
         if (depth >= kMaxDepth) r.fail_field(f, "graphs nested too deeply");
-        read_graph(ctx, sub(r, f, "subgraph of attribute '" + a.name + "'"), depth + 1);
+        a.graph = std::make_shared<const GraphData>(
+            read_graph(ctx, sub(r, f, "subgraph of attribute '" + a.name + "'"), depth + 1));
         break;
       case 7:
         read_floats(r, f, a.floats);

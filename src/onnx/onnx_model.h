@@ -20,6 +20,8 @@ struct TensorData {
   bool external = false;  // payload came from an external data file
 };
 
+struct GraphData;
+
 /// AttributeProto.
 struct AttributeData {
   enum class Type {
@@ -44,6 +46,7 @@ struct AttributeData {
   std::vector<float> floats;
   std::vector<int64_t> ints;
   std::vector<std::string> strings;
+  std::shared_ptr<const GraphData> graph;  // a GRAPH attribute's subgraph (If's branches)
   std::string ref_attr_name;
 };
 

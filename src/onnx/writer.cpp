@@ -112,6 +112,10 @@ Message attribute(const std::string& name, const ir::Attribute& a) {
       for (const std::string& s : a.strings) m.string_field(9, s);
       m.varint_field(20, 8);
       break;
+    case K::kGraph:  // the graphs gptrt writes (Hugging Face imports) have no control flow
+      throw Error(ErrorCode::kUnsupported, "attribute '" + name +
+                                               "' holds a subgraph; the ONNX writer writes "
+                                               "graphs without control flow only");
   }
   return m;
 }

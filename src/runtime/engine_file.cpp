@@ -84,6 +84,96 @@ Tensor read_tensor_inline(ByteReader& r) {
   return t;
 }
 
+void write_dims(ByteWriter& w, const ir::SymShape& s) {
+  w.u8(s.rank_known ? 1 : 0);
+  w.u64(s.dims.size());
+  for (const ir::Dim& d : s.dims) {
+    w.i64(d.value);
+    w.str(d.symbol);
+  }
+}
+
+void write_graph(ByteWriter& w, const ir::Graph& g, std::vector<std::pair<int, size_t>>* weights);
+
+void write_attribute(ByteWriter& w, const ir::Attribute& a) {
+  w.u32(static_cast<uint32_t>(a.kind));
+  switch (a.kind) {
+    case ir::Attribute::Kind::kFloat:
+      w.f32(a.f);
+      break;
+    case ir::Attribute::Kind::kInt:
+      w.i64(a.i);
+      break;
+    case ir::Attribute::Kind::kString:
+      w.str(a.s);
+      break;
+    case ir::Attribute::Kind::kTensor:
+      write_tensor_inline(w, a.t);
+      break;
+    case ir::Attribute::Kind::kFloats:
+      w.u64(a.floats.size());
+      for (float f : a.floats) w.f32(f);
+      break;
+    case ir::Attribute::Kind::kInts:
+      write_shape(w, a.ints);
+      break;
+    case ir::Attribute::Kind::kStrings:
+      w.u64(a.strings.size());
+      for (const std::string& s : a.strings) w.str(s);
+      break;
+    case ir::Attribute::Kind::kGraph:
+      write_graph(w, *a.graph, nullptr);
+      break;
+  }
+}
+
+// Values, inputs, outputs and nodes. The main graph's constants refer to the weights section
+// (offsets collected in `weights`); a subgraph's (weights == null) are written inline.
+void write_graph(ByteWriter& w, const ir::Graph& g, std::vector<std::pair<int, size_t>>* weights) {
+  w.u64(g.values.size());
+  size_t offset = 0;
+  for (size_t i = 0; i < g.values.size(); ++i) {
+    const ir::Value& v = g.values[i];
+    w.str(v.name);
+    w.u32(static_cast<uint32_t>(v.dtype));
+    write_dims(w, v.shape);
+    w.u8(v.is_weight ? 1 : 0);
+    if (!v.is_constant()) {
+      w.u8(0);
+    } else if (!weights) {
+      w.u8(2);
+      write_tensor_inline(w, v.constant);
+    } else {
+      w.u8(1);
+      w.u32(static_cast<uint32_t>(v.constant.dtype()));
+      write_shape(w, v.constant.shape());
+      w.u64(offset);
+      w.u64(v.constant.nbytes());
+      weights->push_back({static_cast<int>(i), offset});
+      offset = align_up(offset + v.constant.nbytes());
+    }
+  }
+  auto write_ids = [&](const std::vector<int>& ids) {
+    w.u64(ids.size());
+    for (int id : ids) w.i64(id);
+  };
+  write_ids(g.inputs);
+  write_ids(g.outputs);
+  w.u64(g.nodes.size());
+  for (const ir::Node& n : g.nodes) {
+    w.str(n.name);
+    w.str(n.op_type);
+    w.str(n.domain);
+    write_ids(n.inputs);
+    write_ids(n.outputs);
+    w.u64(n.attrs.size());
+    for (const auto& [name, a] : n.attrs) {
+      w.str(name);
+      write_attribute(w, a);
+    }
+  }
+}
+
 void write_meta(ByteWriter& w, const Engine::Impl& e,
                 std::vector<std::pair<int, size_t>>& weights) {
   const EngineInfo& info = e.info;
@@ -111,75 +201,123 @@ void write_meta(ByteWriter& w, const Engine::Impl& e,
   w.u64(info.model.notices.size());
   for (const std::string& s : info.model.notices) w.str(s);
 
-  // Values; constants refer to the weights section by index.
-  w.u64(g.values.size());
-  size_t offset = 0;
-  for (size_t i = 0; i < g.values.size(); ++i) {
-    const ir::Value& v = g.values[i];
-    w.str(v.name);
-    w.u32(static_cast<uint32_t>(v.dtype));
-    w.u8(v.shape.rank_known ? 1 : 0);
-    w.u64(v.shape.dims.size());
-    for (const ir::Dim& d : v.shape.dims) {
-      w.i64(d.value);
-      w.str(d.symbol);
+  write_graph(w, g, &weights);
+}
+
+// Subgraphs (If's branches) nest at most this deep in an engine file.
+constexpr int kMaxGraphDepth = 8;
+
+void read_graph(ByteReader& r, ir::Graph& g, const uint8_t* weights, uint64_t weights_size,
+                const std::shared_ptr<const platform::MappedFile>& file, int depth);
+
+ir::Attribute read_attribute(ByteReader& r, int depth) {
+  ir::Attribute a;
+  uint32_t kind = r.u32();
+  if (kind > static_cast<uint32_t>(ir::Attribute::Kind::kGraph)) r.fail("unknown attribute kind");
+  a.kind = static_cast<ir::Attribute::Kind>(kind);
+  switch (a.kind) {
+    case ir::Attribute::Kind::kFloat:
+      a.f = r.f32();
+      break;
+    case ir::Attribute::Kind::kInt:
+      a.i = r.i64();
+      break;
+    case ir::Attribute::Kind::kString:
+      a.s = r.str();
+      break;
+    case ir::Attribute::Kind::kTensor:
+      a.t = read_tensor_inline(r);
+      break;
+    case ir::Attribute::Kind::kFloats: {
+      uint64_t c = r.count(4);
+      for (uint64_t j = 0; j < c; ++j) a.floats.push_back(r.f32());
+      break;
     }
-    w.u8(v.is_weight ? 1 : 0);
-    if (v.is_constant()) {
-      w.u8(1);
-      w.u32(static_cast<uint32_t>(v.constant.dtype()));
-      write_shape(w, v.constant.shape());
-      w.u64(offset);
-      w.u64(v.constant.nbytes());
-      weights.push_back({static_cast<int>(i), offset});
-      offset = align_up(offset + v.constant.nbytes());
-    } else {
-      w.u8(0);
+    case ir::Attribute::Kind::kInts:
+      a.ints = read_shape(r);
+      break;
+    case ir::Attribute::Kind::kStrings: {
+      uint64_t c = r.count(8);
+      for (uint64_t j = 0; j < c; ++j) a.strings.push_back(r.str());
+      break;
+    }
+    case ir::Attribute::Kind::kGraph: {
+      if (depth >= kMaxGraphDepth) r.fail("subgraphs nested too deeply");
+      ir::Graph sub;
+      read_graph(r, sub, nullptr, 0, nullptr, depth + 1);
+      a.graph = std::make_shared<const ir::Graph>(std::move(sub));
+      break;
     }
   }
-  auto write_ids = [&](const std::vector<int>& ids) {
-    w.u64(ids.size());
-    for (int id : ids) w.i64(id);
-  };
-  write_ids(g.inputs);
-  write_ids(g.outputs);
-  w.u64(g.nodes.size());
-  for (const ir::Node& n : g.nodes) {
-    w.str(n.name);
-    w.str(n.op_type);
-    w.str(n.domain);
-    write_ids(n.inputs);
-    write_ids(n.outputs);
-    w.u64(n.attrs.size());
-    for (const auto& [name, a] : n.attrs) {
-      w.str(name);
-      w.u32(static_cast<uint32_t>(a.kind));
-      switch (a.kind) {
-        case ir::Attribute::Kind::kFloat:
-          w.f32(a.f);
-          break;
-        case ir::Attribute::Kind::kInt:
-          w.i64(a.i);
-          break;
-        case ir::Attribute::Kind::kString:
-          w.str(a.s);
-          break;
-        case ir::Attribute::Kind::kTensor:
-          write_tensor_inline(w, a.t);
-          break;
-        case ir::Attribute::Kind::kFloats:
-          w.u64(a.floats.size());
-          for (float f : a.floats) w.f32(f);
-          break;
-        case ir::Attribute::Kind::kInts:
-          write_shape(w, a.ints);
-          break;
-        case ir::Attribute::Kind::kStrings:
-          w.u64(a.strings.size());
-          for (const std::string& s : a.strings) w.str(s);
-          break;
-      }
+  return a;
+}
+
+void read_graph(ByteReader& r, ir::Graph& g, const uint8_t* weights, uint64_t weights_size,
+                const std::shared_ptr<const platform::MappedFile>& file, int depth) {
+  uint64_t n_values = r.count(8);
+  for (uint64_t i = 0; i < n_values; ++i) {
+    ir::Value v;
+    v.name = r.str();
+    v.dtype = static_cast<DType>(r.u32());
+    v.shape.rank_known = r.u8() != 0;
+    uint64_t nd = r.count(16);
+    for (uint64_t d = 0; d < nd; ++d) {
+      ir::Dim dim;
+      dim.value = r.i64();
+      dim.symbol = r.str();
+      v.shape.dims.push_back(dim);
     }
+    v.is_weight = r.u8() != 0;
+    uint8_t stored = r.u8();
+    if (stored == 2 && !weights) {
+      v.constant = read_tensor_inline(r);
+    } else if (stored == 1 && weights) {
+      auto dt_raw = static_cast<int32_t>(r.u32());
+      if (!dtype_is_known(dt_raw)) r.fail("constant '" + v.name + "' has an unknown dtype");
+      DType dt = static_cast<DType>(dt_raw);
+      Shape s = read_shape(r);
+      for (int64_t d : s)
+        if (d < 0) r.fail("constant '" + v.name + "' has a negative dimension");
+      uint64_t off = r.u64(), nbytes = r.u64();
+      if (nbytes != static_cast<uint64_t>(checked::bytes(s, dt, "constant '" + v.name + "'")) ||
+          off > weights_size || nbytes > weights_size - off) {
+        r.fail("constant '" + v.name + "' lies outside the weights section");
+      }
+      // Every constant starts on a 256-byte boundary (as written): kernels read it in place.
+      if (off % kAlign != 0)
+        r.fail("constant '" + v.name + "' starts at offset " + std::to_string(off) +
+               " of the weights section, not on a " + std::to_string(kAlign) + "-byte boundary");
+      v.constant = Tensor::view(dt, s, weights + off, file);
+    } else if (stored != 0) {
+      r.fail("value '" + v.name + "' has an invalid storage kind");
+    }
+    g.add_value(std::move(v));
+  }
+  auto read_ids = [&](std::vector<int>& ids, bool allow_missing) {
+    uint64_t n = r.count(8);
+    for (uint64_t i = 0; i < n; ++i) {
+      int64_t id = r.i64();
+      if (id >= static_cast<int64_t>(n_values) || id < (allow_missing ? -1 : 0))
+        r.fail("value id out of range");
+      ids.push_back(static_cast<int>(id));
+    }
+  };
+  read_ids(g.inputs, false);
+  read_ids(g.outputs, false);
+  uint64_t n_nodes = r.count(8);
+  for (uint64_t i = 0; i < n_nodes; ++i) {
+    ir::Node n;
+    n.name = r.str();
+    n.op_type = r.str();
+    n.domain = r.str();
+    read_ids(n.inputs, true);
+    read_ids(n.outputs, true);
+    uint64_t n_attrs = r.count(12);
+    for (uint64_t k = 0; k < n_attrs; ++k) {
+      std::string name = r.str();
+      n.attrs[name] = read_attribute(r, depth);
+    }
+    g.nodes.push_back(std::move(n));
   }
 }
 
@@ -323,99 +461,7 @@ std::shared_ptr<Engine::Impl> read_engine_file(std::shared_ptr<const platform::M
   uint64_t n_notices = r.count(8);
   for (uint64_t i = 0; i < n_notices; ++i) notices.push_back(r.str());
 
-  const uint8_t* weights = data + h.weights_offset;
-  uint64_t n_values = r.count(8);
-  for (uint64_t i = 0; i < n_values; ++i) {
-    ir::Value v;
-    v.name = r.str();
-    v.dtype = static_cast<DType>(r.u32());
-    v.shape.rank_known = r.u8() != 0;
-    uint64_t nd = r.count(16);
-    for (uint64_t d = 0; d < nd; ++d) {
-      ir::Dim dim;
-      dim.value = r.i64();
-      dim.symbol = r.str();
-      v.shape.dims.push_back(dim);
-    }
-    v.is_weight = r.u8() != 0;
-    if (r.u8()) {
-      auto dt_raw = static_cast<int32_t>(r.u32());
-      if (!dtype_is_known(dt_raw)) r.fail("constant '" + v.name + "' has an unknown dtype");
-      DType dt = static_cast<DType>(dt_raw);
-      Shape s = read_shape(r);
-      for (int64_t d : s)
-        if (d < 0) r.fail("constant '" + v.name + "' has a negative dimension");
-      uint64_t off = r.u64(), nbytes = r.u64();
-      if (nbytes != static_cast<uint64_t>(checked::bytes(s, dt, "constant '" + v.name + "'")) ||
-          off > h.weights_size || nbytes > h.weights_size - off) {
-        r.fail("constant '" + v.name + "' lies outside the weights section");
-      }
-      // Every constant starts on a 256-byte boundary (as written): kernels read it in place.
-      if (off % kAlign != 0)
-        r.fail("constant '" + v.name + "' starts at offset " + std::to_string(off) +
-               " of the weights section, not on a " + std::to_string(kAlign) + "-byte boundary");
-      v.constant = Tensor::view(dt, s, weights + off, file);
-    }
-    g.add_value(std::move(v));
-  }
-  auto read_ids = [&](std::vector<int>& ids, bool allow_missing) {
-    uint64_t n = r.count(8);
-    for (uint64_t i = 0; i < n; ++i) {
-      int64_t id = r.i64();
-      if (id >= static_cast<int64_t>(n_values) || id < (allow_missing ? -1 : 0))
-        r.fail("value id out of range");
-      ids.push_back(static_cast<int>(id));
-    }
-  };
-  read_ids(g.inputs, false);
-  read_ids(g.outputs, false);
-  uint64_t n_nodes = r.count(8);
-  for (uint64_t i = 0; i < n_nodes; ++i) {
-    ir::Node n;
-    n.name = r.str();
-    n.op_type = r.str();
-    n.domain = r.str();
-    read_ids(n.inputs, true);
-    read_ids(n.outputs, true);
-    uint64_t n_attrs = r.count(12);
-    for (uint64_t k = 0; k < n_attrs; ++k) {
-      std::string name = r.str();
-      ir::Attribute a;
-      uint32_t kind = r.u32();
-      if (kind > static_cast<uint32_t>(ir::Attribute::Kind::kStrings))
-        r.fail("unknown attribute kind");
-      a.kind = static_cast<ir::Attribute::Kind>(kind);
-      switch (a.kind) {
-        case ir::Attribute::Kind::kFloat:
-          a.f = r.f32();
-          break;
-        case ir::Attribute::Kind::kInt:
-          a.i = r.i64();
-          break;
-        case ir::Attribute::Kind::kString:
-          a.s = r.str();
-          break;
-        case ir::Attribute::Kind::kTensor:
-          a.t = read_tensor_inline(r);
-          break;
-        case ir::Attribute::Kind::kFloats: {
-          uint64_t c = r.count(4);
-          for (uint64_t j = 0; j < c; ++j) a.floats.push_back(r.f32());
-          break;
-        }
-        case ir::Attribute::Kind::kInts:
-          a.ints = read_shape(r);
-          break;
-        case ir::Attribute::Kind::kStrings: {
-          uint64_t c = r.count(8);
-          for (uint64_t j = 0; j < c; ++j) a.strings.push_back(r.str());
-          break;
-        }
-      }
-      n.attrs[name] = std::move(a);
-    }
-    g.nodes.push_back(std::move(n));
-  }
+  read_graph(r, g, data + h.weights_offset, h.weights_size, file, 0);
   if (!r.at_end()) r.fail("unexpected bytes after the node table");
   info.model = ir::describe_graph(g);
   info.model.notices = notices;

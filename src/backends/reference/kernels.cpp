@@ -26,6 +26,7 @@ const std::unordered_map<std::string, KernelFn>& kernels() {
     register_nn_ops(add_kernel);
     register_fused_ops(add_kernel);
     register_contrib_ops(add_kernel);
+    register_control_flow(add_kernel);
   });
   return table();
 }
@@ -57,7 +58,8 @@ Tensor narrow(const Tensor& t, DType to) {
 // Ops that take 16-bit floats as they are (they convert or only read shapes).
 bool native_16bit(const ir::Node& n) {
   return n.op_type == "Cast" || n.op_type == "CastLike" || n.op_type == "Shape" ||
-         n.op_type == "Size" || n.op_type == "ConstantOfShape" || n.op_type == "Constant";
+         n.op_type == "Size" || n.op_type == "ConstantOfShape" || n.op_type == "Constant" ||
+         n.op_type == "If";
 }
 
 }  // namespace

@@ -42,6 +42,7 @@ void register_tensor_ops(void (*add)(const char*, KernelFn));
 void register_nn_ops(void (*add)(const char*, KernelFn));
 void register_fused_ops(void (*add)(const char*, KernelFn));    // names "gptrt.<op>"
 void register_contrib_ops(void (*add)(const char*, KernelFn));  // names "com.microsoft.<op>"
+void register_control_flow(void (*add)(const char*, KernelFn));
 
 /// Calls f(T{}) with the C++ type of `dt` (bool for kBool).
 template <typename F>
