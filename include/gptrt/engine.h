@@ -102,6 +102,10 @@ struct BuildConfig {
   std::string cpu_isa;  // cpu backend: "generic", "avx2", "avx512" or "avx512_bf16"; empty = best
   int64_t default_max_batch = 64;   // default profile: batch 1..this
   int64_t default_max_seq_len = 0;  // default profile: seq 1..this; 0 = the model's n_positions
+  // With-past and merged exports: keep the past inputs and present outputs (run them as the
+  // graph says); false builds the plain decoder (ids, mask -> logits; generation keeps its own
+  // KV cache), which needs the decoder recognised and a backend that fuses (cpu, cuda).
+  bool keep_past = true;
   std::function<void(const std::string&)> notice;  // receives one-line notices, may be empty
 };
 

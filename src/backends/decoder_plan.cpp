@@ -17,7 +17,11 @@ namespace {
 DecoderPlan find_decoder_plan(const ir::Graph& g, const std::string& head_op,
                               const std::function<bool(const ir::Node&)>& runs) {
   DecoderPlan p;
-  for (size_t i = 0; i < g.nodes.size(); ++i) {
+  size_t gates = 0;  // a merged decoder's CacheGates come first; a KV-cache decoder skips them
+  while (gates < g.nodes.size() && g.nodes[gates].domain == ir::kFusedDomain &&
+         g.nodes[gates].op_type == "CacheGate")
+    ++gates;
+  for (size_t i = gates; i < g.nodes.size(); ++i) {
     const ir::Node& n = g.nodes[i];
     if (!runs(n)) not_a_decoder("its plan runs " + n.describe() + " op by op");
     if (n.op_type == "Embedding") {
@@ -36,8 +40,8 @@ DecoderPlan find_decoder_plan(const ir::Graph& g, const std::string& head_op,
   if (g.nodes.empty() || g.outputs.empty())
     not_a_decoder("the plan is not embedding, decoder layers and an LM head");
   const ir::Node& last = g.nodes.back();
-  if (p.embed != 0 || p.layers == 0 || last.op_type != head_op || last.outputs.empty() ||
-      last.outputs[0] != g.outputs[0])
+  if (p.embed != static_cast<int>(gates) || p.layers == 0 || last.op_type != head_op ||
+      last.outputs.empty() || last.outputs[0] != g.outputs[0])
     not_a_decoder("the plan is not embedding, decoder layers and an LM head");
   p.head = static_cast<int>(g.nodes.size()) - 1;
   const ir::SymShape& out = g.values[static_cast<size_t>(g.outputs[0])].shape;

@@ -1,5 +1,6 @@
 #include "builder/builder.h"
 
+#include <algorithm>
 #include <set>
 
 #include "backends/backend.h"
@@ -130,7 +131,7 @@ OptimizationProfile default_profile(const ir::Graph& g, int64_t max_batch, int64
                           "'; state it with --maxSeqLen=N or give "
                           "--minShapes/--optShapes/--maxShapes");
         r.min.push_back(0);  // the first step has no past
-        r.opt.push_back(std::min<int64_t>(max_seq, 128));
+        r.opt.push_back(0);  // opt shapes stay consistent: mask length = past + sequence
         r.max.push_back(max_seq);
       } else {
         throw Error(ErrorCode::kInvalidArgument,
@@ -144,11 +145,39 @@ OptimizationProfile default_profile(const ir::Graph& g, int64_t max_batch, int64
   return p;
 }
 
-passes::DecoderInfo fuse(ir::Graph& g, const std::function<void(const std::string&)>& notice) {
+// Profiles and index limits keep only the inputs the plan still has (a with-past export built
+// as the plain decoder drops its past inputs and use-cache flag).
+void prune_dropped_inputs(const ir::Graph& g, EngineInfo& info) {
+  auto kept = [&](const std::string& name) {
+    int id = g.find(name);
+    return id >= 0 && std::find(g.inputs.begin(), g.inputs.end(), id) != g.inputs.end();
+  };
+  for (OptimizationProfile& p : info.profiles) {
+    std::vector<std::pair<std::string, ShapeRange>> inputs;
+    for (const auto& [name, r] : p.inputs)
+      if (kept(name)) inputs.emplace_back(name, r);
+    p.inputs = inputs;
+  }
+  for (auto it = info.index_limits.begin(); it != info.index_limits.end();)
+    it = kept(it->first) ? std::next(it) : info.index_limits.erase(it);
+}
+
+passes::DecoderInfo fuse(ir::Graph& g, const std::function<void(const std::string&)>& notice,
+                         bool keep_past) {
+  // A merged decoder is recognised in its with-cache branch and checked against the If.
+  ir::Graph merged;
+  if (std::any_of(g.nodes.begin(), g.nodes.end(),
+                  [](const ir::Node& n) { return n.op_type == "If"; }))
+    merged = g;
+  const bool inlined = !merged.nodes.empty() && !passes::inline_cache_branch(g).empty();
   int norms = passes::fuse_layer_norm(g);
   int linears = passes::fuse_linear(g);
   passes::eliminate_dead_code(g);
-  passes::DecoderInfo decoder = passes::fuse_decoder(g);
+  passes::DecoderInfo decoder = passes::fuse_decoder(g, keep_past, inlined ? &merged : nullptr);
+  if (!decoder.recognised && inlined) {
+    g = std::move(merged);
+    norms = linears = 0;
+  }
   passes::eliminate_dead_code(g);
   int prologues = passes::mark_layer_norm_prologues(g);
   int projections = passes::mark_attention_projections(g);
@@ -207,6 +236,7 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
     check_profile(g, info.profiles[i], i, analysis.n_positions);
 
   int folded = passes::fold_constants(g);
+  if (passes::inline_constant_ifs(g) > 0) folded += passes::fold_constants(g);
   int removed = passes::eliminate_dead_code(g);
   notice("passes: folded " + std::to_string(folded) + " nodes, removed " + std::to_string(removed) +
          " dead nodes");
@@ -231,14 +261,26 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
   std::string blocker;
   if (backend.wants_fused_plan()) {
     ir::Graph unfused = concrete ? g : ir::Graph{};
-    passes::DecoderInfo decoder = fuse(g, notice);
+    passes::DecoderInfo decoder = fuse(g, notice, config.keep_past);
     if (!decoder.recognised && concrete) {
       g = std::move(unfused);
-      if (specialize()) decoder = fuse(g, notice);
+      if (specialize()) decoder = fuse(g, notice, config.keep_past);
     }
     info.model.notices.push_back(decoder.summary());
     blocker = decoder.recognised ? "" : decoder.blocker;
+    if (!config.keep_past && !decoder.recognised)
+      throw Error(ErrorCode::kUnsupported,
+                  "the plain decoder (--noPast, and what generation builds) needs the GPT-2 "
+                  "decoder recognised, and it was not: " +
+                      decoder.blocker +
+                      "; `gptrt run`/`exec` without --noPast run the graph as it is");
+    if (!config.keep_past) prune_dropped_inputs(g, info);
   } else {
+    if (!config.keep_past)
+      throw Error(ErrorCode::kUnsupported,
+                  std::string("--noPast needs the fused decoder, which the ") + backend.name() +
+                      " backend does not build (it runs the graph as it is); use --backend=cpu "
+                      "or --backend=cuda");
     specialize();
   }
   backend.lower(g, info, blocker, notice);

@@ -34,9 +34,12 @@ void validate_profile(const ir::Graph& graph, const OptimizationProfile& profile
                       int64_t n_positions);
 
 /// The fusion passes on a folded graph: LayerNorm and Linear fusion, then the GPT-2 decoder
-/// (passes::fuse_decoder). A graph that is not recognised keeps its fused LayerNorms and linear
-/// layers and runs op by op; `notice` gets one line saying what blocked the rest.
-passes::DecoderInfo fuse(ir::Graph& graph, const std::function<void(const std::string&)>& notice);
+/// (passes::fuse_decoder; a merged decoder's If inlined first, and kept if the decoder is not
+/// recognised). A graph that is not recognised keeps its fused LayerNorms and linear layers and
+/// runs op by op; `notice` gets one line saying what blocked the rest. Without `keep_past`, a
+/// with-past or merged export becomes the plain decoder.
+passes::DecoderInfo fuse(ir::Graph& graph, const std::function<void(const std::string&)>& notice,
+                         bool keep_past = true);
 
 /// Runs the whole build.
 std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildConfig& config);

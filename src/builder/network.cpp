@@ -52,6 +52,14 @@ FusedGraph Network::fused() const {
                            : d.summary() +
                                  "; the graph runs op by op on the generic plan "
                                  "(correct, slower)";
+  if (d.form != "plain" || !d.recognised) {
+    // With-past and merged exports: what generation (and --noPast) builds from them.
+    ir::Graph plain = impl->graph;
+    passes::fold_constants(plain);
+    passes::eliminate_dead_code(plain);
+    passes::DecoderInfo p = builder::fuse(plain, nullptr, false);
+    if (p.form != "plain") f.decoder += "\nfor generation (--noPast): " + p.summary();
+  }
   for (const ir::Node& n : g.nodes) {
     f.nodes.push_back(ir::describe_node(g, n));
     ++f.op_counts[(n.domain.empty() ? "" : n.domain + ".") + n.op_type];

@@ -58,5 +58,6 @@ void infer_embedding(Graph& g, const Node& n);
 void infer_linear(Graph& g, const Node& n);
 void infer_attention(Graph& g, const Node& n);
 void infer_if(Graph& g, const Node& n);
+void infer_cache_gate(Graph& g, const Node& n);
 
 }  // namespace gptrt::ir::infer

@@ -186,9 +186,28 @@ void infer_embedding(Graph& g, const Node& n) {
   if (table.dtype != wpe.dtype)
     fail(n, std::string("the token table is ") + dtype_name(table.dtype) + ", the position table " +
                 dtype_name(wpe.dtype));
+  if (const Value* past = g.input(n, 4)) {
+    // Positions continue from the past's length (dim 2 of a past key) when none are given.
+    if (past->shape.rank_known && past->shape.dims.size() != 4)
+      fail(n, "the past (input 4) must be [batch, heads, past, head size], found " +
+                  past->shape.str());
+  }
   SymShape s = ids.shape;
   if (s.rank_known) s.dims.push_back(e);
   set(g, n, 0, wpe.dtype, s);
+}
+
+void infer_cache_gate(Graph& g, const Node& n) {
+  const Value& past = in(g, n, 0);
+  const Value& flag = in(g, n, 1);
+  require_float(n, past);
+  if (flag.dtype != DType::kBool)
+    fail(n, std::string("the flag is ") + dtype_name(flag.dtype) + ", expected bool");
+  SymShape s = past.shape;
+  if (s.rank_known && s.dims.size() != 4)
+    fail(n, "the past must be [batch, heads, past, head size], found " + s.str());
+  if (s.rank_known) s.dims[2] = Dim::unknown();
+  set(g, n, 0, past.dtype, s);
 }
 
 void infer_linear(Graph& g, const Node& n) {
@@ -251,6 +270,33 @@ void infer_attention(Graph& g, const Node& n) {
     if (mask->shape.rank_known && mask->shape.dims.size() != 2)
       fail(n, "the mask must be [batch, seq], found " + mask->shape.str());
   }
+  const Value* past_k = g.input(n, 2);
+  const Value* past_v = g.input(n, 3);
+  const bool any_present = has_output(n, 1) || has_output(n, 2);
+  const bool both_presents = has_output(n, 1) && has_output(n, 2);
+  if ((past_k == nullptr) != (past_v == nullptr) || (past_k ? !both_presents : any_present))
+    fail(n,
+         "takes a past key and value (inputs 2, 3) and gives the present key and value "
+         "(outputs 1, 2) together, or none of them");
+  SymShape present;
+  if (past_k) {
+    for (const Value* p : {past_k, past_v}) {
+      if (p->dtype != qkv.dtype)
+        fail(n, std::string("the past '") + p->name + "' is " + dtype_name(p->dtype) + ", qkv is " +
+                    dtype_name(qkv.dtype));
+      if (p->shape.rank_known && p->shape.dims.size() != 4)
+        fail(n, "the past '" + p->name + "' must be [batch, heads, past, head size], found " +
+                    p->shape.str());
+      if (p->shape.rank_known && p->shape.dims[1].is_known() && p->shape.dims[1].value != heads)
+        fail(n, "the past '" + p->name + "' has " + p->shape.dims[1].str() +
+                    " heads, num_heads is " + std::to_string(heads));
+    }
+    present = past_k->shape;
+    if (present.rank_known && qkv.shape.rank_known && qkv.shape.dims.size() == 3)
+      present.dims[2] = add_dims(present.dims[2], qkv.shape.dims[1]);
+    else if (present.rank_known)
+      present.dims[2] = Dim::unknown();
+  }
   SymShape s = qkv.shape;
   if (s.rank_known) {
     if (s.dims.size() != 3) fail(n, "qkv must be [batch, seq, 3*hidden], found " + s.str());
@@ -265,6 +311,10 @@ void infer_attention(Graph& g, const Node& n) {
     }
   }
   set(g, n, 0, qkv.dtype, s);
+  if (past_k) {
+    set(g, n, 1, qkv.dtype, present);
+    set(g, n, 2, qkv.dtype, present);
+  }
 }
 
 }  // namespace gptrt::ir::infer

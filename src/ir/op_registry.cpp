@@ -212,6 +212,7 @@ const std::unordered_map<std::string, OpEntry>& fused_registry() {
       {"Embedding", {0, infer_embedding}},
       {"Linear", {0, infer_linear}},
       {"Attention", {0, infer_attention}},
+      {"CacheGate", {0, infer_cache_gate}},
   };
   return table;
 }
@@ -283,9 +284,11 @@ const std::unordered_map<std::string, Arity>& arities() {
 
 const std::unordered_map<std::string, Arity>& fused_arities() {
   static const std::unordered_map<std::string, Arity> table = {
-      {"Embedding", {4, 4, 1, 1}},  // ids, position_ids (may be omitted: -1), wte, wpe
+      {"Embedding", {4, 5, 1, 1}},  // ids, position_ids (may be omitted: -1), wte, wpe, past?
       {"Linear", {2, 4, 1, 1}},     // x, W, bias?, residual?
-      {"Attention", {1, 2, 1, 1}},  // qkv, mask?
+      // qkv, mask?, past key?, past value? -> output, present key?, present value?
+      {"Attention", {1, 4, 1, 3}},
+      {"CacheGate", {2, 2, 1, 1}},  // past, use-cache flag
   };
   return table;
 }

@@ -3,6 +3,7 @@
 // canonical fused graph from them, and keeps it only if it computes what the original graph
 // computes on random inputs with padded rows.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -10,6 +11,7 @@
 #include <sstream>
 
 #include "backends/reference/fused_ops.h"
+#include "core/half.h"
 #include "gptrt/error.h"
 #include "ir/shape_inference.h"
 #include "passes/passes.h"
@@ -61,21 +63,28 @@ int64_t linear_n(const ir::Graph& g, const ir::Node& lin) {
 struct Builder {
   ir::Graph g;
   int constant(const std::string& name, Tensor t) { return g.add_constant(name, std::move(t)); }
-  int node(const std::string& name, const std::string& op, bool fused, std::vector<int> inputs,
-           std::map<std::string, ir::Attribute> attrs, const std::string& out) {
-    ir::Value v;
-    v.name = out;
-    int id = g.add_value(std::move(v));
+  std::vector<int> nodes(const std::string& name, const std::string& op, bool fused,
+                         std::vector<int> inputs, std::map<std::string, ir::Attribute> attrs,
+                         const std::vector<std::string>& outs) {
     ir::Node n;
     n.name = name;
     n.op_type = op;
     if (fused) n.domain = kFusedDomain;
     n.inputs = std::move(inputs);
-    n.outputs = {id};
+    while (!n.inputs.empty() && n.inputs.back() < 0) n.inputs.pop_back();
+    for (const std::string& out : outs) {
+      ir::Value v;
+      v.name = out;
+      n.outputs.push_back(g.add_value(std::move(v)));
+    }
     n.attrs = std::move(attrs);
     g.nodes.push_back(std::move(n));
     ir::infer_node(g, g.nodes.back());
-    return id;
+    return g.nodes.back().outputs;
+  }
+  int node(const std::string& name, const std::string& op, bool fused, std::vector<int> inputs,
+           std::map<std::string, ir::Attribute> attrs, const std::string& out) {
+    return nodes(name, op, fused, std::move(inputs), std::move(attrs), {out})[0];
   }
 };
 
@@ -138,6 +147,210 @@ double compare_rows(const Tensor& a, const Tensor& b, const std::vector<char>& v
   return worst;
 }
 
+// `t` as float32 (from float16 or bfloat16) or, with `to`, a float32 tensor rounded to `to`.
+Tensor convert_float(const Tensor& t, DType to) {
+  Tensor r = Tensor::uninitialized(to, t.shape());
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (to == DType::kFloat32) {
+      uint16_t h = t.data<uint16_t>()[i];
+      r.data_mut<float>()[i] = t.dtype() == DType::kFloat16 ? half_to_float(h) : bf16_to_float(h);
+    } else {
+      float f = t.data<float>()[i];
+      r.data_mut<uint16_t>()[i] = to == DType::kFloat16 ? float_to_half(f) : float_to_bf16(f);
+    }
+  }
+  return r;
+}
+
+// A past key or value of a with-past export and where it goes.
+struct PastIO {
+  int input = -1;    // the graph input
+  int gated = -1;    // the gptrt.CacheGate output reading it (merged decoders), else -1
+  int concat = -1;   // index of the Concat that puts it ahead of the new keys or values
+  int present = -1;  // the graph output holding the Concat's result
+  int64_t layer = -1;
+  bool is_value = false;
+};
+
+bool is_past_input(const ir::Value& v) {
+  return v.shape.rank_known && v.shape.dims.size() == 4 &&
+         (v.dtype == DType::kFloat32 || v.dtype == DType::kFloat16);
+}
+
+// The single reader of `id` when it is `op` (default domain, or `domain`), else -1.
+int only_reader(const ir::Graph& g, const Uses& uses, int id, const std::string& op,
+                const std::string& domain = "") {
+  const auto& readers = uses.consumers[static_cast<size_t>(id)];
+  if (readers.size() != 1) return -1;
+  const ir::Node& n = g.nodes[static_cast<size_t>(readers[0])];
+  return n.op_type == op && n.domain == domain ? readers[0] : -1;
+}
+
+// Follows `id` forward through Casts to the Concat that reads it; -1 if none.
+int concat_reading(const ir::Graph& g, const Uses& uses, int id) {
+  for (int hops = 0; hops < 4; ++hops) {
+    for (int r : uses.consumers[static_cast<size_t>(id)]) {
+      const ir::Node& n = g.nodes[static_cast<size_t>(r)];
+      if (n.domain.empty() && n.op_type == "Concat") return r;
+    }
+    int cast = only_reader(g, uses, id, "Cast");
+    if (cast < 0) return -1;
+    id = g.nodes[static_cast<size_t>(cast)].outputs[0];
+  }
+  return -1;
+}
+
+// Follows output `id` back through Identity and Cast to the Concat producing it; -1 if none.
+int concat_producing(const ir::Graph& g, const Uses& uses, int id) {
+  for (int hops = 0; hops < 4 && id >= 0; ++hops) {
+    int p = uses.producer[static_cast<size_t>(id)];
+    if (p < 0) return -1;
+    const ir::Node& n = g.nodes[static_cast<size_t>(p)];
+    if (!n.domain.empty()) return -1;
+    if (n.op_type == "Concat") return p;
+    if (n.op_type != "Identity" && n.op_type != "Cast") return -1;
+    id = n.inputs[0];
+  }
+  return -1;
+}
+
+// The index in `targets` (node indices) of the node reached walking back from `id` through
+// each producer's first input (the data path of Transpose, Reshape, Split, Slice...), or -1.
+int reaches_back(const ir::Graph& g, const Uses& uses, int id, const std::vector<size_t>& targets) {
+  for (int hops = 0; hops < 16 && id >= 0; ++hops) {
+    int p = uses.producer[static_cast<size_t>(id)];
+    if (p < 0) return -1;
+    for (size_t k = 0; k < targets.size(); ++k)
+      if (targets[k] == static_cast<size_t>(p)) return static_cast<int>(k);
+    const ir::Node& n = g.nodes[static_cast<size_t>(p)];
+    id = n.inputs.empty() ? -1 : n.inputs[0];
+  }
+  return -1;
+}
+
+// True when the keys or values out of Concat `c` are the values: the first MatMul they reach
+// multiplies them by attention weights (a Softmax, possibly cast).
+bool concat_holds_values(const ir::Graph& g, const Uses& uses, int c) {
+  std::vector<int> frontier{g.nodes[static_cast<size_t>(c)].outputs[0]};
+  for (int hops = 0; hops < 6 && !frontier.empty(); ++hops) {
+    std::vector<int> next;
+    for (int id : frontier) {
+      for (int r : uses.consumers[static_cast<size_t>(id)]) {
+        const ir::Node& n = g.nodes[static_cast<size_t>(r)];
+        if (n.domain.empty() && n.op_type == "MatMul") {
+          int w = n.inputs[0];
+          for (int back = 0; back < 4 && w >= 0; ++back) {
+            int p = uses.producer[static_cast<size_t>(w)];
+            if (p < 0) break;
+            const ir::Node& pn = g.nodes[static_cast<size_t>(p)];
+            if (pn.op_type == "Softmax") return true;
+            if (pn.op_type != "Cast" && pn.op_type != "Identity" && pn.op_type != "Dropout") break;
+            w = pn.inputs[0];
+          }
+          return false;
+        }
+        for (int o : n.outputs)
+          if (o >= 0) next.push_back(o);
+      }
+    }
+    frontier = std::move(next);
+  }
+  return false;
+}
+
+// Inputs for checking a with-past graph: ids, a mask over past + new positions (row r
+// left-padded by r), positions continuing from the past, random pasts, the use-cache flag.
+std::map<std::string, Tensor> past_check_inputs(const ir::Graph& g, const DecoderInfo& d, int64_t b,
+                                                int64_t s, int64_t past, bool flag,
+                                                std::vector<char>* valid) {
+  std::mt19937_64 rng(20261207);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  const int64_t seen = (flag ? past : 0) + s;  // positions the mask covers
+  std::vector<char> on(static_cast<size_t>(b * seen), 1);
+  for (int64_t r = 0; r < b; ++r)
+    for (int64_t t = 0; t < std::min(r, seen - 1); ++t) on[static_cast<size_t>(r * seen + t)] = 0;
+  valid->assign(static_cast<size_t>(b * s), 1);
+  for (int64_t r = 0; r < b; ++r)
+    for (int64_t t = 0; t < s; ++t)
+      (*valid)[static_cast<size_t>(r * s + t)] = on[static_cast<size_t>(r * seen + seen - s + t)];
+  std::map<std::string, Tensor> in;
+  for (int id : g.inputs) {
+    const ir::Value& v = g.values[static_cast<size_t>(id)];
+    if (v.name == d.cache_flag) {
+      Tensor t(DType::kBool, {1});
+      static_cast<uint8_t*>(t.raw_mut())[0] = flag ? 1 : 0;
+      in[v.name] = t;
+      continue;
+    }
+    if (is_past_input(v)) {
+      auto dim = [&](size_t k, int64_t fallback) {
+        return v.shape.dims[k].is_known() ? v.shape.dims[k].value : fallback;
+      };
+      Tensor t(DType::kFloat32, {b, dim(1, d.heads), past, dim(3, d.head_size)});
+      for (int64_t i = 0; i < t.numel(); ++i) t.data_mut<float>()[i] = normal(rng);
+      in[v.name] = v.dtype == DType::kFloat32 ? t : convert_float(t, v.dtype);
+      continue;
+    }
+    const bool is_mask = v.name == d.attention_mask;
+    const int64_t cols = is_mask ? seen : s;
+    Tensor t(v.dtype, {b, cols});
+    for (int64_t i = 0; i < b * cols; ++i) {
+      int64_t x = seen - s + i % cols;  // positions, and anything unused
+      if (v.name == d.input_ids) x = static_cast<int64_t>(rng() % static_cast<uint64_t>(d.vocab));
+      if (is_mask) x = on[static_cast<size_t>(i)];
+      switch (v.dtype) {
+        case DType::kInt64:
+          t.data_mut<int64_t>()[i] = x;
+          break;
+        case DType::kInt32:
+          t.data_mut<int32_t>()[i] = static_cast<int32_t>(x);
+          break;
+        case DType::kFloat32:
+          t.data_mut<float>()[i] = static_cast<float>(x);
+          break;
+        default:
+          static_cast<uint8_t*>(t.raw_mut())[i] = x != 0;
+          break;
+      }
+    }
+    in[v.name] = t;
+  }
+  return in;
+}
+
+// Largest relative difference between what `fused` and `original` give for each of the fused
+// graph's outputs (by name): the first over valid rows, the rest (presents) entirely.
+double compare_graphs(const ir::Graph& original, const ir::Graph& fused,
+                      const std::map<std::string, Tensor>& inputs, const std::vector<char>& valid) {
+  std::map<std::string, Tensor> fused_in;
+  for (int id : fused.inputs) {
+    const std::string& name = fused.values[static_cast<size_t>(id)].name;
+    fused_in[name] = inputs.at(name);
+  }
+  std::vector<Tensor> got = runtime::Executor(fused).run(fused_in);
+  std::vector<Tensor> all = runtime::Executor(original).run(inputs);
+  double worst = 0;
+  for (size_t k = 0; k < fused.outputs.size(); ++k) {
+    const std::string& name = fused.values[static_cast<size_t>(fused.outputs[k])].name;
+    int at = -1;
+    for (size_t j = 0; j < original.outputs.size(); ++j)
+      if (original.values[static_cast<size_t>(original.outputs[j])].name == name)
+        at = static_cast<int>(j);
+    if (at < 0) return -1;
+    Tensor want = all[static_cast<size_t>(at)];
+    if (want.dtype() != DType::kFloat32) want = convert_float(want, DType::kFloat32);
+    Tensor have = got[k];
+    if (have.dtype() != DType::kFloat32) have = convert_float(have, DType::kFloat32);
+    std::vector<char> rows = valid;
+    if (k > 0 && want.rank() > 0 && want.shape().back() > 0)
+      rows.assign(static_cast<size_t>(want.numel() / want.shape().back()), 1);
+    double diff = want.numel() == 0 && have.numel() == 0 ? 0 : compare_rows(have, want, rows);
+    if (diff < 0) return -1;
+    worst = std::max(worst, diff);
+  }
+  return worst;
+}
+
 }  // namespace
 
 std::string DecoderInfo::summary() const {
@@ -150,22 +363,66 @@ std::string DecoderInfo::summary() const {
                        std::to_string(vocab) + " tokens"
                  : std::string("no LM head (last hidden state)"))
      << "; inputs " << input_ids << (attention_mask.empty() ? "" : ", " + attention_mask)
-     << (position_ids.empty() ? "" : ", " + position_ids) << "; matches the original graph to "
-     << verified_max_diff;
+     << (position_ids.empty() ? "" : ", " + position_ids)
+     << (form == "plain"
+             ? std::string()
+             : "; " + form + " export" + (cache_flag.empty() ? "" : " (If on " + cache_flag + ")") +
+                   (past_kept ? ", past inputs and presents kept"
+                              : ", past inputs dropped (the decoder keeps its own "
+                                "KV cache)"))
+     << "; matches the original graph to " << verified_max_diff;
   return os.str();
 }
 
-DecoderInfo fuse_decoder(ir::Graph& g) {
+DecoderInfo fuse_decoder(ir::Graph& g, bool keep_past, const ir::Graph* original) {
   DecoderInfo d;
   auto blocked = [&](const std::string& why) {
     d.blocker = why;
     d.recognised = false;
     return d;
   };
-  if (g.outputs.size() != 1)
-    return blocked("the graph has " + std::to_string(g.outputs.size()) +
-                   " outputs, a GPT-2 forward has one");
   Uses uses(g);
+
+  // With-past and merged exports: each past key and value (through its CacheGate in a merged
+  // decoder) is concatenated ahead of the new ones, and the result is a graph output (present).
+  std::vector<PastIO> pasts;
+  for (int id : g.inputs) {
+    const ir::Value& v = g.values[static_cast<size_t>(id)];
+    if (!is_past_input(v) || uses.consumers[static_cast<size_t>(id)].empty()) continue;
+    PastIO p;
+    p.input = id;
+    int gate = only_reader(g, uses, id, "CacheGate", kFusedDomain);
+    if (gate >= 0) {
+      p.gated = g.nodes[static_cast<size_t>(gate)].outputs[0];
+      d.cache_flag =
+          g.values[static_cast<size_t>(g.nodes[static_cast<size_t>(gate)].inputs[1])].name;
+    }
+    p.concat = concat_reading(g, uses, p.gated >= 0 ? p.gated : id);
+    if (p.concat < 0)
+      return blocked("input '" + v.name +
+                     "' looks like a past key or value but is not concatenated with new ones");
+    pasts.push_back(p);
+  }
+  for (size_t k = 1; k < g.outputs.size(); ++k) {
+    int c = concat_producing(g, uses, g.outputs[k]);
+    auto it = std::find_if(pasts.begin(), pasts.end(), [&](const PastIO& p) {
+      return c >= 0 && p.concat == c && p.present < 0;
+    });
+    if (it == pasts.end())
+      return blocked("output '" + g.values[static_cast<size_t>(g.outputs[k])].name +
+                     "' is neither the logits nor the present key or value of a past input");
+    it->present = g.outputs[k];
+  }
+  if (g.outputs.size() != 1 + pasts.size())
+    return blocked("the graph has " + std::to_string(g.outputs.size()) +
+                   " outputs; a GPT-2 forward has the logits and, with a past, one present per "
+                   "past key and value (" +
+                   std::to_string(pasts.size()) + " past inputs)");
+  if (!pasts.empty()) d.form = d.cache_flag.empty() ? "with-past" : "merged";
+  auto is_past_or_flag = [&](int id) {
+    return g.values[static_cast<size_t>(id)].name == d.cache_flag ||
+           std::any_of(pasts.begin(), pasts.end(), [&](const PastIO& p) { return p.input == id; });
+  };
 
   // Embeddings: the two lookups in constant float tables.
   std::vector<const ir::Node*> gathers;
@@ -213,7 +470,8 @@ DecoderInfo fuse_decoder(ir::Graph& g) {
   if (pos_input) d.position_ids = g.values[static_cast<size_t>(pos)].name;
   int mask = -1;
   for (int id : g.inputs) {
-    if (id == ids || (pos_input && id == pos) || uses.consumers[static_cast<size_t>(id)].empty())
+    if (id == ids || (pos_input && id == pos) || uses.consumers[static_cast<size_t>(id)].empty() ||
+        is_past_or_flag(id))
       continue;
     const ir::Value& v = g.values[static_cast<size_t>(id)];
     if (mask >= 0 || !v.shape.rank_known || v.shape.dims.size() != 2)
@@ -270,6 +528,35 @@ DecoderInfo fuse_decoder(ir::Graph& g) {
       return blocked("layer " + std::to_string(l) +
                      ": its LayerNorms and linear layers are not in GPT-2 order");
   }
+  // Which layer's keys or values each past extends: the QKV projection its Concat's new part
+  // comes from; keys or values: what the first MatMul after the Concat multiplies.
+  std::vector<std::array<const PastIO*, 2>> layer_past(static_cast<size_t>(layers),
+                                                       {nullptr, nullptr});
+  if (!pasts.empty()) {
+    std::vector<size_t> qkv_at;
+    for (int64_t l = 0; l < layers; ++l) qkv_at.push_back(lin_at[static_cast<size_t>(4 * l)]);
+    for (PastIO& p : pasts) {
+      const std::string& name = g.values[static_cast<size_t>(p.input)].name;
+      for (int in : g.nodes[static_cast<size_t>(p.concat)].inputs)
+        if (p.layer < 0 && in >= 0) p.layer = reaches_back(g, uses, in, qkv_at);
+      if (p.layer < 0)
+        return blocked("cannot tell which layer's keys or values past input '" + name +
+                       "' extends");
+      p.is_value = concat_holds_values(g, uses, p.concat);
+      const PastIO*& slot = layer_past[static_cast<size_t>(p.layer)][p.is_value ? 1 : 0];
+      if (slot)
+        return blocked("layer " + std::to_string(p.layer) + " has two past " +
+                       (p.is_value ? "values" : "keys") + " ('" +
+                       g.values[static_cast<size_t>(slot->input)].name + "', '" + name + "')");
+      slot = &p;
+    }
+    for (int64_t l = 0; l < layers; ++l)
+      if (!layer_past[static_cast<size_t>(l)][0] || !layer_past[static_cast<size_t>(l)][1])
+        return blocked("layer " + std::to_string(l) + " has no past key or value input");
+  }
+  const bool with_past = keep_past && !pasts.empty();
+  d.past_kept = with_past;
+
   const ir::Node* head = d.lm_head ? lins.back() : nullptr;
   Tensor head_w;  // [V, E] when untied
   if (head) {
@@ -335,6 +622,7 @@ DecoderInfo fuse_decoder(ir::Graph& g) {
   c.g.source = g.source;
   std::map<int, int> input_map;
   for (int id : g.inputs) {
+    if (!with_past && is_past_or_flag(id)) continue;
     ir::Value v = g.values[static_cast<size_t>(id)];
     v.sym_value.reset();
     int nid = c.g.add_value(std::move(v));
@@ -344,9 +632,24 @@ DecoderInfo fuse_decoder(ir::Graph& g) {
   auto vec = [&](const ir::Node& n, size_t i) { return constant_of(g, n, i); };
   int wte_id = c.constant("wte.weight", wte);
   int wpe_id = c.constant("wpe.weight", wpe);
-  int hidden =
-      c.node("embed", "Embedding", true,
-             {input_map[ids], pos_input ? input_map[pos] : -1, wte_id, wpe_id}, {}, "embed.out");
+  // The pasts each layer reads (through their gates in a merged decoder): [layer][key, value].
+  std::vector<std::array<int, 2>> past_in(static_cast<size_t>(layers), {-1, -1});
+  if (with_past) {
+    for (int64_t l = 0; l < layers; ++l)
+      for (int kv = 0; kv < 2; ++kv) {
+        const PastIO& p = *layer_past[static_cast<size_t>(l)][static_cast<size_t>(kv)];
+        int id = input_map[p.input];
+        if (p.gated >= 0)
+          id = c.node("h." + std::to_string(l) + (kv ? ".past_value" : ".past_key") + ".gate",
+                      "CacheGate", true, {id, input_map[g.find(d.cache_flag)]}, {},
+                      g.values[static_cast<size_t>(p.input)].name + ".gated");
+        past_in[static_cast<size_t>(l)][static_cast<size_t>(kv)] = id;
+      }
+  }
+  int hidden = c.node("embed", "Embedding", true,
+                      {input_map[ids], pos_input ? input_map[pos] : -1, wte_id, wpe_id,
+                       with_past && !pos_input ? past_in[0][0] : -1},
+                      {}, "embed.out");
   auto layer_norm = [&](const std::string& p, const ir::Node& ln, int x, const std::string& out) {
     int s = c.constant(p + ".weight", vec(ln, 1));
     int b = c.constant(p + ".bias", vec(ln, 2));
@@ -371,8 +674,21 @@ DecoderInfo fuse_decoder(ir::Graph& g) {
         {"num_heads", int_attr(d.heads)},
         {"scale", float_attr(static_cast<float>(1.0 / std::sqrt(double(d.head_size))))},
         {"layer", int_attr(l)}};
-    int ctx = c.node(p + ".attn", "Attention", true, {qkv, mask >= 0 ? input_map[mask] : -1}, attn,
-                     p + ".attn.out");
+    int ctx = -1;
+    if (with_past) {
+      const auto& lp = layer_past[static_cast<size_t>(l)];
+      std::vector<int> outs =
+          c.nodes(p + ".attn", "Attention", true,
+                  {qkv, mask >= 0 ? input_map[mask] : -1, past_in[static_cast<size_t>(l)][0],
+                   past_in[static_cast<size_t>(l)][1]},
+                  attn,
+                  {p + ".attn.out", g.values[static_cast<size_t>(lp[0]->present)].name,
+                   g.values[static_cast<size_t>(lp[1]->present)].name});
+      ctx = outs[0];
+    } else {
+      ctx = c.node(p + ".attn", "Attention", true, {qkv, mask >= 0 ? input_map[mask] : -1}, attn,
+                   p + ".attn.out");
+    }
     int h1 = linear(p + ".attn.c_proj", *lins[a + 1], ctx, hidden, "");
     x = layer_norm(p + ".ln_2", *lns[2 * l + 1], h1, p + ".ln_2.out");
     int fc = linear(p + ".mlp.c_fc", *lins[a + 2], x, -1, d.activation);
@@ -388,6 +704,9 @@ DecoderInfo fuse_decoder(ir::Graph& g) {
   }
   c.g.values[static_cast<size_t>(out)].name = out_name;
   c.g.outputs = {out};
+  if (with_past)
+    for (size_t k = 1; k < g.outputs.size(); ++k)
+      c.g.outputs.push_back(c.g.find(g.values[static_cast<size_t>(g.outputs[k])].name));
   c.g.reindex();
   // Drop the omitted optional inputs (-1) at the end of each node's input list.
   for (ir::Node& n : c.g.nodes)
@@ -401,6 +720,43 @@ DecoderInfo fuse_decoder(ir::Graph& g) {
   if (in0.shape.rank_known && in0.shape.dims.size() == 2) {
     if (in0.shape.dims[0].is_known()) b = in0.shape.dims[0].value;
     if (in0.shape.dims[1].is_known()) s = in0.shape.dims[1].value;
+  }
+  if (!pasts.empty()) {
+    // Whole outputs (logits and presents) on a padded batch: with a past of 2 (and, for a
+    // merged decoder, with the cache off and a dummy past of 1), or without a past when the
+    // fused graph drops it.
+    try {
+      const ir::Graph& ref = original ? *original : g;
+      // Dropping the past, the fused graph is the first step: a merged decoder's no-cache
+      // branch (exports traced for one new token per cached step compute only that branch
+      // for any length).
+      std::vector<std::pair<int64_t, bool>> cases{
+          {with_past ? 2 : 0, with_past || d.cache_flag.empty()}};
+      if (with_past && !d.cache_flag.empty()) cases.push_back({1, false});
+      double diff = 0;
+      for (const auto& [past, flag] : cases) {
+        std::vector<char> valid;
+        auto inputs = past_check_inputs(ref, d, b, s, past, flag, &valid);
+        double one = compare_graphs(ref, c.g, inputs, valid);
+        if (one < 0)
+          return blocked("the fused graph's outputs differ in size from the original graph's");
+        diff = std::max(diff, one);
+      }
+      if (!(diff <= 1e-4)) {
+        std::ostringstream os;
+        d.recognised = true;
+        os << "the fused graph disagrees with the original graph on random inputs (max relative "
+              "difference "
+           << diff << "; found " << d.summary() << ")";
+        return blocked(os.str());
+      }
+      d.verified_max_diff = diff;
+    } catch (const Error& err) {
+      return blocked(std::string("checking the fused graph failed: ") + err.what());
+    }
+    d.recognised = true;
+    g = std::move(c.g);
+    return d;
   }
   try {
     std::vector<char> valid;

@@ -22,6 +22,17 @@ int eliminate_dead_code(ir::Graph& graph);
 /// shapes, so shape subgraphs fold away. Returns how many input dims it fixed.
 int specialize_shapes(ir::Graph& graph, const std::map<std::string, Shape>& input_shapes);
 
+/// Replaces every If whose condition is a constant by the nodes of the branch it picks.
+int inline_constant_ifs(ir::Graph& graph);
+
+/// A merged decoder (an If on a bool[1] graph input such as optimum's use_cache_branch) becomes
+/// its with-cache branch, each past key and value (rank-4 graph inputs) passed through
+/// gptrt.CacheGate(past, flag): the past itself when the flag is true, an empty past (length 0)
+/// when false. Equal to the If where the other branch computes the same without a past, which is
+/// what a merged export means and what fuse_decoder checks. Returns the flag's name, or "" when
+/// the graph has no such If (the graph is then unchanged).
+std::string inline_cache_branch(ir::Graph& graph);
+
 /// Decomposed LayerNorm (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div, then Mul gamma, Add beta)
 /// becomes LayerNormalization over the last axis. Run dead-code elimination afterwards.
 int fuse_layer_norm(ir::Graph& graph);
@@ -40,6 +51,11 @@ struct DecoderInfo {
   bool lm_head = false;    // output is logits (else the last hidden state)
   bool tied_head = false;  // the LM head reads the token embedding table
   std::string input_ids, attention_mask, position_ids;  // input names ("" when absent)
+  /// "plain" (logits from ids), "with-past" (past keys and values in, presents out) or
+  /// "merged" (a with-past and a first-step graph behind an If on `cache_flag`).
+  std::string form = "plain";
+  std::string cache_flag;        // the merged form's use-cache input
+  bool past_kept = false;        // the fused graph takes the past and gives the presents
   double verified_max_diff = 0;  // largest |difference| to the original graph when checked
   /// One line: "GPT-2 decoder: 6 layers, 12 heads x 64, ..." or "not recognised: <blocker>".
   std::string summary() const;
@@ -53,7 +69,15 @@ struct DecoderInfo {
 /// Hugging Face import give the same fused graph. The rewrite is checked on random inputs
 /// (padded rows included) against the original graph on the reference kernels; when anything
 /// does not fit, the graph is left as it was and `blocker` says why.
-DecoderInfo fuse_decoder(ir::Graph& graph);
+///
+/// With-past exports (rank-4 past key/value inputs concatenated ahead of each layer's keys and
+/// values, presents as further outputs) are recognised too: with `keep_past` the fused graph
+/// keeps them (gptrt.Attention takes the past and gives the presents), else it is the plain
+/// decoder (no past inputs, logits only; a decoder keeps its own KV cache). `original`, when
+/// given, is what the check compares against instead of `graph` (a merged decoder before
+/// inline_cache_branch).
+DecoderInfo fuse_decoder(ir::Graph& graph, bool keep_past = true,
+                         const ir::Graph* original = nullptr);
 
 /// Marks (attribute layer_norm_prologue = 1) every gptrt.Linear whose input is a LayerNorm
 /// read by gptrt.Linear nodes only, as their first input: a backend may normalise the rows in

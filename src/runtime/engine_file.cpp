@@ -210,7 +210,7 @@ constexpr int kMaxGraphDepth = 8;
 void read_graph(ByteReader& r, ir::Graph& g, const uint8_t* weights, uint64_t weights_size,
                 const std::shared_ptr<const platform::MappedFile>& file, int depth);
 
-ir::Attribute read_attribute(ByteReader& r, int depth) {
+ir::Attribute read_attribute(ByteReader& r, int64_t opset, int depth) {
   ir::Attribute a;
   uint32_t kind = r.u32();
   if (kind > static_cast<uint32_t>(ir::Attribute::Kind::kGraph)) r.fail("unknown attribute kind");
@@ -244,6 +244,7 @@ ir::Attribute read_attribute(ByteReader& r, int depth) {
     case ir::Attribute::Kind::kGraph: {
       if (depth >= kMaxGraphDepth) r.fail("subgraphs nested too deeply");
       ir::Graph sub;
+      sub.opset = opset;  // a subgraph's ops are of its model's opset
       read_graph(r, sub, nullptr, 0, nullptr, depth + 1);
       a.graph = std::make_shared<const ir::Graph>(std::move(sub));
       break;
@@ -315,7 +316,7 @@ void read_graph(ByteReader& r, ir::Graph& g, const uint8_t* weights, uint64_t we
     uint64_t n_attrs = r.count(12);
     for (uint64_t k = 0; k < n_attrs; ++k) {
       std::string name = r.str();
-      n.attrs[name] = read_attribute(r, depth);
+      n.attrs[name] = read_attribute(r, g.opset, depth);
     }
     g.nodes.push_back(std::move(n));
   }

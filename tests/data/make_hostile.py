@@ -99,3 +99,32 @@ save("slice_huge_steps",
       numpy_helper.from_array(np.array([0], np.int64), "a0"),
       numpy_helper.from_array(np.array([2**63 - 1], np.int64), "up"),
       numpy_helper.from_array(np.array([-(2**63 - 1)], np.int64), "down")])
+
+# If whose branches give different dtypes, and an If whose condition is a float (issue 26: If is
+# run generally; both are refused at import, naming the node).
+then_g = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "then", [],
+                           [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2])])
+else_g = helper.make_graph([helper.make_node("Cast", ["x"], ["e"], to=TensorProto.INT64)], "else", [],
+                           [helper.make_tensor_value_info("e", TensorProto.INT64, [2])])
+save("if_branch_dtypes",
+     [helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g)],
+     [helper.make_tensor_value_info("c", TensorProto.BOOL, [1]),
+      helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])], [])
+same_g = helper.make_graph([helper.make_node("Neg", ["x"], ["e2"])], "else", [],
+                           [helper.make_tensor_value_info("e2", TensorProto.FLOAT, [2])])
+save("if_float_condition",
+     [helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=same_g)],
+     [helper.make_tensor_value_info("c", TensorProto.FLOAT, [1]),
+      helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])], [])
+# A valid If reading an outer value and an outer initializer in each branch (run by ONNX Runtime
+# in the test's comparison): y = c ? x + w : -x.
+then_w = helper.make_graph([helper.make_node("Add", ["x", "w"], ["t2"])], "then", [],
+                           [helper.make_tensor_value_info("t2", TensorProto.FLOAT, [2])])
+save("if_outer_values",
+     [helper.make_node("If", ["c"], ["y"], then_branch=then_w, else_branch=same_g)],
+     [helper.make_tensor_value_info("c", TensorProto.BOOL, [1]),
+      helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+     [numpy_helper.from_array(np.array([10.0, 20.0], np.float32), "w")])

@@ -137,6 +137,9 @@ std::vector<FlagSpec> build_flags() {
       {"fp16", false, "build FP16 (the reference backend computes FP32 and says so)"},
       {"bf16", false, "build BF16 (the reference backend computes FP32 and says so)"},
       {"tf32", false, "cuda backend: FP32 GEMMs on TF32 tensor cores"},
+      {"noPast", false,
+       "with-past and merged exports: build the plain decoder (input_ids, attention_mask -> "
+       "logits; no past inputs or presents), as generation does"},
       {"verbose", false, "print what the builder does"},
   };
 }
@@ -154,6 +157,7 @@ BuildConfig build_config_from_flags(const Args& args,
   if (args.has("tf32")) c.precision = Precision::kTf32;
   c.backend = backend_from_name(args.get("backend", "cpu"));
   c.cpu_isa = args.get("cpuIsa", "");
+  c.keep_past = !args.has("noPast");
   c.notice = std::move(notice);
   return c;
 }
@@ -199,6 +203,7 @@ LoadedEngine load_or_build(const Args& args, const std::string& command,
   }
   r.source = args.has("hf") ? args.get("hf") : args.get("onnx");
   BuildConfig config = build_config_from_flags(args, notice);
+  if (command == "generate") config.keep_past = false;  // the decoder keeps its own KV cache
   double t0 = platform::now_seconds();
   Network net = args.has("hf") ? Network::from_hf(r.source) : Network::from_onnx(r.source);
   for (const std::string& n : net.info().notices) notice(n);

@@ -171,6 +171,11 @@ void check_lowered_node(const ir::Graph& g, const ir::Node& n, Isa isa) {
   }
 }
 
+bool runs_natively(const ir::Node& node) {
+  if (node.domain != kDomain || !has_kernel(node.op_type)) return false;
+  return !(node.op_type == "Attention" && node.inputs.size() > 2);
+}
+
 bool has_kernel(const std::string& op_type) {
   return op_type == "PackedLinear" || op_type == "LayerNorm" || op_type == "Attention" ||
          op_type == "Embedding" || is_elementwise(op_type);
@@ -220,6 +225,9 @@ Tensor embedding(const ir::Node& node, const std::vector<const Tensor*>& in, Thr
   const Tensor* pos_t = in.size() > 1 ? in[1] : nullptr;
   const Tensor& table = *in[2];
   const Tensor& wpe = *in[3];
+  // Without position ids, positions continue from a past key's length (with-past exports).
+  const Tensor* past = in.size() > 4 ? in[4] : nullptr;
+  const int64_t offset = past && past->rank() == 4 ? past->dim(2) : 0;
   bool packed = node.attr_int("packed", 0) != 0;
   int64_t e = wpe.dim(1), vocab = packed ? node.attr_int("vocab", 0) : table.dim(0);
   if (ids_t.rank() != 2)
@@ -234,7 +242,8 @@ Tensor embedding(const ir::Node& node, const std::vector<const Tensor*>& in, Thr
   for (int64_t r = 0; r < b; ++r) {
     for (int64_t t = 0; t < s; ++t) {
       size_t i = static_cast<size_t>(r * s + t);
-      pos[i] = pos_t ? given[static_cast<size_t>((pos_t->dim(0) == 1 ? 0 : r) * s + t)] : t;
+      pos[i] =
+          pos_t ? given[static_cast<size_t>((pos_t->dim(0) == 1 ? 0 : r) * s + t)] : offset + t;
       if (ids[i] < 0 || ids[i] >= vocab)
         fail(node, "token id " + std::to_string(ids[i]) + " is outside [0, " +
                        std::to_string(vocab) + ")");
@@ -312,7 +321,8 @@ std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tenso
   if (node.op_type == "LayerNorm" && inputs.size() == 3 && inputs[1] && inputs[2])
     return {layer_norm(node, inputs, pool, out)};
   if (node.op_type == "Attention") return {attention(node, inputs, pool, out)};
-  if (node.op_type == "Embedding" && inputs.size() == 4 && inputs[2] && inputs[3])
+  if (node.op_type == "Embedding" && inputs.size() >= 4 && inputs.size() <= 5 && inputs[2] &&
+      inputs[3])
     return {embedding(node, inputs, pool, out)};
   throw Error(ErrorCode::kInternal, node.describe() + ": not a CPU backend op");
 }

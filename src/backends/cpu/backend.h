@@ -41,6 +41,9 @@ std::vector<Tensor> run_elementwise(const ir::Node& node, const std::vector<cons
 
 /// True when the CPU backend has a kernel for `op_type` of its own domain.
 bool has_kernel(const std::string& op_type);
+/// Whether the cpu backend's own kernel runs `node` (a gptrt op it has, in a form it runs:
+/// attention with a past input and output runs on the reference kernel).
+bool runs_natively(const ir::Node& node);
 
 /// Checks a node of an engine's plan that only this backend has (PackedLinear, LayerNorm)
 /// against what its kernel reads: input and output counts, attributes, and weights whose

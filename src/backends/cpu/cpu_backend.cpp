@@ -34,14 +34,11 @@ class CpuKernels final : public NodeKernels {
   CpuKernels(cpu::Isa isa, int threads, int64_t opset)
       : isa_(isa), pool_(pool_threads(threads)), opset_(opset) {}
   int threads() const override { return pool_.size(); }
-  bool writes_planned(const ir::Node& n) const override {
-    return n.domain == ir::kFusedDomain && cpu::has_kernel(n.op_type);
-  }
+  bool writes_planned(const ir::Node& n) const override { return cpu::runs_natively(n); }
   std::vector<Tensor> run(const ir::Node& n, const std::vector<const Tensor*>& in,
                           const OutputBuffers& out) override {
-    return n.domain == ir::kFusedDomain && cpu::has_kernel(n.op_type)
-               ? cpu::run_node(n, in, isa_, pool_, out)
-               : reference::run_node(n, in, opset_);
+    return cpu::runs_natively(n) ? cpu::run_node(n, in, isa_, pool_, out)
+                                 : reference::run_node(n, in, opset_);
   }
 
  private:

@@ -27,7 +27,7 @@ class CpuDecoder final : public backends::SlotDecoder {
                                           [](const ir::Node& n) {
                                             return n.domain == ir::kFusedDomain &&
                                                    has_kernel(n.op_type);
-                                          })),
+                                          })),  // attention's past inputs are not read here
         shape_(shape),
         length_(static_cast<size_t>(shape.slots), 0) {
     // Keys and values per layer: [slots, capacity, hidden], touched as slots fill.
@@ -65,10 +65,12 @@ class CpuDecoder final : public backends::SlotDecoder {
     int64_t layer = 0;
     for (size_t k = 0; k < g_.nodes.size(); ++k) {
       const ir::Node& node = g_.nodes[k];
+      if (node.op_type == "CacheGate") continue;  // past inputs: the slots are the cache
       in.clear();
       for (int id : node.inputs) in.push_back(value(id));
       Tensor out;
       if (static_cast<int>(k) == plan_.embed) {
+        in.resize(4);  // a past input's length is the slot's own here
         in[0] = &ids;
         in[1] = &pos;
         out = run_node(node, in, isa_, pool_)[0];

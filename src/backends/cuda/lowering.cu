@@ -66,6 +66,15 @@ bool has_kernel(const ir::Node& n) {
 
 void lower(ir::Graph& g, Precision precision) {
   std::vector<char> half = half_values(g, precision);
+  for (const ir::Node& n : g.nodes)
+    if (n.domain == ir::kFusedDomain &&
+        ((n.op_type == "Attention" && n.inputs.size() > 2) || n.op_type == "CacheGate"))
+      throw Error(ErrorCode::kUnsupported,
+                  n.describe() +
+                      " takes past keys and values (a with-past or merged export), which the cuda "
+                      "backend does not run as graph inputs; build with --noPast for the plain "
+                      "decoder (generation keeps its KV cache on the GPU), or with --backend=cpu "
+                      "to run the past inputs and presents");
   for (ir::Node& n : g.nodes) {
     if (!has_kernel(n)) throw Error(ErrorCode::kUnsupported, n.describe() + " has no CUDA kernel");
     if (n.op_type == "Attention") {

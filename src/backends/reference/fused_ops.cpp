@@ -1,12 +1,17 @@
 // The fused ops of the gptrt domain (what the passes make of a GPT-2 export), written plainly
 // with double accumulation: the ground truth the CPU and CUDA kernels are tested against.
-//   Embedding(ids [B,S], position_ids? [B,S] or [1,S], wte [V,E], wpe [P,E]) -> [B,S,E]
-//       wte[id] + wpe[position]; positions are 0..S-1 when position_ids is omitted.
+//   Embedding(ids [B,S], position_ids? [B,S] or [1,S], wte [V,E], wpe [P,E], past?) -> [B,S,E]
+//       wte[id] + wpe[position]; positions are 0..S-1 when position_ids is omitted, or
+//       P..P+S-1 with a past key [B,H,P,D] (a with-past export's own positions).
 //   Linear(x [...,K], W [K,N] (or [N,K] with transB), bias? [N], residual? [...,N]) -> [...,N]
 //       activation(x @ W + bias) + residual; activation "" | "gelu_tanh" | "gelu_erf".
-//   Attention(qkv [B,S,3E], mask? [B,S]) -> [B,S,E], attrs num_heads, scale
-//       causal self-attention of each head; keys whose mask is 0 are left out; a query with no
-//       key left (a padding row) gives zeros.
+//   Attention(qkv [B,S,3E], mask? [B,P+S], past_key? [B,H,P,D], past_value? [B,H,P,D])
+//       -> [B,S,E], present_key? [B,H,P+S,D], present_value? [B,H,P+S,D]; attrs num_heads, scale
+//       causal self-attention of each head over the past and the new keys (query i sits at
+//       position P+i); keys whose mask is 0 are left out; a query with no key left (a padding
+//       row) gives zeros. The presents are the past followed by the new keys and values.
+//   CacheGate(past [B,H,P,D], flag bool[1]) -> past when flag, else [B,H,0,D] (a merged
+//       decoder's use_cache_branch).
 #include <cmath>
 #include <vector>
 
@@ -39,6 +44,8 @@ std::vector<Tensor> embedding(const KernelCall& c) {
   const Tensor& wte = c.in(2);
   const Tensor& wpe = c.in(3);
   const Tensor& id_t = c.in(0);
+  const Tensor* past_t = c.optional(4);
+  const int64_t offset = past_t && past_t->rank() == 4 ? past_t->dim(2) : 0;
   if (id_t.rank() != 2 || wte.rank() != 2 || wpe.rank() != 2 || wte.dim(1) != wpe.dim(1) ||
       wte.dtype() != DType::kFloat32 || wpe.dtype() != DType::kFloat32)
     c.fail("needs ids [B,S] and float32 tables [V,E], [P,E]");
@@ -51,7 +58,8 @@ std::vector<Tensor> embedding(const KernelCall& c) {
   for (int64_t r = 0; r < b; ++r) {
     for (int64_t t = 0; t < s; ++t) {
       int64_t id = ids[static_cast<size_t>(r * s + t)];
-      int64_t p = pos_t ? pos[static_cast<size_t>((pos_t->dim(0) == 1 ? 0 : r) * s + t)] : t;
+      int64_t p =
+          pos_t ? pos[static_cast<size_t>((pos_t->dim(0) == 1 ? 0 : r) * s + t)] : offset + t;
       if (id < 0 || id >= wte.dim(0))
         c.fail("token id " + std::to_string(id) + " is outside the vocabulary [0, " +
                std::to_string(wte.dim(0)) + ")");
@@ -117,51 +125,91 @@ std::vector<Tensor> linear(const KernelCall& c) {
 std::vector<Tensor> attention(const KernelCall& c) {
   const Tensor& qkv = c.in(0);
   const Tensor* mask_t = c.optional(1);
+  const Tensor* past_k = c.optional(2);
+  const Tensor* past_v = c.optional(3);
   int64_t heads = c.node.attr_int("num_heads", 0);
   double scale = c.node.attr_float("scale", 0.f);
   if (qkv.dtype() != DType::kFloat32 || qkv.rank() != 3 || heads <= 0 ||
       qkv.dim(2) % (3 * heads) != 0)
     c.fail("needs float32 qkv [B,S,3E] with 3E divisible by 3 * num_heads");
   int64_t b = qkv.dim(0), s = qkv.dim(1), e = qkv.dim(2) / 3, d = e / heads;
+  int64_t past = 0;
+  if ((past_k == nullptr) != (past_v == nullptr)) c.fail("needs both a past key and value");
+  if (past_k) {
+    past = past_k->rank() == 4 ? past_k->dim(2) : -1;
+    for (const Tensor* p : {past_k, past_v})
+      if (p->dtype() != DType::kFloat32 || p->shape() != Shape{b, heads, past, d})
+        c.fail("the past " + shape_str(p->shape()) + " is not float32 [" + std::to_string(b) +
+               ", " + std::to_string(heads) + ", past, " + std::to_string(d) + "]");
+  }
+  const int64_t t_all = past + s;  // keys a query may see: the past, then the new ones
   std::vector<int64_t> mask;
   if (mask_t) {
-    if (mask_t->shape() != Shape{b, s})
-      c.fail("mask " + shape_str(mask_t->shape()) + " is not [B,S] of qkv");
-    mask.resize(static_cast<size_t>(b * s));
-    for (int64_t i = 0; i < b * s; ++i) mask[static_cast<size_t>(i)] = nonzero(*mask_t, i) ? 1 : 0;
+    if (mask_t->shape() != Shape{b, t_all})
+      c.fail("mask " + shape_str(mask_t->shape()) + " is not [B, past + S] = [" +
+             std::to_string(b) + ", " + std::to_string(t_all) + "]");
+    mask.resize(static_cast<size_t>(b * t_all));
+    for (int64_t i = 0; i < b * t_all; ++i)
+      mask[static_cast<size_t>(i)] = nonzero(*mask_t, i) ? 1 : 0;
   }
-  Tensor out(DType::kFloat32, {b, s, e});
+  // Keys and values of every position, [B, H, past + S, D]: the presents.
+  Tensor keys(DType::kFloat32, {b, heads, t_all, d}), values(DType::kFloat32, {b, heads, t_all, d});
   const float* p = qkv.data<float>();
-  std::vector<double> score(static_cast<size_t>(s));
+  for (int64_t r = 0; r < b; ++r)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t j = 0; j < t_all; ++j)
+        for (int64_t t = 0; t < d; ++t) {
+          int64_t o = ((r * heads + h) * t_all + j) * d + t;
+          bool old = j < past;
+          keys.data_mut<float>()[o] =
+              old ? past_k->data<float>()[((r * heads + h) * past + j) * d + t]
+                  : p[(r * s + j - past) * 3 * e + e + h * d + t];
+          values.data_mut<float>()[o] =
+              old ? past_v->data<float>()[((r * heads + h) * past + j) * d + t]
+                  : p[(r * s + j - past) * 3 * e + 2 * e + h * d + t];
+        }
+  Tensor out(DType::kFloat32, {b, s, e});
+  std::vector<double> score(static_cast<size_t>(t_all));
   for (int64_t r = 0; r < b; ++r) {
     for (int64_t h = 0; h < heads; ++h) {
+      const float* kh = keys.data<float>() + (r * heads + h) * t_all * d;
+      const float* vh = values.data<float>() + (r * heads + h) * t_all * d;
       for (int64_t i = 0; i < s; ++i) {
         const float* q = p + (r * s + i) * 3 * e + h * d;
+        const int64_t last = past + i;
         double mx = -INFINITY;
-        for (int64_t j = 0; j <= i; ++j) {
-          if (mask_t && !mask[static_cast<size_t>(r * s + j)]) continue;
-          const float* kk = p + (r * s + j) * 3 * e + e + h * d;
+        for (int64_t j = 0; j <= last; ++j) {
+          if (mask_t && !mask[static_cast<size_t>(r * t_all + j)]) continue;
           double dot = 0;
-          for (int64_t t = 0; t < d; ++t) dot += static_cast<double>(q[t]) * kk[t];
+          for (int64_t t = 0; t < d; ++t) dot += static_cast<double>(q[t]) * kh[j * d + t];
           score[static_cast<size_t>(j)] = dot * scale;
           mx = std::max(mx, score[static_cast<size_t>(j)]);
         }
         float* o = out.data_mut<float>() + (r * s + i) * e + h * d;
         std::vector<double> acc(static_cast<size_t>(d), 0.0);
         double sum = 0;
-        for (int64_t j = 0; j <= i && mx > -INFINITY; ++j) {
-          if (mask_t && !mask[static_cast<size_t>(r * s + j)]) continue;
+        for (int64_t j = 0; j <= last && mx > -INFINITY; ++j) {
+          if (mask_t && !mask[static_cast<size_t>(r * t_all + j)]) continue;
           double w = std::exp(score[static_cast<size_t>(j)] - mx);
           sum += w;
-          const float* v = p + (r * s + j) * 3 * e + 2 * e + h * d;
-          for (int64_t t = 0; t < d; ++t) acc[static_cast<size_t>(t)] += w * v[t];
+          for (int64_t t = 0; t < d; ++t) acc[static_cast<size_t>(t)] += w * vh[j * d + t];
         }
         for (int64_t t = 0; t < d; ++t)
           o[t] = sum > 0 ? static_cast<float>(acc[static_cast<size_t>(t)] / sum) : 0.f;
       }
     }
   }
-  return {out};
+  if (!past_k) return {out};
+  return {out, keys, values};
+}
+
+std::vector<Tensor> cache_gate(const KernelCall& c) {
+  const Tensor& past = c.in(0);
+  const Tensor& flag = c.in(1);
+  if (past.rank() != 4) c.fail("the past must be 4-D, found " + shape_str(past.shape()));
+  if (flag.numel() != 1) c.fail("the flag has " + std::to_string(flag.numel()) + " elements");
+  if (nonzero(flag, 0)) return {past};
+  return {Tensor(past.dtype(), {past.dim(0), past.dim(1), 0, past.dim(3)})};
 }
 
 }  // namespace
@@ -188,6 +236,7 @@ void register_fused_ops(void (*add)(const char*, KernelFn)) {
   add("gptrt.Embedding", embedding);
   add("gptrt.Linear", linear);
   add("gptrt.Attention", attention);
+  add("gptrt.CacheGate", cache_gate);
 }
 
 }  // namespace gptrt::reference

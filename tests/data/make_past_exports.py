@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""The with-past forms users hold of the fixture GPT-2, with ONNX Runtime's and Hugging Face's
+answers on them (issue 26):
+    with-past.onnx  `optimum-cli export onnx --task text-generation-with-past` (past_key_values.N.*
+                    in, present.N.* out, position_ids)
+    merged.onnx     the same with `--legacy`: decoder_model_merged.onnx (an If on use_cache_branch)
+For each file and case (a past of 2 and a left-padded row; the first step, past 0), the inputs
+and ONNX Runtime CPU's outputs as CASE.<input or output>.npy; and generate.*.npy: greedy
+Hugging Face `generate` from a left-padded batch of prompts (8 new tokens).
+
+Run where torch, transformers, optimum and onnxruntime are installed, e.g.
+    pip install torch==2.4.1 transformers==4.46.3 optimum==1.23.3 onnxruntime
+    python3 tests/data/make_past_exports.py --hf tests/data/gpt2-tiny/hf --out tests/data/gpt2-tiny/past
+Verified with torch 2.4.1, transformers 4.46.3, optimum 1.23.3, onnxruntime 1.32.0.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import transformers
+from transformers import GPT2LMHeadModel
+
+
+def export(hf, out, legacy):
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "optimum.exporters.onnx", "--model", hf, "--task",
+               "text-generation-with-past", tmp] + (["--legacy"] if legacy else [])
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.copy(os.path.join(tmp, "decoder_model_merged.onnx" if legacy else "model.onnx"), out)
+
+
+def case_inputs(session, past, rng):
+    b, s, heads, hd = 2, 3, 4, 16
+    feeds = {"input_ids": rng.integers(0, 1000, (b, s)).astype(np.int64)}
+    mask = np.ones((b, past + s), np.int64)
+    mask[1, 0] = 0  # a left-padded row
+    feeds["attention_mask"] = mask
+    names = [i.name for i in session.get_inputs()]
+    if "position_ids" in names:
+        feeds["position_ids"] = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)[:, past:]
+    if "use_cache_branch" in names:
+        feeds["use_cache_branch"] = np.array([past > 0])
+    for n in names:
+        if n.startswith("past_key_values."):
+            feeds[n] = rng.standard_normal((b, heads, past, hd)).astype(np.float32)
+    return feeds
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hf", required=True)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    rng = np.random.default_rng(7)
+    for name, legacy in (("with-past", False), ("merged", True)):
+        path = os.path.join(a.out, name + ".onnx")
+        export(a.hf, path, legacy)
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        for past in (2, 0):
+            case = f"{name}.past{past}"
+            feeds = case_inputs(sess, past, rng)
+            outs = sess.run(None, feeds)
+            for k, v in feeds.items():
+                np.save(os.path.join(a.out, f"{case}.in.{k}.npy"), v)
+            for o, v in zip(sess.get_outputs(), outs):
+                np.save(os.path.join(a.out, f"{case}.out.{o.name}.npy"), v)
+
+    # Greedy generation from a left-padded batch, as Hugging Face does it.
+    model = GPT2LMHeadModel.from_pretrained(a.hf, attn_implementation="eager").eval()
+    ids = np.array([[0, 0, 11, 12, 13], [21, 22, 23, 24, 25]], np.int64)
+    mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], np.int64)
+    with torch.no_grad():
+        out = model.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                             max_new_tokens=8, do_sample=False, pad_token_id=0)
+    np.save(os.path.join(a.out, "generate.ids.npy"), ids)
+    np.save(os.path.join(a.out, "generate.mask.npy"), mask)
+    np.save(os.path.join(a.out, "generate.new_tokens.npy"), out[:, ids.shape[1]:].numpy())
+    with open(os.path.join(a.out, "VERSIONS"), "w") as f:
+        import optimum.version
+        f.write(f"torch {torch.__version__}\ntransformers {transformers.__version__}\n"
+                f"optimum {optimum.version.__version__}\nonnxruntime {ort.__version__}\n")
+
+
+if __name__ == "__main__":
+    main()
