@@ -88,6 +88,24 @@ struct Builder {
   }
 };
 
+// Element i of an integer, float or bool input of the check set to x.
+void set_element(Tensor& t, int64_t i, int64_t x) {
+  switch (t.dtype()) {
+    case DType::kInt64:
+      t.data_mut<int64_t>()[i] = x;
+      break;
+    case DType::kInt32:
+      t.data_mut<int32_t>()[i] = static_cast<int32_t>(x);
+      break;
+    case DType::kFloat32:
+      t.data_mut<float>()[i] = static_cast<float>(x);
+      break;
+    default:
+      static_cast<uint8_t*>(t.raw_mut())[i] = x != 0;
+      break;
+  }
+}
+
 // Random inputs for the check: ids, a left-padded mask (row r padded by r), positions 0..S-1.
 std::map<std::string, Tensor> check_inputs(const ir::Graph& g, const DecoderInfo& d, int64_t b,
                                            int64_t s, std::vector<char>* valid) {
@@ -103,20 +121,7 @@ std::map<std::string, Tensor> check_inputs(const ir::Graph& g, const DecoderInfo
       int64_t x = i % s;  // positions, and anything unused
       if (v.name == d.input_ids) x = static_cast<int64_t>(rng() % static_cast<uint64_t>(d.vocab));
       if (v.name == d.attention_mask) x = (*valid)[static_cast<size_t>(i)];
-      switch (v.dtype) {
-        case DType::kInt64:
-          t.data_mut<int64_t>()[i] = x;
-          break;
-        case DType::kInt32:
-          t.data_mut<int32_t>()[i] = static_cast<int32_t>(x);
-          break;
-        case DType::kFloat32:
-          t.data_mut<float>()[i] = static_cast<float>(x);
-          break;
-        default:
-          static_cast<uint8_t*>(t.raw_mut())[i] = x != 0;
-          break;
-      }
+      set_element(t, i, x);
     }
     in[v.name] = t;
   }
@@ -298,20 +303,7 @@ std::map<std::string, Tensor> past_check_inputs(const ir::Graph& g, const Decode
       int64_t x = seen - s + i % cols;  // positions, and anything unused
       if (v.name == d.input_ids) x = static_cast<int64_t>(rng() % static_cast<uint64_t>(d.vocab));
       if (is_mask) x = on[static_cast<size_t>(i)];
-      switch (v.dtype) {
-        case DType::kInt64:
-          t.data_mut<int64_t>()[i] = x;
-          break;
-        case DType::kInt32:
-          t.data_mut<int32_t>()[i] = static_cast<int32_t>(x);
-          break;
-        case DType::kFloat32:
-          t.data_mut<float>()[i] = static_cast<float>(x);
-          break;
-        default:
-          static_cast<uint8_t*>(t.raw_mut())[i] = x != 0;
-          break;
-      }
+      set_element(t, i, x);
     }
     in[v.name] = t;
   }
