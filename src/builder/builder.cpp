@@ -164,18 +164,26 @@ void prune_dropped_inputs(const ir::Graph& g, EngineInfo& info) {
 
 passes::DecoderInfo fuse(ir::Graph& g, const std::function<void(const std::string&)>& notice,
                          bool keep_past) {
-  // A merged decoder is recognised in its with-cache branch and checked against the If.
-  ir::Graph merged;
-  if (std::any_of(g.nodes.begin(), g.nodes.end(),
-                  [](const ir::Node& n) { return n.op_type == "If"; }))
-    merged = g;
-  const bool inlined = !merged.nodes.empty() && !passes::inline_cache_branch(g).empty();
+  // An FP16/BF16 export is recognised in float32 (widened exactly) and a merged decoder in its
+  // with-cache branch, checked against the If; the graph is restored if the decoder is not found.
+  DType half = DType::kUndefined;
+  for (const ir::Value& v : g.values)
+    if (v.is_constant() && (v.dtype == DType::kFloat16 || v.dtype == DType::kBFloat16))
+      half = v.dtype;
+  const bool has_if = std::any_of(g.nodes.begin(), g.nodes.end(),
+                                  [](const ir::Node& n) { return n.op_type == "If"; });
+  ir::Graph before, merged;
+  if (half != DType::kUndefined || has_if) before = g;
+  const bool widened = half != DType::kUndefined && passes::widen_16bit_floats(g) > 0;
+  if (has_if) merged = g;
+  const bool inlined = has_if && !passes::inline_cache_branch(g).empty();
   int norms = passes::fuse_layer_norm(g);
   int linears = passes::fuse_linear(g);
   passes::eliminate_dead_code(g);
   passes::DecoderInfo decoder = passes::fuse_decoder(g, keep_past, inlined ? &merged : nullptr);
-  if (!decoder.recognised && inlined) {
-    g = std::move(merged);
+  if (decoder.recognised && widened) decoder.widened_from = dtype_name(half);
+  if (!decoder.recognised && (widened || inlined)) {
+    g = std::move(before);
     norms = linears = 0;
   }
   passes::eliminate_dead_code(g);

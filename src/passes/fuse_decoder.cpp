@@ -362,6 +362,10 @@ std::string DecoderInfo::summary() const {
                    (past_kept ? ", past inputs and presents kept"
                               : ", past inputs dropped (the decoder keeps its own "
                                 "KV cache)"))
+     << (widened_from.empty() ? std::string()
+                              : "; a " + widened_from +
+                                    " export, fused in float32 (weights widened exactly; logits "
+                                    "float32)")
      << "; matches the original graph to " << verified_max_diff;
   return os.str();
 }

@@ -33,6 +33,12 @@ int inline_constant_ifs(ir::Graph& graph);
 /// the graph has no such If (the graph is then unchanged).
 std::string inline_cache_branch(ir::Graph& graph);
 
+/// A graph with float16/bfloat16 constants and casts (an FP16 export) rewritten in float32: its
+/// constants widened exactly, casts to 16-bit floats made casts to float32, shapes re-inferred;
+/// outputs become float32. Graphs with a 16-bit float input are left as they are (the inputs are
+/// the engine's contract). Returns how many constants and casts changed.
+int widen_16bit_floats(ir::Graph& graph);
+
 /// Decomposed LayerNorm (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div, then Mul gamma, Add beta)
 /// becomes LayerNormalization over the last axis. Run dead-code elimination afterwards.
 int fuse_layer_norm(ir::Graph& graph);
@@ -56,6 +62,7 @@ struct DecoderInfo {
   std::string form = "plain";
   std::string cache_flag;        // the merged form's use-cache input
   bool past_kept = false;        // the fused graph takes the past and gives the presents
+  std::string widened_from;      // "float16"/"bfloat16" when an FP16/BF16 export was widened
   double verified_max_diff = 0;  // largest |difference| to the original graph when checked
   /// One line: "GPT-2 decoder: 6 layers, 12 heads x 64, ..." or "not recognised: <blocker>".
   std::string summary() const;

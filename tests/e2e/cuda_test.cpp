@@ -708,5 +708,19 @@ TEST(CudaPastExports, PastInputsAskForNoPastAndItsDecoderGeneratesLikeHuggingFac
   }
 }
 
+// An FP16 export on the GPU (issue 26): its decoder is recognised (widened exactly) and an FP16
+// engine holds the file's own weights; logits agree with ONNX Runtime CPU on the file.
+TEST(CudaFp16Export, RunsTheFusedDecoderWithinFp16Tolerance) {
+  SKIP_WITHOUT_GPU();
+  std::string base = data_path("gpt2-tiny/variants/fp16-opset17");
+  Tensor ids = npy::read(base + ".ids.npy"), mask = npy::read(base + ".mask.npy");
+  Tensor want = npy::read(base + ".ort_logits.npy");
+  auto engine = cuda_engine(Network::from_onnx(base + ".onnx"), Precision::kFp16);
+  Tensor got = engine->create_execution_context()->execute(
+      {{"input_ids", ids}, {"attention_mask", mask}})[0];
+  ASSERT_EQ(got.shape(), want.shape());
+  EXPECT_LE(max_abs_diff_masked(got, want, &mask), 0.05);
+}
+
 }  // namespace
 }  // namespace gptrt::test
