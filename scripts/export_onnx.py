@@ -3,6 +3,7 @@
 
     scripts/export_onnx.py --hf DIR --out model.onnx
     scripts/export_onnx.py --arch distilgpt2 --seed 0 --out model.onnx     # random weights, offline
+    scripts/export_onnx.py --hf DIR --with-past --out model.onnx      # optimum's with-past layout
     scripts/export_onnx.py --verify-only --onnx model.onnx --goldens goldens.safetensors
 
 The export has dynamic batch/sequence axes, a `logits` output (GPT2LMHeadModel, not the base
@@ -11,8 +12,17 @@ After exporting, PyTorch and ONNX Runtime run the same random inputs, with left 
 if max |logit difference| at non-pad positions exceeds --tolerance the export is deleted and the
 script exits with status 2. --verify-only checks an existing file against stored goldens instead
 (keys caseK.input_ids, caseK.attention_mask, caseK.logits).
+
+--with-past writes the form optimum writes (inputs input_ids, attention_mask, position_ids,
+past_key_values.N.key/value; outputs logits, present.N.key/value), checked against PyTorch with a
+past of 0, a past and one new token, and a past and several, left-padded.
+
+The exporter: dynamo (torch >= 2.5 with onnxscript) or legacy (TorchScript); the default is dynamo
+where it is available. Verified with torch 2.4.1 + transformers 4.46.3 (legacy; dynamo needs torch
+2.5) and torch 2.11.0 + transformers 5.17.0 (both exporters).
 """
 import argparse
+import copy
 import importlib.util
 import os
 import sys
@@ -70,6 +80,117 @@ def verify(onnx_path, cases, reference, tolerance):
     return worst <= tolerance and out_name == "logits", worst, lines
 
 
+def dynamo_available():
+    import torch
+    major, minor = (int(x) for x in torch.__version__.split(".")[:2])
+    return (major, minor) >= (2, 5) and importlib.util.find_spec("onnxscript") is not None
+
+
+def cache_from(past, n_layer):
+    """A transformers DynamicCache holding the (key, value) tensors of each layer."""
+    from transformers import DynamicCache
+    cache = DynamicCache()
+    for layer in range(n_layer):
+        cache.update(past[2 * layer], past[2 * layer + 1], layer)
+    return cache
+
+
+def cache_tensors(cache, n_layer):
+    """Each layer's key and value out of a cache (transformers 4.x key_cache/value_cache, or 5.x
+    layers[l].keys/values)."""
+    out = []
+    for layer in range(n_layer):
+        if isinstance(cache, (tuple, list)):  # the legacy format, which 4.x gives while tracing
+            out += [cache[layer][0], cache[layer][1]]
+        elif hasattr(cache, "layers"):
+            out += [cache.layers[layer].keys, cache.layers[layer].values]
+        else:
+            out += [cache.key_cache[layer], cache.value_cache[layer]]
+    return out
+
+
+def past_cases(cfg, seed=2):
+    """(ids, mask over past + new, positions, past tensors): past 0; past 3 with one new token;
+    past 3 with four; the second row left-padded by one."""
+    g = np.random.default_rng(seed)
+    heads, hd = cfg.n_head, cfg.n_embd // cfg.n_head
+    cases = []
+    for past, new in [(0, 5), (3, 1), (3, 4)]:
+        ids = g.integers(0, cfg.vocab_size, size=(2, new), dtype=np.int64)
+        mask = np.ones((2, past + new), dtype=np.int64)
+        mask[1, 0] = 0
+        pos = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)[:, past:]
+        pasts = [g.standard_normal((2, heads, past, hd)).astype(np.float32) for _ in range(2 * cfg.n_layer)]
+        cases.append((ids, mask, pos, pasts))
+    return cases
+
+
+def export_with_past(args, model, ref_model):
+    import onnxruntime as ort
+    import torch
+    cfg = model.config
+    n = cfg.n_layer
+
+    class WithPast(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, position_ids, *past):
+            out = self.m(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=cache_from(past, n), use_cache=True)
+            return (out.logits, *cache_tensors(out.past_key_values, n))
+
+    past_names = [f"past_key_values.{l}.{kv}" for l in range(n) for kv in ("key", "value")]
+    names = ["input_ids", "attention_mask", "position_ids"] + past_names
+    outputs = ["logits"] + [f"present.{l}.{kv}" for l in range(n) for kv in ("key", "value")]
+    ids, mask, pos, pasts = past_cases(cfg, seed=7)[2]  # traced with a past and several new tokens
+    example = tuple(torch.tensor(x) for x in [ids, mask, pos] + pasts)
+    wrapped = WithPast(model)
+    if args.exporter == "dynamo":
+        d = torch.export.Dim.DYNAMIC  # the mask's length is past + new: let export relate them
+        shapes = ({0: d, 1: d}, {0: d, 1: d}, {0: d, 1: d}, tuple([{0: d, 2: d}] * len(past_names)))
+        prog = torch.onnx.export(wrapped, example, input_names=names, output_names=outputs, dynamo=True,
+                                 opset_version=args.opset, dynamic_shapes=shapes)
+        prog.save(args.out)
+    else:
+        axes = {"input_ids": {0: "batch_size", 1: "sequence_length"},
+                "attention_mask": {0: "batch_size", 1: "past_sequence_length + sequence_length"},
+                "position_ids": {0: "batch_size", 1: "sequence_length"},
+                "logits": {0: "batch_size", 1: "sequence_length"}}
+        for name in past_names:
+            axes[name] = {0: "batch_size", 2: "past_sequence_length"}
+        for name in outputs[1:]:
+            axes[name] = {0: "batch_size", 2: "past_sequence_length + sequence_length"}
+        torch.onnx.export(wrapped, example, args.out, input_names=names, output_names=outputs, dynamo=False,
+                          opset_version=args.opset, dynamic_axes=axes)
+
+    sess = ort.InferenceSession(args.out, providers=["CPUExecutionProvider"])
+    lines, worst = [], 0.0
+    for k, (ids, mask, pos, pasts) in enumerate(past_cases(cfg)):
+        feeds = dict(zip(names, [ids, mask, pos] + pasts))
+        try:
+            got = sess.run(None, feeds)
+        except Exception as e:  # an export that cannot take this shape (e.g. a past of 0)
+            lines.append(f"case {k} (past {pasts[0].shape[2]}, {ids.shape[1]} new): ONNX Runtime failed: {e}")
+            worst = float("inf")
+            continue
+        with torch.no_grad():
+            out = ref_model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                            position_ids=torch.tensor(pos), use_cache=True,
+                            past_key_values=cache_from([torch.tensor(x).double() for x in pasts], n))
+        want = [out.logits.numpy()] + [t.numpy() for t in cache_tensors(out.past_key_values, n)]
+        new = ids.shape[1]
+        d = max_masked_diff(got[0], want[0], mask[:, -new:])
+        for g_, w_ in zip(got[1:], want[1:]):
+            keep = np.broadcast_to(mask[:, None, :, None].astype(bool), w_.shape)
+            d = max(d, float(np.abs(g_.astype(np.float64) - w_)[keep].max()))
+        worst = max(worst, d)
+        lines.append(f"case {k} (past {pasts[0].shape[2]}, {new} new): max |ONNX Runtime - PyTorch| = {d:.3g}")
+    ok = worst <= (args.tolerance if args.tolerance is not None else 1e-4)
+    return ok, worst, lines
+
+
 def export(args):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -82,6 +203,13 @@ def export(args):
         model = GPT2LMHeadModel(cfg, attn_implementation="eager") if "attn_implementation" in GPT2LMHeadModel.__init__.__code__.co_varnames else GPT2LMHeadModel(cfg)
         model.config._attn_implementation = "eager"
     model = model.eval()
+    # The reference is a copy taken before exporting: the TorchScript exporter of torch 2.11 leaves
+    # transformers 5's model computing wrong logits afterwards (the file itself is right).
+    ref_model = copy.deepcopy(model).float().double()
+
+    if args.with_past:
+        tol = args.tolerance if args.tolerance is not None else 1e-4
+        return export_with_past(args, model, ref_model), tol
 
     class Logits(torch.nn.Module):
         def __init__(self, m):
@@ -113,7 +241,6 @@ def export(args):
             onnx.save_model(m, args.out, save_as_external_data=True, all_tensors_to_one_file=True,
                             location=os.path.basename(args.out) + ".data", size_threshold=1024)
 
-    ref_model = model.float().double()
     cases = padded_cases(model.config.vocab_size, model.config.n_positions, seed=1)
 
     def reference(k, ids_, mask_):
@@ -133,7 +260,10 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="ONNX file to write")
     ap.add_argument("--opset", type=int, default=18)
-    ap.add_argument("--exporter", choices=["dynamo", "legacy"], default="dynamo")
+    ap.add_argument("--exporter", choices=["dynamo", "legacy"], default=None,
+                    help="default: dynamo where torch >= 2.5 and onnxscript are installed, else legacy")
+    ap.add_argument("--with-past", action="store_true",
+                    help="past keys and values in, presents out (optimum's names)")
     ap.add_argument("--fp16", action="store_true", help="export FP16 weights and activations")
     ap.add_argument("--external-data", action="store_true", help="weights in OUT.data next to the model")
     ap.add_argument("--tolerance", type=float, default=None, help="max |dlogit| accepted (1e-4 fp32, 0.1 fp16)")
@@ -159,6 +289,16 @@ def main():
             print("export_onnx: %s not installed (pip install %s); without PyTorch, "
                   "`gptrt export-onnx --hf DIR --out model.onnx` writes the ONNX file"
                   % (", ".join(missing), " ".join(missing)), file=sys.stderr)
+            return 3
+        if args.with_past and args.fp16:
+            ap.error("--with-past exports FP32; drop --fp16")
+        if args.exporter is None:
+            args.exporter = "dynamo" if dynamo_available() else "legacy"
+        elif args.exporter == "dynamo" and not dynamo_available():
+            import torch
+            print(f"export_onnx: the dynamo exporter needs torch >= 2.5 and onnxscript (found torch "
+                  f"{torch.__version__}; pip install onnxscript); --exporter legacy works with this torch",
+                  file=sys.stderr)
             return 3
         (ok, worst, lines), tol = export(args)
     for line in lines:

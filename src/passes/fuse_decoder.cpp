@@ -191,16 +191,23 @@ int only_reader(const ir::Graph& g, const Uses& uses, int id, const std::string&
   return n.op_type == op && n.domain == domain ? readers[0] : -1;
 }
 
-// Follows `id` forward through Casts to the Concat that reads it; -1 if none.
+// Follows `id` forward through Casts (and one-input Concats, which copy) to the Concat that puts
+// it ahead of something; -1 if none.
 int concat_reading(const ir::Graph& g, const Uses& uses, int id) {
   for (int hops = 0; hops < 4; ++hops) {
+    int next = -1;
     for (int r : uses.consumers[static_cast<size_t>(id)]) {
       const ir::Node& n = g.nodes[static_cast<size_t>(r)];
-      if (n.domain.empty() && n.op_type == "Concat") return r;
+      if (!n.domain.empty() || n.op_type != "Concat") continue;
+      if (n.inputs.size() > 1) return r;
+      next = n.outputs[0];
     }
-    int cast = only_reader(g, uses, id, "Cast");
-    if (cast < 0) return -1;
-    id = g.nodes[static_cast<size_t>(cast)].outputs[0];
+    if (next < 0) {
+      int cast = only_reader(g, uses, id, "Cast");
+      if (cast < 0) return -1;
+      next = g.nodes[static_cast<size_t>(cast)].outputs[0];
+    }
+    id = next;
   }
   return -1;
 }

@@ -12,6 +12,10 @@ Run where torch, transformers, optimum and onnxruntime are installed, e.g.
     pip install torch==2.4.1 transformers==4.46.3 optimum==1.23.3 onnxruntime
     python3 tests/data/make_past_exports.py --hf tests/data/gpt2-tiny/hf --out tests/data/gpt2-tiny/past
 Verified with torch 2.4.1, transformers 4.46.3, optimum 1.23.3, onnxruntime 1.32.0.
+
+With --export-script NAME:EXPORTER the with-past file comes from scripts/export_onnx.py
+--with-past instead (NAME.onnx and its cases only), e.g. with torch 2.11 and transformers 5.17:
+    python3 tests/data/make_past_exports.py --hf ... --out ... --export-script t5-dynamo:dynamo
 """
 import argparse
 import os
@@ -56,12 +60,22 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--hf", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--export-script", help="NAME:EXPORTER: the file from scripts/export_onnx.py")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     rng = np.random.default_rng(7)
-    for name, legacy in (("with-past", False), ("merged", True)):
+    forms = [("with-past", False), ("merged", True)]
+    if a.export_script:
+        forms = [tuple(a.export_script.split(":"))]
+    for name, how in forms:
         path = os.path.join(a.out, name + ".onnx")
-        export(a.hf, path, legacy)
+        if a.export_script:
+            script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "export_onnx.py")
+            subprocess.run([sys.executable, script, "--hf", a.hf, "--out", path, "--with-past",
+                            "--exporter", how], check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        else:
+            export(a.hf, path, how)
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         for past in (2, 0):
             case = f"{name}.past{past}"
@@ -71,6 +85,12 @@ def main():
                 np.save(os.path.join(a.out, f"{case}.in.{k}.npy"), v)
             for o, v in zip(sess.get_outputs(), outs):
                 np.save(os.path.join(a.out, f"{case}.out.{o.name}.npy"), v)
+    if a.export_script:
+        with open(os.path.join(a.out, f"VERSIONS.{forms[0][0]}"), "w") as f:
+            f.write(f"scripts/export_onnx.py --with-past --exporter {forms[0][1]}\n"
+                    f"torch {torch.__version__}\ntransformers {transformers.__version__}\n"
+                    f"onnxruntime {ort.__version__}\n")
+        return
 
     # Greedy generation from a left-padded batch, as Hugging Face does it.
     model = GPT2LMHeadModel.from_pretrained(a.hf, attn_implementation="eager").eval()

@@ -1,4 +1,5 @@
-// With-past and merged exports (issue 26): optimum's files of the fixture GPT-2
+// With-past and merged exports (issue 26): optimum's files of the fixture GPT-2 and
+// scripts/export_onnx.py --with-past's with transformers 5 (TorchScript and dynamo)
 // (tests/data/gpt2-tiny/past, made by tests/data/make_past_exports.py) run as the graph says on
 // every backend that runs them, matching ONNX Runtime's logits and presents; generation from
 // them (the plain decoder, gptrt's own KV cache) equals Hugging Face's greedy generate.
@@ -75,8 +76,10 @@ void expect_onnx_runtime_outputs(const Engine& engine, const std::string& kase) 
   }
 }
 
+constexpr const char* kPastFiles[] = {"with-past", "merged", "t5-torchscript", "t5-dynamo"};
+
 TEST(PastExports, LogitsAndPresentsMatchOnnxRuntime) {
-  for (const char* file : {"with-past", "merged"}) {
+  for (const char* file : kPastFiles) {
     for (Backend backend : {Backend::kReference, Backend::kCpu}) {
       BuildConfig c;
       c.backend = backend;
@@ -94,11 +97,13 @@ TEST(PastExports, LogitsAndPresentsMatchOnnxRuntime) {
 // decoder); the merged export, traced for one new token per cached step, runs its If as it is,
 // and both give the plain decoder for generation.
 TEST(PastExports, InspectSaysWhichFormItFound) {
-  FusedGraph wp = Network::from_onnx(data_path("gpt2-tiny/past/with-past.onnx")).fused();
-  EXPECT_TRUE(wp.decoder_recognised);
-  EXPECT_NE(wp.decoder.find("with-past export, past inputs and presents kept"), std::string::npos)
-      << wp.decoder;
-  EXPECT_NE(wp.decoder.find("for generation (--noPast): GPT-2 decoder"), std::string::npos);
+  for (const char* file : {"with-past", "t5-torchscript", "t5-dynamo"}) {
+    FusedGraph wp = Network::from_onnx(data_path("gpt2-tiny/past/") + file + ".onnx").fused();
+    EXPECT_TRUE(wp.decoder_recognised) << file;
+    EXPECT_NE(wp.decoder.find("with-past export, past inputs and presents kept"), std::string::npos)
+        << wp.decoder;
+    EXPECT_NE(wp.decoder.find("for generation (--noPast): GPT-2 decoder"), std::string::npos);
+  }
   FusedGraph m = Network::from_onnx(data_path("gpt2-tiny/past/merged.onnx")).fused();
   EXPECT_NE(m.decoder.find("for generation (--noPast): GPT-2 decoder: 2 layers"), std::string::npos)
       << m.decoder;
@@ -116,7 +121,7 @@ TEST(PastExports, GreedyGenerationMatchesHuggingFace) {
     for (int64_t t = 0; t < ids.dim(1); ++t)
       if (mask.data<int64_t>()[r * ids.dim(1) + t])
         prompts[static_cast<size_t>(r)].push_back(ids.data<int64_t>()[r * ids.dim(1) + t]);
-  for (const char* file : {"with-past", "merged"}) {
+  for (const char* file : kPastFiles) {
     BuildConfig c;
     c.backend = Backend::kCpu;
     c.keep_past = false;
