@@ -164,25 +164,33 @@ void prune_dropped_inputs(const ir::Graph& g, EngineInfo& info) {
 
 passes::DecoderInfo fuse(ir::Graph& g, const std::function<void(const std::string&)>& notice,
                          bool keep_past) {
-  // An FP16/BF16 export is recognised in float32 (widened exactly) and a merged decoder in its
-  // with-cache branch, checked against the If; the graph is restored if the decoder is not found.
+  // An FP16/BF16 export is recognised in float32 (widened exactly), a merged decoder in its
+  // with-cache branch and an ONNX Runtime-optimized file in ONNX ops, each checked against the
+  // (widened) graph before; the graph is restored if the decoder is not found.
   DType half = DType::kUndefined;
   for (const ir::Value& v : g.values)
     if (v.is_constant() && (v.dtype == DType::kFloat16 || v.dtype == DType::kBFloat16))
       half = v.dtype;
   const bool has_if = std::any_of(g.nodes.begin(), g.nodes.end(),
                                   [](const ir::Node& n) { return n.op_type == "If"; });
-  ir::Graph before, merged;
-  if (half != DType::kUndefined || has_if) before = g;
+  const bool has_contrib = std::any_of(g.nodes.begin(), g.nodes.end(), [](const ir::Node& n) {
+    return n.domain == ir::kContribDomain;
+  });
+  ir::Graph before, check_against;
+  if (half != DType::kUndefined || has_if || has_contrib) before = g;
   const bool widened = half != DType::kUndefined && passes::widen_16bit_floats(g) > 0;
-  if (has_if) merged = g;
+  if (has_if || has_contrib) check_against = g;
   const bool inlined = has_if && !passes::inline_cache_branch(g).empty();
+  const int contrib = has_contrib ? passes::decompose_contrib_ops(g) : 0;
+  const bool rewritten = inlined || contrib > 0;
   int norms = passes::fuse_layer_norm(g);
   int linears = passes::fuse_linear(g);
   passes::eliminate_dead_code(g);
-  passes::DecoderInfo decoder = passes::fuse_decoder(g, keep_past, inlined ? &merged : nullptr);
+  passes::DecoderInfo decoder =
+      passes::fuse_decoder(g, keep_past, rewritten ? &check_against : nullptr);
   if (decoder.recognised && widened) decoder.widened_from = dtype_name(half);
-  if (!decoder.recognised && (widened || inlined)) {
+  if (decoder.recognised) decoder.contrib_ops = contrib;
+  if (!decoder.recognised && (widened || rewritten)) {
     g = std::move(before);
     norms = linears = 0;
   }

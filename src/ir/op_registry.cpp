@@ -135,7 +135,9 @@ const std::unordered_map<std::string, OpEntry>& registry() {
       {"CumSum", {13, unary}},
       {"MatMul", {13, infer_matmul}},
       {"Gemm", {13, infer_gemm}},
-      {"LayerNormalization", {17, infer_layer_norm}},
+      // ONNX's since opset 17; ONNX Runtime runs the same op in the default domain at older
+      // opsets too (its transformer optimizer writes it into opset-14 GPT-2 files).
+      {"LayerNormalization", {1, infer_layer_norm}},
       {"ReduceMean", {13, [](Graph& g, const Node& n) { infer_reduce(g, n, g.opset >= 18); }}},
       {"ReduceMax", {13, [](Graph& g, const Node& n) { infer_reduce(g, n, g.opset >= 18); }}},
       {"ReduceMin", {13, [](Graph& g, const Node& n) { infer_reduce(g, n, g.opset >= 18); }}},

@@ -373,6 +373,9 @@ std::string DecoderInfo::summary() const {
                               : "; a " + widened_from +
                                     " export, fused in float32 (weights widened exactly; logits "
                                     "float32)")
+     << (contrib_ops ? "; " + std::to_string(contrib_ops) +
+                           " ONNX Runtime contrib ops read as the ONNX ops they stand for"
+                     : std::string())
      << "; matches the original graph to " << verified_max_diff;
   return os.str();
 }

@@ -39,6 +39,11 @@ std::string inline_cache_branch(ir::Graph& graph);
 /// the engine's contract). Returns how many constants and casts changed.
 int widen_16bit_floats(ir::Graph& graph);
 
+/// ONNX Runtime's contrib ops in an optimized GPT-2 file (SkipLayerNormalization, FastGelu,
+/// BiasGelu, Gelu) rewritten as the ONNX ops they stand for (Add, LayerNormalization, Gelu), so
+/// that the decoder is recognised as in the plain export. Returns how many ops it rewrote.
+int decompose_contrib_ops(ir::Graph& graph);
+
 /// Decomposed LayerNorm (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div, then Mul gamma, Add beta)
 /// becomes LayerNormalization over the last axis. Run dead-code elimination afterwards.
 int fuse_layer_norm(ir::Graph& graph);
@@ -63,6 +68,7 @@ struct DecoderInfo {
   std::string cache_flag;        // the merged form's use-cache input
   bool past_kept = false;        // the fused graph takes the past and gives the presents
   std::string widened_from;      // "float16"/"bfloat16" when an FP16/BF16 export was widened
+  int contrib_ops = 0;           // ONNX Runtime contrib ops rewritten before recognising
   double verified_max_diff = 0;  // largest |difference| to the original graph when checked
   /// One line: "GPT-2 decoder: 6 layers, 12 heads x 64, ..." or "not recognised: <blocker>".
   std::string summary() const;

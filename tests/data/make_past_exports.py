@@ -4,6 +4,10 @@ answers on them (issue 26):
     with-past.onnx  `optimum-cli export onnx --task text-generation-with-past` (past_key_values.N.*
                     in, present.N.* out, position_ids)
     merged.onnx     the same with `--legacy`: decoder_model_merged.onnx (an If on use_cache_branch)
+    with-past-ort-optimized.onnx
+                    with-past.onnx through ONNX Runtime's transformer optimizer (--model_type gpt2
+                    --opt_level 1: com.microsoft SkipLayerNormalization, FastGelu, LayerNormalization
+                    in an opset-14 file)
 For each file and case (a past of 2 and a left-padded row; the first step, past 0), the inputs
 and ONNX Runtime CPU's outputs as CASE.<input or output>.npy; and generate.*.npy: greedy
 Hugging Face `generate` from a left-padded batch of prompts (8 new tokens).
@@ -64,7 +68,7 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     rng = np.random.default_rng(7)
-    forms = [("with-past", False), ("merged", True)]
+    forms = [("with-past", False), ("merged", True), ("with-past-ort-optimized", None)]
     if a.export_script:
         forms = [tuple(a.export_script.split(":"))]
     for name, how in forms:
@@ -74,6 +78,11 @@ def main():
             subprocess.run([sys.executable, script, "--hf", a.hf, "--out", path, "--with-past",
                             "--exporter", how], check=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
+        elif how is None:
+            subprocess.run([sys.executable, "-m", "onnxruntime.transformers.optimizer", "--input",
+                            os.path.join(a.out, "with-past.onnx"), "--output", path, "--model_type",
+                            "gpt2", "--num_heads", "4", "--hidden_size", "64", "--opt_level", "1"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         else:
             export(a.hf, path, how)
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])

@@ -181,7 +181,8 @@ TEST(ExportVariantInfo, Fp16OnnxMatchesOnnxRuntimeWithinFp16Tolerance) {
 }
 
 // The same model as ONNX Runtime's transformer optimizer rewrites it (com.microsoft
-// SkipLayerNormalization and FastGelu), against ONNX Runtime CPU on that file (issue 26).
+// SkipLayerNormalization and FastGelu), against ONNX Runtime CPU on that file; the cpu backend
+// recognises the decoder in it (issue 26).
 TEST(ExportVariantInfo, OnnxRuntimeOptimizedFileMatchesOnnxRuntime) {
   OrtVariant f("ort-optimized-opset17");
   ModelInfo info = Network::from_onnx(f.onnx).info();
@@ -189,6 +190,8 @@ TEST(ExportVariantInfo, OnnxRuntimeOptimizedFileMatchesOnnxRuntime) {
                 ? info.op_counts.at("SkipLayerNormalization")
                 : 0,
             4);
+  FusedGraph fused = Network::from_onnx(f.onnx).fused();
+  EXPECT_TRUE(fused.decoder_recognised) << fused.decoder;
   for (Backend backend : {Backend::kReference, Backend::kCpu})
     EXPECT_LE(max_abs_diff_masked(f.run(backend), f.want, &f.mask), 1e-4) << backend_name(backend);
 }

@@ -76,7 +76,8 @@ void expect_onnx_runtime_outputs(const Engine& engine, const std::string& kase) 
   }
 }
 
-constexpr const char* kPastFiles[] = {"with-past", "merged", "t5-torchscript", "t5-dynamo"};
+constexpr const char* kPastFiles[] = {"with-past", "merged", "t5-torchscript", "t5-dynamo",
+                                      "with-past-ort-optimized"};
 
 TEST(PastExports, LogitsAndPresentsMatchOnnxRuntime) {
   for (const char* file : kPastFiles) {
@@ -97,13 +98,18 @@ TEST(PastExports, LogitsAndPresentsMatchOnnxRuntime) {
 // decoder); the merged export, traced for one new token per cached step, runs its If as it is,
 // and both give the plain decoder for generation.
 TEST(PastExports, InspectSaysWhichFormItFound) {
-  for (const char* file : {"with-past", "t5-torchscript", "t5-dynamo"}) {
+  for (const char* file : {"with-past", "t5-torchscript", "t5-dynamo", "with-past-ort-optimized"}) {
     FusedGraph wp = Network::from_onnx(data_path("gpt2-tiny/past/") + file + ".onnx").fused();
     EXPECT_TRUE(wp.decoder_recognised) << file;
     EXPECT_NE(wp.decoder.find("with-past export, past inputs and presents kept"), std::string::npos)
         << wp.decoder;
     EXPECT_NE(wp.decoder.find("for generation (--noPast): GPT-2 decoder"), std::string::npos);
   }
+  FusedGraph opt =
+      Network::from_onnx(data_path("gpt2-tiny/past/with-past-ort-optimized.onnx")).fused();
+  EXPECT_NE(opt.decoder.find("6 ONNX Runtime contrib ops read as the ONNX ops they stand for"),
+            std::string::npos)
+      << opt.decoder;
   FusedGraph m = Network::from_onnx(data_path("gpt2-tiny/past/merged.onnx")).fused();
   EXPECT_NE(m.decoder.find("for generation (--noPast): GPT-2 decoder: 2 layers"), std::string::npos)
       << m.decoder;
