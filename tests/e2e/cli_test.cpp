@@ -196,5 +196,16 @@ TEST_F(Cli, InspectAndVersion) {
     EXPECT_NE(r.output.find(s), std::string::npos) << s;
 }
 
+// Every subcommand answers --help with its usage (generate once had no such flag).
+TEST(CliHelp, EverySubcommandHasHelp) {
+  for (const char* cmd : {"build", "run", "exec", "inspect", "generate", "tokenize", "make-model",
+                          "export-onnx", "bench"}) {
+    CliResult r = run_cli(std::string(cmd) + " --help");
+    EXPECT_EQ(r.exit_code, 0) << cmd << ": " << r.output;
+    EXPECT_NE(r.output.find("usage: gptrt " + std::string(cmd)), std::string::npos)
+        << cmd << ": " << r.output;
+  }
+}
+
 }  // namespace
 }  // namespace gptrt::test

@@ -51,6 +51,7 @@ int cmd_generate(const std::vector<std::string>& argv) {
       {"stream", false, "print tokens as they come (batch of one prompt, text format)"},
       {"format", true, "text (default) or json"},
       {"threads", true, "CPU threads (default: every core)"},
+      {"help", false, "show this help"},
   };
   specs.insert(specs.end(), more.begin(), more.end());
   Args args = Args::parse(specs, argv, "generate");
