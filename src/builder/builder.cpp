@@ -181,6 +181,7 @@ passes::DecoderInfo fuse(ir::Graph& g, const std::function<void(const std::strin
   const bool widened = half != DType::kUndefined && passes::widen_16bit_floats(g) > 0;
   if (has_if || has_contrib) check_against = g;
   const bool inlined = has_if && !passes::inline_cache_branch(g).empty();
+  if (inlined) passes::fold_constants(g);  // the branch's own constant arithmetic (Identity...)
   const int contrib = has_contrib ? passes::decompose_contrib_ops(g) : 0;
   const bool rewritten = inlined || contrib > 0;
   int norms = passes::fuse_layer_norm(g);
