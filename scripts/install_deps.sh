@@ -28,4 +28,15 @@ if ! python3 -c "import numpy, onnx, onnxruntime, safetensors, matplotlib" >/dev
   python3 -m pip install --quiet "${py_pkgs[@]}" 2>/dev/null ||
     python3 -m pip install --quiet --break-system-packages "${py_pkgs[@]}"
 fi
+# The PyTorch peer of the comparison and the export tests (scripts/export_onnx.py, the export
+# forms at DistilGPT2 size): torch, transformers and onnxscript, at the newest versions
+# export_onnx.py was verified with. Optional: where pip cannot install them, the PyTorch rows and
+# those tests say so in one line and the rest runs.
+torch_pkgs=("torch>=2.4,<=2.11.0" "transformers>=4.46,<=5.17.0" "onnxscript")
+if ! python3 -c "import torch, transformers, onnxscript" >/dev/null 2>&1; then
+  echo "install_deps: installing torch, transformers and onnxscript with pip (the PyTorch peer; a large download)"
+  python3 -m pip install --quiet "${torch_pkgs[@]}" 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages "${torch_pkgs[@]}" ||
+    echo "install_deps: could not install torch/transformers; the PyTorch rows and the export tests will be skipped"
+fi
 echo "install_deps: all build and test dependencies present"

@@ -382,9 +382,11 @@ std::string DecoderInfo::summary() const {
 
 DecoderInfo fuse_decoder(ir::Graph& g, bool keep_past, const ir::Graph* original) {
   DecoderInfo d;
+  const std::vector<int> outputs = g.outputs;  // a presents-only graph drops them while checked
   auto blocked = [&](const std::string& why) {
     d.blocker = why;
     d.recognised = false;
+    g.outputs = outputs;
     return d;
   };
   Uses uses(g);
@@ -409,7 +411,10 @@ DecoderInfo fuse_decoder(ir::Graph& g, bool keep_past, const ir::Graph* original
                      "' looks like a past key or value but is not concatenated with new ones");
     pasts.push_back(p);
   }
-  for (size_t k = 1; k < g.outputs.size(); ++k) {
+  // A first-step export without past inputs may still give presents (optimum's legacy
+  // decoder_model.onnx): the plain decoder, which gives the logits only, is what it can become.
+  const bool presents_only = pasts.empty() && !keep_past && g.outputs.size() > 1;
+  for (size_t k = 1; k < g.outputs.size() && !presents_only; ++k) {
     int c = concat_producing(g, uses, g.outputs[k]);
     auto it = std::find_if(pasts.begin(), pasts.end(), [&](const PastIO& p) {
       return c >= 0 && p.concat == c && p.present < 0;
@@ -418,6 +423,11 @@ DecoderInfo fuse_decoder(ir::Graph& g, bool keep_past, const ir::Graph* original
       return blocked("output '" + g.values[static_cast<size_t>(g.outputs[k])].name +
                      "' is neither the logits nor the present key or value of a past input");
     it->present = g.outputs[k];
+  }
+  if (presents_only) {
+    d.form = "presents-only";
+    g.outputs.resize(1);
+    uses = Uses(g);
   }
   if (g.outputs.size() != 1 + pasts.size())
     return blocked("the graph has " + std::to_string(g.outputs.size()) +

@@ -62,8 +62,9 @@ struct DecoderInfo {
   bool lm_head = false;    // output is logits (else the last hidden state)
   bool tied_head = false;  // the LM head reads the token embedding table
   std::string input_ids, attention_mask, position_ids;  // input names ("" when absent)
-  /// "plain" (logits from ids), "with-past" (past keys and values in, presents out) or
-  /// "merged" (a with-past and a first-step graph behind an If on `cache_flag`).
+  /// "plain" (logits from ids), "with-past" (past keys and values in, presents out), "merged" (a
+  /// with-past and a first-step graph behind an If on `cache_flag`) or "presents-only" (a
+  /// first-step export that gives presents but takes no past; only its plain decoder is built).
   std::string form = "plain";
   std::string cache_flag;        // the merged form's use-cache input
   bool past_kept = false;        // the fused graph takes the past and gives the presents

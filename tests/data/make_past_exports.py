@@ -4,6 +4,7 @@ answers on them (issue 26):
     with-past.onnx  `optimum-cli export onnx --task text-generation-with-past` (past_key_values.N.*
                     in, present.N.* out, position_ids)
     merged.onnx     the same with `--legacy`: decoder_model_merged.onnx (an If on use_cache_branch)
+    first-step.onnx `--legacy`'s decoder_model.onnx (presents out, no past in; case past0 only)
     with-past-ort-optimized.onnx
                     with-past.onnx through ONNX Runtime's transformer optimizer (--model_type gpt2
                     --opt_level 1: com.microsoft SkipLayerNormalization, FastGelu, LayerNormalization
@@ -36,11 +37,14 @@ from transformers import GPT2LMHeadModel
 
 
 def export(hf, out, legacy):
+    """optimum's with-past model.onnx; with `legacy` "merged" or "first-step", its
+    decoder_model_merged.onnx or decoder_model.onnx (presents out, no past in)."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "optimum.exporters.onnx", "--model", hf, "--task",
                "text-generation-with-past", tmp] + (["--legacy"] if legacy else [])
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        shutil.copy(os.path.join(tmp, "decoder_model_merged.onnx" if legacy else "model.onnx"), out)
+        name = {"merged": "decoder_model_merged.onnx", "first-step": "decoder_model.onnx"}
+        shutil.copy(os.path.join(tmp, name[legacy] if legacy else "model.onnx"), out)
 
 
 def case_inputs(session, past, rng):
@@ -65,10 +69,13 @@ def main():
     ap.add_argument("--hf", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--export-script", help="NAME:EXPORTER: the file from scripts/export_onnx.py")
+    ap.add_argument("--forms", default="with-past,merged,with-past-ort-optimized,first-step",
+                    help="which of optimum's forms to write (and the generate goldens)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     rng = np.random.default_rng(7)
-    forms = [("with-past", False), ("merged", True), ("with-past-ort-optimized", None)]
+    forms = [(f, {"with-past": False, "merged": "merged", "first-step": "first-step"}.get(f))
+             for f in a.forms.split(",")]
     if a.export_script:
         forms = [tuple(a.export_script.split(":"))]
     for name, how in forms:
@@ -86,7 +93,7 @@ def main():
         else:
             export(a.hf, path, how)
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        for past in (2, 0):
+        for past in ((0,) if name == "first-step" else (2, 0)):
             case = f"{name}.past{past}"
             feeds = case_inputs(sess, past, rng)
             outs = sess.run(None, feeds)
