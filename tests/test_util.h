@@ -11,6 +11,7 @@
 #include <map>
 #include <string>
 
+#include "core/npy.h"
 #include "core/safetensors.h"
 #include "gptrt/engine.h"
 #include "gptrt/error.h"
@@ -138,5 +139,25 @@ void expect_error(Fn&& fn, std::initializer_list<std::string> parts) {
       EXPECT_NE(msg.find(p), std::string::npos) << "message lacks '" << p << "': " << msg;
   }
 }
+
+/// Hugging Face's greedy generate on a left-padded batch of the tiny fixture
+/// (tests/data/gpt2-tiny/past/generate.*.npy): each prompt without its padding, and each row's
+/// new tokens.
+struct HfGenerateGoldens {
+  std::vector<std::vector<int64_t>> prompts, new_tokens;
+  HfGenerateGoldens() {
+    Tensor ids = npy::read(data_path("gpt2-tiny/past/generate.ids.npy"));
+    Tensor mask = npy::read(data_path("gpt2-tiny/past/generate.mask.npy"));
+    Tensor want = npy::read(data_path("gpt2-tiny/past/generate.new_tokens.npy"));
+    for (int64_t r = 0; r < ids.dim(0); ++r) {
+      prompts.emplace_back();
+      for (int64_t t = 0; t < ids.dim(1); ++t)
+        if (mask.data<int64_t>()[r * ids.dim(1) + t])
+          prompts.back().push_back(ids.data<int64_t>()[r * ids.dim(1) + t]);
+      new_tokens.emplace_back(want.data<int64_t>() + r * want.dim(1),
+                              want.data<int64_t>() + (r + 1) * want.dim(1));
+    }
+  }
+};
 
 }  // namespace gptrt::test

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "gptrt/tensor.h"
+
 namespace gptrt {
 
 inline float half_to_float(uint16_t h) {
@@ -71,6 +73,26 @@ inline uint16_t float_to_bf16(float f) {
   if ((x & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((x >> 16) | 0x40);  // NaN
   x += 0x7fff + ((x >> 16) & 1);
   return static_cast<uint16_t>(x >> 16);
+}
+
+/// A float16 or bfloat16 tensor widened to float32 (exactly).
+inline Tensor widen_to_float32(const Tensor& t) {
+  Tensor w = Tensor::uninitialized(DType::kFloat32, t.shape());
+  const auto* p = t.data<uint16_t>();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    w.data_mut<float>()[i] =
+        t.dtype() == DType::kFloat16 ? half_to_float(p[i]) : bf16_to_float(p[i]);
+  return w;
+}
+
+/// A float32 tensor rounded to float16 or bfloat16 (`to`).
+inline Tensor narrow_from_float32(const Tensor& t, DType to) {
+  Tensor n = Tensor::uninitialized(to, t.shape());
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    float f = t.data<float>()[i];
+    n.data_mut<uint16_t>()[i] = to == DType::kFloat16 ? float_to_half(f) : float_to_bf16(f);
+  }
+  return n;
 }
 
 }  // namespace gptrt

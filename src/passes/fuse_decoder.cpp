@@ -152,21 +152,6 @@ double compare_rows(const Tensor& a, const Tensor& b, const std::vector<char>& v
   return worst;
 }
 
-// `t` as float32 (from float16 or bfloat16) or, with `to`, a float32 tensor rounded to `to`.
-Tensor convert_float(const Tensor& t, DType to) {
-  Tensor r = Tensor::uninitialized(to, t.shape());
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    if (to == DType::kFloat32) {
-      uint16_t h = t.data<uint16_t>()[i];
-      r.data_mut<float>()[i] = t.dtype() == DType::kFloat16 ? half_to_float(h) : bf16_to_float(h);
-    } else {
-      float f = t.data<float>()[i];
-      r.data_mut<uint16_t>()[i] = to == DType::kFloat16 ? float_to_half(f) : float_to_bf16(f);
-    }
-  }
-  return r;
-}
-
 // A past key or value of a with-past export and where it goes.
 struct PastIO {
   int input = -1;    // the graph input
@@ -300,7 +285,7 @@ std::map<std::string, Tensor> past_check_inputs(const ir::Graph& g, const Decode
       };
       Tensor t(DType::kFloat32, {b, dim(1, d.heads), past, dim(3, d.head_size)});
       for (int64_t i = 0; i < t.numel(); ++i) t.data_mut<float>()[i] = normal(rng);
-      in[v.name] = v.dtype == DType::kFloat32 ? t : convert_float(t, v.dtype);
+      in[v.name] = v.dtype == DType::kFloat32 ? t : narrow_from_float32(t, v.dtype);
       continue;
     }
     const bool is_mask = v.name == d.attention_mask;
@@ -337,9 +322,9 @@ double compare_graphs(const ir::Graph& original, const ir::Graph& fused,
         at = static_cast<int>(j);
     if (at < 0) return -1;
     Tensor want = all[static_cast<size_t>(at)];
-    if (want.dtype() != DType::kFloat32) want = convert_float(want, DType::kFloat32);
+    if (want.dtype() != DType::kFloat32) want = widen_to_float32(want);
     Tensor have = got[k];
-    if (have.dtype() != DType::kFloat32) have = convert_float(have, DType::kFloat32);
+    if (have.dtype() != DType::kFloat32) have = widen_to_float32(have);
     std::vector<char> rows = valid;
     if (k > 0 && want.rank() > 0 && want.shape().back() > 0)
       rows.assign(static_cast<size_t>(want.numel() / want.shape().back()), 1);
@@ -737,6 +722,14 @@ DecoderInfo fuse_decoder(ir::Graph& g, bool keep_past, const ir::Graph* original
     if (in0.shape.dims[0].is_known()) b = in0.shape.dims[0].value;
     if (in0.shape.dims[1].is_known()) s = in0.shape.dims[1].value;
   }
+  auto disagrees = [&](double diff) {
+    std::ostringstream os;
+    d.recognised = true;
+    os << "the fused graph disagrees with the original graph on random inputs (max relative "
+          "difference "
+       << diff << "; found " << d.summary() << ")";
+    return blocked(os.str());
+  };
   if (!pasts.empty()) {
     // Whole outputs (logits and presents) on a padded batch: with a past of 2 (and, for a
     // merged decoder, with the cache off and a dummy past of 1), or without a past when the
@@ -758,14 +751,7 @@ DecoderInfo fuse_decoder(ir::Graph& g, bool keep_past, const ir::Graph* original
           return blocked("the fused graph's outputs differ in size from the original graph's");
         diff = std::max(diff, one);
       }
-      if (!(diff <= 1e-4)) {
-        std::ostringstream os;
-        d.recognised = true;
-        os << "the fused graph disagrees with the original graph on random inputs (max relative "
-              "difference "
-           << diff << "; found " << d.summary() << ")";
-        return blocked(os.str());
-      }
+      if (!(diff <= 1e-4)) return disagrees(diff);
       d.verified_max_diff = diff;
     } catch (const Error& err) {
       return blocked(std::string("checking the fused graph failed: ") + err.what());
@@ -789,14 +775,7 @@ DecoderInfo fuse_decoder(ir::Graph& g, bool keep_past, const ir::Graph* original
           diff, compare_rows(run_to(g, g.outputs[0], inputs), run_to(c.g, out, inputs), valid));
     }
     if (diff < 0) return blocked("the fused graph's output size differs from the original graph's");
-    if (!(diff <= 1e-4)) {
-      std::ostringstream os;
-      d.recognised = true;
-      os << "the fused graph disagrees with the original graph on random inputs (max relative "
-            "difference "
-         << diff << "; found " << d.summary() << ")";
-      return blocked(os.str());
-    }
+    if (!(diff <= 1e-4)) return disagrees(diff);
     d.verified_max_diff = diff;
   } catch (const Error& err) {
     return blocked(std::string("checking the fused graph failed: ") + err.what());

@@ -15,15 +15,6 @@ bool is_16bit(DType d) {
   return d == DType::kFloat16 || d == DType::kBFloat16;
 }
 
-Tensor widened(const Tensor& t) {
-  Tensor w = Tensor::uninitialized(DType::kFloat32, t.shape());
-  const auto* p = t.data<uint16_t>();
-  for (int64_t i = 0; i < t.numel(); ++i)
-    w.data_mut<float>()[i] =
-        t.dtype() == DType::kFloat16 ? half_to_float(p[i]) : bf16_to_float(p[i]);
-  return w;
-}
-
 }  // namespace
 
 int widen_16bit_floats(ir::Graph& g) {
@@ -32,7 +23,7 @@ int widen_16bit_floats(ir::Graph& g) {
   int changed = 0;
   for (ir::Value& v : g.values) {
     if (!v.is_constant() || !is_16bit(v.constant.dtype())) continue;
-    v.constant = widened(v.constant);
+    v.constant = widen_to_float32(v.constant);
     v.dtype = DType::kFloat32;
     ++changed;
   }
@@ -50,7 +41,7 @@ int widen_16bit_floats(ir::Graph& g) {
       auto it = n.attrs.find(attr);
       if (it != n.attrs.end() && it->second.kind == ir::Attribute::Kind::kTensor &&
           !it->second.t.empty() && is_16bit(it->second.t.dtype())) {
-        it->second.t = widened(it->second.t);
+        it->second.t = widen_to_float32(it->second.t);
         ++changed;
       }
     }

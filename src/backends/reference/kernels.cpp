@@ -35,25 +35,8 @@ bool is_16bit_float(DType d) {
   return d == DType::kFloat16 || d == DType::kBFloat16;
 }
 
-// float16/bfloat16 values widened to float32 (exact) and float32 results rounded back to the
-// graph's type: every op computes in FP32 and rounds where the graph holds a 16-bit value.
-Tensor widen(const Tensor& t) {
-  Tensor w = Tensor::uninitialized(DType::kFloat32, t.shape());
-  const auto* p = t.data<uint16_t>();
-  for (int64_t i = 0; i < t.numel(); ++i)
-    w.data_mut<float>()[i] =
-        t.dtype() == DType::kFloat16 ? half_to_float(p[i]) : bf16_to_float(p[i]);
-  return w;
-}
-
-Tensor narrow(const Tensor& t, DType to) {
-  Tensor n = Tensor::uninitialized(to, t.shape());
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    float f = t.data<float>()[i];
-    n.data_mut<uint16_t>()[i] = to == DType::kFloat16 ? float_to_half(f) : float_to_bf16(f);
-  }
-  return n;
-}
+// float16/bfloat16 values are widened to float32 (exact) and float32 results rounded back to
+// the graph's type: every op computes in FP32 and rounds where the graph holds a 16-bit value.
 
 // Ops that take 16-bit floats as they are (they convert or only read shapes).
 bool native_16bit(const ir::Node& n) {
@@ -110,7 +93,7 @@ std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tenso
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i]) continue;
     if (is_16bit_float(inputs[i]->dtype())) {
-      wide[i] = widen(*inputs[i]);
+      wide[i] = widen_to_float32(*inputs[i]);
       args[i] = &wide[i];
     } else {
       args[i] = inputs[i];
@@ -122,7 +105,7 @@ std::vector<Tensor> run_node(const ir::Node& node, const std::vector<const Tenso
   // LayerNormalization's mean and inverse deviation stay float32 (its stash type).
   for (size_t k = 0; k < outs.size(); ++k)
     if (outs[k].dtype() == DType::kFloat32 && !(node.op_type == "LayerNormalization" && k > 0))
-      outs[k] = narrow(outs[k], half);
+      outs[k] = narrow_from_float32(outs[k], half);
   return outs;
 }
 
