@@ -713,32 +713,21 @@ DecoderInfo fuse_decoder(ir::Graph& g, bool keep_past, const ir::Graph* original
   for (ir::Node& n : c.g.nodes)
     while (!n.inputs.empty() && n.inputs.back() < 0) n.inputs.pop_back();
 
-  // Check it: hidden states before the head on a padded batch (row 1 left-padded: causal and
-  // padding masks both matter), then the logits of one token (the head is a plain Linear whose
-  // weight was compared above).
+  // Check it on random inputs, on the reference kernels.
   int64_t b = 2, s = std::min<int64_t>(3, d.n_positions);
   const ir::Value& in0 = g.values[static_cast<size_t>(ids)];
   if (in0.shape.rank_known && in0.shape.dims.size() == 2) {
     if (in0.shape.dims[0].is_known()) b = in0.shape.dims[0].value;
     if (in0.shape.dims[1].is_known()) s = in0.shape.dims[1].value;
   }
-  auto disagrees = [&](double diff) {
-    std::ostringstream os;
-    d.recognised = true;
-    os << "the fused graph disagrees with the original graph on random inputs (max relative "
-          "difference "
-       << diff << "; found " << d.summary() << ")";
-    return blocked(os.str());
-  };
-  if (!pasts.empty()) {
-    // Whole outputs (logits and presents) on a padded batch: with a past of 2 (and, for a
-    // merged decoder, with the cache off and a dummy past of 1), or without a past when the
-    // fused graph drops it.
-    try {
+  auto measure = [&]() -> double {
+    if (!pasts.empty()) {
+      // Whole outputs (logits and presents) on a padded batch: with a past of 2 (and, for a
+      // merged decoder, with the cache off and a dummy past of 1), or without a past when the
+      // fused graph drops it: then the fused graph is the first step, a merged decoder's
+      // no-cache branch (exports traced for one new token per cached step compute only that
+      // branch for any length).
       const ir::Graph& ref = original ? *original : g;
-      // Dropping the past, the fused graph is the first step: a merged decoder's no-cache
-      // branch (exports traced for one new token per cached step compute only that branch
-      // for any length).
       std::vector<std::pair<int64_t, bool>> cases{
           {with_past ? 2 : 0, with_past || d.cache_flag.empty()}};
       if (with_past && !d.cache_flag.empty()) cases.push_back({1, false});
@@ -747,20 +736,14 @@ DecoderInfo fuse_decoder(ir::Graph& g, bool keep_past, const ir::Graph* original
         std::vector<char> valid;
         auto inputs = past_check_inputs(ref, d, b, s, past, flag, &valid);
         double one = compare_graphs(ref, c.g, inputs, valid);
-        if (one < 0)
-          return blocked("the fused graph's outputs differ in size from the original graph's");
+        if (one < 0) return -1;
         diff = std::max(diff, one);
       }
-      if (!(diff <= 1e-4)) return disagrees(diff);
-      d.verified_max_diff = diff;
-    } catch (const Error& err) {
-      return blocked(std::string("checking the fused graph failed: ") + err.what());
+      return diff;
     }
-    d.recognised = true;
-    g = std::move(c.g);
-    return d;
-  }
-  try {
+    // Hidden states before the head on a padded batch (row 1 left-padded: causal and padding
+    // masks both matter), then the logits of one token (the head is a plain Linear whose weight
+    // was compared above).
     std::vector<char> valid;
     auto inputs = check_inputs(g, d, b, s, &valid);
     int orig_hidden = head ? head->inputs[0] : g.outputs[0];
@@ -774,12 +757,25 @@ DecoderInfo fuse_decoder(ir::Graph& g, bool keep_past, const ir::Graph* original
       diff = std::max(
           diff, compare_rows(run_to(g, g.outputs[0], inputs), run_to(c.g, out, inputs), valid));
     }
-    if (diff < 0) return blocked("the fused graph's output size differs from the original graph's");
-    if (!(diff <= 1e-4)) return disagrees(diff);
-    d.verified_max_diff = diff;
+    return diff;
+  };
+  double diff = 0;
+  try {
+    diff = measure();
   } catch (const Error& err) {
     return blocked(std::string("checking the fused graph failed: ") + err.what());
   }
+  if (diff < 0)
+    return blocked("the fused graph's outputs differ in size from the original graph's");
+  if (!(diff <= 1e-4)) {
+    std::ostringstream os;
+    d.recognised = true;
+    os << "the fused graph disagrees with the original graph on random inputs (max relative "
+          "difference "
+       << diff << "; found " << d.summary() << ")";
+    return blocked(os.str());
+  }
+  d.verified_max_diff = diff;
   d.recognised = true;
   g = std::move(c.g);
   return d;
