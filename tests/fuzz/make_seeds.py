@@ -101,5 +101,8 @@ for op in ["add_broadcast", "argmax", "concat_axis1", "gather_axis1_negative", "
 tiny = os.path.join(root, "gpt2-tiny", "legacy-opset17.onnx")
 build(tiny, "gpt2-tiny-reference", "--backend=reference", "--maxBatch=2")
 build(tiny, "gpt2-tiny-cpu", "--backend=cpu", "--maxBatch=2")
+# Control flow and past inputs: an If with its branches in the plan, a with-past cpu plan.
+build(os.path.join(root, "hostile", "if_outer_values.onnx"), "if-reference", "--backend=reference")
+build(os.path.join(root, "gpt2-tiny", "past", "with-past.onnx"), "with-past-cpu", "--backend=cpu", "--maxBatch=2")
 for t in sorted(os.listdir(out)):
     print("make_seeds: %-12s %d seeds" % (t, len(os.listdir(os.path.join(out, t)))))
