@@ -26,6 +26,7 @@ ALLOWED = {
     "passes": {"runtime", "backends", "backends/reference", "ir", "core", "platform"},
     "builder": {"passes", "runtime", "backends", "onnx", "hf", "ir", "core", "platform"},
     "generate": {"runtime", "tokenizer", "core", "platform"},
+    "serve": {"generate", "runtime", "tokenizer", "core", "platform"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

@@ -67,6 +67,7 @@ int cmd_make_model(const std::vector<std::string>& argv);
 int cmd_export_onnx(const std::vector<std::string>& argv);
 int cmd_bench(const std::vector<std::string>& argv);
 int cmd_generate(const std::vector<std::string>& argv);
+int cmd_serve(const std::vector<std::string>& argv);
 int cmd_tokenize(const std::vector<std::string>& argv);
 int cmd_version();
 

@@ -58,6 +58,7 @@ void usage() {
       "  bench     the recipe's tables for gptrt and the peers installed (PyTorch, ONNX Runtime, "
       "TensorRT)\n"
       "  generate  generate text with a KV cache (greedy or sampled), --prompt or --prompt-ids\n"
+      "  serve     an OpenAI-compatible and KServe-v2 inference server with continuous batching\n"
       "  tokenize  GPT-2 BPE token ids of a text (or --decode ids)\n"
       "  make-model  write a Hugging Face GPT-2 folder (distilgpt2 ... gpt2-xl) with seeded random "
       "weights\n"
@@ -86,6 +87,7 @@ int main(int argc, char** argv) {
     if (cmd == "export-onnx") return gptrt::cli::cmd_export_onnx(rest);
     if (cmd == "bench") return gptrt::cli::cmd_bench(rest);
     if (cmd == "generate") return gptrt::cli::cmd_generate(rest);
+    if (cmd == "serve") return gptrt::cli::cmd_serve(rest);
     if (cmd == "tokenize") return gptrt::cli::cmd_tokenize(rest);
     std::fprintf(stderr, "gptrt: unknown command '%s'; run `gptrt --help` for the list\n",
                  cmd.c_str());

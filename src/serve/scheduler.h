@@ -1,0 +1,94 @@
+// Continuous batching on a gptrt::Decoder: one thread runs the decoder step after step; between
+// steps it joins newly arrived requests to the running batch (their prompts prefilled in chunks,
+// so that running streams keep their inter-token latency), retires finished ones at once and
+// keeps decoding the rest. Each request has its own sampling parameters, seed, deadline and a
+// cancel flag; greedy results do not depend on what else is in the batch.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gptrt/decoder.h"
+#include "gptrt/generate.h"
+#include "serve/metrics.h"
+
+namespace gptrt::serve {
+
+/// A generated token with what a client may ask of it.
+struct TokenEvent {
+  int64_t token = 0;
+  double logprob = 0;                           // log-softmax of the model's logits
+  std::vector<std::pair<int64_t, double>> top;  // the most likely tokens (logprobs >= 1)
+};
+
+/// Why a request ended: "length" (max tokens or the model's positions), "stop" (end of text or a
+/// stop the client's callback found), "cancelled", "deadline", "shutdown" or "error".
+struct Finish {
+  std::string reason;
+  std::string message;  // for "error"
+  int64_t prompt_tokens = 0, generated_tokens = 0;
+};
+
+struct Request {
+  std::vector<int64_t> prompt;
+  GenerationConfig config;  // max_new_tokens, sampling, seed, eos_token_id
+  int64_t logprobs = 0;     // alternatives per token to report (0: only the chosen token's)
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  std::atomic<bool> cancelled{false};
+  /// Called on the scheduler's thread for each new token; false stops the request ("stop").
+  std::function<bool(const TokenEvent&)> on_token;
+  /// Called once, on the scheduler's thread (or in submit's caller when refused).
+  std::function<void(const Finish&)> on_finish;
+};
+
+struct SchedulerConfig {
+  int64_t slots = 8;           // sequences decoded together
+  int64_t max_queue = 64;      // requests waiting for a slot before submit refuses
+  int64_t prefill_chunk = 64;  // prompt tokens one step takes from all prefilling requests
+  int64_t max_positions = 0;   // tokens per slot (0: the model's n_positions)
+  int threads = 0;             // CPU threads (0: every core)
+};
+
+class Scheduler {
+ public:
+  Scheduler(std::shared_ptr<const Engine> engine, const SchedulerConfig& config,
+            std::shared_ptr<Metrics> metrics);
+  ~Scheduler();
+
+  /// Queues a request; false when the queue is full or the scheduler is draining (the request
+  /// is not run and on_finish is not called). Throws gptrt::Error for a request that cannot run
+  /// (empty prompt, ids outside the vocabulary, prompt + max tokens beyond the positions).
+  bool submit(std::shared_ptr<Request> request);
+  /// Stops taking requests, finishes those queued and running, and stops the thread.
+  void drain();
+  SchedulerGauges stats() const;
+  int64_t vocab_size() const { return vocab_; }
+  int64_t n_positions() const { return positions_; }
+
+ private:
+  struct Active;
+  void loop();
+  void step(std::vector<Active>& active);
+
+  Decoder decoder_;
+  SchedulerConfig config_;
+  std::shared_ptr<Metrics> metrics_;
+  int64_t vocab_ = 0, positions_ = 0;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Request>> queue_;
+  std::atomic<int64_t> running_{0};
+  bool draining_ = false, stopped_ = false;
+  std::thread thread_;
+};
+
+}  // namespace gptrt::serve
