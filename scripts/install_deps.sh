@@ -22,8 +22,9 @@ fi
 
 # Tests and the benchmark harness: the ONNX reader cross-check, the exporter's verification, the
 # harness's report (ONNX Runtime is the CPU peer every machine can have).
-py_pkgs=(numpy onnx onnxruntime safetensors matplotlib)
-if ! python3 -c "import numpy, onnx, onnxruntime, safetensors, matplotlib" >/dev/null 2>&1; then
+# The server's tests run its real clients: pytest, openai, tritonclient[http].
+py_pkgs=(numpy onnx onnxruntime safetensors matplotlib pytest openai "tritonclient[http]")
+if ! python3 -c "import numpy, onnx, onnxruntime, safetensors, matplotlib, pytest, openai, tritonclient.http" >/dev/null 2>&1; then
   echo "install_deps: installing the Python packages ${py_pkgs[*]} with pip"
   python3 -m pip install --quiet "${py_pkgs[@]}" 2>/dev/null ||
     python3 -m pip install --quiet --break-system-packages "${py_pkgs[@]}"

@@ -384,6 +384,11 @@ void add_completion_routes(Server::Impl& s) {
       json choices = json::array();
       for (const Choice& c : comp->choices) {
         if (c.reason == "error") return send_error(res, 500, "generation failed: " + c.error);
+        if (c.reason == "deadline")
+          return send_error(res, 504,
+                            "the request ran past its deadline of " +
+                                json(s.config.request_timeout_s).dump() +
+                                " s (gptrt serve --timeout); it was stopped");
         json choice = {{"index", c.index},
                        {"text", (ask.echo ? ask.prompt_texts[c.prompt] : "") + c.text},
                        {"token_ids", c.tokens},

@@ -57,7 +57,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
   config.model_name =
       args.get("model-name", src.filename().empty() ? src.parent_path().filename().string()
                                                     : src.stem().string());
-  config.request_timeout_s = static_cast<double>(args.get_int("timeout", 600, 1));
+  config.request_timeout_s = args.get_double("timeout", 600, 1e-3);
   serve::SchedulerConfig sched;
   sched.slots = args.get_int("slots", 8, 1);
   sched.max_queue = args.get_int("max-queue", 64, 0);
