@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's second command (and CI's): builds Release and an AddressSanitizer + UBSan build
 # and runs the whole test suite in both, then a ThreadSanitizer build of the tests that run
-# threads (thread pool, decoder, generation, the goldens and op cases on every backend), then each
+# threads (thread pool, decoder, generation, the goldens and op cases on every backend, the
+# server against its clients), then each
 # libFuzzer target for 60 s (scripts/fuzz.sh). Warnings are errors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
