@@ -54,6 +54,10 @@ class Decoder {
   /// named twice, an empty sequence, ids outside the vocabulary, or more tokens than a slot holds.
   void run(const std::vector<SlotTokens>& seqs, std::vector<float>* logits,
            std::vector<int64_t>* argmax);
+  /// Positions left in a cache that every slot's passes share (the CUDA decoder: a pass of t
+  /// tokens takes t of them for every slot; all free again once every slot is empty), or -1 where
+  /// each slot has its own capacity (cpu). A scheduler admits work that fits.
+  int64_t shared_positions_left() const;
   /// Greedy decode steps one greedy_steps call may run now over `seqs` (1: use run()). The CUDA
   /// backend runs up to 8 per CUDA graph once 256 steps have run one at a time.
   int64_t max_greedy_steps(const std::vector<SlotTokens>& seqs) const;

@@ -93,6 +93,10 @@ class SlotDecoder {
   virtual void run(const std::vector<SlotTokens>& seqs, float* logits, int64_t* argmax) = 0;
   /// Empties `slot` (its length goes back to 0); the other slots are untouched.
   virtual void reset(int slot) = 0;
+  /// Positions left in a cache every slot's passes share (the CUDA decoder: a pass of t tokens
+  /// takes t of them for all slots; all free again once every slot is empty), or -1 where each
+  /// slot has positions of its own.
+  virtual int64_t shared_positions_left() const { return -1; }
   /// Greedy decode steps one call of greedy_steps may run now (1: only run()).
   virtual int64_t max_greedy_steps(const std::vector<SlotTokens>& seqs) const {
     (void)seqs;

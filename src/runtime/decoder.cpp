@@ -181,6 +181,10 @@ void Decoder::run(const std::vector<SlotTokens>& seqs, std::vector<float>* logit
   }
 }
 
+int64_t Decoder::shared_positions_left() const {
+  return impl_->backend->shared_positions_left();
+}
+
 int64_t Decoder::max_greedy_steps(const std::vector<SlotTokens>& seqs) const {
   return impl_->backend->max_greedy_steps(seqs);
 }

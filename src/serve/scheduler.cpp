@@ -132,8 +132,10 @@ void Scheduler::loop() {
       cv_.wait(lock, [&] { return stopped_ || draining_ || !queue_.empty() || !active.empty(); });
       if (stopped_ && active.empty() && queue_.empty()) return;
       if (draining_ && active.empty() && queue_.empty()) return;
-      // Join newly arrived requests to the running batch while slots are free.
-      while (!queue_.empty() && static_cast<int64_t>(active.size()) < config_.slots) {
+      // Join newly arrived requests to the running batch while slots are free (and, where the
+      // slots share one cache's positions, while the work in flight and theirs still fits).
+      while (!queue_.empty() && static_cast<int64_t>(active.size()) < config_.slots &&
+             fits_shared_positions(active, *queue_.front())) {
         Active a;
         a.req = std::move(queue_.front());
         queue_.pop_front();
@@ -154,6 +156,19 @@ void Scheduler::loop() {
         active.end());
     running_ = static_cast<int64_t>(active.size());
   }
+}
+
+bool Scheduler::fits_shared_positions(const std::vector<Active>& active, const Request& r) const {
+  const int64_t left = decoder_.shared_positions_left();
+  if (left < 0) return true;  // every slot has its own positions
+  // Conservatively: every prompt token still to feed takes a position of all slots, and the
+  // longest remaining generation one per step.
+  int64_t prompts = static_cast<int64_t>(r.prompt.size()), steps = r.config.max_new_tokens;
+  for (const Active& a : active) {
+    prompts += static_cast<int64_t>(a.req->prompt.size()) - a.fed;
+    steps = std::max(steps, a.req->config.max_new_tokens - a.generated);
+  }
+  return prompts + steps <= left;
 }
 
 void Scheduler::step(std::vector<Active>& active) {

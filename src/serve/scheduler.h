@@ -78,6 +78,7 @@ class Scheduler {
   struct Active;
   void loop();
   void step(std::vector<Active>& active);
+  bool fits_shared_positions(const std::vector<Active>& active, const Request& r) const;
 
   Decoder decoder_;
   SchedulerConfig config_;

@@ -98,6 +98,8 @@ class CudaDecoder final : public SlotDecoder {
     if (std::all_of(length_.begin(), length_.end(), [](int64_t len) { return len == 0; })) col_ = 0;
   }
 
+  int64_t shared_positions_left() const override { return cols_ - col_; }
+
   int64_t max_greedy_steps(const std::vector<SlotTokens>& seqs) const override {
     // Several steps per graph mark each step's column valid in every row: only when every slot
     // holding a sequence takes part, one token each.
