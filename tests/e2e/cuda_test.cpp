@@ -2,6 +2,9 @@
 // goldens in FP32 are goldens_test.cpp's body for every backend): TF32/FP16/BF16 top-1 agreement;
 // every kernel against the reference backend on a model of odd sizes (head size 40, vocabulary 257)
 // with padded rows; engines saved and loaded; the CLI.
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <random>
 
 #include "backends/cuda/cuda_backend.h"
@@ -12,6 +15,7 @@
 #include "hf/make_model.h"
 #include "passes/passes.h"
 #include "runtime/engine_impl.h"
+#include "serve/scheduler.h"
 #include "test_util.h"
 
 namespace gptrt::test {
@@ -708,6 +712,56 @@ TEST(CudaFp16Export, RunsTheFusedDecoderWithinFp16Tolerance) {
       {{"input_ids", ids}, {"attention_mask", mask}})[0];
   ASSERT_EQ(got.shape(), want.shape());
   EXPECT_LE(max_abs_diff_masked(got, want, &mask), 0.05);
+}
+
+// The server's scheduler on the GPU (issue 27): 32 requests of different lengths over 16 slots
+// that share the CUDA decoder's positions all finish, each with its solo greedy tokens.
+TEST(CudaServe, SchedulerFitsWorkIntoTheSharedPositionsAndMatchesSoloRuns) {
+  SKIP_WITHOUT_GPU();
+  auto engine = cuda_engine(Network::from_hf(data_path("gpt2-tiny/hf")));
+  serve::SchedulerConfig sc;
+  sc.slots = 16;
+  sc.max_queue = 64;
+  serve::Scheduler sched(engine, sc, std::make_shared<serve::Metrics>());
+  std::mt19937_64 rng(5);
+  const int n = 32;
+  std::vector<std::vector<int64_t>> prompts(n), got(n);
+  std::vector<int64_t> lengths(n);
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  for (int i = 0; i < n; ++i) {
+    prompts[i].resize(1 + rng() % 19);
+    for (int64_t& t : prompts[i]) t = static_cast<int64_t>(rng() % 1000);
+    lengths[i] = 1 + static_cast<int64_t>(rng() % 29);
+    auto r = std::make_shared<serve::Request>();
+    r->prompt = prompts[i];
+    r->config.max_new_tokens = lengths[i];
+    r->on_token = [&, i](const serve::TokenEvent& e) {
+      std::lock_guard<std::mutex> lock(mu);
+      got[static_cast<size_t>(i)].push_back(e.token);
+      return true;
+    };
+    r->on_finish = [&](const serve::Finish& f) {
+      std::lock_guard<std::mutex> lock(mu);
+      EXPECT_EQ(f.reason, "length") << f.message;
+      ++done;
+      cv.notify_all();
+    };
+    ASSERT_TRUE(sched.submit(r));
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return done == n; }));
+  }
+  Generator solo(engine);
+  for (int i = 0; i < n; ++i) {
+    GenerationConfig g;
+    g.max_new_tokens = lengths[static_cast<size_t>(i)];
+    EXPECT_EQ(got[static_cast<size_t>(i)],
+              solo.generate({prompts[static_cast<size_t>(i)]}, g).generated[0])
+        << "request " << i;
+  }
 }
 
 }  // namespace
