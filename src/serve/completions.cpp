@@ -201,12 +201,14 @@ struct Choice {
   std::shared_ptr<Request> req;
   std::vector<int64_t> tokens;
   std::vector<TokenEvent> events;
-  std::string text;         // decoded so far (cut at a stop string)
-  size_t sent = 0;          // bytes of `text` already streamed
-  size_t events_sent = 0;   // tokens whose logprobs were streamed
-  size_t tokens_sent = 0;   // tokens whose ids were streamed
-  bool final_sent = false;  // the chunk with the finish reason went out
-  std::string reason;       // finish reason once done
+  std::unique_ptr<tokenizer::StreamDecoder> stream;  // text as tokens come (whole characters)
+  std::string text;                                  // decoded so far (cut at a stop string)
+  bool stopped = false;                              // a stop string ended it
+  size_t sent = 0;                                   // bytes of `text` already streamed
+  size_t events_sent = 0;                            // tokens whose logprobs were streamed
+  size_t tokens_sent = 0;                            // tokens whose ids were streamed
+  bool final_sent = false;                           // the chunk with the finish reason went out
+  std::string reason;                                // finish reason once done
   std::string error;
   bool done = false;
 };
@@ -220,30 +222,27 @@ struct Completion {
   size_t remaining = 0;
 };
 
-// The text of a choice's tokens, cut before the first stop string; true when one was found.
-bool decode_with_stops(const tokenizer::Tokenizer* tok, const Ask& a, Choice& c) {
-  if (!tok) return false;
-  c.text = tok->decode(c.tokens);
-  for (const std::string& s : a.stop) {
-    size_t at = c.text.find(s);
+// Cuts a choice's text before the first stop string in what was added from byte `from` on;
+// true when one was found.
+bool cut_at_stop(const std::vector<std::string>& stops, Choice& c, size_t from) {
+  for (const std::string& stop : stops) {
+    size_t at = c.text.find(stop, from >= stop.size() ? from - stop.size() + 1 : 0);
     if (at != std::string::npos) {
       c.text.resize(at);
-      return true;
+      c.stopped = true;
     }
   }
-  return false;
+  return c.stopped;
 }
 
 // How much of a choice's text may be streamed now: not a tail that may still become a stop
-// string, an unfinished UTF-8 character, or a trailing U+FFFD that the next token may complete.
-size_t streamable(const Ask& a, const Choice& c) {
+// string (and not half a character of it).
+size_t streamable(const std::vector<std::string>& stops, const Choice& c) {
   if (c.done) return c.text.size();
   size_t hold = 0;
-  for (const std::string& s : a.stop) hold = std::max(hold, s.size() - 1);
+  for (const std::string& stop : stops) hold = std::max(hold, stop.size() - 1);
   size_t n = c.text.size() > hold ? c.text.size() - hold : 0;
   while (n > 0 && n < c.text.size() && (static_cast<unsigned char>(c.text[n]) & 0xC0) == 0x80) --n;
-  static const std::string kReplacement = "\xEF\xBF\xBD";
-  if (n >= 3 && n == c.text.size() && c.text.compare(n - 3, 3, kReplacement) == 0) n -= 3;
   return std::max(n, c.sent);
 }
 
@@ -304,37 +303,47 @@ void add_completion_routes(Server::Impl& s) {
         c.req->config = ask.gen;
         c.req->config.seed = ask.seeded ? ask.gen.seed + static_cast<uint64_t>(j)
                                         : (uint64_t{entropy()} << 32) ^ entropy();
-        c.req->logprobs = std::max<int64_t>(ask.logprobs, 0);
+        c.req->logprobs = ask.logprobs;
         c.req->deadline = deadline;
         comp->choices.push_back(std::move(c));
       }
     comp->remaining = comp->choices.size();
     const tokenizer::Tokenizer* tok = s.tokenizer.get();
+    const int64_t eos = ask.gen.eos_token_id;
+    auto stops = std::make_shared<const std::vector<std::string>>(ask.stop);
     for (Choice& c : comp->choices) {
       const size_t k = c.index;
+      if (tok) c.stream = std::make_unique<tokenizer::StreamDecoder>(*tok);
       std::weak_ptr<Completion> weak = comp;
-      c.req->on_token = [weak, k, tok, ask](const TokenEvent& ev) {
+      c.req->on_token = [weak, k, eos, stops](const TokenEvent& ev) {
         auto cp = weak.lock();
         if (!cp) return false;
         std::lock_guard<std::mutex> lock(cp->mu);
         Choice& ch = cp->choices[k];
         ch.tokens.push_back(ev.token);
         ch.events.push_back(ev);
-        bool stopped = decode_with_stops(tok, ask, ch);
+        if (ch.stream && ev.token != eos) {  // the end-of-text token is not part of the text
+          size_t from = ch.text.size();
+          ch.text += ch.stream->push(ev.token);
+          cut_at_stop(*stops, ch, from);
+        }
         cp->updates.push_back(k);
         cp->cv.notify_all();
-        return !stopped;
+        return !ch.stopped;
       };
-      c.req->on_finish = [weak, k, tok, ask](const Finish& f) {
+      c.req->on_finish = [weak, k, eos, stops](const Finish& f) {
         auto cp = weak.lock();
         if (!cp) return;
         std::lock_guard<std::mutex> lock(cp->mu);
         Choice& ch = cp->choices[k];
-        // The end-of-text token is not part of the text.
-        if (!ch.tokens.empty() && ch.tokens.back() == ask.gen.eos_token_id && f.reason == "stop") {
+        if (!ch.tokens.empty() && ch.tokens.back() == eos && f.reason == "stop") {
           ch.tokens.pop_back();
           ch.events.pop_back();
-          decode_with_stops(tok, ask, ch);
+        }
+        if (ch.stream && !ch.stopped) {  // bytes held back for an unfinished character
+          size_t from = ch.text.size();
+          ch.text += ch.stream->finish();
+          cut_at_stop(*stops, ch, from);
         }
         ch.reason = f.reason;
         ch.error = f.message;
@@ -405,86 +414,86 @@ void add_completion_routes(Server::Impl& s) {
 
     // Streaming: one event per new piece of text of any choice.
     res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider(
-        "text/event-stream",
-        [comp, ask, id, created, &s, tok, usage, reason_json](size_t, httplib::DataSink& sink) {
-          auto send = [&](const json& j) {
-            std::string line = "data: " + j.dump() + "\n\n";
-            return sink.write(line.data(), line.size());
-          };
-          auto cancel_all = [&] {
-            for (Choice& c : comp->choices) c.req->cancelled = true;
-          };
-          if (ask.echo) {
-            for (const Choice& c : comp->choices) {
-              json chunk = {{"id", id},
-                            {"object", "text_completion"},
-                            {"created", created},
-                            {"model", s.config.model_name},
-                            {"choices", json::array({{{"index", c.index},
-                                                      {"text", ask.prompt_texts[c.prompt]},
-                                                      {"logprobs", nullptr},
-                                                      {"finish_reason", nullptr}}})}};
-              if (!send(chunk)) {
-                cancel_all();
-                return false;
-              }
-            }
+    res.set_chunked_content_provider("text/event-stream", [comp, ask, id, created, &s, tok, usage,
+                                                           reason_json,
+                                                           stops](size_t, httplib::DataSink& sink) {
+      auto send = [&](const json& j) {
+        std::string line = "data: " + j.dump() + "\n\n";
+        return sink.write(line.data(), line.size());
+      };
+      auto cancel_all = [&] {
+        for (Choice& c : comp->choices) c.req->cancelled = true;
+      };
+      if (ask.echo) {
+        for (const Choice& c : comp->choices) {
+          json chunk = {{"id", id},
+                        {"object", "text_completion"},
+                        {"created", created},
+                        {"model", s.config.model_name},
+                        {"choices", json::array({{{"index", c.index},
+                                                  {"text", ask.prompt_texts[c.prompt]},
+                                                  {"logprobs", nullptr},
+                                                  {"finish_reason", nullptr}}})}};
+          if (!send(chunk)) {
+            cancel_all();
+            return false;
           }
-          std::unique_lock<std::mutex> lock(comp->mu);
-          for (;;) {
-            comp->cv.wait_for(lock, std::chrono::milliseconds(100),
-                              [&] { return !comp->updates.empty() || comp->remaining == 0; });
-            while (!comp->updates.empty()) {
-              Choice& c = comp->choices[comp->updates.front()];
-              comp->updates.pop_front();
-              if (c.final_sent) continue;
-              size_t upto = streamable(ask, c);
-              if (upto <= c.sent && c.tokens.size() <= c.tokens_sent && !c.done) continue;
-              json choice = {
-                  {"index", c.index},
-                  {"text", c.text.substr(c.sent, upto - c.sent)},
-                  {"token_ids", std::vector<int64_t>(
-                                    c.tokens.begin() + static_cast<std::ptrdiff_t>(c.tokens_sent),
+        }
+      }
+      std::unique_lock<std::mutex> lock(comp->mu);
+      for (;;) {
+        comp->cv.wait_for(lock, std::chrono::milliseconds(100),
+                          [&] { return !comp->updates.empty() || comp->remaining == 0; });
+        while (!comp->updates.empty()) {
+          Choice& c = comp->choices[comp->updates.front()];
+          comp->updates.pop_front();
+          if (c.final_sent) continue;
+          size_t upto = streamable(*stops, c);
+          if (upto <= c.sent && c.tokens.size() <= c.tokens_sent && !c.done) continue;
+          json choice = {
+              {"index", c.index},
+              {"text", c.text.substr(c.sent, upto - c.sent)},
+              {"token_ids",
+               std::vector<int64_t>(c.tokens.begin() + static_cast<std::ptrdiff_t>(c.tokens_sent),
                                     c.tokens.end())},
-                  {"logprobs", nullptr},
-                  {"finish_reason", c.done ? reason_json(c) : json(nullptr)}};
-              c.tokens_sent = c.tokens.size();
-              c.final_sent = c.done;
-              if (ask.logprobs >= 0) {
-                choice["logprobs"] = logprobs_json(tok, c, c.events_sent);
-                c.events_sent = c.events.size();
-              }
-              c.sent = upto;
-              if (c.done && !c.error.empty()) choice["error"] = c.error;
-              json chunk = {{"id", id},
-                            {"object", "text_completion"},
-                            {"created", created},
-                            {"model", s.config.model_name},
-                            {"choices", json::array({choice})}};
-              if (!send(chunk)) {  // the client went away: free the slots
-                cancel_all();
-                return false;
-              }
-            }
-            if (comp->remaining == 0 && comp->updates.empty()) break;
-            if (!sink.is_writable()) {
-              cancel_all();
-              return false;
-            }
+              {"logprobs", nullptr},
+              {"finish_reason", c.done ? reason_json(c) : json(nullptr)}};
+          c.tokens_sent = c.tokens.size();
+          c.final_sent = c.done;
+          if (ask.logprobs >= 0) {
+            choice["logprobs"] = logprobs_json(tok, c, c.events_sent);
+            c.events_sent = c.events.size();
           }
-          if (ask.include_usage)
-            send({{"id", id},
-                  {"object", "text_completion"},
-                  {"created", created},
-                  {"model", s.config.model_name},
-                  {"choices", json::array()},
-                  {"usage", usage()}});
-          std::string done = "data: [DONE]\n\n";
-          sink.write(done.data(), done.size());
-          sink.done();
-          return true;
-        });
+          c.sent = upto;
+          if (c.done && !c.error.empty()) choice["error"] = c.error;
+          json chunk = {{"id", id},
+                        {"object", "text_completion"},
+                        {"created", created},
+                        {"model", s.config.model_name},
+                        {"choices", json::array({choice})}};
+          if (!send(chunk)) {  // the client went away: free the slots
+            cancel_all();
+            return false;
+          }
+        }
+        if (comp->remaining == 0 && comp->updates.empty()) break;
+        if (!sink.is_writable()) {
+          cancel_all();
+          return false;
+        }
+      }
+      if (ask.include_usage)
+        send({{"id", id},
+              {"object", "text_completion"},
+              {"created", created},
+              {"model", s.config.model_name},
+              {"choices", json::array()},
+              {"usage", usage()}});
+      std::string done = "data: [DONE]\n\n";
+      sink.write(done.data(), done.size());
+      sink.done();
+      return true;
+    });
   });
 }
 

@@ -231,7 +231,7 @@ void Scheduler::step(std::vector<Active>& active) {
     int64_t token = generate::pick_token(l, a.seen, a.req->config, a.rng);
     TokenEvent ev;
     ev.token = token;
-    fill_logprobs(row, vocab_, token, a.req->logprobs, ev);
+    if (a.req->logprobs >= 0) fill_logprobs(row, vocab_, token, a.req->logprobs, ev);
     if (a.generated == 0)
       metrics_->time_to_first_token.observe(seconds_between(a.arrived, after));
     else

@@ -41,7 +41,8 @@ struct Finish {
 struct Request {
   std::vector<int64_t> prompt;
   GenerationConfig config;  // max_new_tokens, sampling, seed, eos_token_id
-  int64_t logprobs = 0;     // alternatives per token to report (0: only the chosen token's)
+  int64_t logprobs = -1;    // alternatives per token to report (0: the chosen token's only;
+                            // -1: no logprobs, none computed)
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   std::atomic<bool> cancelled{false};
   /// Called on the scheduler's thread for each new token; false stops the request ("stop").

@@ -38,17 +38,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
   auto notice = [](const std::string& s) { std::fprintf(stderr, "[I] %s\n", s.c_str()); };
   LoadedEngine loaded = load_or_build(args, "serve", notice);
   namespace fs = std::filesystem;
-  std::shared_ptr<const tokenizer::Tokenizer> tok;
-  std::string tok_path = args.get("tokenizer", "");
-  if (tok_path.empty()) {
-    fs::path dir = fs::path(loaded.source);
-    if (!fs::is_directory(dir)) dir = dir.parent_path();
-    if (fs::exists(dir / "tokenizer.json") ||
-        (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt")))
-      tok_path = dir.string();
-  }
-  if (!tok_path.empty())
-    tok = std::make_shared<tokenizer::Tokenizer>(tokenizer::Tokenizer::load(tok_path));
+  std::shared_ptr<const tokenizer::Tokenizer> tok = find_tokenizer(args);
   serve::ServerConfig config;
   config.host = args.get("host", "127.0.0.1");
   config.port = static_cast<int>(args.get_int("port", 8080, 0));

@@ -375,4 +375,20 @@ void export_outputs(const std::string& dir, const Engine& engine,
   }
 }
 
+// A tokenizer from --tokenizer, else next to the model (the --hf folder or the ONNX file's).
+std::unique_ptr<tokenizer::Tokenizer> find_tokenizer(const Args& args) {
+  namespace fs = std::filesystem;
+  if (args.has("tokenizer"))
+    return std::make_unique<tokenizer::Tokenizer>(
+        tokenizer::Tokenizer::load(args.get("tokenizer")));
+  std::string dir = args.has("hf")     ? args.get("hf")
+                    : args.has("onnx") ? fs::path(args.get("onnx")).parent_path().string()
+                                       : fs::path(args.get("loadEngine")).parent_path().string();
+  if (dir.empty()) dir = ".";
+  if (fs::exists(dir + "/tokenizer.json") ||
+      (fs::exists(dir + "/vocab.json") && fs::exists(dir + "/merges.txt")))
+    return std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::load(dir));
+  return nullptr;
+}
+
 }  // namespace gptrt::cli

@@ -10,6 +10,7 @@
 
 #include "args.h"
 #include "gptrt/engine.h"
+#include "tokenizer/tokenizer.h"
 
 namespace gptrt::cli {
 
@@ -66,6 +67,10 @@ int cmd_inspect(const std::vector<std::string>& argv);
 int cmd_make_model(const std::vector<std::string>& argv);
 int cmd_export_onnx(const std::vector<std::string>& argv);
 int cmd_bench(const std::vector<std::string>& argv);
+/// A tokenizer from --tokenizer, else the one next to the model (the --hf folder, or the
+/// folder of --onnx or --loadEngine), else null.
+std::unique_ptr<tokenizer::Tokenizer> find_tokenizer(const Args& args);
+
 int cmd_generate(const std::vector<std::string>& argv);
 int cmd_serve(const std::vector<std::string>& argv);
 int cmd_tokenize(const std::vector<std::string>& argv);
