@@ -67,6 +67,11 @@ def test_completions_options(text_server):
     stopped = c.completions.create(model="small-gpt2", prompt="Hello there", max_tokens=16, temperature=0, stop=[cut])
     assert stopped.choices[0].text == full[:full.find(cut)]
     assert stopped.choices[0].finish_reason == "stop"
+    # Streamed, the text before the stop string arrives and nothing of the stop string does.
+    pieces = list(c.completions.create(model="small-gpt2", prompt="Hello there", max_tokens=16, temperature=0,
+                                       stop=[cut], stream=True))
+    assert "".join(p.choices[0].text for p in pieces if p.choices) == full[:full.find(cut)]
+    assert pieces[-1].choices[0].finish_reason == "stop"
     # Token-id prompts, and the extensions top_k and repetition_penalty.
     ids = c.completions.create(model="small-gpt2", prompt=[464, 2068, 7586], max_tokens=4, temperature=0,
                                extra_body={"top_k": 5, "repetition_penalty": 1.2})
@@ -146,6 +151,31 @@ def test_bad_input_gets_an_error_object_and_the_right_status(tiny_server):
     s, body, _ = post("/v1/completions", {"prompt": [1] * 10}, raw=b'{"prompt": [' + b"1," * (5 << 20) + b"1]}")
     assert s == 413
     assert tiny_server.get("/v2/models/hf/infer")[0] in (404, 405)
+
+
+def test_kserve_bad_requests_are_refused_with_a_reason(tiny_server):
+    infer = "/v2/models/hf/infer"
+    ids = {"name": "input_ids", "shape": [1, 2], "datatype": "INT64", "data": [1, 2]}
+    mask = {"name": "attention_mask", "shape": [1, 2], "datatype": "INT64", "data": [1, 1]}
+    s, body, _ = tiny_server.post(infer, {"inputs": [ids, mask]})
+    assert s == 200 and body["outputs"][0]["shape"] == [1, 2, 1000]
+    s, body, _ = tiny_server.post(infer, {"inputs": [dict(ids, datatype="FP64"), mask]})
+    assert s == 400 and "FP64" in body["error"]
+    s, body, _ = tiny_server.post(infer, {"inputs": [dict(ids, data=[1, 2, 3]), mask]})
+    assert s == 400 and "3 values" in body["error"] and "needs 2" in body["error"]
+    s, body, _ = tiny_server.post(infer, {"inputs": [dict(ids, data=[1, 5000]), mask]})
+    assert s == 400 and "5000" in body["error"]
+    s, body, _ = tiny_server.post(infer, {"inputs": [ids]})
+    assert s == 400 and "attention_mask" in body["error"]
+    s, body, _ = tiny_server.post(infer, {"inputs": [ids, mask], "outputs": [{"name": "nope"}]})
+    assert s == 400 and "'nope' does not exist" in body["error"]
+    s, body, _ = tiny_server.post(infer, None, raw=b'{"inputs": [')
+    assert s == 400 and "not valid JSON" in body["error"]
+    s, body, _ = tiny_server.post("/v2/models/other/infer", {"inputs": [ids, mask]})
+    assert s == 404 and "not served here" in body["error"]
+    s, body, _ = tiny_server.post(infer, {"inputs": [dict(ids, parameters={"binary_data_size": 16}), mask]},
+                                  headers={"Inference-Header-Content-Length": "5000"})
+    assert s == 400 and "larger than the body" in body["error"]
 
 
 def test_api_key_is_required_when_set(tmp_path):
