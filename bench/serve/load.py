@@ -8,8 +8,8 @@ mean / median / p90 / p99, and errors.
         --requests 64 --prompt-tokens 12 --max-tokens 64 [--rate 10] [--json out.json]
 
 Every request streams (server-sent events) a prompt of random token ids (the same seed, the same
-prompts for every server) with temperature 0 and `ignore_eos`-free fixed lengths: `max_tokens`
-tokens are asked for; a response with fewer counts what it got. At a fixed concurrency, N clients
+prompts for every server) with temperature 0 and `ignore_eos`: `max_tokens` tokens are asked
+for; a response with fewer counts what it got (the server's usage count where it sends one). At a fixed concurrency, N clients
 send back to back; with --rate, requests arrive as a Poisson process at that many per second.
 """
 import argparse
@@ -36,11 +36,12 @@ def one_request(url, model, prompt, max_tokens, timeout):
     """Streams one completion; returns (ok, ttft, token times, error)."""
     u = urllib.parse.urlparse(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
-    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True}
+    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "ignore_eos": True, "stream_options": {"include_usage": True}}
     if model:
         body["model"] = model
     start = time.perf_counter()
-    times = []
+    times, usage = [], None
     try:
         conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
         r = conn.getresponse()
@@ -59,11 +60,19 @@ def one_request(url, model, prompt, max_tokens, timeout):
                     continue
                 data = line[5:].strip()
                 if data == "[DONE]":
+                    # The server's own count where it gives one (an event may carry no text).
+                    if usage is not None and usage > len(times) and times:
+                        times.extend([times[-1]] * (usage - len(times)))
                     return True, (times[0] - start) if times else 0, [t - start for t in times], None
                 msg = json.loads(data)
                 now = time.perf_counter()
+                if msg.get("usage"):
+                    usage = msg["usage"].get("completion_tokens")
                 for ch in msg.get("choices", []):
-                    n = len(ch.get("token_ids", [])) or (1 if ch.get("text") else 0)
+                    if "token_ids" in ch:
+                        n = len(ch["token_ids"])
+                    else:  # one token per event (llama.cpp, vLLM)
+                        n = 1 if ch.get("text") is not None and ch.get("finish_reason") is None else 0
                     times.extend([now] * n)
         return False, 0, [], "stream ended without [DONE]"
     except Exception as e:  # a refused or broken connection counts as an error
@@ -127,7 +136,8 @@ def main():
     ap.add_argument("--model", default="")
     ap.add_argument("--concurrency", default="1,8,32,64")
     ap.add_argument("--rate", type=float, default=0, help="requests per second (Poisson); 0: fixed concurrency")
-    ap.add_argument("--requests", type=int, default=64)
+    ap.add_argument("--requests", type=int, default=0,
+                    help="requests per level (default: 4 per client, at least 16)")
     ap.add_argument("--prompt-tokens", type=int, default=12)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--vocab", type=int, default=50257)
@@ -135,13 +145,15 @@ def main():
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
     rng = random.Random(0)
-    prompts = [[rng.randrange(a.vocab) for _ in range(a.prompt_tokens)] for _ in range(a.requests)]
-    rows = []
     levels = [0] if a.rate else [int(c) for c in a.concurrency.split(",")]
+    most = a.requests or max(16, 4 * max(levels))
+    prompts = [[rng.randrange(a.vocab) for _ in range(a.prompt_tokens)] for _ in range(most)]
+    rows = []
     print(f"{'conc':>5} {'rate':>6} {'req/s':>8} {'out tok/s':>10} {'TTFT p50':>9} {'TTFT p99':>9} "
           f"{'TPOT p50':>9} {'ITL p50':>8} {'ITL p99':>8} {'errors':>6}")
     for c in levels:
-        r = run(a.url, a.model, prompts, a.max_tokens, c, a.rate, a.timeout)
+        n = a.requests or max(16, 4 * c)
+        r = run(a.url, a.model, prompts[:n], a.max_tokens, c, a.rate, a.timeout)
         rows.append(r)
         print(f"{c:>5} {a.rate:>6g} {r['request_throughput']:>8.2f} {r['output_token_throughput']:>10.1f} "
               f"{r['ttft_ms']['median']:>9.2f} {r['ttft_ms']['p99']:>9.2f} {r['tpot_ms']['median']:>9.2f} "

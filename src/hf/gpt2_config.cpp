@@ -38,6 +38,8 @@ std::string Gpt2Config::to_json() const {
     << "  \"initializer_range\": 0.02,\n"
     << "  \"layer_norm_epsilon\": " << layer_norm_epsilon << ",\n"
     << "  \"model_type\": \"gpt2\",\n"
+    << "  \"n_ctx\": " << n_positions
+    << ",\n"  // (as Hugging Face's GPT-2 configs; converters read it)
     << "  \"n_embd\": " << n_embd << ",\n  \"n_head\": " << n_head << ",\n"
     << "  \"n_inner\": " << (n_inner > 0 ? std::to_string(n_inner) : "null") << ",\n"
     << "  \"n_layer\": " << n_layer << ",\n  \"n_positions\": " << n_positions << ",\n"

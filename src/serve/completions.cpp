@@ -192,6 +192,7 @@ Ask parse(const Server::Impl& s, const json& body) {
       throw BadRequest{"'stop' strings need a tokenizer (--tokenizer)", "stop"};
   }
   if (s.tokenizer) a.gen.eos_token_id = s.tokenizer->special_id("<|endoftext|>");
+  if (boolean(body, "ignore_eos", false)) a.gen.eos_token_id = -1;  // (vLLM's, llama.cpp's)
   return a;
 }
 
@@ -389,7 +390,13 @@ void add_completion_routes(Server::Impl& s) {
 
     if (!ask.stream) {
       std::unique_lock<std::mutex> lock(comp->mu);
-      comp->cv.wait(lock, [&] { return comp->remaining == 0; });
+      // A client that goes away while it waits frees its slots (seen within 50 ms).
+      while (!comp->cv.wait_for(lock, std::chrono::milliseconds(50),
+                                [&] { return comp->remaining == 0; }))
+        if (hreq.is_connection_closed()) {
+          for (Choice& c : comp->choices) c.req->cancelled = true;
+          return;
+        }
       json choices = json::array();
       for (const Choice& c : comp->choices) {
         if (c.reason == "error") return send_error(res, 500, "generation failed: " + c.error);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <random>
 
 #include "generate/sampling.h"
@@ -66,6 +67,7 @@ Scheduler::Scheduler(std::shared_ptr<const Engine> engine, const SchedulerConfig
       metrics_(std::move(metrics)),
       vocab_(decoder_.vocab_size()),
       positions_(decoder_.capacity()) {
+  deliverer_ = std::thread([this] { deliver_loop(); });
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -76,7 +78,7 @@ Scheduler::~Scheduler() {
     stopped_ = true;
   }
   cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  drain();
 }
 
 bool Scheduler::submit(std::shared_ptr<Request> r) {
@@ -112,6 +114,50 @@ void Scheduler::drain() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  {  // every token and finish handed over, then the delivery thread stops
+    std::lock_guard<std::mutex> lock(out_mu_);
+    out_closed_ = true;
+  }
+  out_cv_.notify_all();
+  if (deliverer_.joinable()) deliverer_.join();
+}
+
+void Scheduler::post(std::vector<Delivery>& batch) {
+  if (batch.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(out_mu_);
+    if (out_.empty())
+      out_.swap(batch);
+    else
+      std::move(batch.begin(), batch.end(), std::back_inserter(out_));
+  }
+  batch.clear();
+  out_cv_.notify_one();
+}
+
+void Scheduler::deliver_loop() {
+  std::vector<Delivery> work;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(out_mu_);
+      out_cv_.wait(lock, [&] { return out_closed_ || !out_.empty(); });
+      if (out_.empty()) return;  // closed, and everything delivered
+      work.swap(out_);
+    }
+    for (Delivery& d : work) {
+      Request& r = *d.req;
+      try {
+        if (d.finish) {
+          if (r.on_finish) r.on_finish(d.end);
+        } else if (!r.stop_requested && r.on_token && !r.on_token(d.token)) {
+          r.stop_requested = true;  // (tokens already made after this one are dropped)
+        }
+      } catch (...) {  // a callback's failure ends its request, not the server
+        r.cancelled = true;
+      }
+    }
+    work.clear();
+  }
 }
 
 SchedulerGauges Scheduler::stats() const {
@@ -132,10 +178,8 @@ void Scheduler::loop() {
       cv_.wait(lock, [&] { return stopped_ || draining_ || !queue_.empty() || !active.empty(); });
       if (stopped_ && active.empty() && queue_.empty()) return;
       if (draining_ && active.empty() && queue_.empty()) return;
-      // Join newly arrived requests to the running batch while slots are free (and, where the
-      // slots share one cache's positions, while the work in flight and theirs still fits).
-      while (!queue_.empty() && static_cast<int64_t>(active.size()) < config_.slots &&
-             fits_shared_positions(active, *queue_.front())) {
+      // Join newly arrived requests to the running batch while slots are free.
+      while (!queue_.empty() && static_cast<int64_t>(active.size()) < config_.slots) {
         Active a;
         a.req = std::move(queue_.front());
         queue_.pop_front();
@@ -155,20 +199,8 @@ void Scheduler::loop() {
         std::remove_if(active.begin(), active.end(), [](const Active& a) { return a.done; }),
         active.end());
     running_ = static_cast<int64_t>(active.size());
+    post(pending_);
   }
-}
-
-bool Scheduler::fits_shared_positions(const std::vector<Active>& active, const Request& r) const {
-  const int64_t left = decoder_.shared_positions_left();
-  if (left < 0) return true;  // every slot has its own positions
-  // Conservatively: every prompt token still to feed takes a position of all slots, and the
-  // longest remaining generation one per step.
-  int64_t prompts = static_cast<int64_t>(r.prompt.size()), steps = r.config.max_new_tokens;
-  for (const Active& a : active) {
-    prompts += static_cast<int64_t>(a.req->prompt.size()) - a.fed;
-    steps = std::max(steps, a.req->config.max_new_tokens - a.generated);
-  }
-  return prompts + steps <= left;
 }
 
 void Scheduler::step(std::vector<Active>& active) {
@@ -178,23 +210,31 @@ void Scheduler::step(std::vector<Active>& active) {
     if (reason == "cancelled") ++metrics_->cancelled;
     if (reason == "deadline") ++metrics_->deadline_exceeded;
     metrics_->request_latency.observe(seconds_between(a.arrived, Clock::now()));
-    if (a.req->on_finish)
-      a.req->on_finish({reason, message, static_cast<int64_t>(a.req->prompt.size()), a.generated});
+    Delivery d;
+    d.req = a.req;
+    d.finish = true;
+    d.end = {reason, message, static_cast<int64_t>(a.req->prompt.size()), a.generated};
+    pending_.push_back(std::move(d));
   };
-  // A request cancelled or past its deadline leaves before it costs a step.
+  // A request cancelled, stopped by its client's callback or past its deadline leaves before it
+  // costs a step.
   for (Active& a : active) {
     if (a.req->cancelled)
       finish(a, "cancelled");
+    else if (a.req->stop_requested)
+      finish(a, "stop");
     else if (now > a.req->deadline)
       finish(a, "deadline");
   }
   // This step's share of each request: the next chunk of its prompt (all prefilling requests
-  // together take at most prefill_chunk tokens, so decoding streams keep their pace), or its
-  // last token.
+  // together take at most prefill_chunk tokens, so decoding streams keep their pace, and no more
+  // than the positions the slots share where they do), or its last token.
   std::vector<SlotTokens> seqs;
   std::vector<size_t> of_seq;
   std::vector<char> completes;  // the sequence's last token is the prompt's last or a new one
   int64_t budget = config_.prefill_chunk;
+  const int64_t shared = decoder_.shared_positions_left();
+  if (shared >= 0) budget = std::min(budget, std::max<int64_t>(shared, 1));
   for (size_t i = 0; i < active.size(); ++i) {
     Active& a = active[i];
     if (a.done) continue;
@@ -213,9 +253,18 @@ void Scheduler::step(std::vector<Active>& active) {
     of_seq.push_back(i);
   }
   if (seqs.empty()) return;
+  // Greedy requests take the decoder's argmax (on the GPU: 8 bytes a row instead of the
+  // logits); the logits come back only for a request that samples, penalises or asks for them.
+  bool need_logits = false;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const Request& r = *active[of_seq[s]].req;
+    need_logits |= completes[s] &&
+                   (r.config.do_sample || r.config.repetition_penalty != 1.0f || r.logprobs >= 0);
+  }
   std::vector<float> logits;
+  std::vector<int64_t> picks;
   try {
-    decoder_.run(seqs, &logits, nullptr);
+    decoder_.run(seqs, need_logits ? &logits : nullptr, &picks);
   } catch (const Error& e) {
     for (size_t s = 0; s < seqs.size(); ++s) finish(active[of_seq[s]], "error", e.what());
     return;
@@ -226,12 +275,16 @@ void Scheduler::step(std::vector<Active>& active) {
     Active& a = active[of_seq[s]];
     if (!completes[s]) continue;
     if (a.generated == 0) metrics_->prompt_tokens += static_cast<int64_t>(a.req->prompt.size());
-    const float* row = logits.data() + static_cast<int64_t>(s) * vocab_;
-    std::vector<float> l(row, row + vocab_);
-    int64_t token = generate::pick_token(l, a.seen, a.req->config, a.rng);
+    const GenerationConfig& g = a.req->config;
+    int64_t token = picks[s];
     TokenEvent ev;
+    if (g.do_sample || g.repetition_penalty != 1.0f || a.req->logprobs >= 0) {
+      const float* row = logits.data() + static_cast<int64_t>(s) * vocab_;
+      std::vector<float> l(row, row + vocab_);
+      token = generate::pick_token(l, a.seen, g, a.rng);
+      if (a.req->logprobs >= 0) fill_logprobs(row, vocab_, token, a.req->logprobs, ev);
+    }
     ev.token = token;
-    if (a.req->logprobs >= 0) fill_logprobs(row, vocab_, token, a.req->logprobs, ev);
     if (a.generated == 0)
       metrics_->time_to_first_token.observe(seconds_between(a.arrived, after));
     else
@@ -241,11 +294,14 @@ void Scheduler::step(std::vector<Active>& active) {
     ++new_tokens;
     a.seen.push_back(token);
     a.next = token;
-    bool go_on = !a.req->on_token || a.req->on_token(ev);
+    Delivery d;
+    d.req = a.req;
+    d.token = std::move(ev);
+    pending_.push_back(std::move(d));
     const int64_t used = static_cast<int64_t>(a.req->prompt.size()) + a.generated;
     if (a.req->cancelled)
       finish(a, "cancelled");
-    else if (!go_on || token == a.req->config.eos_token_id)
+    else if (token == a.req->config.eos_token_id)
       finish(a, "stop");
     else if (a.generated >= a.req->config.max_new_tokens || used >= positions_)
       finish(a, "length");

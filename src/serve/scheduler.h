@@ -2,7 +2,8 @@
 // steps it joins newly arrived requests to the running batch (their prompts prefilled in chunks,
 // so that running streams keep their inter-token latency), retires finished ones at once and
 // keeps decoding the rest. Each request has its own sampling parameters, seed, deadline and a
-// cancel flag; greedy results do not depend on what else is in the batch.
+// cancel flag; greedy results do not depend on what else is in the batch. A second thread hands
+// the tokens to the requests' callbacks, so that the next step runs while they do.
 #pragma once
 
 #include <atomic>
@@ -45,10 +46,14 @@ struct Request {
                             // -1: no logprobs, none computed)
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   std::atomic<bool> cancelled{false};
-  /// Called on the scheduler's thread for each new token; false stops the request ("stop").
+  /// Called on the scheduler's delivery thread for each new token, in order; false stops the
+  /// request ("stop": no later token reaches it).
   std::function<bool(const TokenEvent&)> on_token;
-  /// Called once, on the scheduler's thread (or in submit's caller when refused).
+  /// Called once, on the delivery thread after the request's last on_token (never for a
+  /// request submit refused).
   std::function<void(const Finish&)> on_finish;
+  /// Set when on_token returned false (the scheduler retires the request at its next step).
+  std::atomic<bool> stop_requested{false};
 };
 
 struct SchedulerConfig {
@@ -77,9 +82,17 @@ class Scheduler {
 
  private:
   struct Active;
+  // A token or a finish for the delivery thread.
+  struct Delivery {
+    std::shared_ptr<Request> req;
+    bool finish = false;
+    TokenEvent token;
+    Finish end;
+  };
   void loop();
   void step(std::vector<Active>& active);
-  bool fits_shared_positions(const std::vector<Active>& active, const Request& r) const;
+  void deliver_loop();
+  void post(std::vector<Delivery>& batch);
 
   Decoder decoder_;
   SchedulerConfig config_;
@@ -90,7 +103,12 @@ class Scheduler {
   std::deque<std::shared_ptr<Request>> queue_;
   std::atomic<int64_t> running_{0};
   bool draining_ = false, stopped_ = false;
-  std::thread thread_;
+  std::vector<Delivery> pending_;  // step() fills it, post() hands it over
+  std::mutex out_mu_;
+  std::condition_variable out_cv_;
+  std::vector<Delivery> out_;  // for the delivery thread
+  bool out_closed_ = false;
+  std::thread thread_, deliverer_;
 };
 
 }  // namespace gptrt::serve

@@ -714,17 +714,18 @@ TEST(CudaFp16Export, RunsTheFusedDecoderWithinFp16Tolerance) {
   EXPECT_LE(max_abs_diff_masked(got, want, &mask), 0.05);
 }
 
-// The server's scheduler on the GPU (issue 27): 32 requests of different lengths over 16 slots
-// that share the CUDA decoder's positions all finish, each with its solo greedy tokens.
+// The server's scheduler on the GPU (issue 27): 96 requests of different lengths over 16 slots
+// that share the CUDA decoder's 64 positions all finish, each with its solo greedy tokens (slots
+// join and leave mid-run, so the padding columns are compacted away many times over).
 TEST(CudaServe, SchedulerFitsWorkIntoTheSharedPositionsAndMatchesSoloRuns) {
   SKIP_WITHOUT_GPU();
   auto engine = cuda_engine(Network::from_hf(data_path("gpt2-tiny/hf")));
   serve::SchedulerConfig sc;
   sc.slots = 16;
-  sc.max_queue = 64;
+  sc.max_queue = 128;
   serve::Scheduler sched(engine, sc, std::make_shared<serve::Metrics>());
   std::mt19937_64 rng(5);
-  const int n = 32;
+  const int n = 96;
   std::vector<std::vector<int64_t>> prompts(n), got(n);
   std::vector<int64_t> lengths(n);
   std::mutex mu;

@@ -76,6 +76,12 @@ def test_completions_options(text_server):
     ids = c.completions.create(model="small-gpt2", prompt=[464, 2068, 7586], max_tokens=4, temperature=0,
                                extra_body={"top_k": 5, "repetition_penalty": 1.2})
     assert len(ids.choices[0].text) > 0
+    # ignore_eos (vLLM's and llama.cpp's extension): exactly max_tokens; a wrong type is refused.
+    r = c.completions.create(model="small-gpt2", prompt="Hello", max_tokens=9, temperature=0,
+                             extra_body={"ignore_eos": True})
+    assert r.usage.completion_tokens == 9 and r.choices[0].finish_reason == "length"
+    with pytest.raises(openai.BadRequestError, match="ignore_eos"):
+        c.completions.create(model="small-gpt2", prompt="Hello", max_tokens=2, extra_body={"ignore_eos": "yes"})
     assert c.models.list().data[0].id == "small-gpt2"
 
 
@@ -226,6 +232,29 @@ def test_cancelled_stream_frees_its_slot(text_server):
         time.sleep(0.05)
     assert text_server.metric("gptrt_requests_cancelled_total") > before
     assert text_server.metric("gptrt_kv_slots_in_use") == 0
+
+
+def test_client_gone_before_a_non_streamed_answer_frees_its_slots(text_model):
+    s = ServerProcess("--hf=" + text_model, "--slots=8", "--threads=1")
+    try:
+        body = json.dumps({"prompt": [464] * 8, "max_tokens": 119, "n": 8, "temperature": 0}).encode()
+        sock = socket.create_connection(("127.0.0.1", s.port))
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        for _ in range(200):  # until the request runs
+            if s.metric("gptrt_kv_slots_in_use") == 8:
+                break
+            time.sleep(0.005)
+        sock.close()  # the client goes away before the answer
+        for _ in range(200):
+            if s.metric("gptrt_kv_slots_in_use") == 0:
+                break
+            time.sleep(0.01)
+        assert s.metric("gptrt_requests_cancelled_total") == 8
+        assert s.metric("gptrt_kv_slots_in_use") == 0
+        assert s.metric("gptrt_generation_tokens_total") < 8 * 119  # stopped, not finished
+    finally:
+        assert s.stop() == 0
 
 
 def test_sigterm_drains_requests_in_flight(text_model):

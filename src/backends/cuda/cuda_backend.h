@@ -97,6 +97,10 @@ class Decoder {
   int64_t max_greedy_steps() const;
   /// The last step's logits [batch, vocab] (copied from the GPU now).
   void last_logits(std::vector<float>& logits);
+  /// Moves cached keys and values within each row: column c of row r gets column
+  /// from[r * positions + c] of that row, for c < used, up to the first -1 of the row (every
+  /// row's sources increase: c <= from[c], so it moves in place). Every layer's cache.
+  void gather_columns(const int32_t* from, int64_t used);
 
  private:
   std::unique_ptr<Runner::Impl> impl_;

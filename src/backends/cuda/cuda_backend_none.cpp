@@ -58,5 +58,6 @@ int64_t Decoder::max_greedy_steps() const {
   return 1;
 }
 void Decoder::last_logits(std::vector<float>&) {}
+void Decoder::gather_columns(const int32_t*, int64_t) {}
 
 }  // namespace gptrt::cuda

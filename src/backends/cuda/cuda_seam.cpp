@@ -58,8 +58,11 @@ class CudaRunner final : public PlanRunner {
 // columns shared by all rows. A pass of t tokens (the most any sequence brings) takes the next t
 // columns in every row: a sequence's tokens fill the last of them, and every other column of the
 // pass is padding (key_valid 0) in its row, as in a left-padded batch. A slot's positions count
-// its own tokens, so each sequence computes what it computes alone; the columns a pass spends on
-// padding are the price of slots that join mid-run (the cache has `capacity` columns in all).
+// its own tokens, so each sequence computes what it computes alone. The columns a pass spends on
+// padding (slots that join mid-run, slots that wait) are taken back by compaction: each row's
+// tokens moved to its first columns, in order (attention does not depend on where a key sits,
+// only on its position and flag), when a pass would not fit or when padding holds as many
+// columns as the longest row's tokens (every step's attention reads all columns in use).
 class CudaDecoder final : public SlotDecoder {
  public:
   CudaDecoder(const PlanRef& p, const DecoderShape& shape, int64_t vocab)
@@ -98,7 +101,8 @@ class CudaDecoder final : public SlotDecoder {
     if (std::all_of(length_.begin(), length_.end(), [](int64_t len) { return len == 0; })) col_ = 0;
   }
 
-  int64_t shared_positions_left() const override { return cols_ - col_; }
+  // What a compaction would leave free.
+  int64_t shared_positions_left() const override { return cols_ - longest(); }
 
   int64_t max_greedy_steps(const std::vector<SlotTokens>& seqs) const override {
     // Several steps per graph mark each step's column valid in every row: only when every slot
@@ -108,7 +112,7 @@ class CudaDecoder final : public SlotDecoder {
     for (const SlotTokens& s : seqs)
       if (s.count != 1 || length_[static_cast<size_t>(s.slot)] == 0) return 1;
     if (seqs.size() != active) return 1;
-    return std::max<int64_t>(1, std::min(gpu_.max_greedy_steps(), cols_ - col_));
+    return std::max<int64_t>(1, std::min(gpu_.max_greedy_steps(), cols_ - longest()));
   }
 
   void greedy_steps(const std::vector<SlotTokens>& seqs, int64_t steps, int64_t* picks) override {
@@ -146,14 +150,36 @@ class CudaDecoder final : public SlotDecoder {
  private:
   int64_t vocab() const { return vocab_; }
 
+  int64_t longest() const { return *std::max_element(length_.begin(), length_.end()); }
+
+  // Moves each row's tokens to its first columns (in order), so that the next pass starts right
+  // after the longest row.
+  void compact() {
+    from_.assign(valid_.size(), -1);
+    for (int64_t r = 0; r < slots_; ++r) {
+      int64_t to = 0;
+      uint8_t* flags = valid_.data() + r * cols_;
+      for (int64_t c = 0; c < col_; ++c)
+        if (flags[c]) from_[static_cast<size_t>(r * cols_ + to++)] = static_cast<int32_t>(c);
+      std::fill_n(flags, to, uint8_t{1});
+      std::fill(flags + to, flags + cols_, uint8_t{0});
+    }
+    gpu_.gather_columns(from_.data(), col_);
+    col_ = longest();
+  }
+
   void take_columns(int64_t t) {
+    const int64_t keep = longest(), padding = col_ - keep;
+    if (padding > 0 && (col_ + t > cols_ || padding >= std::max<int64_t>(kMinCompaction, keep)))
+      compact();
     if (col_ + t > cols_)
       throw Error(ErrorCode::kInvalidArgument,
                   "the CUDA decoder's cache has " + std::to_string(cols_) +
-                      " positions shared by its slots, " + std::to_string(col_) +
-                      " of them used; a pass of " + std::to_string(t) +
-                      " more does not fit (on the GPU, slots that join mid-run spend positions "
-                      "of every slot); make the decoder with a larger max_positions");
+                      " positions shared by its slots, the longest slot holds " +
+                      std::to_string(col_) + "; a pass of " + std::to_string(t) +
+                      " more tokens does not fit (on the GPU a pass takes as many positions in "
+                      "every slot as its longest sequence brings); make the decoder with a larger "
+                      "max_positions");
   }
 
   // ids, positions [slots, t] for a pass whose sequences' tokens end at the pass's last column.
@@ -181,12 +207,16 @@ class CudaDecoder final : public SlotDecoder {
     for (const SlotTokens& s : seqs) last_rows_.push_back(s.slot);
   }
 
+  // Padding columns below which no compaction runs unless a pass needs them.
+  static constexpr int64_t kMinCompaction = 32;
+
   cuda::Decoder gpu_;
   int64_t vocab_;
   int64_t slots_, cols_, col_ = 0;
   std::vector<uint8_t> valid_;   // [slots, cols]
   std::vector<int64_t> length_;  // tokens per slot
   std::vector<int64_t> ids_, pos_, picks_, all_picks_;
+  std::vector<int32_t> from_;  // compact()'s column sources [slots, cols]
   std::vector<float> logits_;  // [slots, vocab] of the last pass, when fresh
   bool logits_fresh_ = false;
   std::vector<int> last_rows_;

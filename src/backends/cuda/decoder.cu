@@ -11,6 +11,24 @@
 #include "backends/reference/fused_ops.h"
 
 namespace gptrt::cuda {
+namespace {
+
+// Block r moves row r of one layer's cache [b, cols, e]: column c gets column from[r][c], for c
+// from 0 up to `used` or the row's first -1. Sources increase with c and c <= from[r][c], so each
+// thread, moving its own elements in column order, reads every column before it is written.
+__global__ void gather_columns_kernel(float* cache, const int32_t* from, int64_t cols, int64_t used,
+                                      int64_t e) {
+  float* row = cache + blockIdx.x * cols * e;
+  const int32_t* src = from + blockIdx.x * cols;
+  for (int64_t c = 0; c < used; ++c) {
+    const int64_t f = src[c];
+    if (f < 0) break;
+    if (f == c) continue;
+    for (int64_t k = threadIdx.x; k < e; k += blockDim.x) row[c * e + k] = row[f * e + k];
+  }
+}
+
+}  // namespace
 
 void Runner::Impl::free_kv() {
   for (cudaGraphExec_t& e : kv.step_graphs) {
@@ -21,6 +39,8 @@ void Runner::Impl::free_kv() {
   kv.chunk_graphs.clear();
   cudaFree(kv.chunk_picks);
   kv.chunk_picks = nullptr;
+  cudaFree(kv.from);
+  kv.from = nullptr;
   kv.single_steps = 0;
   for (float* p : kv.k) cudaFree(p);
   for (float* p : kv.v) cudaFree(p);
@@ -89,6 +109,8 @@ void Runner::Impl::reserve(int64_t b, int64_t cache_s, int64_t prompt) {
   check(cudaMalloc(reinterpret_cast<void**>(&kv.chunk_picks),
                    static_cast<size_t>(kMaxDecodeSteps * b * 8)),
         "cudaMalloc (picks of several steps)");
+  check(cudaMalloc(reinterpret_cast<void**>(&kv.from), static_cast<size_t>(b * cache_s) * 4),
+        "cudaMalloc (column sources)");
   check(cudaMalloc(reinterpret_cast<void**>(&kv.part_v),
                    static_cast<size_t>(b * kArgmaxParts) * sizeof(float)),
         "cudaMalloc (argmax parts)");
@@ -249,6 +271,23 @@ void Runner::Impl::last_logits(std::vector<float>& logits) {
   check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
 }
 
+void Runner::Impl::gather_columns(const int32_t* from, int64_t used) {
+  if (kv.k.empty() || used <= 0) return;
+  int64_t e = 0;
+  for (const ir::Node& n : g.nodes)
+    if (n.op_type == "Attention")
+      e = g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value;
+  check(cudaMemcpyAsync(kv.from, from, static_cast<size_t>(kv.batch * kv.cache_s) * 4,
+                        cudaMemcpyHostToDevice, stream),
+        "H2D column sources");
+  for (size_t l = 0; l < kv.k.size(); ++l)
+    for (float* cache : {kv.k[l], kv.v[l]})
+      gather_columns_kernel<<<static_cast<unsigned>(kv.batch), 256, 0, stream>>>(
+          cache, kv.from, kv.cache_s, used, e);
+  check(cudaGetLastError(), "gather_columns_kernel");
+  check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+}
+
 Decoder::Decoder(std::shared_ptr<const void> owner, const ir::Graph& graph, Precision precision)
     : impl_(std::make_unique<Runner::Impl>(std::move(owner), graph, precision,
                                            std::map<std::string, int64_t>{})) {}
@@ -269,6 +308,9 @@ int64_t Decoder::max_greedy_steps() const {
 }
 void Decoder::last_logits(std::vector<float>& logits) {
   impl_->last_logits(logits);
+}
+void Decoder::gather_columns(const int32_t* from, int64_t used) {
+  impl_->gather_columns(from, used);
 }
 
 }  // namespace gptrt::cuda

@@ -73,6 +73,7 @@ struct Runner::Impl {
     // and the steps' picks [kMaxSteps][batch].
     std::map<int64_t, cudaGraphExec_t> chunk_graphs;
     int64_t* chunk_picks = nullptr;
+    int32_t* from = nullptr;   // gather_columns' sources [batch, cache_s]
     int64_t single_steps = 0;  // decode steps run one per replay since the cache was planned
   } kv;
   float* out = nullptr;  // logits [b, s, vocab] (grown, never per run)
@@ -312,6 +313,7 @@ struct Runner::Impl {
                    int64_t steps = 1);
 
   void last_logits(std::vector<float>& logits);
+  void gather_columns(const int32_t* from, int64_t used);
 
   std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Timings* t,
                           Runner::Profile* profile);

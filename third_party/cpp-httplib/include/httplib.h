@@ -427,6 +427,9 @@ struct Request {
   // for server
   std::string version;
   std::string target;
+  // gptrt's addition (upstream has it from 0.15): whether the client has gone away, for
+  // handlers that wait long before they answer.
+  std::function<bool()> is_connection_closed = []() { return false; };
   Params params;
   MultipartFormDataMap files;
   Ranges ranges;
@@ -5882,6 +5885,9 @@ Server::process_request(Stream &strm, bool close_connection,
 
   strm.get_remote_ip_and_port(req.remote_addr, req.remote_port);
   req.set_header("REMOTE_ADDR", req.remote_addr);
+  req.is_connection_closed = [&strm]() {  // (gptrt's addition)
+    return !detail::is_socket_alive(strm.socket());
+  };
   req.set_header("REMOTE_PORT", std::to_string(req.remote_port));
 
   strm.get_local_ip_and_port(req.local_addr, req.local_port);

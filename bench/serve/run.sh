@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The runs behind docs/BENCHMARKS.md's serving tables, written under OUT: `gptrt serve` on BACKEND
+# driven over HTTP by bench/serve/load.py (streaming, 12-token prompts, fixed concurrency), beside
+# the offline numbers it is measured against in the same run: the decode step at the largest
+# concurrency and the 12-token prefill (`gptrt bench`). On the CPU, llama.cpp's servers on the
+# same model (GGUF F32 made with the converter llama.cpp ships) run next, with the same load.
+# Model: `gptrt make-model --arch distilgpt2` (random weights, real architecture).
+# Usage: bench/serve/run.sh OUT cpu|cuda [CONCURRENCY (default 1,8,32 on cpu, 1,8,32,64 on cuda)]
+# Environment: THREADS (cpu, default 2), MAX_TOKENS (default 64), PRECISION (default fp16 on cuda,
+# fp32 on cpu), PEERS (cpu, default "llama-server llama-cpp-python"; "" for none), LLAMA_SERVER.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:?usage: run.sh OUT cpu|cuda [CONCURRENCY]}
+backend=${2:?usage: run.sh OUT cpu|cuda [CONCURRENCY]}
+mkdir -p "$out"
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+gptrt=${GPTRT:-build/release/gptrt}
+model=${GPTRT_BENCH_MODEL:-/tmp/gptrt-distilgpt2}
+max_tokens=${MAX_TOKENS:-64}
+threads=${THREADS:-2}
+if [ "$backend" = cuda ]; then
+  conc=${3:-1,8,32,64}; precision=${PRECISION:-fp16}; peers=""
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$out/machine.txt"
+else
+  conc=${3:-1,8,32}; precision=${PRECISION:-fp32}; peers=${PEERS-llama-server llama-cpp-python}
+  grep -m1 "model name" /proc/cpuinfo | sed 's/.*: //' > "$out/machine.txt"
+  echo "threads: $threads" >> "$out/machine.txt"
+fi
+most=${conc##*,}
+"$gptrt" --version > "$out/version.txt"
+[ -f "$model/config.json" ] || "$gptrt" make-model --arch distilgpt2 --out "$model" >/dev/null
+[ -f "$model.onnx" ] || python3 scripts/export_onnx.py --hf "$model" --out "$model.onnx" >"$out/export.log" 2>&1
+
+# Offline, in the same run: the 12-token prefill and the decode step at 1 and `most` rows.
+"$gptrt" bench --onnx "$model.onnx" --hf "$model" --frameworks gptrt --backend "$backend" \
+  --precision "$precision" --threads "$threads" --shapes 1x12 --decode "1,$most" \
+  --min-runs 20 --min-seconds 1 --out "$out/offline" > "$out/offline.log" 2>&1
+
+wait_ready() {  # URL PID: until /health answers (the server is built and warm)
+  for _ in $(seq 600); do
+    python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/health', timeout=2)" \
+      "$1" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.5
+  done
+  return 1
+}
+
+# gptrt serve.
+flags=(--hf "$model" --backend "$backend" --slots "$most" --max-queue 1024 --port 0
+       --threads "$threads")
+[ "$precision" = fp32 ] || flags+=("--$precision")
+"$gptrt" serve "${flags[@]}" > "$out/gptrt-serve.port" 2> "$out/gptrt-serve.log" &
+pid=$!
+for _ in $(seq 600); do [ -s "$out/gptrt-serve.port" ] && break; sleep 0.5; done
+url="http://127.0.0.1:$(head -1 "$out/gptrt-serve.port")"
+wait_ready "$url" "$pid"
+python3 bench/serve/load.py --url "$url" --concurrency "$conc" --prompt-tokens 12 \
+  --max-tokens "$max_tokens" --json "$out/gptrt.json" | tee "$out/gptrt.txt"
+python3 -c "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())" \
+  "$url/metrics" > "$out/gptrt-metrics.txt"
+kill -TERM "$pid"; wait "$pid" || true
+
+# llama.cpp's servers (CPU) on the same model converted to GGUF F32, the same load: its C++
+# `llama-server` (continuous batching over --parallel slots; LLAMA_SERVER=path, built by
+# bench/serve/build_llama_server.sh) and llama-cpp-python's server (one request at a time).
+gguf="$model/model-f32.gguf"
+make_gguf() {
+  [ -f "$gguf" ] && return 0
+  python3 bench/serve/to_gguf.py --hf "$model" --out "$gguf" > "$out/gguf.log" 2>&1
+}
+serve_peer() {  # NAME PORT PID: load it like gptrt, then stop it
+  if wait_ready "http://127.0.0.1:$2" "$3"; then
+    python3 bench/serve/load.py --url "http://127.0.0.1:$2" --concurrency "$conc" \
+      --prompt-tokens 12 --max-tokens "$max_tokens" --json "$out/$1.json" | tee "$out/$1.txt"
+  else
+    echo "$1: the server did not start (see $out/$1-server.log)" | tee "$out/$1.txt"
+  fi
+  kill -TERM "$3" 2>/dev/null; wait "$3" || true
+}
+for peer in $peers; do
+  port=$((20000 + RANDOM % 20000))
+  case $peer in
+    llama-server)
+      if [ ! -x "${LLAMA_SERVER:-}" ]; then
+        echo "llama-server: not built (bench/serve/build_llama_server.sh; LLAMA_SERVER=path)" | tee "$out/$peer.txt"
+        continue
+      fi
+      make_gguf || { echo "$peer: GGUF conversion failed (see $out/gguf.log)" | tee "$out/$peer.txt"; continue; }
+      # Each of `most` slots holds a whole request (12 + max_tokens), as gptrt's do.
+      "$LLAMA_SERVER" -m "$gguf" --host 127.0.0.1 --port "$port" -t "$threads" -tb "$threads" \
+        -np "$most" -c $((most * (max_tokens + 64))) -cb --no-webui > "$out/$peer-server.log" 2>&1 &
+      serve_peer "$peer" "$port" $! ;;
+    llama-cpp-python)
+      if ! python3 -c "import llama_cpp.server" 2>/dev/null; then
+        echo "llama-cpp-python: not installed (pip install 'llama-cpp-python[server]')" | tee "$out/$peer.txt"
+        continue
+      fi
+      make_gguf || { echo "$peer: GGUF conversion failed (see $out/gguf.log)" | tee "$out/$peer.txt"; continue; }
+      python3 -m llama_cpp.server --model "$gguf" --host 127.0.0.1 --port "$port" \
+        --n_threads "$threads" --n_threads_batch "$threads" --n_ctx 1024 \
+        > "$out/$peer-server.log" 2>&1 &
+      serve_peer "$peer" "$port" $! ;;
+    *) echo "unknown peer $peer (llama-server, llama-cpp-python)"; exit 2 ;;
+  esac
+done
+echo "done $(date -u +%FT%H:%MZ)" >> "$out/machine.txt"
