@@ -2,12 +2,12 @@
 # The runs behind docs/BENCHMARKS.md's serving tables, written under OUT: `gptrt serve` on BACKEND
 # driven over HTTP by bench/serve/load.py (streaming, 12-token prompts, fixed concurrency), beside
 # the offline numbers it is measured against in the same run: the decode step at the largest
-# concurrency and the 12-token prefill (`gptrt bench`). On the CPU, llama.cpp's servers on the
-# same model (GGUF F32 made with the converter llama.cpp ships) run next, with the same load.
+# concurrency and the 12-token prefill (`gptrt bench`). On the CPU, llama.cpp's server on the
+# same model (GGUF F32 made with the converter llama.cpp ships) runs next, with the same load.
 # Model: `gptrt make-model --arch distilgpt2` (random weights, real architecture).
 # Usage: bench/serve/run.sh OUT cpu|cuda [CONCURRENCY (default 1,8,32 on cpu, 1,8,32,64 on cuda)]
 # Environment: THREADS (cpu, default 2), MAX_TOKENS (default 64), PRECISION (default fp16 on cuda,
-# fp32 on cpu), PEERS (cpu, default "llama-server llama-cpp-python"; "" for none), LLAMA_SERVER.
+# fp32 on cpu), PEERS (cpu, default llama-server; "" for none), LLAMA_SERVER (its binary).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:?usage: run.sh OUT cpu|cuda [CONCURRENCY]}
@@ -22,7 +22,7 @@ if [ "$backend" = cuda ]; then
   conc=${3:-1,8,32,64}; precision=${PRECISION:-fp16}; peers=""
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$out/machine.txt"
 else
-  conc=${3:-1,8,32}; precision=${PRECISION:-fp32}; peers=${PEERS-llama-server llama-cpp-python}
+  conc=${3:-1,8,32}; precision=${PRECISION:-fp32}; peers=${PEERS-llama-server}
   grep -m1 "model name" /proc/cpuinfo | sed 's/.*: //' > "$out/machine.txt"
   echo "threads: $threads" >> "$out/machine.txt"
 fi
@@ -36,10 +36,10 @@ most=${conc##*,}
   --precision "$precision" --threads "$threads" --shapes 1x12 --decode "1,$most" \
   --min-runs 20 --min-seconds 1 --out "$out/offline" > "$out/offline.log" 2>&1
 
-wait_ready() {  # URL PID: until /health answers (the server is built and warm)
+wait_ready() {  # URL PID [PATH]: until URL/PATH answers (gptrt's /health: built and warm)
   for _ in $(seq 600); do
-    python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/health', timeout=2)" \
-      "$1" 2>/dev/null && return 0
+    python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \
+      "$1${3:-/health}" 2>/dev/null && return 0
     kill -0 "$2" 2>/dev/null || return 1
     sleep 0.5
   done
@@ -61,16 +61,18 @@ python3 -c "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]
   "$url/metrics" > "$out/gptrt-metrics.txt"
 kill -TERM "$pid"; wait "$pid" || true
 
-# llama.cpp's servers (CPU) on the same model converted to GGUF F32, the same load: its C++
+# llama.cpp's server (CPU) on the same model converted to GGUF F32, the same load: the C++
 # `llama-server` (continuous batching over --parallel slots; LLAMA_SERVER=path, built by
-# bench/serve/build_llama_server.sh) and llama-cpp-python's server (one request at a time).
+# bench/serve/build_llama_server.sh from the llama.cpp that llama-cpp-python's sdist ships).
+# (llama-cpp-python's own Python server is no peer here: it refuses token-id prompts and runs
+# one request at a time.)
 gguf="$model/model-f32.gguf"
 make_gguf() {
   [ -f "$gguf" ] && return 0
   python3 bench/serve/to_gguf.py --hf "$model" --out "$gguf" > "$out/gguf.log" 2>&1
 }
 serve_peer() {  # NAME PORT PID: load it like gptrt, then stop it
-  if wait_ready "http://127.0.0.1:$2" "$3"; then
+  if wait_ready "http://127.0.0.1:$2" "$3" /v1/models; then
     python3 bench/serve/load.py --url "http://127.0.0.1:$2" --concurrency "$conc" \
       --prompt-tokens 12 --max-tokens "$max_tokens" --json "$out/$1.json" | tee "$out/$1.txt"
   else
@@ -91,17 +93,7 @@ for peer in $peers; do
       "$LLAMA_SERVER" -m "$gguf" --host 127.0.0.1 --port "$port" -t "$threads" -tb "$threads" \
         -np "$most" -c $((most * (max_tokens + 64))) -cb --no-webui > "$out/$peer-server.log" 2>&1 &
       serve_peer "$peer" "$port" $! ;;
-    llama-cpp-python)
-      if ! python3 -c "import llama_cpp.server" 2>/dev/null; then
-        echo "llama-cpp-python: not installed (pip install 'llama-cpp-python[server]')" | tee "$out/$peer.txt"
-        continue
-      fi
-      make_gguf || { echo "$peer: GGUF conversion failed (see $out/gguf.log)" | tee "$out/$peer.txt"; continue; }
-      python3 -m llama_cpp.server --model "$gguf" --host 127.0.0.1 --port "$port" \
-        --n_threads "$threads" --n_threads_batch "$threads" --n_ctx 1024 \
-        > "$out/$peer-server.log" 2>&1 &
-      serve_peer "$peer" "$port" $! ;;
-    *) echo "unknown peer $peer (llama-server, llama-cpp-python)"; exit 2 ;;
+    *) echo "unknown peer $peer (llama-server)"; exit 2 ;;
   esac
 done
 echo "done $(date -u +%FT%H:%MZ)" >> "$out/machine.txt"
