@@ -6,7 +6,8 @@
 # same model (GGUF F32 made with the converter llama.cpp ships) runs next, with the same load.
 # Model: `gptrt make-model --arch distilgpt2` (random weights, real architecture).
 # Usage: bench/serve/run.sh OUT cpu|cuda [CONCURRENCY (default 1,8,32 on cpu, 1,8,32,64 on cuda)]
-# Environment: THREADS (cpu, default 2), MAX_TOKENS (default 64), PRECISION (default fp16 on cuda,
+# Environment: THREADS (cpu, default 2), MAX_TOKENS (default 64), RATE (requests/s of the Poisson
+# run, default 8 on cpu, 200 on cuda), PRECISION (default fp16 on cuda,
 # fp32 on cpu), PEERS (cpu, default llama-server; "" for none), LLAMA_SERVER (its binary).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,10 +20,10 @@ model=${GPTRT_BENCH_MODEL:-/tmp/gptrt-distilgpt2}
 max_tokens=${MAX_TOKENS:-64}
 threads=${THREADS:-2}
 if [ "$backend" = cuda ]; then
-  conc=${3:-1,8,32,64}; precision=${PRECISION:-fp16}; peers=""
+  conc=${3:-1,8,32,64}; precision=${PRECISION:-fp16}; peers=""; rate=${RATE:-200}
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$out/machine.txt"
 else
-  conc=${3:-1,8,32}; precision=${PRECISION:-fp32}; peers=${PEERS-llama-server}
+  conc=${3:-1,8,32}; precision=${PRECISION:-fp32}; peers=${PEERS-llama-server}; rate=${RATE:-8}
   grep -m1 "model name" /proc/cpuinfo | sed 's/.*: //' > "$out/machine.txt"
   echo "threads: $threads" >> "$out/machine.txt"
 fi
@@ -55,8 +56,13 @@ pid=$!
 for _ in $(seq 600); do [ -s "$out/gptrt-serve.port" ] && break; sleep 0.5; done
 url="http://127.0.0.1:$(head -1 "$out/gptrt-serve.port")"
 wait_ready "$url" "$pid"
-python3 bench/serve/load.py --url "$url" --concurrency "$conc" --prompt-tokens 12 \
-  --max-tokens "$max_tokens" --json "$out/gptrt.json" | tee "$out/gptrt.txt"
+load() {  # URL NAME: the concurrency levels, then Poisson arrivals at RATE requests/s
+  python3 bench/serve/load.py --url "$1" --concurrency "$conc" --prompt-tokens 12 \
+    --max-tokens "$max_tokens" --json "$out/$2.json" | tee "$out/$2.txt"
+  python3 bench/serve/load.py --url "$1" --rate "$rate" --requests $((4 * most)) --prompt-tokens 12 \
+    --max-tokens "$max_tokens" --json "$out/$2-rate.json" | tail -n +2 | tee -a "$out/$2.txt"
+}
+load "$url" gptrt
 python3 -c "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())" \
   "$url/metrics" > "$out/gptrt-metrics.txt"
 kill -TERM "$pid"; wait "$pid" || true
@@ -73,8 +79,7 @@ make_gguf() {
 }
 serve_peer() {  # NAME PORT PID: load it like gptrt, then stop it
   if wait_ready "http://127.0.0.1:$2" "$3" /v1/models; then
-    python3 bench/serve/load.py --url "http://127.0.0.1:$2" --concurrency "$conc" \
-      --prompt-tokens 12 --max-tokens "$max_tokens" --json "$out/$1.json" | tee "$out/$1.txt"
+    load "http://127.0.0.1:$2" "$1"
   else
     echo "$1: the server did not start (see $out/$1-server.log)" | tee "$out/$1.txt"
   fi
