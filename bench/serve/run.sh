@@ -94,6 +94,7 @@ for peer in $peers; do
         continue
       fi
       make_gguf || { echo "$peer: GGUF conversion failed (see $out/gguf.log)" | tee "$out/$peer.txt"; continue; }
+      "$LLAMA_SERVER" --version 2>&1 | sed 's/^/llama-server: /' >> "$out/machine.txt"
       # Each of `most` slots holds a whole request (12 + max_tokens), as gptrt's do.
       "$LLAMA_SERVER" -m "$gguf" --host 127.0.0.1 --port "$port" -t "$threads" -tb "$threads" \
         -np "$most" -c $((most * (max_tokens + 64))) -cb --no-webui > "$out/$peer-server.log" 2>&1 &

@@ -160,6 +160,37 @@ void Scheduler::deliver_loop() {
   }
 }
 
+void Scheduler::warm_up() {
+  // Every slot at once, their prompts together one prefill chunk, then a decode step over all
+  // of them: the largest passes the server runs (buffers, packed weights, CUDA graphs made now).
+  const int64_t n = std::max<int64_t>(1, config_.slots);
+  const int64_t len = std::clamp<int64_t>(config_.prefill_chunk / n, 1, positions_ - 2);
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t left = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    auto r = std::make_shared<Request>();
+    r->prompt.assign(static_cast<size_t>(len), 0);
+    r->config.max_new_tokens = 2;
+    r->counted = false;
+    r->on_finish = [&](const Finish&) {
+      std::lock_guard<std::mutex> lock(mu);
+      --left;
+      cv.notify_all();
+    };
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ++left;
+    }
+    if (!submit(r)) {
+      std::lock_guard<std::mutex> lock(mu);
+      --left;
+    }
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return left == 0; });
+}
+
 SchedulerGauges Scheduler::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   SchedulerGauges s;
@@ -207,9 +238,11 @@ void Scheduler::step(std::vector<Active>& active) {
   const Clock::time_point now = Clock::now();
   auto finish = [&](Active& a, const std::string& reason, const std::string& message = "") {
     a.done = true;
-    if (reason == "cancelled") ++metrics_->cancelled;
-    if (reason == "deadline") ++metrics_->deadline_exceeded;
-    metrics_->request_latency.observe(seconds_between(a.arrived, Clock::now()));
+    if (a.req->counted) {
+      if (reason == "cancelled") ++metrics_->cancelled;
+      if (reason == "deadline") ++metrics_->deadline_exceeded;
+      metrics_->request_latency.observe(seconds_between(a.arrived, Clock::now()));
+    }
     Delivery d;
     d.req = a.req;
     d.finish = true;
@@ -274,7 +307,9 @@ void Scheduler::step(std::vector<Active>& active) {
   for (size_t s = 0; s < seqs.size(); ++s) {
     Active& a = active[of_seq[s]];
     if (!completes[s]) continue;
-    if (a.generated == 0) metrics_->prompt_tokens += static_cast<int64_t>(a.req->prompt.size());
+    const bool counted = a.req->counted;
+    if (a.generated == 0 && counted)
+      metrics_->prompt_tokens += static_cast<int64_t>(a.req->prompt.size());
     const GenerationConfig& g = a.req->config;
     int64_t token = picks[s];
     TokenEvent ev;
@@ -285,13 +320,12 @@ void Scheduler::step(std::vector<Active>& active) {
       if (a.req->logprobs >= 0) fill_logprobs(row, vocab_, token, a.req->logprobs, ev);
     }
     ev.token = token;
-    if (a.generated == 0)
-      metrics_->time_to_first_token.observe(seconds_between(a.arrived, after));
-    else
-      metrics_->inter_token_latency.observe(seconds_between(a.last_token, after));
+    if (counted)
+      (a.generated == 0 ? metrics_->time_to_first_token : metrics_->inter_token_latency)
+          .observe(seconds_between(a.generated == 0 ? a.arrived : a.last_token, after));
     a.last_token = after;
     ++a.generated;
-    ++new_tokens;
+    new_tokens += counted;
     a.seen.push_back(token);
     a.next = token;
     Delivery d;

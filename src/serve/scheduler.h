@@ -54,6 +54,7 @@ struct Request {
   std::function<void(const Finish&)> on_finish;
   /// Set when on_token returned false (the scheduler retires the request at its next step).
   std::atomic<bool> stop_requested{false};
+  bool counted = true;  // false: kept out of the metrics (the server's warm-up)
 };
 
 struct SchedulerConfig {
@@ -76,6 +77,10 @@ class Scheduler {
   bool submit(std::shared_ptr<Request> request);
   /// Stops taking requests, finishes those queued and running, and stops the thread.
   void drain();
+  /// Runs the largest passes the server will (a prompt chunk over every slot, then a decode
+  /// step over all of them) and returns when they are done: first requests then pay for none
+  /// of the buffers, packed weights or CUDA graphs they need.
+  void warm_up();
   SchedulerGauges stats() const;
   int64_t vocab_size() const { return vocab_; }
   int64_t n_positions() const { return positions_; }

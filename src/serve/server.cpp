@@ -204,24 +204,7 @@ int Server::port() const {
 
 void Server::serve() {
   Impl& s = *impl_;
-  // Warm: one decode step before readiness, so that the first request does not pay for it.
-  {
-    auto warm = std::make_shared<Request>();
-    warm->prompt = {0};
-    warm->config.max_new_tokens = 1;
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    warm->on_finish = [&](const Finish&) {
-      std::lock_guard<std::mutex> lock(mu);
-      done = true;
-      cv.notify_all();
-    };
-    if (s.scheduler->submit(warm)) {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return done; });
-    }
-  }
+  s.scheduler->warm_up();  // before readiness, so that the first requests do not pay for it
   s.ready = true;
   std::atomic<bool> served{false};
   std::thread watcher([this, &s, &served] {
