@@ -11,6 +11,9 @@ command -v git >/dev/null || need_apt+=(git)
 command -v clang++ >/dev/null || need_apt+=(clang)  # the fuzz preset (libFuzzer)
 [ -f /usr/include/gtest/gtest.h ] || need_apt+=(libgtest-dev libgmock-dev)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+# The Python package (python/) builds against the interpreter's headers.
+python3 -c "import os, sysconfig; exit(not os.path.exists(sysconfig.get_paths()['include'] + '/Python.h'))" \
+  2>/dev/null || need_apt+=(python3-dev python3-venv)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install_deps: installing ${need_apt[*]} with apt-get"
@@ -22,9 +25,11 @@ fi
 
 # Tests and the benchmark harness: the ONNX reader cross-check, the exporter's verification, the
 # harness's report (ONNX Runtime is the CPU peer every machine can have).
-# The server's tests run its real clients: pytest, openai, tritonclient[http].
-py_pkgs=(numpy onnx onnxruntime safetensors matplotlib pytest openai "tritonclient[http]")
-if ! python3 -c "import numpy, onnx, onnxruntime, safetensors, matplotlib, pytest, openai, tritonclient.http" >/dev/null 2>&1; then
+# The server's tests run its real clients: pytest, openai, tritonclient[http]. The Python
+# package builds with nanobind (and scikit-build-core for pip install .).
+py_pkgs=(numpy onnx onnxruntime safetensors matplotlib pytest openai "tritonclient[http]" nanobind
+         scikit-build-core)
+if ! python3 -c "import numpy, onnx, onnxruntime, safetensors, matplotlib, pytest, openai, tritonclient.http, nanobind, scikit_build_core" >/dev/null 2>&1; then
   echo "install_deps: installing the Python packages ${py_pkgs[*]} with pip"
   python3 -m pip install --quiet "${py_pkgs[@]}" 2>/dev/null ||
     python3 -m pip install --quiet --break-system-packages "${py_pkgs[@]}"

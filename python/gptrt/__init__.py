@@ -24,8 +24,6 @@ import queue
 import threading
 from typing import AsyncIterator, Iterator, Mapping, Optional, Sequence
 
-import numpy as np
-
 from . import _gptrt
 from ._gptrt import (Error, ExecutionContext, GenerationConfig, InputError, Network, ShapeError,  # noqa: F401
                      Tokenizer)
@@ -87,6 +85,8 @@ class Context:
     def _feed(self, name, array):
         # Integer inputs of the other width are converted to the engine's (int32 <-> int64; a
         # value that does not fit int32 is left for the engine to refuse by name).
+        import numpy as np  # (not at import: stub generation at build time runs without it)
+
         want = self._dtypes.get(name)
         if want in ("int64", "int32") and hasattr(array, "dtype") and array.dtype.kind in "iu" \
                 and array.dtype != np.dtype(want):
