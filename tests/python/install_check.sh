@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The package installs into a fresh virtual environment from the repository with one pip
+# command (CPU backend: no CUDA compile here), and the installed package builds, runs and
+# generates on the tiny fixture. Usage: install_check.sh REPO_ROOT
+set -euo pipefail
+root=$(cd "${1:?usage: install_check.sh REPO_ROOT}" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+python3 -m venv "$tmp/venv"
+"$tmp/venv/bin/pip" install -q "$root" --config-settings=cmake.define.GPTRT_CUDA=OFF \
+  --config-settings=build-dir="$tmp/build"
+cd "$tmp"  # (not the repository: the installed package is the one imported)
+"$tmp/venv/bin/python" - "$root/tests/data/gpt2-tiny/hf" <<'PY'
+import sys
+import numpy as np
+import gptrt
+assert gptrt.__file__.startswith(sys.prefix), gptrt.__file__
+engine = gptrt.build(hf=sys.argv[1])
+logits = engine.create_context().run(np.array([[1, 2, 3]]), np.ones((1, 3), np.int64))
+assert logits.shape == (1, 3, 1000) and np.isfinite(logits).all()
+assert gptrt.generate(engine, [[11, 12, 13]], max_new_tokens=4)[0] and len(gptrt.generate(engine, [[1]], 3)[0]) == 3
+print("installed gptrt", gptrt.version(), "from", gptrt.__file__)
+PY
