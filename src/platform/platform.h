@@ -101,4 +101,7 @@ void make_directories(const std::string& path);
 /// Name of the compiler that built gptrt, e.g. "GCC 12.2.0".
 std::string compiler_name();
 
+/// Absolute path of the running executable, or "" where the system does not say.
+std::string executable_path();
+
 }  // namespace gptrt::platform

@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <vector>
+
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -243,6 +245,12 @@ void make_directories(const std::string& path) {
   if (ec) {
     throw Error(ErrorCode::kIoError, "cannot create directory '" + path + "': " + ec.message());
   }
+}
+
+std::string executable_path() {
+  std::vector<char> buf(4096);
+  const ssize_t n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
+  return n > 0 ? std::string(buf.data(), static_cast<size_t>(n)) : std::string();
 }
 
 std::string compiler_name() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The package installs into a fresh virtual environment from the repository with one pip
 # command (CPU backend: no CUDA compile here), and the installed package builds, runs and
-# generates on the tiny fixture. Usage: install_check.sh REPO_ROOT
+# generates on the tiny fixture; its `gptrt` CLI runs `gptrt bench` from the environment. Usage: install_check.sh REPO_ROOT
 set -euo pipefail
 root=$(cd "${1:?usage: install_check.sh REPO_ROOT}" && pwd)
 tmp=$(mktemp -d)
@@ -21,3 +21,9 @@ assert logits.shape == (1, 3, 1000) and np.isfinite(logits).all()
 assert gptrt.generate(engine, [[11, 12, 13]], max_new_tokens=4)[0] and len(gptrt.generate(engine, [[1]], 3)[0]) == 3
 print("installed gptrt", gptrt.version(), "from", gptrt.__file__)
 PY
+# The wheel carries the CLI too (on the environment's PATH), with the harness `gptrt bench` runs.
+"$tmp/venv/bin/gptrt" --version | grep -q "^gptrt "
+"$tmp/venv/bin/gptrt" bench --hf "$root/tests/data/gpt2-tiny/hf" --frameworks gptrt --shapes 1x4 \
+  --min-runs 1 --min-seconds 0 --python "$tmp/venv/bin/python" --out "$tmp/bench" > "$tmp/bench.log" 2>&1 ||
+  { cat "$tmp/bench.log"; exit 1; }
+grep -q "bench harness: $tmp/venv/share/gptrt/bench" "$tmp/bench.log" || { cat "$tmp/bench.log"; exit 1; }

@@ -25,6 +25,34 @@
 namespace gptrt::cli {
 namespace {
 
+// Where the Python harness (bench/*.py, scripts/export_onnx.py) is: $GPTRT_DATA_DIR, else
+// share/gptrt next to the binary's bin/ (an installed gptrt, or the wheel's), else the source
+// tree this binary was built from.
+std::string harness_dir() {
+  namespace fs = std::filesystem;
+  std::vector<std::string> tried;
+  auto has_it = [&](const std::string& dir) {
+    tried.push_back(dir);
+    return !dir.empty() && fs::exists(fs::path(dir) / "bench" / "run_peers.py");
+  };
+  if (const char* env = std::getenv("GPTRT_DATA_DIR"); env && has_it(env)) return env;
+  const std::string exe = platform::executable_path();
+  if (!exe.empty()) {
+    const std::string share =
+        (fs::path(exe).parent_path().parent_path() / "share" / "gptrt").string();
+    if (has_it(share)) return share;
+  }
+  if (has_it(GPTRT_SOURCE_DIR)) return GPTRT_SOURCE_DIR;
+  std::string where;
+  for (const std::string& t : tried) where += (where.empty() ? "" : ", ") + t;
+  throw Error(ErrorCode::kIoError,
+              "gptrt bench needs its Python harness (bench/run_peers.py and the files beside it); "
+              "looked in " +
+                  where +
+                  "; install gptrt (cmake --install, or pip install .) or set "
+                  "GPTRT_DATA_DIR to a folder holding bench/ and scripts/");
+}
+
 std::vector<std::pair<int64_t, int64_t>> parse_grid(const std::string& text,
                                                     const std::string& flag) {
   std::vector<std::pair<int64_t, int64_t>> out;
@@ -189,7 +217,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
     throw Error(ErrorCode::kInvalidArgument, "gptrt bench: give --onnx=FILE and/or --hf=DIR");
   std::string out = args.get("out");
   std::string py = args.get("python", "python3");
-  std::string bench_dir = std::string(GPTRT_SOURCE_DIR) + "/bench";
+  const std::string harness = harness_dir();
+  std::string bench_dir = harness + "/bench";
+  log_info("bench harness: " + bench_dir);
   std::string device = args.get("device", "cpu");
   if (device != "cpu" && device != "cuda")
     throw Error(ErrorCode::kInvalidArgument, "--device must be cpu or cuda");
@@ -209,9 +239,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
   bool have_onnx = !onnx_path.empty();
   if (!have_onnx) {
     onnx_path = out + "/model.onnx";
-    std::string cmd = py + " " +
-                      shell_quote(std::string(GPTRT_SOURCE_DIR) + "/scripts/export_onnx.py") +
-                      " --hf " + shell_quote(args.get("hf")) + " --out " + shell_quote(onnx_path);
+    std::string cmd = py + " " + shell_quote(harness + "/scripts/export_onnx.py") + " --hf " +
+                      shell_quote(args.get("hf")) + " --out " + shell_quote(onnx_path);
     // The PyTorch exporter when torch and transformers are there; else gptrt writes the file
     // itself (the same ops; ONNX Runtime's rows use it), and says so in one line.
     const bool have_torch =
