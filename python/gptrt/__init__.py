@@ -149,8 +149,7 @@ def generate(engine: Engine, prompts: Sequence[Sequence[int]], max_new_tokens: i
     temperature 0, else sampled (top_k, top_p) with `seed`."""
     c = _config(max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, eos_token_id)
     g = _gptrt.Generator(engine._native, threads)
-    ids, _ = g.generate([list(map(int, p)) for p in prompts], c.max_new_tokens, c.do_sample, c.temperature,
-                        c.top_k, c.top_p, c.repetition_penalty, c.seed, c.eos_token_id, None)
+    ids, _ = g.generate([list(map(int, p)) for p in prompts], c, None)
     return ids
 
 
@@ -170,9 +169,7 @@ def stream(engine: Engine, prompt: Sequence[int], max_new_tokens: int = 20, **sa
     def run():
         try:
             g = _gptrt.Generator(engine._native, threads)
-            g.generate([list(map(int, prompt))], c.max_new_tokens, c.do_sample, c.temperature, c.top_k, c.top_p,
-                       c.repetition_penalty, c.seed, c.eos_token_id,
-                       lambda row, token: (q.put(token), not stop.is_set())[1])
+            g.generate([list(map(int, prompt))], c, lambda row, token: (q.put(token), not stop.is_set())[1])
         except BaseException as e:  # handed to the consumer
             result["error"] = e
         q.put(done)

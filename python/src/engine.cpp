@@ -74,8 +74,8 @@ Shape shape_of(nb::handle h, const std::string& what) {
   try {
     for (nb::handle v : h) s.push_back(nb::cast<int64_t>(v));
   } catch (const std::exception&) {
-    throw Error(ErrorCode::kInvalidArgument, what + ": expected a shape (a tuple of ints), found " +
-                                                 py_str(nb::repr(h)));
+    throw Error(ErrorCode::kInvalidArgument,
+                what + ": expected a shape (a tuple of ints), found " + py_str(nb::repr(h)));
   }
   return s;
 }

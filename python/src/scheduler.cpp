@@ -79,34 +79,6 @@ class PyScheduler {
 }  // namespace
 
 void bind_scheduler(nb::module_& m) {
-  nb::class_<GenerationConfig>(m, "GenerationConfig", "Sampling settings of one request.")
-      .def(
-          "__init__",
-          [](GenerationConfig* c, int64_t max_new_tokens, bool do_sample, float temperature,
-             int64_t top_k, float top_p, float repetition_penalty, uint64_t seed,
-             int64_t eos_token_id) {
-            new (c) GenerationConfig();
-            c->max_new_tokens = max_new_tokens;
-            c->do_sample = do_sample;
-            c->temperature = temperature;
-            c->top_k = top_k;
-            c->top_p = top_p;
-            c->repetition_penalty = repetition_penalty;
-            c->seed = seed;
-            c->eos_token_id = eos_token_id;
-          },
-          nb::arg("max_new_tokens") = 20, nb::arg("do_sample") = false,
-          nb::arg("temperature") = 1.0f, nb::arg("top_k") = 0, nb::arg("top_p") = 1.0f,
-          nb::arg("repetition_penalty") = 1.0f, nb::arg("seed") = 0, nb::arg("eos_token_id") = -1)
-      .def_rw("max_new_tokens", &GenerationConfig::max_new_tokens)
-      .def_rw("do_sample", &GenerationConfig::do_sample)
-      .def_rw("temperature", &GenerationConfig::temperature)
-      .def_rw("top_k", &GenerationConfig::top_k)
-      .def_rw("top_p", &GenerationConfig::top_p)
-      .def_rw("repetition_penalty", &GenerationConfig::repetition_penalty)
-      .def_rw("seed", &GenerationConfig::seed)
-      .def_rw("eos_token_id", &GenerationConfig::eos_token_id);
-
   nb::class_<Handle>(m, "RequestHandle", "A request in the scheduler.")
       .def(
           "cancel", [](Handle& h) { h.req->cancelled = true; },
