@@ -45,4 +45,11 @@ if ! python3 -c "import torch, transformers, onnxscript" >/dev/null 2>&1; then
     python3 -m pip install --quiet --break-system-packages "${torch_pkgs[@]}" ||
     echo "install_deps: could not install torch/transformers; the PyTorch rows and the export tests will be skipped"
 fi
+# Scale-out on Ray Serve (gptrt.ray_serve and its two-node test). Optional like torch.
+if ! python3 -c "import ray.serve" >/dev/null 2>&1; then
+  echo "install_deps: installing ray[serve] with pip (the Ray Serve deployment's test)"
+  python3 -m pip install --quiet "ray[serve]" 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages "ray[serve]" ||
+    echo "install_deps: could not install ray[serve]; the Ray Serve test will be skipped"
+fi
 echo "install_deps: all build and test dependencies present"
