@@ -3,7 +3,7 @@
 # and runs the whole test suite in both, then a ThreadSanitizer build of the tests that run
 # threads (thread pool, decoder, generation, the goldens and op cases on every backend, the
 # server against its clients), then each
-# libFuzzer target for 45 s (scripts/fuzz.sh). Warnings are errors.
+# libFuzzer target for 30 s (scripts/fuzz.sh). Warnings are errors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,6 @@ echo "== tsan: configure, build and the threaded tests"
 cmake --preset tsan >/dev/null
 cmake --build --preset tsan
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --preset tsan -j "$(nproc)"
-echo "== fuzz: each libFuzzer target for 45 s under ASan + UBSan (clang)"
-scripts/fuzz.sh 45
+echo "== fuzz: each libFuzzer target for 30 s under ASan + UBSan (clang)"
+scripts/fuzz.sh 30
 echo "== all tests passed (release, asan, tsan and fuzz)"
