@@ -87,6 +87,12 @@ class Context:
         # value that does not fit int32 is left for the engine to refuse by name).
         import numpy as np  # (not at import: stub generation at build time runs without it)
 
+        if not isinstance(array, np.ndarray):
+            device = getattr(array, "__dlpack_device__", None)
+            if device is not None and device()[0] != 1:  # (DLPack's kDLCPU)
+                raise InputError(f"input '{name}': a tensor in device memory (DLPack device {device()}); "
+                                 "gptrt takes host arrays for now: pass tensor.cpu()")
+            array = np.asarray(array)  # (no copy for NumPy-compatible and DLPack CPU tensors)
         want = self._dtypes.get(name)
         if want in ("int64", "int32") and hasattr(array, "dtype") and array.dtype.kind in "iu" \
                 and array.dtype != np.dtype(want):

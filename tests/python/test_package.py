@@ -64,6 +64,16 @@ def test_int32_and_int64_inputs_give_the_same_logits(engine):
     assert np.array_equal(a, b)
 
 
+def test_torch_cpu_tensors_and_lists_are_accepted(engine):
+    torch = pytest.importorskip("torch")
+    ctx = engine.create_context()
+    ids, mask = inputs()
+    want = ctx.run(ids, mask)
+    assert np.array_equal(ctx.run(torch.from_numpy(ids), torch.from_numpy(mask)), want)
+    assert np.array_equal(ctx.run(ids.tolist(), mask.tolist()), want)
+    assert np.array_equal(torch.from_dlpack(want).numpy(), want)  # outputs go to torch without a copy
+
+
 def test_inspect_shows_inputs_and_profiles(engine):
     info = engine.inspect()
     assert [i["name"] for i in info["inputs"]] == ["input_ids", "attention_mask"]
