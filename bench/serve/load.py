@@ -15,6 +15,7 @@ send back to back; with --rate, requests arrive as a Poisson process at that man
 import argparse
 import http.client
 import json
+import os
 import random
 import statistics
 import sys
@@ -81,10 +82,10 @@ def one_request(url, model, prompt, max_tokens, timeout):
         conn.close()
 
 
-def run(url, model, prompts, max_tokens, concurrency, rate, timeout):
+def clients(url, model, prompts, max_tokens, concurrency, timeout):
+    """`concurrency` clients sending `prompts` back to back (threads of one process)."""
     results, lock = [], threading.Lock()
     todo = list(range(len(prompts)))
-    start = time.perf_counter()
 
     def worker():
         while True:
@@ -96,8 +97,22 @@ def run(url, model, prompts, max_tokens, concurrency, rate, timeout):
             with lock:
                 results.append(r)
 
-    if rate:
-        threads, t = [], start
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return results
+
+
+def _clients(args):
+    return clients(*args)
+
+
+def run(url, model, prompts, max_tokens, concurrency, rate, timeout, procs=1):
+    start = time.perf_counter()
+    if rate:  # Poisson arrivals, a thread per request
+        results, threads, t = [], [], start
         rng = random.Random(1)
         for i in range(len(prompts)):
             t += rng.expovariate(rate)
@@ -107,13 +122,23 @@ def run(url, model, prompts, max_tokens, concurrency, rate, timeout):
             threads.append(th)
         for th in threads:
             th.join()
-    else:
-        threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    wall = time.perf_counter() - start
+        return summarise(results, concurrency, rate, time.perf_counter() - start)
+    procs = max(1, min(procs, concurrency))
+    if procs == 1:
+        results = clients(url, model, prompts, max_tokens, concurrency, timeout)
+        return summarise(results, concurrency, rate, time.perf_counter() - start)
+    # Clients over several processes: one Python process (its GIL) would cap the events it can
+    # read from a fast server at many streams.
+    import multiprocessing
+    jobs = [(url, model, prompts[p::procs], max_tokens, concurrency // procs + (p < concurrency % procs), timeout)
+            for p in range(procs)]
+    with multiprocessing.get_context("fork").Pool(procs) as pool:
+        start = time.perf_counter()
+        results = [r for part in pool.map(_clients, jobs) for r in part]
+    return summarise(results, concurrency, rate, time.perf_counter() - start)
+
+
+def summarise(results, concurrency, rate, wall):
     ok = [r for r in results if r[0]]
     ttft = [r[1] * 1e3 for r in ok]
     tpot, itl, tokens = [], [], 0
@@ -142,6 +167,8 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--vocab", type=int, default=50257)
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--procs", type=int, default=max(1, min(8, (os.cpu_count() or 2) // 2)),
+                    help="client processes at a fixed concurrency (default: half the cores, at most 8)")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
     rng = random.Random(0)
@@ -153,7 +180,7 @@ def main():
           f"{'TPOT p50':>9} {'ITL p50':>8} {'ITL p99':>8} {'errors':>6}")
     for c in levels:
         n = a.requests or max(16, 4 * c)
-        r = run(a.url, a.model, prompts[:n], a.max_tokens, c, a.rate, a.timeout)
+        r = run(a.url, a.model, prompts[:n], a.max_tokens, c, a.rate, a.timeout, a.procs)
         rows.append(r)
         print(f"{c:>5} {a.rate:>6g} {r['request_throughput']:>8.2f} {r['output_token_throughput']:>10.1f} "
               f"{r['ttft_ms']['median']:>9.2f} {r['ttft_ms']['p99']:>9.2f} {r['tpot_ms']['median']:>9.2f} "
