@@ -9,8 +9,12 @@ mean / median / p90 / p99, and errors.
 
 Every request streams (server-sent events) a prompt of random token ids (the same seed, the same
 prompts for every server) with temperature 0 and `ignore_eos`: `max_tokens` tokens are asked
-for; a response with fewer counts what it got (the server's usage count where it sends one). At a fixed concurrency, N clients
-send back to back; with --rate, requests arrive as a Poisson process at that many per second.
+for; a response with fewer counts what it got (the server's usage count where it sends one).
+Tokens that arrive in one event (gptrt sends every token made since the client last read, when
+the client lags) count with an inter-token latency of 0. At a fixed concurrency, N clients send
+back to back, spread over --procs processes (default: half the cores, at most 8: one Python
+process's GIL would cap the events read from a fast server); with --rate, requests arrive as a
+Poisson process at that many per second.
 """
 import argparse
 import http.client
