@@ -45,6 +45,11 @@ void fill_logprobs(const float* l, int64_t vocab, int64_t chosen, int64_t k, Tok
                         double(l[ids[static_cast<size_t>(i)]]) - log_z);
 }
 
+// Whether a request's next token needs the logits (else the decoder's argmax is its pick).
+bool needs_logits(const Request& r) {
+  return r.config.do_sample || r.config.repetition_penalty != 1.0f || r.logprobs >= 0;
+}
+
 }  // namespace
 
 // A request holding a slot: its tokens so far and where its prompt stands.
@@ -289,15 +294,10 @@ void Scheduler::step(std::vector<Active>& active) {
   // Greedy requests take the decoder's argmax (on the GPU: 8 bytes a row instead of the
   // logits); the logits come back only for a request that samples, penalises or asks for them.
   bool need_logits = false;
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    const Request& r = *active[of_seq[s]].req;
-    need_logits |= completes[s] &&
-                   (r.config.do_sample || r.config.repetition_penalty != 1.0f || r.logprobs >= 0);
-  }
-  std::vector<float> logits;
-  std::vector<int64_t> picks;
+  for (size_t s = 0; s < seqs.size(); ++s)
+    need_logits |= completes[s] && needs_logits(*active[of_seq[s]].req);
   try {
-    decoder_.run(seqs, need_logits ? &logits : nullptr, &picks);
+    decoder_.run(seqs, need_logits ? &logits_ : nullptr, &picks_);
   } catch (const Error& e) {
     for (size_t s = 0; s < seqs.size(); ++s) finish(active[of_seq[s]], "error", e.what());
     return;
@@ -311,10 +311,10 @@ void Scheduler::step(std::vector<Active>& active) {
     if (a.generated == 0 && counted)
       metrics_->prompt_tokens += static_cast<int64_t>(a.req->prompt.size());
     const GenerationConfig& g = a.req->config;
-    int64_t token = picks[s];
+    int64_t token = picks_[s];
     TokenEvent ev;
-    if (g.do_sample || g.repetition_penalty != 1.0f || a.req->logprobs >= 0) {
-      const float* row = logits.data() + static_cast<int64_t>(s) * vocab_;
+    if (needs_logits(*a.req)) {
+      const float* row = logits_.data() + static_cast<int64_t>(s) * vocab_;
       std::vector<float> l(row, row + vocab_);
       token = generate::pick_token(l, a.seen, g, a.rng);
       if (a.req->logprobs >= 0) fill_logprobs(row, vocab_, token, a.req->logprobs, ev);

@@ -109,6 +109,8 @@ class Scheduler {
   std::atomic<int64_t> running_{0};
   bool draining_ = false, stopped_ = false;
   std::vector<Delivery> pending_;  // step() fills it, post() hands it over
+  std::vector<float> logits_;      // the last step's, when a request needed them (kept: no
+  std::vector<int64_t> picks_;     // allocation per step)
   std::mutex out_mu_;
   std::condition_variable out_cv_;
   std::vector<Delivery> out_;  // for the delivery thread

@@ -95,6 +95,12 @@ def test_errors_are_python_exceptions_with_gptrts_messages(engine, tmp_path):
         ctx.run(np.full((1, 4), 5000, np.int64), np.ones((1, 4), np.int64))
     with pytest.raises(gptrt.InputError, match="exactly one"):
         gptrt.build()
+    with pytest.raises(gptrt.InputError, match="2 inputs"):
+        ctx.run(*inputs(batch=1, seq=4), np.ones((1, 4), np.int64))
+    with pytest.raises(gptrt.InputError, match=r"\(min, opt, max\)"):
+        gptrt.build(hf=TINY, profiles=[{"input_ids": ((1, 1), (1, 8))}])
+    with pytest.raises(gptrt.InputError, match="a dict"):
+        gptrt.build(hf=TINY, profiles=[((1, 1), (1, 8), (2, 8))])
     bad = tmp_path / "bad.engine"
     bad.write_bytes(b"not an engine at all")
     with pytest.raises(gptrt.Error, match="bad.engine"):

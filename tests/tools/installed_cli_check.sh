@@ -28,6 +28,13 @@ done
   > bench.log 2>&1 || { cat bench.log; exit 1; }
 grep -q "bench harness: $tmp/moved/share/gptrt/bench" bench.log || { cat bench.log; exit 1; }
 [ -s bench/results.md ]
+# A GPTRT_DATA_DIR without the harness is an error that names it, not a silent fallback.
+mkdir empty
+if GPTRT_DATA_DIR="$tmp/empty" "$g" bench --hf "$tiny" --out bench2 > bad.log 2>&1; then
+  echo "gptrt bench ran with GPTRT_DATA_DIR pointing at an empty folder"; exit 1
+fi
+grep -q "GPTRT_DATA_DIR=$tmp/empty holds no bench/run_peers.py" bad.log || { cat bad.log; exit 1; }
+[ ! -e bench2/results.md ]
 "$g" serve --hf "$tiny" --port 0 > serve.port 2> serve.log &
 serve_pid=$!
 for _ in $(seq 100); do [ -s serve.port ] && break; sleep 0.1; done

@@ -35,7 +35,13 @@ std::string harness_dir() {
     tried.push_back(dir);
     return !dir.empty() && fs::exists(fs::path(dir) / "bench" / "run_peers.py");
   };
-  if (const char* env = std::getenv("GPTRT_DATA_DIR"); env && has_it(env)) return env;
+  if (const char* env = std::getenv("GPTRT_DATA_DIR"); env && *env) {
+    if (has_it(env)) return env;  // (asked for by name: not silently passed over)
+    throw Error(ErrorCode::kIoError, std::string("GPTRT_DATA_DIR=") + env +
+                                         " holds no bench/run_peers.py; point it at a folder "
+                                         "holding gptrt's bench/ and scripts/ (an installed "
+                                         "gptrt's share/gptrt, or the source tree), or unset it");
+  }
   const std::string exe = platform::executable_path();
   if (!exe.empty()) {
     const std::string share =
