@@ -155,7 +155,16 @@ class Engine : public std::enable_shared_from_this<Engine> {
 /// Named input tensors of one run.
 using TensorMap = std::map<std::string, Tensor>;
 
+/// A dense, row-major tensor in GPU memory that the caller owns
+/// (ExecutionContext::execute_on_device).
+struct DeviceTensor {
+  void* data = nullptr;
+  DType dtype = DType::kFloat32;
+  Shape shape;
+};
+
 /// Per-run state of one engine. Not thread-safe; make one per thread or stream.
+
 class ExecutionContext {
  public:
   ExecutionContext(std::shared_ptr<const Engine> engine, int threads);
@@ -167,6 +176,17 @@ class ExecutionContext {
   int check_inputs(const TensorMap& inputs) const;
   /// Runs one forward pass; outputs come in the order of info().model.outputs.
   std::vector<Tensor> execute(const TensorMap& inputs);
+  /// CUDA backend: one forward pass on inputs already in GPU memory, its outputs written to the
+  /// caller's device buffers (`outputs`, in the order of info().model.outputs, each of the shape
+  /// output_shapes() gives), with nothing copied through the host. The pass starts after the work
+  /// queued so far on `stream` (a cudaStream_t; null: the legacy default stream) and has finished
+  /// when this returns. Names, dtypes and shapes are checked first; the values (ids, positions,
+  /// mask) on the GPU as they are staged, and one outside its range throws, as execute() does.
+  /// Other backends throw kUnsupported: they take host tensors.
+  void execute_on_device(const std::map<std::string, DeviceTensor>& inputs,
+                         const std::vector<DeviceTensor>& outputs, void* stream = nullptr);
+  /// The shapes of the outputs for these input shapes (checked as execute() checks them).
+  std::vector<Shape> output_shapes(const std::map<std::string, Shape>& inputs) const;
   /// Starts (or stops) timing every op of later execute() calls.
   void set_profiling(bool on);
   /// Per op type: total milliseconds and calls since profiling started.

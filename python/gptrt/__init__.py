@@ -20,6 +20,7 @@ gptrt.ShapeError and bad values (token ids, dtypes) gptrt.InputError (both also 
 from __future__ import annotations
 
 import asyncio
+import sys
 import queue
 import threading
 from typing import AsyncIterator, Iterator, Mapping, Optional, Sequence
@@ -72,6 +73,17 @@ class Engine:
         return f"<gptrt.Engine {self.backend} {self.precision} {self._native.target}>"
 
 
+def _on_gpu(value) -> bool:
+    """True for a DLPack tensor in CUDA memory (DLPack device kDLCUDA = 2, kDLCUDAManaged = 13)."""
+    device = getattr(value, "__dlpack_device__", None)
+    if device is None or isinstance(value, type):
+        return False
+    try:
+        return device()[0] in (2, 13)
+    except Exception:  # (an object whose __dlpack_device__ fails is treated as a host array)
+        return False
+
+
 class Context:
     """Runs forward passes of an engine: NumPy arrays in, NumPy arrays out."""
 
@@ -88,10 +100,6 @@ class Context:
         import numpy as np  # (not at import: stub generation at build time runs without it)
 
         if not isinstance(array, np.ndarray):
-            device = getattr(array, "__dlpack_device__", None)
-            if device is not None and device()[0] != 1:  # (DLPack's kDLCPU)
-                raise InputError(f"input '{name}': a tensor in device memory (DLPack device {device()}); "
-                                 "gptrt takes host arrays for now: pass tensor.cpu()")
             array = np.asarray(array)  # (no copy for NumPy-compatible and DLPack CPU tensors)
         want = self._dtypes.get(name)
         if want in ("int64", "int32") and hasattr(array, "dtype") and array.dtype.kind in "iu" \
@@ -100,19 +108,60 @@ class Context:
                 return array.astype(want)
         return array
 
-    def run(self, *args, **named):
+    def run(self, *args, out=None, **named):
         """ctx.run(input_ids, attention_mask) -> logits, or ctx.run({"input_ids": ..., ...}) ->
         {output name: array}. int64 or int32 ids (converted to the engine's input type); the GIL
-        is released while the engine runs."""
-        if len(args) == 1 and isinstance(args[0], Mapping) and not named:
-            return self._native.run({k: self._feed(k, v) for k, v in args[0].items()})
-        if len(args) > len(self._inputs):
-            raise InputError(f"run: the engine has {len(self._inputs)} inputs ({', '.join(self._inputs)}), "
-                             f"{len(args)} arrays were given")
-        feeds = dict(zip(self._inputs, args))
-        feeds.update(named)
-        out = self._native.run({k: self._feed(k, v) for k, v in feeds.items()})
-        return next(iter(out.values())) if len(out) == 1 else out
+        is released while the engine runs.
+
+        On a cuda engine, tensors in GPU memory (torch.Tensor on "cuda:0", or any DLPack tensor)
+        run without a host copy: the outputs are torch tensors on the same GPU (or `out=`, a
+        tensor or a list of them, DLPack tensors of the right shape, written in place), ordered
+        after the work queued on torch's current stream."""
+        mapping = len(args) == 1 and isinstance(args[0], Mapping) and not named
+        if mapping:
+            feeds = dict(args[0])
+        else:
+            if len(args) > len(self._inputs):
+                raise InputError(f"run: the engine has {len(self._inputs)} inputs ({', '.join(self._inputs)}), "
+                                 f"{len(args)} arrays were given")
+            feeds = dict(zip(self._inputs, args))
+            feeds.update(named)
+        if any(_on_gpu(v) for v in feeds.values()) or out is not None:
+            result = self._run_device(feeds, out)
+        else:
+            result = self._native.run({k: self._feed(k, v) for k, v in feeds.items()})
+        return result if mapping or len(result) != 1 else next(iter(result.values()))
+
+    def _run_device(self, feeds, out):
+        # Inputs and outputs in GPU memory (DLPack), nothing through the host.
+        if self.engine.backend != "cuda":
+            raise InputError(f"a tensor in GPU memory was given to a {self.engine.backend} engine, which "
+                             "runs on the host: pass tensor.cpu(), or build the engine with backend='cuda'")
+        torch = sys.modules.get("torch")  # (a torch tensor means torch is imported already)
+        for name, v in feeds.items():
+            if not _on_gpu(v):
+                raise InputError(f"input '{name}' is in host memory while other inputs are on the GPU: "
+                                 "pass all of them on the GPU, or all on the host")
+            want = self._dtypes.get(name)
+            if torch is not None and isinstance(v, torch.Tensor):
+                if want in ("int64", "int32") and not v.dtype.is_floating_point and str(v.dtype) != "torch." + want:
+                    v = v.to(getattr(torch, want))
+                feeds[name] = v.contiguous()
+        shapes = {k: tuple(v.shape) for k, v in feeds.items()}
+        names = [o["name"] for o in self.engine.inspect()["outputs"]]
+        if out is None:
+            if torch is None:
+                raise InputError("run: pass out= (a DLPack tensor in GPU memory for each output) when "
+                                 "the inputs are not torch tensors")
+            device = next(iter(feeds.values())).device
+            out = [torch.empty(s, dtype=torch.float32, device=device)
+                   for s in self._native.output_shapes(shapes)]
+        outs = list(out) if isinstance(out, (list, tuple)) else [out]
+        stream = 0
+        if torch is not None and torch.cuda.is_available():
+            stream = torch.cuda.current_stream().cuda_stream
+        self._native.run_device(feeds, outs, stream)
+        return dict(zip(names, outs))
 
     def last_timings(self):
         """(host-to-device, compute, device-to-host) milliseconds of the last run (cuda)."""

@@ -1,5 +1,5 @@
 // NumPy arrays to gptrt tensors (copied in, any strides) and gptrt tensors to NumPy arrays (the
-// array owns the tensor's bytes: no copy out).
+// array owns the tensor's bytes: no copy out); DLPack tensors in CUDA memory as device views.
 #include <cstring>
 #include <vector>
 
@@ -89,6 +89,34 @@ Tensor tensor_from_array(nb::handle array, const std::string& what) {
   for (size_t i = 0; i < a.ndim(); ++i) shape.push_back(static_cast<int64_t>(a.shape(i)));
   Tensor t(dt, shape);
   if (t.nbytes() > 0) std::memcpy(t.raw_mut(), a.data(), t.nbytes());
+  return t;
+}
+
+DeviceTensor device_tensor_from(nb::handle obj, const std::string& what) {
+  nb::ndarray<nb::device::cuda> a;
+  if (!nb::try_cast(obj, a))
+    throw Error(ErrorCode::kInvalidArgument,
+                what + ": expected a tensor in CUDA memory with DLPack (__dlpack__), found " +
+                    py_str(obj.type().attr("__name__")));
+  if (a.device_id() != 0)
+    throw Error(ErrorCode::kInvalidArgument,
+                what + ": the tensor is on GPU " + std::to_string(a.device_id()) +
+                    "; gptrt's cuda backend runs on GPU 0 (set CUDA_VISIBLE_DEVICES to choose it)");
+  DeviceTensor t;
+  t.dtype = dtype_of(a.dtype());
+  if (t.dtype == DType::kUndefined)
+    throw Error(ErrorCode::kInvalidArgument,
+                what + ": tensors of int64, int32, float32 or float16 are accepted, found " +
+                    py_str(nb::getattr(obj, "dtype", nb::none())));
+  int64_t expect = 1;
+  for (size_t i = a.ndim(); i-- > 0;) {
+    if (a.shape(i) != 1 && a.stride(i) != expect)
+      throw Error(ErrorCode::kInvalidArgument,
+                  what + ": the tensor is not contiguous (strides); pass tensor.contiguous()");
+    expect *= static_cast<int64_t>(a.shape(i));
+  }
+  for (size_t i = 0; i < a.ndim(); ++i) t.shape.push_back(static_cast<int64_t>(a.shape(i)));
+  t.data = a.data();
   return t;
 }
 

@@ -140,6 +140,21 @@ nb::dict run(ExecutionContext& ctx, const EnginePtr& engine, nb::dict inputs) {
   return d;
 }
 
+// One forward pass on DLPack tensors in GPU memory, the logits written into `outputs` (device
+// tensors of output_shapes()), after the work queued on `stream` (a cudaStream_t as an integer).
+void run_device(ExecutionContext& ctx, nb::dict inputs, nb::list outputs, uintptr_t stream) {
+  std::map<std::string, DeviceTensor> in;
+  for (auto [k, v] : inputs) {
+    const std::string name = py_str(k);
+    in[name] = device_tensor_from(v, "input '" + name + "'");
+  }
+  std::vector<DeviceTensor> out;
+  for (size_t i = 0; i < outputs.size(); ++i)
+    out.push_back(device_tensor_from(outputs[i], "output " + std::to_string(i)));
+  nb::gil_scoped_release release;
+  ctx.execute_on_device(in, out, reinterpret_cast<void*>(stream));
+}
+
 // A context with the engine it came from (the outputs' names, and kept alive).
 struct Context {
   EnginePtr engine;
@@ -216,6 +231,22 @@ void bind_engine(nb::module_& m) {
           nb::arg("inputs"),
           "One forward pass: {input name: array} -> {output name: array}. The GIL is released "
           "while the engine runs. Shapes outside every profile raise gptrt.ShapeError.")
+      .def(
+          "run_device",
+          [](Context& c, nb::dict inputs, nb::list outputs, uintptr_t stream) {
+            run_device(*c.ctx, inputs, outputs, stream);
+          },
+          nb::arg("inputs"), nb::arg("outputs"), nb::arg("stream") = 0,
+          "One forward pass on tensors in GPU memory (cuda engines): {input name: DLPack tensor} "
+          "-> writes the outputs into `outputs` (DLPack tensors of output_shapes()), after the "
+          "work queued on `stream` (a cudaStream_t as an int; 0 = the legacy default stream). "
+          "Nothing goes through the host; the GIL is released while it runs.")
+      .def(
+          "output_shapes",
+          [](const Context& c, const std::map<std::string, std::vector<int64_t>>& shapes) {
+            return c.ctx->output_shapes(shapes);
+          },
+          nb::arg("shapes"), "The outputs' shapes for these input shapes ({name: shape}).")
       .def_prop_ro("threads", [](const Context& c) { return c.ctx->threads(); })
       .def(
           "last_timings",

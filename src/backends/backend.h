@@ -15,6 +15,7 @@
 
 #include "gptrt/decoder.h"
 #include "gptrt/engine.h"
+#include "gptrt/error.h"
 #include "gptrt/tensor.h"
 #include "ir/graph.h"
 
@@ -57,9 +58,25 @@ class NodeKernels {
 };
 
 /// Runs a whole plan per forward pass (backends that own their memory and launches: cuda).
+/// The first input value found outside its range by a run on the device (input empty: none).
+struct BadValue {
+  std::string input;
+  int64_t index = 0, value = 0;  // flat index into the input, and the value there
+};
+
 class PlanRunner {
  public:
   virtual ~PlanRunner() = default;
+  /// Inputs in device memory (names, dtypes and shapes already checked) -> the caller's device
+  /// buffers, after the work queued on `stream`; each input named in `limits` has its values
+  /// checked against [0, limit) as it is staged (the first one outside is returned, the outputs
+  /// then undefined). Backends that run on the host throw kUnsupported.
+  virtual BadValue run_device(const std::map<std::string, DeviceTensor>& inputs,
+                              const std::vector<DeviceTensor>& outputs,
+                              const std::map<std::string, int64_t>& limits, void* stream) {
+    (void)inputs, (void)outputs, (void)limits, (void)stream;
+    throw Error(ErrorCode::kUnsupported, "this backend runs on the host: pass host tensors");
+  }
   /// Inputs by name (already checked against the profiles) -> outputs on the host. With
   /// `profile`, time per kernel kind is added to it.
   virtual std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs,

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/backend.h"
 #include "backends/cuda/options.h"
 #include "gptrt/engine.h"
 #include "ir/graph.h"
@@ -58,6 +59,13 @@ class Runner {
   /// stream fill up, and each kernel's GPU time is added to `profile`.
   std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Timings* timings,
                           Profile* profile = nullptr);
+  /// Inputs in device memory (by name; names, dtypes and shapes checked) -> the logits in the
+  /// caller's device buffer `outputs[0]`, after the work queued on `stream` (a cudaStream_t);
+  /// finished on return. Integer inputs are staged on the GPU, each named in `limits` checked
+  /// against [0, limit) there: the first value outside is returned (the logits then undefined).
+  backends::BadValue run_device(const std::map<std::string, DeviceTensor>& inputs,
+                                const std::vector<DeviceTensor>& outputs,
+                                const std::map<std::string, int64_t>& limits, void* stream);
   /// Replay a captured CUDA graph per input shape (default on); off: launch every kernel.
   void set_use_graphs(bool on);
   /// Bytes of device memory for activations (the arena and the output buffer).
@@ -67,6 +75,22 @@ class Runner {
 
  private:
   std::unique_ptr<Impl> impl_;
+};
+
+/// Device memory for callers without the CUDA headers (tests, tools): allocated on GPU 0 when
+/// made, freed when destroyed.
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(int64_t bytes);
+  ~DeviceBuffer();
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void* data() const { return data_; }
+  void upload(const void* host, int64_t bytes);
+  void download(void* host, int64_t bytes) const;
+
+ private:
+  void* data_ = nullptr;
 };
 
 /// Generation on the GPU: the plan run with a KV cache (the Generator's CUDA half).

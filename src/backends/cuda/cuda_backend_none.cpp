@@ -40,7 +40,19 @@ Runner::~Runner() = default;
 std::vector<Tensor> Runner::run(const std::map<std::string, Tensor>&, Timings*, Profile*) {
   return {};
 }
+backends::BadValue Runner::run_device(const std::map<std::string, DeviceTensor>&,
+                                      const std::vector<DeviceTensor>&,
+                                      const std::map<std::string, int64_t>&, void*) {
+  return {};
+}
 void Runner::set_use_graphs(bool) {}
+
+DeviceBuffer::DeviceBuffer(int64_t) {
+  throw Error(ErrorCode::kUnsupported, "this gptrt was built without the CUDA backend");
+}
+DeviceBuffer::~DeviceBuffer() = default;
+void DeviceBuffer::upload(const void*, int64_t) {}
+void DeviceBuffer::download(void*, int64_t) const {}
 int64_t Runner::activation_bytes() const {
   return 0;
 }

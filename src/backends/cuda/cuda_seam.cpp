@@ -28,22 +28,31 @@ std::string device_or_throw(const std::string& what) {
   return sm;
 }
 
+// The fused decoder's kernels are planned for at least one row and one token.
+void refuse_empty(const std::string& name, const Shape& shape) {
+  if (shape_numel(shape) == 0)
+    throw Error(ErrorCode::kUnsupported,
+                "input '" + name + "' " + shape_str(shape) +
+                    " is empty; the cuda backend runs the decoder on at least one token of one "
+                    "row (the reference backend runs empty inputs)");
+}
+
 class CudaRunner final : public PlanRunner {
  public:
   explicit CudaRunner(const PlanRef& p)
       : runner_(p.owner, *p.graph, p.info->precision, p.dim_max) {}
   std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Profile* profile) override {
-    // The fused decoder's kernels are planned for at least one row and one token.
-    for (const auto& [name, t] : inputs)
-      if (t.numel() == 0)
-        throw Error(ErrorCode::kUnsupported,
-                    "input '" + name + "' " + shape_str(t.shape()) +
-                        " is empty; the cuda backend runs the decoder on at least one token of "
-                        "one row (the reference backend runs empty inputs)");
+    for (const auto& [name, t] : inputs) refuse_empty(name, t.shape());
     cuda::Timings t;
     std::vector<Tensor> out = runner_.run(inputs, &t, profile);
     timings_ = {t.h2d_ms, t.compute_ms, t.d2h_ms};
     return out;
+  }
+  BadValue run_device(const std::map<std::string, DeviceTensor>& inputs,
+                      const std::vector<DeviceTensor>& outputs,
+                      const std::map<std::string, int64_t>& limits, void* stream) override {
+    for (const auto& [name, t] : inputs) refuse_empty(name, t.shape);
+    return runner_.run_device(inputs, outputs, limits, stream);
   }
   ExecutionContext::Timings last_timings() const override { return timings_; }
   void set_graphs(bool on) override { runner_.set_use_graphs(on); }

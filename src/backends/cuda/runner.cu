@@ -126,6 +126,9 @@ void Runner::Impl::release() {
   cudaFree(workspace);
   cudaFreeHost(pinned_in);
   cudaFreeHost(pinned_out);
+  cudaFree(bad);
+  cudaFreeHost(pinned_bad);
+  if (caller_ready) cudaEventDestroy(caller_ready);
   for (cudaEvent_t e : ev)
     if (e) cudaEventDestroy(e);
   for (cudaEvent_t e : mark_events) cudaEventDestroy(e);
@@ -292,6 +295,64 @@ void Runner::Impl::trace_end() {
 }
 #endif
 
+void Runner::Impl::reserve_io(int64_t rows, int64_t out_need) {
+  if (rows > io_elems) {
+    cudaFree(ids);
+    cudaFree(mask);
+    cudaFree(pos);
+    ids = mask = pos = nullptr;
+    int64_t cap = 0;
+    grow(&ids, &cap, rows * 8, false);
+    cap = 0;
+    grow(&mask, &cap, rows * 8, false);
+    cap = 0;
+    grow(&pos, &cap, rows * 8, false);
+    io_elems = rows;
+    drop_graphs();
+  }
+  // Output buffer: grown to the largest shape seen (captured graphs point into it).
+  if (out_need > out_bytes) {
+    drop_graphs();
+    grow(&out, &out_bytes, out_need, false);
+  }
+}
+
+void Runner::Impl::enqueue_forward(int64_t b, int64_t s, bool with_pos, bool with_mask,
+                                   Runner::Profile* profile) {
+  check(cudaEventRecord(ev[1], stream), "cudaEventRecord");
+  if (profile) {
+    launch(spin_kernel, dim3(1), dim3(1), 0, int64_t{2000000});  // 2 ms: the launches queue up
+    marking = true;
+    mark_labels.clear();
+    check(cudaEventRecord(ev[1], stream), "cudaEventRecord");
+    forward(b, s, with_pos, with_mask);
+    marking = false;
+  } else if (use_graphs) {
+    auto key = std::make_pair(b, s);
+    auto it = graphs.find(key);
+    if (it == graphs.end()) {
+      cudaGraph_t graph = nullptr;
+      check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
+            "cudaStreamBeginCapture");
+      forward(b, s, with_pos, with_mask);
+      check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
+      cudaGraphExec_t exec = nullptr;
+      check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+      cudaGraphDestroy(graph);
+      it = graphs.emplace(key, exec).first;
+    }
+#ifdef GPTRT_CUDA_TRACE
+    const bool tracing = trace_begin();
+#endif
+    check(cudaGraphLaunch(it->second, stream), "cudaGraphLaunch");
+#ifdef GPTRT_CUDA_TRACE
+    if (tracing) trace_end();
+#endif
+  } else {
+    forward(b, s, with_pos, with_mask);
+  }
+}
+
 std::vector<Tensor> Runner::Impl::run(const std::map<std::string, Tensor>& inputs, Timings* t,
                                       Runner::Profile* profile) {
   const ir::Node& embed = g.nodes.front();
@@ -309,20 +370,9 @@ std::vector<Tensor> Runner::Impl::run(const std::map<std::string, Tensor>& input
     (is_pos ? pos_t : mask_t) = &it->second;
   }
   // Inputs as int64 in pinned memory, then one copy each to fixed device buffers.
-  if (rows > io_elems) {
-    cudaFree(ids);
-    cudaFree(mask);
-    cudaFree(pos);
-    ids = mask = pos = nullptr;
-    int64_t cap = 0;
-    grow(&ids, &cap, rows * 8, false);
-    cap = 0;
-    grow(&mask, &cap, rows * 8, false);
-    cap = 0;
-    grow(&pos, &cap, rows * 8, false);
-    io_elems = rows;
-    drop_graphs();
-  }
+  int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
+  int64_t out_need = rows * vocab * 4;
+  reserve_io(rows, out_need);
   grow(&pinned_in, &pinned_in_bytes, rows * 8 * 3, true);
   int64_t* host = static_cast<int64_t*>(pinned_in);
   auto stage = [&](const Tensor* src, int64_t* dst) {
@@ -339,13 +389,6 @@ std::vector<Tensor> Runner::Impl::run(const std::map<std::string, Tensor>& input
       for (int64_t i = 0; i < s; ++i)
         host[2 * rows + r * s + i] =
             pos_t->dtype() == DType::kInt64 ? pos_t->data<int64_t>()[i] : pos_t->data<int32_t>()[i];
-  // Output buffer: grown to the largest shape seen (captured graphs point into it).
-  int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
-  int64_t out_need = rows * vocab * 4;
-  if (out_need > out_bytes) {
-    drop_graphs();
-    grow(&out, &out_bytes, out_need, false);
-  }
   grow(&pinned_out, &pinned_out_bytes, out_need, true);
 
   check(cudaEventRecord(ev[0], stream), "cudaEventRecord");
@@ -359,38 +402,7 @@ std::vector<Tensor> Runner::Impl::run(const std::map<std::string, Tensor>& input
     check(cudaMemcpyAsync(pos, host + 2 * rows, static_cast<size_t>(rows * 8),
                           cudaMemcpyHostToDevice, stream),
           "H2D positions");
-  check(cudaEventRecord(ev[1], stream), "cudaEventRecord");
-  if (profile) {
-    launch(spin_kernel, dim3(1), dim3(1), 0, int64_t{2000000});  // 2 ms: the launches queue up
-    marking = true;
-    mark_labels.clear();
-    check(cudaEventRecord(ev[1], stream), "cudaEventRecord");
-    forward(b, s, pos_t != nullptr, mask_t != nullptr);
-    marking = false;
-  } else if (use_graphs) {
-    auto key = std::make_pair(b, s);
-    auto it = graphs.find(key);
-    if (it == graphs.end()) {
-      cudaGraph_t graph = nullptr;
-      check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
-            "cudaStreamBeginCapture");
-      forward(b, s, pos_t != nullptr, mask_t != nullptr);
-      check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
-      cudaGraphExec_t exec = nullptr;
-      check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
-      cudaGraphDestroy(graph);
-      it = graphs.emplace(key, exec).first;
-    }
-#ifdef GPTRT_CUDA_TRACE
-    const bool tracing = trace_begin();
-#endif
-    check(cudaGraphLaunch(it->second, stream), "cudaGraphLaunch");
-#ifdef GPTRT_CUDA_TRACE
-    if (tracing) trace_end();
-#endif
-  } else {
-    forward(b, s, pos_t != nullptr, mask_t != nullptr);
-  }
+  enqueue_forward(b, s, pos_t != nullptr, mask_t != nullptr, profile);
   check(cudaEventRecord(ev[2], stream), "cudaEventRecord");
   check(cudaMemcpyAsync(pinned_out, out, static_cast<size_t>(out_need), cudaMemcpyDeviceToHost,
                         stream),
@@ -490,6 +502,11 @@ Runner::~Runner() = default;
 std::vector<Tensor> Runner::run(const std::map<std::string, Tensor>& inputs, Timings* t,
                                 Profile* profile) {
   return impl_->run(inputs, t, profile);
+}
+backends::BadValue Runner::run_device(const std::map<std::string, DeviceTensor>& inputs,
+                                      const std::vector<DeviceTensor>& outputs,
+                                      const std::map<std::string, int64_t>& limits, void* stream) {
+  return impl_->run_device(inputs, outputs, limits, static_cast<cudaStream_t>(stream));
 }
 void Runner::set_use_graphs(bool on) {
   impl_->use_graphs = on;

@@ -90,6 +90,11 @@ struct Runner::Impl {
   const void* mapped_for = nullptr;  // pinned_in as the GPU addresses it (null: not mapped)
   int64_t* mapped_in = nullptr;
   cudaEvent_t ev[4] = {};
+  // run_device: the first index outside its range per staged input (ids, mask, positions; ~0:
+  // none), on the device and its pinned copy, and the caller's stream's point to start after.
+  unsigned long long* bad = nullptr;
+  unsigned long long* pinned_bad = nullptr;
+  cudaEvent_t caller_ready = nullptr;
   bool use_graphs = true;
   std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> graphs;
   Launcher launch;
@@ -153,6 +158,20 @@ struct Runner::Impl {
   void release();
 
   void drop_graphs();
+
+  // Grows the staged inputs (ids, mask, positions) to `rows` and the logits to `out_need` bytes,
+  // dropping the captured graphs that point into the old buffers.
+  void reserve_io(int64_t rows, int64_t out_need);
+  // The forward pass of [b, s] on the staged inputs into `out`, on `stream`: kernel by kernel
+  // behind a spin kernel when profiling, else its captured graph (captured on first use) or
+  // direct launches.
+  void enqueue_forward(int64_t b, int64_t s, bool with_pos, bool with_mask,
+                       Runner::Profile* profile);
+  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Timings* t,
+                          Runner::Profile* profile);
+  backends::BadValue run_device(const std::map<std::string, DeviceTensor>& inputs,
+                                const std::vector<DeviceTensor>& outputs,
+                                const std::map<std::string, int64_t>& limits, cudaStream_t caller);
 
   void* value_ptr(int id);
   // Device copies of a one-op plan's float inputs (run_op), by value id.
@@ -314,9 +333,6 @@ struct Runner::Impl {
 
   void last_logits(std::vector<float>& logits);
   void gather_columns(const int32_t* from, int64_t used);
-
-  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Timings* t,
-                          Runner::Profile* profile);
 };
 
 }  // namespace gptrt::cuda
