@@ -166,7 +166,9 @@ def main():
     ap.add_argument("--concurrency", default="1,8,32,64")
     ap.add_argument("--rate", type=float, default=0, help="requests per second (Poisson); 0: fixed concurrency")
     ap.add_argument("--requests", type=int, default=0,
-                    help="requests per level (default: 4 per client, at least 16)")
+                    help="requests per level (default: --per-client per client, at least 16)")
+    ap.add_argument("--per-client", type=int, default=4,
+                    help="requests each client sends in turn at a fixed concurrency (default 4)")
     ap.add_argument("--prompt-tokens", type=int, default=12)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--vocab", type=int, default=50257)
@@ -177,13 +179,13 @@ def main():
     a = ap.parse_args()
     rng = random.Random(0)
     levels = [0] if a.rate else [int(c) for c in a.concurrency.split(",")]
-    most = a.requests or max(16, 4 * max(levels))
+    most = a.requests or max(16, a.per_client * max(levels))
     prompts = [[rng.randrange(a.vocab) for _ in range(a.prompt_tokens)] for _ in range(most)]
     rows = []
     print(f"{'conc':>5} {'rate':>6} {'req/s':>8} {'out tok/s':>10} {'TTFT p50':>9} {'TTFT p99':>9} "
           f"{'TPOT p50':>9} {'ITL p50':>8} {'ITL p99':>8} {'errors':>6}")
     for c in levels:
-        n = a.requests or max(16, 4 * c)
+        n = a.requests or max(16, a.per_client * c)
         r = run(a.url, a.model, prompts[:n], a.max_tokens, c, a.rate, a.timeout, a.procs)
         rows.append(r)
         print(f"{c:>5} {a.rate:>6g} {r['request_throughput']:>8.2f} {r['output_token_throughput']:>10.1f} "

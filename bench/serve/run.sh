@@ -8,7 +8,9 @@
 # Usage: bench/serve/run.sh OUT cpu|cuda [CONCURRENCY (default 1,8,32 on cpu, 1,8,32,64 on cuda)]
 # Environment: THREADS (cpu, default 2), MAX_TOKENS (default 64), RATE (requests/s of the Poisson
 # run, default 8 on cpu, 200 on cuda), PRECISION (default fp16 on cuda,
-# fp32 on cpu), PEERS (cpu, default llama-server; "" for none), LLAMA_SERVER (its binary).
+# fp32 on cpu), PEERS (cpu, default llama-server; "" for none), LLAMA_SERVER (its binary),
+# PER_CLIENT (requests each client sends in turn, default 4 on cpu, 16 on cuda: a level of 64
+# streams then lasts long enough to leave its ramps behind), SERVE_FLAGS (more `gptrt serve` flags).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:?usage: run.sh OUT cpu|cuda [CONCURRENCY]}
@@ -21,9 +23,11 @@ max_tokens=${MAX_TOKENS:-64}
 threads=${THREADS:-2}
 if [ "$backend" = cuda ]; then
   conc=${3:-1,8,32,64}; precision=${PRECISION:-fp16}; peers=""; rate=${RATE:-200}
+  per_client=${PER_CLIENT:-16}
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$out/machine.txt"
 else
   conc=${3:-1,8,32}; precision=${PRECISION:-fp32}; peers=${PEERS-llama-server}; rate=${RATE:-8}
+  per_client=${PER_CLIENT:-4}
   grep -m1 "model name" /proc/cpuinfo | sed 's/.*: //' > "$out/machine.txt"
   echo "threads: $threads" >> "$out/machine.txt"
 fi
@@ -51,6 +55,8 @@ wait_ready() {  # URL PID [PATH]: until URL/PATH answers (gptrt's /health: built
 flags=(--hf "$model" --backend "$backend" --slots "$most" --max-queue 1024 --port 0
        --threads "$threads")
 [ "$precision" = fp32 ] || flags+=("--$precision")
+read -ra more <<< "${SERVE_FLAGS:-}"
+flags+=("${more[@]}")
 "$gptrt" serve "${flags[@]}" > "$out/gptrt-serve.port" 2> "$out/gptrt-serve.log" &
 pid=$!
 for _ in $(seq 600); do [ -s "$out/gptrt-serve.port" ] && break; sleep 0.5; done
@@ -58,7 +64,7 @@ url="http://127.0.0.1:$(head -1 "$out/gptrt-serve.port")"
 wait_ready "$url" "$pid"
 load() {  # URL NAME: the concurrency levels, then Poisson arrivals at RATE requests/s
   python3 bench/serve/load.py --url "$1" --concurrency "$conc" --prompt-tokens 12 \
-    --max-tokens "$max_tokens" --json "$out/$2.json" | tee "$out/$2.txt"
+    --max-tokens "$max_tokens" --per-client "$per_client" --json "$out/$2.json" | tee "$out/$2.txt"
   python3 bench/serve/load.py --url "$1" --rate "$rate" --requests $((4 * most)) --prompt-tokens 12 \
     --max-tokens "$max_tokens" --json "$out/$2-rate.json" | tail -n +2 | tee -a "$out/$2.txt"
 }

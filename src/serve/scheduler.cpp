@@ -214,8 +214,20 @@ void Scheduler::loop() {
       cv_.wait(lock, [&] { return stopped_ || draining_ || !queue_.empty() || !active.empty(); });
       if (stopped_ && active.empty() && queue_.empty()) return;
       if (draining_ && active.empty() && queue_.empty()) return;
-      // Join newly arrived requests to the running batch while slots are free.
-      while (!queue_.empty() && static_cast<int64_t>(active.size()) < config_.slots) {
+      // Join newly arrived requests to the running batch while slots are free (in waves while
+      // every running sequence decodes: join_wait_steps).
+      const int64_t free_slots = config_.slots - static_cast<int64_t>(active.size());
+      const int64_t fit = std::min(static_cast<int64_t>(queue_.size()), free_slots);
+      bool join = fit > 0;
+      if (join && config_.join_wait_steps > 0) {
+        const bool prefilling = std::any_of(active.begin(), active.end(), [](const Active& a) {
+          return a.fed < static_cast<int64_t>(a.req->prompt.size());
+        });
+        join = active.empty() || prefilling || fit >= std::max<int64_t>(1, config_.slots / 8) ||
+               join_waited_ >= config_.join_wait_steps;
+        join_waited_ = join ? 0 : join_waited_ + 1;
+      }
+      while (join && !queue_.empty() && static_cast<int64_t>(active.size()) < config_.slots) {
         Active a;
         a.req = std::move(queue_.front());
         queue_.pop_front();

@@ -62,7 +62,13 @@ struct SchedulerConfig {
   int64_t max_queue = 64;      // requests waiting for a slot before submit refuses
   int64_t prefill_chunk = 64;  // prompt tokens one step takes from all prefilling requests
   int64_t max_positions = 0;   // tokens per slot (0: the model's n_positions)
-  int threads = 0;             // CPU threads (0: every core)
+  // While every running sequence is decoding, new requests join in waves: when slots / 8 of
+  // them (at least 1) are waiting for free slots, or after this many decode steps (0: each
+  // joins at the next step). A decoder that pads a pass to its
+  // longest sequence (cuda) runs every row for a prompt's tokens: joining one by one, nearly
+  // every step of a full server is such a pass.
+  int64_t join_wait_steps = 0;
+  int threads = 0;  // CPU threads (0: every core)
 };
 
 class Scheduler {
@@ -108,6 +114,7 @@ class Scheduler {
   std::deque<std::shared_ptr<Request>> queue_;
   std::atomic<int64_t> running_{0};
   bool draining_ = false, stopped_ = false;
+  int64_t join_waited_ = 0;        // decode steps run since a request found a free slot and waited
   std::vector<Delivery> pending_;  // step() fills it, post() hands it over
   std::vector<float> logits_;      // the last step's, when a request needed them (kept: no
   std::vector<int64_t> picks_;     // allocation per step)

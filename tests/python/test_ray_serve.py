@@ -3,6 +3,7 @@ backend): requests spread over the replicas, a replica killed mid-load is replac
 accepted request is lost (clients retry a request whose connection broke: completions with a
 seed are idempotent). Skipped, saying so, where Ray cannot be imported."""
 import concurrent.futures
+import http.client
 import json
 import os
 import socket
@@ -46,7 +47,7 @@ def cluster():
 
 
 def post(url, body, tries=20):
-    """POSTs a completion, retrying a broken connection or a 5xx (a replica that died)."""
+    """POSTs a completion, retrying a broken connection, a 5xx (a replica that died) or a 408/429."""
     last = None
     for _ in range(tries):
         req = urllib.request.Request(url + "/v1/completions", json.dumps(body).encode(),
@@ -55,10 +56,10 @@ def post(url, body, tries=20):
             with urllib.request.urlopen(req, timeout=60) as r:
                 return json.loads(r.read()), r.headers["x-gptrt-replica"]
         except urllib.error.HTTPError as e:
-            if e.code < 500:
+            if e.code < 500 and e.code not in (408, 429):  # (busy: retried after a pause)
                 raise
             last = e
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+        except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException) as e:
             last = e
         time.sleep(0.5)
     raise AssertionError(f"no answer after {tries} tries: {last!r}")

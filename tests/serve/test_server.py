@@ -114,6 +114,36 @@ def test_concurrent_clients_each_get_their_solo_greedy_result(tiny_server):
     assert together == solo
 
 
+def test_join_waves_keep_every_result_and_starve_no_one(tiny_server):
+    # --join-wait-steps (cuda's default 8): requests arriving while every slot decodes wait to
+    # join in waves; each still gets its solo greedy tokens, and a lone late one joins after the
+    # wait, not when the batch drains.
+    waves = ServerProcess("--hf=" + os.path.join(DATA, "gpt2-tiny", "hf"), "--slots=8", "--threads=2",
+                          "--join-wait-steps=4")
+    try:
+        rng = np.random.default_rng(4)
+        prompts = [rng.integers(0, 1000, int(rng.integers(1, 20))).tolist() for _ in range(24)]
+        lengths = [int(rng.integers(1, 40)) for _ in range(24)]
+
+        def ask(server, i):
+            s, body, _ = server.post("/v1/completions", {"prompt": prompts[i], "max_tokens": lengths[i],
+                                                         "temperature": 0})
+            assert s == 200, body
+            return body["choices"][0]["token_ids"]
+
+        solo = [ask(tiny_server, i) for i in range(24)]
+        with concurrent.futures.ThreadPoolExecutor(24) as pool:
+            assert list(pool.map(lambda i: ask(waves, i), range(24))) == solo
+        s, body, _ = waves.post("/v1/completions", {"prompt": [5], "max_tokens": 2, "stream": False,
+                                                    "temperature": 0, "n": 1})
+        assert s == 200 and len(body["choices"][0]["token_ids"]) == 2
+    finally:
+        assert waves.stop() == 0
+    bad = subprocess.run([cli(), "serve", "--hf=" + os.path.join(DATA, "gpt2-tiny", "hf"), "--join-wait-steps=-1"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "join-wait-steps" in bad.stderr
+
+
 def test_kserve_v2_with_tritonclient(tiny_server):
     httpclient = pytest.importorskip("tritonclient.http")
     from safetensors.numpy import load_file

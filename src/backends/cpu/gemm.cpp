@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -81,8 +82,21 @@ bool packs_pairs(Isa isa) {
   return isa == Isa::kAvx512Bf16 || isa == Isa::kAmxBf16;
 }
 
+namespace {
+// GPTRT_CPU_BF16_WIDEN=1: kAvx512Bf16 GEMMs of more than kPairDotRows rows widen the BF16
+// weights to FP32 (the path before the dot-product blocks; for comparisons).
+bool widen_pairs_forced() {
+  static const bool forced = [] {
+    const char* v = std::getenv("GPTRT_CPU_BF16_WIDEN");
+    return v && std::string(v) == "1";
+  }();
+  return forced;
+}
+}  // namespace
+
 bool rounds_rows(Isa isa, int64_t m) {
-  return isa == Isa::kAmxBf16 || (isa == Isa::kAvx512Bf16 && m <= kPairDotRows);
+  return isa == Isa::kAmxBf16 ||
+         (isa == Isa::kAvx512Bf16 && (m <= kPairDotRows || !widen_pairs_forced()));
 }
 
 namespace {
@@ -215,6 +229,8 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   // kPairDotRows rows go to BF16 pairs once, [m][k2], which the dot-product kernel reads as 32-bit
   // pairs (ldx and offsets in pairs).
   const bool pairs = bf16 && packs_pairs(isa), dots = pairs && m <= kPairDotRows;
+  // More rows: blocks of kPairRows rows as BF16 pairs against two panels on dot products.
+  const bool dots2 = pairs && !dots && !widen_pairs_forced();
   const int64_t k2 = pairs ? packed.dim(1) : k;
   thread_local std::vector<uint16_t> paired;  // (kept: no allocation per call)
   if (dots) {
@@ -228,21 +244,21 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   // (FP32 rows against an odd K's pair-packed panels: copied with a zero column, so that the
   // kernels read K2 values a row.)
   thread_local std::vector<float> padded;
-  if (pairs && !dots && k2 != k) {
+  if (pairs && !dots && !dots2 && k2 != k) {
     padded.assign(static_cast<size_t>(m * k2), 0.f);
     for (int64_t r = 0; r < m; ++r)
       std::memcpy(padded.data() + r * k2, x + r * k, static_cast<size_t>(k) * sizeof(float));
   }
-  const float* xs = dots               ? reinterpret_cast<const float*>(paired.data())
-                    : pairs && k2 != k ? padded.data()
-                                       : x;
+  const float* xs = dots                         ? reinterpret_cast<const float*>(paired.data())
+                    : pairs && !dots2 && k2 != k ? padded.data()
+                                                 : x;
   const int64_t ldx = dots ? k2 / 2 : k2;
   auto x_at = [&](int64_t r, int64_t k0) { return xs + r * ldx + (dots ? k0 / 2 : k0); };
   // BF16 panels: with up to two row blocks the kernel widens weights in registers as it streams
   // them; with more, each K block of a panel is widened once into an L1 buffer that the FP32
   // kernel then reads for every row block (widening per row block costs a third of the FMAs'
   // issue slots; widening into the buffer costs about half a row block); pair-packed panels alike.
-  bool widen = bf16 && m > 2 * block_rows(isa);
+  bool widen = bf16 && m > 2 * block_rows(isa) && !dots2;
   PanelKernel kernel = panel_kernel(isa, bf16 && !widen);
 #if defined(__x86_64__) || defined(_M_X64)
   if (dots) kernel = panel_kernel_avx512_pairs;
@@ -255,8 +271,8 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   // time, kPairRows rows a block; so do FP32 GEMMs of 2 to kPairRows rows, in one block (12 rows,
   // weights out of cache: the LM head 6.7-6.8 -> 5.8-5.9 ms, c_fc 0.41 -> 0.33 ms against the
   // one-panel block<12>, whose 12 broadcasts per 64 bytes of weights held the load ports).
-  const bool two =
-      avx512(isa) && (m > kernel_rows(isa) || (m >= 2 && m <= kPairRows)) && (!bf16 || widen);
+  const bool two = dots2 || (avx512(isa) && (m > kernel_rows(isa) || (m >= 2 && m <= kPairRows)) &&
+                             (!bf16 || widen));
   if (two) mr = kPairRows;
   const int64_t step = two ? 2 : 1;
   // The two-panel kernel reads its rows packed, each block of kPairRows K-major (one stream of
@@ -265,11 +281,18 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
 #if defined(__x86_64__) || defined(_M_X64)
   if (two) {
     const int64_t blocks = (m + kPairRows - 1) / kPairRows;
-    xpack.resize(static_cast<size_t>(blocks * k2 * kPairRows));
+    // (dots2: each block's k2 / 2 pairs of kPairRows rows are 32-bit, as many bytes as half a
+    // block of FP32 rows.)
+    const int64_t block_size = dots2 ? k2 / 2 * kPairRows : k2 * kPairRows;
+    xpack.resize(static_cast<size_t>(blocks * block_size));
     float* xp = xpack.data();
     pool.parallel_for(blocks, [&](int64_t b) {
-      pack_pair_rows(xs + b * kPairRows * ldx, ldx, std::min(kPairRows, m - b * kPairRows), k2,
-                     xp + b * k2 * kPairRows);
+      const int64_t rows = std::min(kPairRows, m - b * kPairRows);
+      if (dots2)
+        pack_pair_rows_bf16(x + b * kPairRows * k, k, rows, k, k2,
+                            reinterpret_cast<uint32_t*>(xp + b * block_size));
+      else
+        pack_pair_rows(xs + b * kPairRows * ldx, ldx, rows, k2, xp + b * block_size);
     });
   }
 #endif
@@ -385,7 +408,12 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
             for (int64_t j = step * kPanel; j < 2 * step * kPanel; j += kPanel)
               __builtin_prefetch(tile + i * n + j, 1, 3);
 #if defined(__x86_64__) || defined(_M_X64)
-        if (pair)
+        if (dots2)
+          panel_pair_kernel_avx512_dots(
+              reinterpret_cast<const uint32_t*>(xpacked) + (r * k2 + k0 * kPairRows) / 2, rows,
+              klen, slice, pair ? slice1 : nullptr, b16, tile, n, cols, k0 > 0, r == r0, l2,
+              std::max<int64_t>(1, klen / 2 / std::max<int64_t>(per_block, 1)));
+        else if (pair)
           panel_pair_kernel_avx512(
               xpacked + (r * k2 + k0 * kPairRows), rows, klen, static_cast<const float*>(slice),
               static_cast<const float*>(slice1), b16, tile, n, cols, k0 > 0, r == r0, l2,

@@ -94,6 +94,20 @@ void panel_pair_kernel_avx512(const float* xp, int64_t rows, int64_t k, const fl
 /// xp[kk * kPairRows + r], zeros for the rows past `rows`.
 void pack_pair_rows(const float* x, int64_t ldx, int64_t rows, int64_t k, float* xp);
 
+/// kAvx512Bf16's kernel for long GEMMs of pair-packed BF16 panels (`k` even): a block of
+/// kPairRows rows packed as BF16 pairs K-major by pack_pair_rows_bf16 (`rows` of them real) times
+/// two panels (`panel1` holding columns 16..cols-1, 16 < cols <= 32) or one (`panel1` null, cols
+/// <= 16) on `vdpbf16ps`; bias, accumulate, prefetch and l2 as panel_pair_kernel_avx512.
+void panel_pair_kernel_avx512_dots(const uint32_t* xp, int64_t rows, int64_t k, const void* panel0,
+                                   const void* panel1, const float* bias32, float* c, int64_t ldc,
+                                   int64_t cols, bool accumulate, bool prefetch,
+                                   const float* l2 = nullptr, int64_t l2_every = 1);
+/// Up to kPairRows rows of X (ldx apart, k columns) rounded to BF16 as one block of
+/// panel_pair_kernel_avx512_dots's: xp[p * kPairRows + r] = (x[r][2p], x[r][2p + 1]) for
+/// p < k2 / 2, zeros past k and for the rows past `rows`.
+void pack_pair_rows_bf16(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k2,
+                         uint32_t* xp);
+
 /// Rows up to which kAvx512Bf16 multiplies pair-packed bfloat16 panels with `vdpbf16ps` (rows
 /// rounded to bfloat16): there the GEMM is bound by the memory and its instructions, and one dot
 /// product per 64 bytes of weights pays; with more rows the FMAs set the pace and the weights are

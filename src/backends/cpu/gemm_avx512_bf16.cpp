@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "backends/cpu/gemm.h"
 #include "core/half.h"
@@ -111,7 +112,102 @@ GPTRT_INLINE void widened_block(const float* x, int64_t ldx, int64_t rows, int64
   store_rows<R>(rows, mask, c, ldc, acc);
 }
 
+// The first R rows of a packed block of BF16 pairs (rows <= R real; pack_pair_rows_bf16) by two
+// pair-packed panels (or one: kTwo false) in 2 R accumulators: per pair step two panel loads and
+// R broadcasts from one contiguous stream feed 2 R dot products, each adding two K steps' products
+// for 16 columns (the FP32 two-panel kernel's 2 R FMAs add one). Prefetching as there.
+template <int R, bool kTwo, bool kPrefetch>
+GPTRT_INLINE void two_panel_dots(const uint32_t* xp, int64_t rows, int64_t pairs,
+                                 const uint16_t* p0, const uint16_t* p1, __m512 init0, __m512 init1,
+                                 __mmask16 mask0, __mmask16 mask1, float* c, int64_t ldc,
+                                 bool accumulate, const float* l2, int64_t l2_every) {
+  __m512 a0[R], a1[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    a0[r] = accumulate && r < rows ? _mm512_maskz_loadu_ps(mask0, c + r * ldc) : init0;
+    if constexpr (kTwo)
+      a1[r] = accumulate && r < rows ? _mm512_maskz_loadu_ps(mask1, c + r * ldc + kPanel) : init1;
+  }
+  int64_t countdown = l2_every;
+  for (int64_t p = 0; p < pairs; ++p) {
+    if constexpr (kPrefetch) {
+      prefetch_pairs(p0, p);
+      if constexpr (kTwo) prefetch_pairs(p1, p);
+    } else if (l2 && --countdown == 0) {
+      _mm_prefetch(reinterpret_cast<const char*>(l2), _MM_HINT_T1);
+      l2 += kPanel;
+      countdown = l2_every;
+    }
+    const __m512bh b0 = panel_pair(p0, p);
+    const uint32_t* xk = xp + p * kPairRows;
+    if constexpr (kTwo) {
+      const __m512bh b1 = panel_pair(p1, p);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const __m512bh xv = row_pair(xk, r);
+        a0[r] = _mm512_dpbf16_ps(a0[r], xv, b0);
+        a1[r] = _mm512_dpbf16_ps(a1[r], xv, b1);
+      }
+    } else {
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) a0[r] = _mm512_dpbf16_ps(a0[r], row_pair(xk, r), b0);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    if (r < rows) {
+      _mm512_mask_storeu_ps(c + r * ldc, mask0, a0[r]);
+      if constexpr (kTwo) _mm512_mask_storeu_ps(c + r * ldc + kPanel, mask1, a1[r]);
+    }
+  }
+}
+
 }  // namespace
+
+void panel_pair_kernel_avx512_dots(const uint32_t* xp, int64_t rows, int64_t k, const void* panel0,
+                                   const void* panel1, const float* bias32, float* c, int64_t ldc,
+                                   int64_t cols, bool accumulate, bool prefetch, const float* l2,
+                                   int64_t l2_every) {
+  const auto* p0 = static_cast<const uint16_t*>(panel0);
+  const auto* p1 = static_cast<const uint16_t*>(panel1);
+  const bool two = p1 != nullptr;
+  const __m512 init0 = bias32 ? _mm512_loadu_ps(bias32) : _mm512_setzero_ps();
+  const __m512 init1 = bias32 && two ? _mm512_loadu_ps(bias32 + kPanel) : _mm512_setzero_ps();
+  auto mask_of = [](int64_t n) {
+    return static_cast<__mmask16>(n >= kPanel ? 0xffff : n <= 0 ? 0 : (1u << n) - 1);
+  };
+  const __mmask16 mask0 = mask_of(cols), mask1 = mask_of(cols - kPanel);
+  auto run = [&](auto r, auto t, auto pf) {
+    two_panel_dots<decltype(r)::value, decltype(t)::value, decltype(pf)::value>(
+        xp, rows, k / 2, p0, p1, init0, init1, mask0, mask1, c, ldc, accumulate, l2, l2_every);
+  };
+  using Six = std::integral_constant<int, 6>;
+  using Full = std::integral_constant<int, kPairRows>;
+  using Y = std::true_type;
+  using N = std::false_type;
+  if (rows <= 6) {
+    if (two) return prefetch ? run(Six{}, Y{}, Y{}) : run(Six{}, Y{}, N{});
+    return prefetch ? run(Six{}, N{}, Y{}) : run(Six{}, N{}, N{});
+  }
+  if (two) return prefetch ? run(Full{}, Y{}, Y{}) : run(Full{}, Y{}, N{});
+  prefetch ? run(Full{}, N{}, Y{}) : run(Full{}, N{}, N{});
+}
+
+void pack_pair_rows_bf16(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k2,
+                         uint32_t* xp) {
+  for (int64_t r = 0; r < kPairRows; ++r) {
+    uint32_t* dst = xp + r;
+    const float* src = x + r * ldx;
+    for (int64_t p = 0; p < k2 / 2; ++p) {
+      uint32_t lo = 0, hi = 0;
+      if (r < rows) {
+        lo = float_to_bf16(src[2 * p]);
+        hi = 2 * p + 1 < k ? float_to_bf16(src[2 * p + 1]) : 0;
+      }
+      dst[p * kPairRows] = lo | (hi << 16);
+    }
+  }
+}
 
 void panel_kernel_avx512_pairs_widened(const float* x, int64_t ldx, int64_t rows, int64_t k,
                                        const void* panel_bytes, const float* bias16, float* c,
