@@ -246,13 +246,18 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
 
   // Requests cached keys or values [j0, j0 + n) (not the new one, at `past`) into `dst` (row
   // length `stride`), every piece at once (cp.async: the thread does not wait for them; the
-  // caller waits with copy_async_wait<0> before its next barrier).
+  // caller waits with copy_async_wait<0> before its next barrier). Padding keys are not read:
+  // they are never scored, and their values are skipped (probability 0). A server's slots hold
+  // sequences of different lengths in shared columns, and idle slots hold none: the bytes read
+  // follow each row's own tokens, not the columns in use. (The flags, like first_valid's, were
+  // written by the step's first kernel.)
   auto load_cached = [&](const float* src, float* dst, int stride, int64_t j0, int n,
                          int64_t past) {
     const int per = vec ? 4 : 1;
     for (int at = threadIdx.x * per; at < n * d; at += kThreads * per) {
       const int jj = at / d, u = at % d;
       if (j0 + jj >= past) break;  // (at grows with jj)
+      if (!valid[j0 + jj]) continue;
       const float* from = src + (j0 + jj) * e + u;
       if (vec)
         copy_async<16>(dst + jj * stride + u, from, true);
@@ -356,6 +361,7 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
     const int lo = warp * per_warp, hi = min(n, lo + per_warp);
     for (int jj = lo; jj < hi; ++jj) {
       const float pr = scores[j0 + jj];
+      if (pr == 0.f) continue;  // (padding: its value was not loaded)
 #pragma unroll
       for (int kk = 0; kk < kPerLane; ++kk)
         if (lane + 32 * kk < d) acc[kk] += pr * vs[jj * d + lane + 32 * kk];
