@@ -42,7 +42,8 @@ constexpr size_t kLargeBytes = size_t{2} << 20;
 
 /// What the CPU can do, read once with cpuid.
 struct CpuInfo {
-  std::string model;  // brand string, e.g. "AMD EPYC 7B13"
+  std::string model;   // brand string, e.g. "AMD EPYC 7B13"
+  std::string vendor;  // cpuid's vendor string: "AuthenticAMD", "GenuineIntel", or ""
   int logical_cores = 1;
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512_vnni = false,

@@ -111,6 +111,14 @@ CpuInfo detect_cpu() {
 #ifdef GPTRT_X86
   unsigned a = 0, b = 0, c = 0, d = 0;
   unsigned max_leaf = __get_cpuid_max(0, nullptr);
+  {  // leaf 0: the vendor string (EBX, EDX, ECX)
+    __cpuid(0, a, b, c, d);
+    char vendor[13] = {};
+    std::memcpy(vendor, &b, 4);
+    std::memcpy(vendor + 4, &d, 4);
+    std::memcpy(vendor + 8, &c, 4);
+    info.vendor = vendor;
+  }
   bool os_avx = false, os_avx512 = false, os_amx = false;
   if (max_leaf >= 1) {
     __cpuid_count(1, 0, a, b, c, d);

@@ -29,6 +29,12 @@ int cmd_version() {
       "ISA in use: %s for FP32 engines, %s for BF16 (cpu backend kernels; the reference backend "
       "is portable C++)\n",
       cpu::isa_name(cpu::best_isa()), cpu::isa_name(cpu::best_isa_for(DType::kBFloat16)));
+  if (cpu::best_isa_for(DType::kBFloat16) == cpu::Isa::kAvx512Bf16)
+    std::printf("BF16 GEMMs of more than %lld rows: %s\n",
+                static_cast<long long>(cpu::kPairDotRows),
+                cpu::bf16_dot_blocks() ? "vdpbf16ps dot products"
+                                       : "weights widened to FP32 for FMAs (faster on this CPU "
+                                         "vendor's cores; GPTRT_CPU_BF16_DOTS=1 forces dots)");
   std::printf("backends: cpu (FP32, multi-threaded), reference (portable C++, FP32)\n");
   platform::CudaInfo cuda = platform::cuda_info();
   if (!cuda.built_with_cuda) {

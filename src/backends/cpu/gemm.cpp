@@ -82,21 +82,29 @@ bool packs_pairs(Isa isa) {
   return isa == Isa::kAvx512Bf16 || isa == Isa::kAmxBf16;
 }
 
-namespace {
-// GPTRT_CPU_BF16_WIDEN=1: kAvx512Bf16 GEMMs of more than kPairDotRows rows widen the BF16
-// weights to FP32 (the path before the dot-product blocks; for comparisons).
-bool widen_pairs_forced() {
-  static const bool forced = [] {
-    const char* v = std::getenv("GPTRT_CPU_BF16_WIDEN");
-    return v && std::string(v) == "1";
+bool bf16_dot_blocks() {
+  // On the Xeon (Sapphire Rapids) VM, 2 threads, a DistilGPT2-size forward pass with the ISA
+  // forced to avx512_bf16, widened against dot products: 8x12 53 against 76 ms, 16x12 108 against
+  // 154, 8x32 143 against 206, 1x12 9.5 against 10.5 (FP32 53 / 106 / 139 / 12.9): there one
+  // vdpbf16ps (32 multiply-adds) issues at half the rate of two FMAs. Zen 4 issues one 512-bit
+  // FMA (16) a cycle and one vdpbf16ps a cycle too.
+  static const bool dots = [] {
+    const char* v = std::getenv("GPTRT_CPU_BF16_DOTS");
+    if (!v || !*v) return platform::cpu_info().vendor == "AuthenticAMD";
+    const std::string s = v;
+    if (s != "0" && s != "1")
+      throw Error(ErrorCode::kInvalidArgument,
+                  "GPTRT_CPU_BF16_DOTS is '" + s +
+                      "'; it takes 1 (BF16 GEMMs on dot products), 0 (weights widened to FP32) "
+                      "or nothing (by CPU vendor)");
+    return s == "1";
   }();
-  return forced;
+  return dots;
 }
-}  // namespace
 
 bool rounds_rows(Isa isa, int64_t m) {
   return isa == Isa::kAmxBf16 ||
-         (isa == Isa::kAvx512Bf16 && (m <= kPairDotRows || !widen_pairs_forced()));
+         (isa == Isa::kAvx512Bf16 && (m <= kPairDotRows || bf16_dot_blocks()));
 }
 
 namespace {
@@ -230,7 +238,7 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   // pairs (ldx and offsets in pairs).
   const bool pairs = bf16 && packs_pairs(isa), dots = pairs && m <= kPairDotRows;
   // More rows: blocks of kPairRows rows as BF16 pairs against two panels on dot products.
-  const bool dots2 = pairs && !dots && !widen_pairs_forced();
+  const bool dots2 = pairs && !dots && bf16_dot_blocks();
   const int64_t k2 = pairs ? packed.dim(1) : k;
   thread_local std::vector<uint16_t> paired;  // (kept: no allocation per call)
   if (dots) {

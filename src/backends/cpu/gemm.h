@@ -39,6 +39,12 @@ bool isa_supported(Isa isa);
 /// (the dot-product and AMX kernels multiply BF16 by BF16; the others keep X in FP32).
 bool rounds_rows(Isa isa, int64_t m);
 
+/// Whether kAvx512Bf16 runs GEMMs of more than kPairDotRows rows on dot products
+/// (panel_pair_kernel_avx512_dots) rather than widening the weights to FP32 for FMAs: on AMD CPUs
+/// (Zen 4/5 issue a 512-bit vdpbf16ps as fast as an FMA, twice the work), not on Intel's (which
+/// issue it at half an FMA's rate: slower than widening). GPTRT_CPU_BF16_DOTS=1|0 forces it;
+/// another value throws.
+bool bf16_dot_blocks();
 /// Packs a float32 matrix for the kernels of `isa`: `w` is [K, N], or [N, K] when `transposed`
 /// (Gemm transB). Returns `dtype` (float32, or bfloat16 rounded to nearest even)
 /// [ceil(N/16), K, 16]; bfloat16 for an ISA that packs_pairs: [ceil(N/16), K2, 16] for K2 = K
