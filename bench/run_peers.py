@@ -4,7 +4,8 @@
 PyTorch FP32 logits, the accuracy reference of every row.
 
 Peers: PyTorch eager (FP32, FP16 on CUDA), torch.compile with CUDA graphs (CUDA), ONNX Runtime
-(CPU provider; CUDA provider with IO binding where present), TensorRT (Python API, where
+(CPU provider; CUDA provider with IO binding where present), OpenVINO (CPU, from the ONNX file:
+its FP32 hint and its default, BF16 where the CPU has it), TensorRT (Python API, where
 installed). A peer that is missing gets a row saying so, never silence.
 """
 import argparse
@@ -85,7 +86,7 @@ def main():
     ap.add_argument("--hf")
     ap.add_argument("--shapes", default="")
     ap.add_argument("--generate", default="")
-    ap.add_argument("--frameworks", default="pytorch,torch.compile,onnxruntime,tensorrt")
+    ap.add_argument("--frameworks", default="pytorch,torch.compile,onnxruntime,openvino,tensorrt")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
@@ -160,6 +161,19 @@ def main():
                 else:
                     rows.missing("onnxruntime-cuda", "fp32", "forward", grid,
                                  "not installed (this onnxruntime has no CUDA provider: pip install onnxruntime-gpu)")
+    ov = None
+    if "openvino" in frameworks:
+        try:
+            import openvino as _ov
+            ov = _ov
+        except ImportError:
+            rows.missing("openvino-cpu", "fp32", "forward", grid, "not installed (pip install openvino)")
+        if ov is not None and (not a.onnx or a.device != "cpu"):
+            rows.missing("openvino-cpu", "fp32", "forward", grid,
+                         "not run: needs --onnx" if not a.onnx else "not run: a CPU peer (--device cpu)")
+            ov = None
+        if ov is not None:  # its FP32 hint, then what it picks itself (BF16 on AVX512-BF16/AMX CPUs)
+            steps += [("openvino-cpu", p, shape) for p in ("fp32", "default") for shape in grid]
     if "tensorrt" in frameworks:
         try:
             import tensorrt  # noqa: F401
@@ -263,6 +277,32 @@ def main():
             torch.cuda.synchronize()
             rows.add("tensorrt", prec, "forward", b, s, **summarize(samples), build_ms=build_ms,
                      **with_accuracy(t_out.float().cpu().numpy(), d, mask))
+        elif fw == "openvino-cpu":
+            key = ("openvino", prec)
+            if key not in sessions:
+                config = {"PERFORMANCE_HINT": "LATENCY"}
+                if a.threads:
+                    config["INFERENCE_NUM_THREADS"] = a.threads
+                if prec == "fp32":
+                    config["INFERENCE_PRECISION_HINT"] = "f32"
+                t0 = time.perf_counter()
+                compiled_model = ov.Core().compile_model(a.onnx, "CPU", config)
+                hint = compiled_model.get_property("INFERENCE_PRECISION_HINT")  # (an ov.Type)
+                chosen = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+                chosen = {"f32": "fp32", "f16": "fp16"}.get(chosen, chosen)
+                label = "fp32" if prec == "fp32" else f"{chosen} (its default)"
+                sessions[key] = (compiled_model.create_infer_request(), (time.perf_counter() - t0) * 1e3, label)
+            req, build_ms, label = sessions[key]
+            ids, mask, d = load_inputs(a.work, (b, s))
+            feeds = {"input_ids": ids, "attention_mask": mask}
+
+            def fn():
+                req.infer(feeds)
+                return req
+            samples = time_it(fn, a.min_runs, a.min_seconds)
+            fn()
+            logits = np.array(req.get_output_tensor(0).data, dtype=np.float32)
+            rows.add(fw, label, "forward", b, s, **summarize(samples), build_ms=build_ms, **with_accuracy(logits, d, mask))
         elif fw.startswith("onnxruntime"):
             if fw not in sessions:
                 so = ort.SessionOptions()
@@ -312,7 +352,7 @@ def main():
     progress(len(steps), len(steps), "peers done")
     rows.save()
     versions = {"python": sys.version.split()[0]}
-    for name in ("torch", "transformers", "onnxruntime", "numpy"):
+    for name in ("torch", "transformers", "onnxruntime", "openvino", "numpy"):
         try:
             versions[name] = __import__(name).__version__
         except ImportError:

@@ -13,7 +13,7 @@ import tempfile
 gptrt, data = sys.argv[1], sys.argv[2]
 with tempfile.TemporaryDirectory() as out:
     cmd = [gptrt, "bench", "--onnx", os.path.join(data, "gpt2-tiny", "legacy-opset17.onnx"), "--shapes", "1x12,8x12,16x12,8x8",
-           "--frameworks", "gptrt,onnxruntime,pytorch,tensorrt", "--threads", "1", "--min-runs", "3", "--min-seconds", "0", "--out", out]
+           "--frameworks", "gptrt,onnxruntime,openvino,pytorch,tensorrt", "--threads", "1", "--min-runs", "3", "--min-seconds", "0", "--out", out]
     r = subprocess.run(cmd, capture_output=True, text=True)
     print(r.stdout[-3000:], r.stderr[-2000:])
     assert r.returncode == 0, "gptrt bench failed"
@@ -32,6 +32,17 @@ with tempfile.TemporaryDirectory() as out:
         for key in ("framework", "precision", "device", "batch", "seq_len", "median_ms", "p90_ms", "p99_ms", "max_abs_diff", "top1_agreement"):
             assert key in x, (key, x)
         assert x["max_abs_diff"] is not None or x.get("accuracy_note") or x.get("status"), x
+    # OpenVINO: its FP32 hint and its default where it is installed, else listed as not installed.
+    ov_rows = [x for x in data_json["rows"] if x["framework"] == "openvino-cpu"]
+    try:
+        import openvino  # noqa: F401
+        assert {x["precision"] for x in ov_rows if x.get("median_ms")} >= {"fp32"}, ov_rows
+        assert any(x["precision"].endswith("(its default)") for x in ov_rows), ov_rows
+    except ImportError:
+        assert ov_rows and all("not installed" in x["status"] for x in ov_rows), ov_rows
     assert os.path.exists(os.path.join(out, "results.csv"))
     assert os.path.exists(os.path.join(out, "latency.png"))
+    bad = subprocess.run([gptrt, "bench", "--onnx", os.path.join(data, "gpt2-tiny", "legacy-opset17.onnx"),
+                          "--frameworks", "gptrt,openvin", "--out", out], capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown framework 'openvin'" in bad.stderr, bad.stderr
 print("bench smoke test passed")

@@ -195,13 +195,16 @@ int cmd_bench(const std::vector<std::string>& argv) {
        "decode-step table: batch sizes, comma-separated, 12-token prompt then 32 steps (default "
        "none; e.g. 1,8,64)"},
       {"frameworks", true,
-       "comma list of gptrt,pytorch,torch.compile,onnxruntime,tensorrt (default all)"},
+       "comma list of gptrt,pytorch,torch.compile,onnxruntime,openvino,tensorrt (default all)"},
       {"precision", true, "fp32 (default), fp16 or bf16"},
       {"threads", true, "CPU threads for gptrt and the CPU peers (default: all cores)"},
       {"backend", true,
        "gptrt's backend: cpu (default), cuda (rows time the GPU compute, CUDA graphs on) or "
        "reference"},
       {"device", true, "cpu (default) or cuda: where the peers run"},
+      {"cpuIsa", true,
+       "gptrt's cpu backend ISA: generic, avx2, avx512, avx512_bf16 or amx_bf16 (default: the "
+       "best this CPU has for the precision)"},
       {"out", true, "output folder (required)"},
       {"min-runs", true, "timed runs per row, at least (default 100)"},
       {"min-seconds", true, "timed seconds per row, at least (default 3)"},
@@ -235,7 +238,13 @@ int cmd_bench(const std::vector<std::string>& argv) {
   auto grid = parse_grid(args.get("shapes", "1x12,8x12,16x12,8x8,8x16,8x32"), "shapes");
   auto gen_grid = parse_grid(args.get("generate", ""), "generate");
   std::string frameworks =
-      args.get("frameworks", "gptrt,pytorch,torch.compile,onnxruntime,tensorrt");
+      args.get("frameworks", "gptrt,pytorch,torch.compile,onnxruntime,openvino,tensorrt");
+  for (const std::string& f : split_list(frameworks, ','))
+    if (f != "gptrt" && f != "pytorch" && f != "torch.compile" && f != "onnxruntime" &&
+        f != "openvino" && f != "tensorrt")
+      throw Error(ErrorCode::kInvalidArgument,
+                  "--frameworks: unknown framework '" + f +
+                      "' (known: gptrt, pytorch, torch.compile, onnxruntime, openvino, tensorrt)");
   int64_t threads = args.get_int("threads", platform::cpu_info().logical_cores, 1, kMaxThreads);
   int64_t min_runs = args.get_int("min-runs", 100, 1);
   double min_seconds = args.get_double("min-seconds", 3, 0);
@@ -274,6 +283,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   config.backend = backend_from_name(args.get("backend", "cpu"));
   for (const auto& [b, s] : grid) config.default_max_batch = std::max(config.default_max_batch, b);
   config.precision = precision_from_name(precision);
+  config.cpu_isa = args.get("cpuIsa", "");
   std::vector<std::string> notices;
   config.notice = [&](const std::string& s) { notices.push_back(s); };
   auto built = Engine::build(net, config);
@@ -328,7 +338,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   for (const auto& [b, s] : gen_grid)
     gen_text += (gen_text.empty() ? "" : ",") + std::to_string(b) + "x" + std::to_string(s);
   std::string peers;
-  for (const char* p : {"pytorch", "torch.compile", "onnxruntime", "tensorrt"}) {
+  for (const char* p : {"pytorch", "torch.compile", "onnxruntime", "openvino", "tensorrt"}) {
     if (frameworks.find(p) != std::string::npos)
       peers += (peers.empty() ? "" : ",") + std::string(p);
   }
