@@ -71,6 +71,14 @@ load() {  # URL NAME: the concurrency levels, then Poisson arrivals at RATE requ
 load "$url" gptrt
 python3 -c "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())" \
   "$url/metrics" > "$out/gptrt-metrics.txt"
+python3 - "$out/gptrt-metrics.txt" <<'PY' | tee -a "$out/gptrt.txt"
+import sys
+m = {l.split()[0]: float(l.split()[1]) for l in open(sys.argv[1]) if l[0] != "#" and len(l.split()) == 2}
+d, p = m["gptrt_decode_step_seconds_count"], m["gptrt_prefill_step_seconds_count"]
+print(f"server passes: {d:.0f} decode steps, mean {1e3 * m['gptrt_decode_step_seconds_sum'] / max(d, 1):.3f} ms; "
+      f"{p:.0f} with prompt tokens, mean {1e3 * m['gptrt_prefill_step_seconds_sum'] / max(p, 1):.3f} ms; "
+      f"{m['gptrt_step_sequences_total'] / max(d + p, 1):.1f} sequences a pass")
+PY
 kill -TERM "$pid"; wait "$pid" || true
 
 # llama.cpp's server (CPU) on the same model converted to GGUF F32, the same load: the C++

@@ -47,7 +47,9 @@ std::string Histogram::text(const std::string& name, const std::string& help) co
 Metrics::Metrics()
     : time_to_first_token(latency_bounds()),
       inter_token_latency(latency_bounds()),
-      request_latency(latency_bounds()) {}
+      request_latency(latency_bounds()),
+      decode_step(latency_bounds()),
+      prefill_step(latency_bounds()) {}
 
 void Metrics::tokens_generated(int64_t n) {
   generated_tokens += n;
@@ -99,6 +101,12 @@ std::string Metrics::prometheus(const SchedulerGauges& g) const {
                                  "Time between consecutive tokens of a request.");
   os << request_latency.text("gptrt_request_latency_seconds",
                              "Time from arrival to the last token.");
+  counter("gptrt_step_sequences_total", "Sequences over all decoder passes (per pass: the batch).",
+          step_sequences.load());
+  os << decode_step.text("gptrt_decode_step_seconds",
+                         "Decoder passes of one new token per sequence, host to host.");
+  os << prefill_step.text("gptrt_prefill_step_seconds",
+                          "Decoder passes carrying prompt tokens (with the decoding sequences).");
   return os.str();
 }
 

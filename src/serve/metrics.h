@@ -1,6 +1,7 @@
 // What the server counts, in Prometheus' text format (GET /metrics): requests running and
 // waiting, KV slots in use, time to first token, inter-token latency and request latency
-// histograms, prompt and generated token counters, tokens/s over the last 10 s, rejections.
+// histograms, prompt and generated token counters, tokens/s over the last 10 s, rejections; the
+// decoder's passes (decode steps and passes with prompt tokens: durations, sequences).
 #pragma once
 
 #include <atomic>
@@ -43,7 +44,10 @@ class Metrics {
   std::atomic<int64_t> deadline_exceeded{0};
   std::atomic<int64_t> prompt_tokens{0};
   std::atomic<int64_t> generated_tokens{0};
+  std::atomic<int64_t> step_sequences{0};  // sequences over all passes
   Histogram time_to_first_token, inter_token_latency, request_latency;
+  // The decoder's passes: those of one new token per sequence, and those carrying prompt tokens.
+  Histogram decode_step, prefill_step;
 
   /// Counts `n` generated tokens now (for the tokens/s gauge).
   void tokens_generated(int64_t n);

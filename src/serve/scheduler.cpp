@@ -308,6 +308,7 @@ void Scheduler::step(std::vector<Active>& active) {
   bool need_logits = false;
   for (size_t s = 0; s < seqs.size(); ++s)
     need_logits |= completes[s] && needs_logits(*active[of_seq[s]].req);
+  const Clock::time_point before = Clock::now();
   try {
     decoder_.run(seqs, need_logits ? &logits_ : nullptr, &picks_);
   } catch (const Error& e) {
@@ -315,6 +316,16 @@ void Scheduler::step(std::vector<Active>& active) {
     return;
   }
   const Clock::time_point after = Clock::now();
+  bool prompt_tokens = false, counted_pass = false;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    prompt_tokens |= seqs[s].tokens != &active[of_seq[s]].next;
+    counted_pass |= active[of_seq[s]].req->counted;
+  }
+  if (counted_pass) {  // (warm-up passes stay out)
+    (prompt_tokens ? metrics_->prefill_step : metrics_->decode_step)
+        .observe(seconds_between(before, after));
+    metrics_->step_sequences += static_cast<int64_t>(seqs.size());
+  }
   int64_t new_tokens = 0;
   for (size_t s = 0; s < seqs.size(); ++s) {
     Active& a = active[of_seq[s]];

@@ -312,8 +312,23 @@ def test_metrics_are_prometheus_text(tiny_server):
     for name in ("gptrt_requests_running", "gptrt_requests_waiting", "gptrt_kv_slots_in_use",
                  "gptrt_time_to_first_token_seconds_bucket", "gptrt_inter_token_latency_seconds_count",
                  "gptrt_prompt_tokens_total", "gptrt_generation_tokens_total",
-                 "gptrt_generation_tokens_per_second", "gptrt_requests_rejected_total"):
+                 "gptrt_generation_tokens_per_second", "gptrt_requests_rejected_total",
+                 "gptrt_decode_step_seconds_count", "gptrt_prefill_step_seconds_sum",
+                 "gptrt_step_sequences_total"):
         assert name in text
+    # After a request of 5 new tokens from a 3-token prompt: at least one pass with the prompt and
+    # four decode steps more than before, each with at least one sequence.
+    def value(body, name):
+        return float(next(line.split()[1] for line in body.splitlines() if line.startswith(name + " ")))
+    before = {n: value(text, n) for n in ("gptrt_decode_step_seconds_count", "gptrt_prefill_step_seconds_count",
+                                          "gptrt_step_sequences_total")}
+    s, _, _ = tiny_server.post("/v1/completions", {"prompt": [1, 2, 3], "max_tokens": 5, "temperature": 0})
+    assert s == 200
+    _, after_text = tiny_server.get("/metrics")
+    after = {n: value(after_text, n) for n in before}
+    assert after["gptrt_prefill_step_seconds_count"] >= before["gptrt_prefill_step_seconds_count"] + 1
+    assert after["gptrt_decode_step_seconds_count"] >= before["gptrt_decode_step_seconds_count"] + 4
+    assert after["gptrt_step_sequences_total"] >= before["gptrt_step_sequences_total"] + 5
 
 
 def test_soak_nothing_lost_or_duplicated_and_memory_flat(tiny_server):
