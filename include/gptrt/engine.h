@@ -27,8 +27,9 @@ struct OptimizationProfile {
 };
 
 /// Numeric precision an engine computes in.
-enum class Precision : int32_t { kFp32 = 0, kFp16 = 1, kBf16 = 2, kTf32 = 3 };
-/// "fp32", "tf32", "fp16" or "bf16".
+/// kInt8: INT8 weights (symmetric, a scale per output channel), FP32 activations (cpu backend).
+enum class Precision : int32_t { kFp32 = 0, kFp16 = 1, kBf16 = 2, kTf32 = 3, kInt8 = 4 };
+/// "fp32", "tf32", "fp16", "bf16" or "int8".
 const char* precision_name(Precision precision);
 /// The precision precision_name() gives `name`; throws gptrt::Error listing the names.
 Precision precision_from_name(const std::string& name);

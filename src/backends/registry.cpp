@@ -14,11 +14,12 @@ const Backend& cuda_backend();
 
 namespace {
 
-constexpr std::array<std::pair<Precision, const char*>, 4> kPrecisions = {
+constexpr std::array<std::pair<Precision, const char*>, 5> kPrecisions = {
     {{Precision::kFp32, "fp32"},
      {Precision::kTf32, "tf32"},
      {Precision::kFp16, "fp16"},
-     {Precision::kBf16, "bf16"}}};
+     {Precision::kBf16, "bf16"},
+     {Precision::kInt8, "int8"}}};
 
 }  // namespace
 

@@ -406,7 +406,7 @@ std::shared_ptr<Engine::Impl> read_engine_file(std::shared_ptr<const platform::M
   bool known_backend = false;
   for (const backends::Backend* b : backends::all())
     known_backend = known_backend || static_cast<uint32_t>(b->id()) == h.backend;
-  if (!known_backend || h.precision > static_cast<uint32_t>(Precision::kTf32)) {
+  if (!known_backend || h.precision > static_cast<uint32_t>(Precision::kInt8)) {
     throw refuse(ErrorCode::kEngineMismatch,
                  "names an unknown backend or precision; it was written by a newer gptrt");
   }

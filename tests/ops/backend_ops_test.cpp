@@ -30,6 +30,8 @@ double tolerance(Precision p) {
       return 1e-2;
     case Precision::kBf16:
       return 4e-2;
+    case Precision::kInt8:  // (8-bit weights, FP32 activations)
+      return 4e-2;
   }
   return 0;
 }
@@ -166,6 +168,7 @@ std::vector<Target> targets() {
                        cpu::Isa::kAvx512Bf16, cpu::Isa::kAmxBf16}) {
     bool bf16_only = isa == cpu::Isa::kAvx512Bf16 || isa == cpu::Isa::kAmxBf16;
     if (!bf16_only) t.push_back({Backend::kCpu, Precision::kFp32, cpu::isa_name(isa)});
+    if (!bf16_only) t.push_back({Backend::kCpu, Precision::kInt8, cpu::isa_name(isa)});
     if (isa != cpu::Isa::kGeneric && isa != cpu::Isa::kAvx2)
       t.push_back({Backend::kCpu, Precision::kBf16, cpu::isa_name(isa)});
   }

@@ -137,6 +137,9 @@ std::vector<FlagSpec> build_flags() {
       {"fp16", false, "build FP16 (the reference backend computes FP32 and says so)"},
       {"bf16", false, "build BF16 (the reference backend computes FP32 and says so)"},
       {"tf32", false, "cuda backend: FP32 GEMMs on TF32 tensor cores"},
+      {"int8", false,
+       "cpu backend: INT8 weights (symmetric, a scale per output channel; the LM head too), FP32 "
+       "activations"},
       {"noPast", false,
        "with-past and merged exports: build the plain decoder (input_ids, attention_mask -> "
        "logits; no past inputs or presents), as generation does"},
@@ -150,11 +153,12 @@ BuildConfig build_config_from_flags(const Args& args,
   c.profiles = profiles_from_flags(args);
   c.default_max_batch = args.get_int("maxBatch", 64, 1);
   c.default_max_seq_len = args.get_int("maxSeqLen", 0, 1);
-  if (args.has("fp16") + args.has("bf16") + args.has("tf32") > 1)
-    bad("--fp16, --bf16 and --tf32 exclude each other; pick one");
+  if (args.has("fp16") + args.has("bf16") + args.has("tf32") + args.has("int8") > 1)
+    bad("--fp16, --bf16, --tf32 and --int8 exclude each other; pick one");
   if (args.has("fp16")) c.precision = Precision::kFp16;
   if (args.has("bf16")) c.precision = Precision::kBf16;
   if (args.has("tf32")) c.precision = Precision::kTf32;
+  if (args.has("int8")) c.precision = Precision::kInt8;
   c.backend = backend_from_name(args.get("backend", "cpu"));
   c.cpu_isa = args.get("cpuIsa", "");
   c.keep_past = !args.has("noPast");

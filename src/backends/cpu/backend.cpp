@@ -26,6 +26,7 @@ bool is_vector(const ir::Value* v, int64_t n) {
 int lower_linear(ir::Graph& g, DType weights, Isa isa) {
   int rewritten = 0;
   std::map<std::pair<int, bool>, int> packed;  // (weight value, transposed) -> packed value
+  std::map<int, int> scales_of;                // INT8: packed value -> its scales
   for (ir::Node& n : g.nodes) {
     if (n.outputs.empty() || n.outputs[0] < 0) continue;
     const ir::Value* x = g.input(n, 0);
@@ -40,9 +41,14 @@ int lower_linear(ir::Graph& g, DType weights, Isa isa) {
     auto key = std::make_pair(w, transposed);
     auto it = packed.find(key);
     if (it == packed.end()) {
-      int id = g.add_constant(
-          g.values[static_cast<size_t>(w)].name + (transposed ? ".packedT" : ".packed"),
-          pack_weights(g.values[static_cast<size_t>(w)].constant, transposed, weights, isa));
+      const std::string name =
+          g.values[static_cast<size_t>(w)].name + (transposed ? ".packedT" : ".packed");
+      const Tensor& wt0 = g.values[static_cast<size_t>(w)].constant;
+      Tensor scales;
+      int id = g.add_constant(name, weights == DType::kInt8
+                                        ? pack_weights_int8(wt0, transposed, &scales)
+                                        : pack_weights(wt0, transposed, weights, isa));
+      if (weights == DType::kInt8) scales_of[id] = g.add_constant(name + ".scales", scales);
       it = packed.emplace(key, id).first;
     }
     const Tensor& wt = g.values[static_cast<size_t>(w)].constant;
@@ -53,6 +59,10 @@ int lower_linear(ir::Graph& g, DType weights, Isa isa) {
     lowered.domain = kDomain;
     lowered.inputs = {n.inputs[0], it->second, bias, residual};
     while (lowered.inputs.back() < 0) lowered.inputs.pop_back();
+    if (weights == DType::kInt8) {  // the scales at input 4 (bias and residual may be absent)
+      lowered.inputs.resize(4, -1);
+      lowered.inputs.push_back(scales_of.at(it->second));
+    }
     lowered.outputs = {n.outputs[0]};
     lowered.attrs["K"] = int_attr(k);
     lowered.attrs["N"] = int_attr(cols);
@@ -113,7 +123,7 @@ void check_lowered_node(const ir::Graph& g, const ir::Node& n, Isa isa) {
     throw Error(ErrorCode::kParseError, n.describe() + ": " + msg);
   };
   const bool linear = n.op_type == "PackedLinear";
-  size_t lo = linear ? 2 : 3, hi = linear ? 4 : 3;
+  size_t lo = linear ? 2 : 3, hi = linear ? 5 : 3;
   if (n.inputs.size() < lo || n.inputs.size() > hi)
     bad("has " + std::to_string(n.inputs.size()) + " inputs, expected " + std::to_string(lo) +
         (lo == hi ? "" : " to " + std::to_string(hi)));
@@ -158,14 +168,18 @@ void check_lowered_node(const ir::Graph& g, const ir::Node& n, Isa isa) {
         " do not end in K = " + std::to_string(k) + " and N = " + std::to_string(cols));
   const ir::Value& w = *g.input(n, 1);
   DType wt = w.is_constant() ? w.constant.dtype() : DType::kUndefined;
-  if (wt != DType::kFloat32 && wt != DType::kBFloat16)
-    bad("weights '" + w.name + "' must be a float32 or bfloat16 constant");
+  if (wt != DType::kFloat32 && wt != DType::kBFloat16 && wt != DType::kInt8)
+    bad("weights '" + w.name + "' must be a float32, bfloat16 or int8 constant");
+  if ((wt == DType::kInt8) != (n.inputs.size() == 5 && n.inputs[4] >= 0))
+    bad(wt == DType::kInt8 ? "int8 weights need their scales (input 4)"
+                           : "only int8 weights take scales (input 4)");
   Shape want = packed_shape(k, cols, wt, isa);
   if (w.constant.shape() != want)
     bad("weights '" + w.name + "' are " + shape_str(w.constant.shape()) +
         ", packed K = " + std::to_string(k) + ", N = " + std::to_string(cols) + " for " +
         isa_name(isa) + " is " + shape_str(want));
   vector_of(2, cols, "bias");
+  if (wt == DType::kInt8) vector_of(4, want[0] * kPanel, "scales");
   if (const ir::Value* r = g.input(n, 3)) {
     if (r->dtype != DType::kFloat32) bad("the residual must be float32");
   }
@@ -214,8 +228,9 @@ Tensor packed_linear(const ir::Node& node, const std::vector<const Tensor*>& in,
       fail(node, "residual " + shape_str(in[3]->shape()) + " is not " + shape_str(out_shape));
     epi.residual = in[3]->data<float>();
   }
+  const float* scales = in.size() > 4 && in[4] ? in[4]->data<float>() : nullptr;
   gemm_packed(isa, x.data<float>(), x.numel() / k, k, *in[1], n, bias, y.data_mut<float>(), pool,
-              epi);
+              epi, scales);
   return y;
 }
 

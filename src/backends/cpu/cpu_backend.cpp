@@ -57,23 +57,27 @@ class CpuBackend final : public Backend {
   void choose_target(const BuildRequest& r, EngineInfo& info,
                      const std::function<void(const std::string&)>& notice) const override {
     // BF16 weights take AVX512-BF16 (or AMX) where the CPU has it; FP32 engines do not need it.
-    bool bf16 = r.precision == Precision::kBf16;
+    // INT8 weights are widened to FP32 in registers: FP32's ISA.
+    bool bf16 = r.precision == Precision::kBf16, int8 = r.precision == Precision::kInt8;
     info.target = cpu::isa_name(r.cpu_isa.empty()
                                     ? cpu::best_isa_for(bf16 ? DType::kBFloat16 : DType::kFloat32)
                                     : cpu::isa_from_name(r.cpu_isa));
-    info.precision = bf16 ? Precision::kBf16 : Precision::kFp32;
-    if (!bf16 && r.precision != Precision::kFp32)
+    info.precision = bf16 ? Precision::kBf16 : int8 ? Precision::kInt8 : Precision::kFp32;
+    if (!bf16 && !int8 && r.precision != Precision::kFp32)
       notice(std::string("--") + precision_name(r.precision) +
-             " accepted, but the cpu backend computes in FP32 or BF16 only; this engine is FP32");
+             " accepted, but the cpu backend computes in FP32, BF16 or INT8 weights only; this "
+             "engine is FP32");
   }
 
   bool wants_fused_plan() const override { return true; }
 
   void lower(ir::Graph& g, const EngineInfo& info, const std::string&,
              const std::function<void(const std::string&)>& notice) const override {
-    int lowered = cpu::lower_linear(
-        g, info.precision == Precision::kBf16 ? DType::kBFloat16 : DType::kFloat32,
-        cpu::isa_from_name(info.target));
+    int lowered = cpu::lower_linear(g,
+                                    info.precision == Precision::kBf16   ? DType::kBFloat16
+                                    : info.precision == Precision::kInt8 ? DType::kInt8
+                                                                         : DType::kFloat32,
+                                    cpu::isa_from_name(info.target));
     int norms = cpu::lower_layer_norm(g);
     int moved = cpu::lower_elementwise(g);
     notice("cpu backend (" + info.target + "): " + std::to_string(lowered) +

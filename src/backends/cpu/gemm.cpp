@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
@@ -138,6 +139,7 @@ PanelKernel panel_kernel(Isa isa, bool bf16) {
 }
 
 Shape packed_shape(int64_t k, int64_t n, DType dtype, Isa isa) {
+  if (dtype == DType::kInt8) return {(n + kPanel - 1) / kPanel, k, kPanel};
   const bool pairs = dtype == DType::kBFloat16 && packs_pairs(isa);
   // K2: whole pairs, or whole AMX tiles (32 values of K).
   const int64_t k_multiple = isa == Isa::kAmxBf16 ? 32 : 2;
@@ -173,6 +175,38 @@ Tensor pack_weights(const Tensor& w, bool transposed, DType dtype, Isa isa) {
     }
   }
   return out;
+}
+
+Tensor pack_weights_int8(const Tensor& w, bool transposed, Tensor* scales) {
+  if (w.dtype() != DType::kFloat32 || w.rank() != 2)
+    throw Error(ErrorCode::kInternal,
+                "pack_weights_int8 needs a 2-D float32 matrix, found " + shape_str(w.shape()));
+  const int64_t k = transposed ? w.dim(1) : w.dim(0), n = transposed ? w.dim(0) : w.dim(1);
+  const int64_t panels = (n + kPanel - 1) / kPanel;
+  const float* src = w.data<float>();
+  auto at = [&](int64_t kk, int64_t col) {
+    return transposed ? src[col * k + kk] : src[kk * n + col];
+  };
+  *scales = Tensor(DType::kFloat32, {panels * kPanel});
+  Tensor out(DType::kInt8, {panels, k, kPanel});  // zero-filled: padding columns stay 0
+  for (int64_t col = 0; col < panels * kPanel; ++col) {
+    float most = 0;
+    for (int64_t kk = 0; col < n && kk < k; ++kk) most = std::max(most, std::fabs(at(kk, col)));
+    const float s = most > 0 && std::isfinite(most) ? most / 127.f : 1.f;
+    scales->data_mut<float>()[col] = s;
+    if (col >= n) continue;
+    int8_t* dst = out.data_mut<int8_t>() + (col / kPanel) * k * kPanel + col % kPanel;
+    for (int64_t kk = 0; kk < k; ++kk)
+      dst[kk * kPanel] =
+          static_cast<int8_t>(std::clamp(std::nearbyint(at(kk, col) / s), -127.f, 127.f));
+  }
+  return out;
+}
+
+void dequantize_int8(const int8_t* src, int64_t k, const float* scale16, float* dst) {
+  for (int64_t kk = 0; kk < k; ++kk)
+    for (int64_t j = 0; j < kPanel; ++j)
+      dst[kk * kPanel + j] = static_cast<float>(src[kk * kPanel + j]) * scale16[j];
 }
 
 namespace {
@@ -223,9 +257,17 @@ void widen_bf16(const uint16_t* src, int64_t n, float* dst) {
 }
 
 void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
-                 const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue) {
+                 const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue,
+                 const float* scales) {
   bool has_epilogue = epilogue.activation != 0 || epilogue.residual;
   bool bf16 = packed.dtype() == DType::kBFloat16;
+  // INT8 weights: up to kInt8RowsInRegisters rows on AVX-512 widen them in registers (a decode
+  // step's GEMV, bound by the bytes it reads: a quarter of FP32's); otherwise each K block of a
+  // panel is dequantised into the L1 buffer the FP32 kernels read, as widened BF16 is.
+  const bool int8 = packed.dtype() == DType::kInt8;
+  if (int8 && !scales)
+    throw Error(ErrorCode::kInternal, "gemm_packed: INT8 weights need their scales");
+  const bool int8_rows = int8 && avx512(isa) && m <= kInt8RowsInRegisters;
 #if defined(__x86_64__) || defined(_M_X64)
   // Every BF16 GEMM of kAmxBf16 on the tiles, a decode step's too: there the tile loads read
   // the weights faster than the vdpbf16ps GEMV (a BF16 step at batch 1 on the Xeon VM 6.3-6.6
@@ -266,7 +308,7 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   // them; with more, each K block of a panel is widened once into an L1 buffer that the FP32
   // kernel then reads for every row block (widening per row block costs a third of the FMAs'
   // issue slots; widening into the buffer costs about half a row block); pair-packed panels alike.
-  bool widen = bf16 && m > 2 * block_rows(isa) && !dots2;
+  bool widen = (bf16 && m > 2 * block_rows(isa) && !dots2) || (int8 && !int8_rows);
   PanelKernel kernel = panel_kernel(isa, bf16 && !widen);
 #if defined(__x86_64__) || defined(_M_X64)
   if (dots) kernel = panel_kernel_avx512_pairs;
@@ -280,7 +322,7 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   // weights out of cache: the LM head 6.7-6.8 -> 5.8-5.9 ms, c_fc 0.41 -> 0.33 ms against the
   // one-panel block<12>, whose 12 broadcasts per 64 bytes of weights held the load ports).
   const bool two = dots2 || (avx512(isa) && (m > kernel_rows(isa) || (m >= 2 && m <= kPairRows)) &&
-                             (!bf16 || widen));
+                             ((!bf16 && !int8) || widen));
   if (two) mr = kPairRows;
   const int64_t step = two ? 2 : 1;
   // The two-panel kernel reads its rows packed, each block of kPairRows K-major (one stream of
@@ -359,7 +401,10 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
       const void* slice = panel + static_cast<size_t>(k0 * kPanel) * elem;
       const void* slice1 = pair ? static_cast<const uint8_t*>(slice) + panel_bytes : nullptr;
       if (widen) {
-        auto widen_into = [&](const void* src, float* dst) {
+        auto widen_into = [&](const void* src, float* dst, int64_t panel_index) {
+          if (int8)
+            return dequantize_int8(static_cast<const int8_t*>(src), klen,
+                                   scales + panel_index * kPanel, dst);
 #if defined(__x86_64__) || defined(_M_X64)
           if (pairs)
             widen_pairs(static_cast<const uint16_t*>(src), klen / 2, dst);
@@ -367,10 +412,10 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
 #endif
             widen_bf16(static_cast<const uint16_t*>(src), klen * kPanel, dst);
         };
-        widen_into(slice, wide);
+        widen_into(slice, wide, p);
         slice = wide;
         if (pair) {
-          widen_into(slice1, wide + kc * kPanel);
+          widen_into(slice1, wide + kc * kPanel, p + 1);
           slice1 = wide + kc * kPanel;
         }
       }
@@ -426,6 +471,9 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
               xpacked + (r * k2 + k0 * kPairRows), rows, klen, static_cast<const float*>(slice),
               static_cast<const float*>(slice1), b16, tile, n, cols, k0 > 0, r == r0, l2,
               std::max<int64_t>(1, klen / std::max<int64_t>(per_block, 1)));
+        else if (int8_rows)
+          panel_kernel_avx512_int8(x_at(r, k0), ldx, rows, klen, static_cast<const int8_t*>(slice),
+                                   scales + p * kPanel, b16, tile, n, cols);
         else
 #endif
           kernel(x_at(r, k0), ldx, rows, klen, slice, b16, tile, n, cols, k0 > 0);

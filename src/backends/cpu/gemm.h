@@ -46,7 +46,8 @@ bool rounds_rows(Isa isa, int64_t m);
 /// another value throws.
 bool bf16_dot_blocks();
 /// Packs a float32 matrix for the kernels of `isa`: `w` is [K, N], or [N, K] when `transposed`
-/// (Gemm transB). Returns `dtype` (float32, or bfloat16 rounded to nearest even)
+/// (Gemm transB). (INT8: pack_weights_int8.) Returns `dtype` (float32, or bfloat16 rounded to
+/// nearest even)
 /// [ceil(N/16), K, 16]; bfloat16 for an ISA that packs_pairs: [ceil(N/16), K2, 16] for K2 = K
 /// rounded up to even (32 for kAmxBf16: whole tiles), element (k, j) of a panel at
 /// (k / 2) * 32 + 2 j + k % 2, the pad rows zero.
@@ -146,10 +147,25 @@ struct Epilogue {
   const float* residual = nullptr;  // [M, N], or null
 };
 
-/// C[M,N] = act(X[M,K] @ W + bias) + residual with `packed` from pack_weights; threads split the
-/// panels.
+/// C[M,N] = act(X[M,K] @ W + bias) + residual with `packed` from pack_weights (or
+/// pack_weights_int8, with its `scales`); threads split the panels.
 void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
-                 const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue = {});
+                 const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue = {},
+                 const float* scales = nullptr);
+
+/// INT8 weights: per output column j, s_j = max_k |w[k][j]| / 127 (1 for a column of zeros) and
+/// q = round(w / s_j) in [-127, 127], packed as FP32 panels are ([ceil(N/16), K, 16] int8, the pad
+/// columns 0); `scales` gets s [ceil(N/16) * 16] (the pad columns' 1). W = q * s.
+Tensor pack_weights_int8(const Tensor& w, bool transposed, Tensor* scales);
+/// A K block of an INT8 panel (k rows of 16) as FP32 q * s (scale16: the panel's 16 scales).
+void dequantize_int8(const int8_t* src, int64_t k, const float* scale16, float* dst);
+/// Rows up to which AVX-512 GEMMs of INT8 panels widen the weights in registers.
+constexpr int64_t kInt8RowsInRegisters = 4;
+/// rows (<= kInt8RowsInRegisters) of X times an INT8 panel over all of K, each column's sum
+/// times its scale plus bias16 (may be null), written to C's `cols` columns.
+void panel_kernel_avx512_int8(const float* x, int64_t ldx, int64_t rows, int64_t k,
+                              const int8_t* panel, const float* scale16, const float* bias16,
+                              float* c, int64_t ldc, int64_t cols);
 
 /// kAmxBf16's GEMM (every row count) of X against pair-packed bfloat16 panels
 /// (K2 a multiple of 32): X rounded to bfloat16 in tiles of 16 rows x 32, two row tiles by two

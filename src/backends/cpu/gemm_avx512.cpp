@@ -170,7 +170,68 @@ GPTRT_INLINE void two_panels(const float* xp, int64_t rows, int64_t k, const flo
   }
 }
 
+// R rows of X times an INT8 panel over all of K: each K step's 16 weights widened in registers
+// (sign-extend, convert) and multiplied by the R rows' values, four K steps in flight per row in
+// separate accumulators (so that the FMAs do not wait on each other); the sums times the
+// columns' scales, plus the bias, at the end.
+template <int R>
+GPTRT_INLINE void int8_block(const float* x, int64_t ldx, int64_t k, const int8_t* panel,
+                             __m512 scale, __m512 init, __mmask16 mask, float* c, int64_t ldc) {
+  __m512 acc[R][4];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+    for (int u = 0; u < 4; ++u) acc[r][u] = _mm512_setzero_ps();
+  auto weights = [&](int64_t kk) {
+    // (The zero-masked forms: GCC 12 warns that the plain ones' undefined source is used.)
+    return _mm512_maskz_cvtepi32_ps(
+        0xffff,
+        _mm512_maskz_cvtepi8_epi32(
+            0xffff, _mm_loadu_si128(reinterpret_cast<const __m128i*>(panel + kk * kPanel))));
+  };
+  int64_t kk = 0;
+  for (; kk + 4 <= k; kk += 4) {
+    _mm_prefetch(reinterpret_cast<const char*>(panel + (kk + 256) * kPanel), _MM_HINT_T0);
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) {
+      const __m512 w = weights(kk + u);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r)
+        acc[r][u] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * ldx + kk + u]), w, acc[r][u]);
+    }
+  }
+  for (; kk < k; ++kk) {
+    const __m512 w = weights(kk);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+      acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * ldx + kk]), w, acc[r][0]);
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    const __m512 sum =
+        _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), _mm512_add_ps(acc[r][2], acc[r][3]));
+    _mm512_mask_storeu_ps(c + r * ldc, mask, _mm512_fmadd_ps(sum, scale, init));
+  }
+}
+
 }  // namespace
+
+void panel_kernel_avx512_int8(const float* x, int64_t ldx, int64_t rows, int64_t k,
+                              const int8_t* panel, const float* scale16, const float* bias16,
+                              float* c, int64_t ldc, int64_t cols) {
+  const __m512 scale = _mm512_loadu_ps(scale16);
+  const __m512 init = bias16 ? _mm512_loadu_ps(bias16) : _mm512_setzero_ps();
+  const __mmask16 mask = static_cast<__mmask16>(cols == kPanel ? 0xffff : (1u << cols) - 1);
+  switch (rows) {
+    case 1:
+      return int8_block<1>(x, ldx, k, panel, scale, init, mask, c, ldc);
+    case 2:
+      return int8_block<2>(x, ldx, k, panel, scale, init, mask, c, ldc);
+    case 3:
+      return int8_block<3>(x, ldx, k, panel, scale, init, mask, c, ldc);
+    default:
+      return int8_block<4>(x, ldx, k, panel, scale, init, mask, c, ldc);
+  }
+}
 
 void panel_pair_kernel_avx512(const float* xp, int64_t rows, int64_t k, const float* panel0,
                               const float* panel1, const float* bias32, float* c, int64_t ldc,

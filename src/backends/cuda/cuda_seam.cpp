@@ -273,6 +273,10 @@ class CudaBackend final : public Backend {
 
   void choose_target(const BuildRequest& r, EngineInfo& info,
                      const std::function<void(const std::string&)>&) const override {
+    if (r.precision == Precision::kInt8)
+      throw Error(ErrorCode::kUnsupported,
+                  "--int8 (INT8 weights) runs on the cpu backend; the cuda backend does not run "
+                  "INT8 engines yet: build it --fp16 or --bf16 for the GPU");
     std::string why;
     info.target = cuda::device_sm(&why);
     if (info.target.empty())
