@@ -196,7 +196,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
        "none; e.g. 1,8,64)"},
       {"frameworks", true,
        "comma list of gptrt,pytorch,torch.compile,onnxruntime,openvino,tensorrt (default all)"},
-      {"precision", true, "fp32 (default), fp16 or bf16"},
+      {"precision", true, "gptrt's: fp32 (default), fp16, bf16 or int8 (cpu: INT8 weights)"},
       {"threads", true, "CPU threads for gptrt and the CPU peers (default: all cores)"},
       {"backend", true,
        "gptrt's backend: cpu (default), cuda (rows time the GPU compute, CUDA graphs on) or "
@@ -233,8 +233,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
   if (device != "cpu" && device != "cuda")
     throw Error(ErrorCode::kInvalidArgument, "--device must be cpu or cuda");
   std::string precision = args.get("precision", "fp32");
-  if (precision != "fp32" && precision != "fp16" && precision != "bf16")  // what the peers run
-    throw Error(ErrorCode::kInvalidArgument, "--precision must be fp32, fp16 or bf16");
+  if (precision != "fp32" && precision != "fp16" && precision != "bf16" && precision != "int8")
+    throw Error(ErrorCode::kInvalidArgument, "--precision must be fp32, fp16, bf16 or int8");
   auto grid = parse_grid(args.get("shapes", "1x12,8x12,16x12,8x8,8x16,8x32"), "shapes");
   auto gen_grid = parse_grid(args.get("generate", ""), "generate");
   std::string frameworks =

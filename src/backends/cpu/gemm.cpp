@@ -402,9 +402,15 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
       const void* slice1 = pair ? static_cast<const uint8_t*>(slice) + panel_bytes : nullptr;
       if (widen) {
         auto widen_into = [&](const void* src, float* dst, int64_t panel_index) {
-          if (int8)
+          if (int8) {
+#if defined(__x86_64__) || defined(_M_X64)
+            if (avx512(isa))
+              return dequantize_int8_avx512(static_cast<const int8_t*>(src), klen,
+                                            scales + panel_index * kPanel, dst);
+#endif
             return dequantize_int8(static_cast<const int8_t*>(src), klen,
                                    scales + panel_index * kPanel, dst);
+          }
 #if defined(__x86_64__) || defined(_M_X64)
           if (pairs)
             widen_pairs(static_cast<const uint16_t*>(src), klen / 2, dst);

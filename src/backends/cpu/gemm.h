@@ -157,10 +157,13 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
 /// q = round(w / s_j) in [-127, 127], packed as FP32 panels are ([ceil(N/16), K, 16] int8, the pad
 /// columns 0); `scales` gets s [ceil(N/16) * 16] (the pad columns' 1). W = q * s.
 Tensor pack_weights_int8(const Tensor& w, bool transposed, Tensor* scales);
-/// A K block of an INT8 panel (k rows of 16) as FP32 q * s (scale16: the panel's 16 scales).
+/// A K block of an INT8 panel (k rows of 16) as FP32 q * s (scale16: the panel's 16 scales);
+/// the _avx512 form 16 values an instruction.
 void dequantize_int8(const int8_t* src, int64_t k, const float* scale16, float* dst);
-/// Rows up to which AVX-512 GEMMs of INT8 panels widen the weights in registers.
-constexpr int64_t kInt8RowsInRegisters = 4;
+void dequantize_int8_avx512(const int8_t* src, int64_t k, const float* scale16, float* dst);
+/// Rows up to which AVX-512 GEMMs of INT8 panels widen the weights in registers (each K step's
+/// widening then serves up to 8 rows' FMAs).
+constexpr int64_t kInt8RowsInRegisters = 8;
 /// rows (<= kInt8RowsInRegisters) of X times an INT8 panel over all of K, each column's sum
 /// times its scale plus bias16 (may be null), written to C's `cols` columns.
 void panel_kernel_avx512_int8(const float* x, int64_t ldx, int64_t rows, int64_t k,

@@ -174,13 +174,21 @@ GPTRT_INLINE void two_panels(const float* xp, int64_t rows, int64_t k, const flo
 // (sign-extend, convert) and multiplied by the R rows' values, four K steps in flight per row in
 // separate accumulators (so that the FMAs do not wait on each other); the sums times the
 // columns' scales, plus the bias, at the end.
-template <int R>
+// (U accumulators a row: 4 for up to 2 rows, 2 for 3-4, 1 beyond: 4 to 8 FMA chains.)
+template <int R, int U = (R <= 2   ? 4
+                          : R <= 4 ? 2
+                                   : 1)>
 GPTRT_INLINE void int8_block(const float* x, int64_t ldx, int64_t k, const int8_t* panel,
-                             __m512 scale, __m512 init, __mmask16 mask, float* c, int64_t ldc) {
-  __m512 acc[R][4];
+                             __m512 scale, __m512 init, __mmask16 mask, float* c, int64_t ldc,
+                             int64_t rows = R) {
+  // Rows past `rows` read row 0 and are not stored.
+  const float* xr[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) xr[r] = x + (r < rows ? r : 0) * ldx;
+  __m512 acc[R][U];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
-    for (int u = 0; u < 4; ++u) acc[r][u] = _mm512_setzero_ps();
+    for (int u = 0; u < U; ++u) acc[r][u] = _mm512_setzero_ps();
   auto weights = [&](int64_t kk) {
     // (The zero-masked forms: GCC 12 warns that the plain ones' undefined source is used.)
     return _mm512_maskz_cvtepi32_ps(
@@ -196,20 +204,21 @@ GPTRT_INLINE void int8_block(const float* x, int64_t ldx, int64_t k, const int8_
       const __m512 w = weights(kk + u);
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r)
-        acc[r][u] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * ldx + kk + u]), w, acc[r][u]);
+        acc[r][u % U] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][kk + u]), w, acc[r][u % U]);
     }
   }
   for (; kk < k; ++kk) {
     const __m512 w = weights(kk);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
-      acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * ldx + kk]), w, acc[r][0]);
+      acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][kk]), w, acc[r][0]);
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
-    const __m512 sum =
-        _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), _mm512_add_ps(acc[r][2], acc[r][3]));
-    _mm512_mask_storeu_ps(c + r * ldc, mask, _mm512_fmadd_ps(sum, scale, init));
+    __m512 sum = acc[r][0];
+#pragma GCC unroll 4
+    for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[r][u]);
+    if (r < rows) _mm512_mask_storeu_ps(c + r * ldc, mask, _mm512_fmadd_ps(sum, scale, init));
   }
 }
 
@@ -227,9 +236,19 @@ void panel_kernel_avx512_int8(const float* x, int64_t ldx, int64_t rows, int64_t
     case 2:
       return int8_block<2>(x, ldx, k, panel, scale, init, mask, c, ldc);
     case 3:
-      return int8_block<3>(x, ldx, k, panel, scale, init, mask, c, ldc);
+    case 4:
+      return int8_block<4>(x, ldx, k, panel, scale, init, mask, c, ldc, rows);
     default:
-      return int8_block<4>(x, ldx, k, panel, scale, init, mask, c, ldc);
+      return int8_block<8>(x, ldx, k, panel, scale, init, mask, c, ldc, rows);
+  }
+}
+
+void dequantize_int8_avx512(const int8_t* src, int64_t k, const float* scale16, float* dst) {
+  const __m512 scale = _mm512_loadu_ps(scale16);
+  for (int64_t kk = 0; kk < k; ++kk) {
+    const __m512i q = _mm512_maskz_cvtepi8_epi32(
+        0xffff, _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + kk * kPanel)));
+    _mm512_storeu_ps(dst + kk * kPanel, _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(0xffff, q), scale));
   }
 }
 
