@@ -57,6 +57,34 @@ void expect_refused(const std::string& good, const Edit& edit,
   }
 }
 
+// An INT8-weight engine's linear layers carry their scales (input 4), and only int8 weights do.
+TEST(EngineValidation, Int8WeightsWithoutTheirScalesAreRefused) {
+  std::string dir = temp_dir("engine_validation_int8");
+  BuildConfig c;
+  c.backend = Backend::kCpu;
+  c.precision = Precision::kInt8;
+  c.default_max_batch = 4;
+  std::string path = dir + "/int8.engine";
+  Engine::build(Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")), c)->save(path);
+  EXPECT_NO_THROW(Engine::load(path));
+  expect_refused(path, [](Engine::Impl& e) { node_of(e, "PackedLinear").inputs.resize(4); },
+                 {"PackedLinear", "int8 weights need their scales (input 4)"});
+  expect_refused(path,
+                 [](Engine::Impl& e) {
+                   ir::Node& n = node_of(e, "PackedLinear");
+                   n.inputs[4] = n.inputs[1];  // the int8 weights in the scales' place
+                 },
+                 {"PackedLinear", "scales"});
+  std::string fp32 = engine_for(Backend::kCpu, dir);
+  expect_refused(fp32,
+                 [](Engine::Impl& e) {
+                   ir::Node& n = node_of(e, "PackedLinear");
+                   n.inputs.resize(4, -1);
+                   n.inputs.push_back(n.inputs[2]);
+                 },
+                 {"PackedLinear", "only int8 weights take scales"});
+}
+
 TEST(EngineValidation, AnUneditedPlanLoadsAndEveryEditedPlanIsRefusedByName) {
   std::string dir = temp_dir("engine_validation");
   std::string cpu = engine_for(Backend::kCpu, dir);
