@@ -308,61 +308,89 @@ void Scheduler::step(std::vector<Active>& active) {
   bool need_logits = false;
   for (size_t s = 0; s < seqs.size(); ++s)
     need_logits |= completes[s] && needs_logits(*active[of_seq[s]].req);
-  const Clock::time_point before = Clock::now();
-  try {
-    decoder_.run(seqs, need_logits ? &logits_ : nullptr, &picks_);
-  } catch (const Error& e) {
-    for (size_t s = 0; s < seqs.size(); ++s) finish(active[of_seq[s]], "error", e.what());
-    return;
-  }
-  const Clock::time_point after = Clock::now();
   bool prompt_tokens = false, counted_pass = false;
   for (size_t s = 0; s < seqs.size(); ++s) {
     prompt_tokens |= seqs[s].tokens != &active[of_seq[s]].next;
     counted_pass |= active[of_seq[s]].req->counted;
   }
-  if (counted_pass) {  // (warm-up passes stay out)
-    (prompt_tokens ? metrics_->prefill_step : metrics_->decode_step)
-        .observe(seconds_between(before, after));
-    metrics_->step_sequences += static_cast<int64_t>(seqs.size());
+  // Several greedy steps in one pass (the CUDA decoder: up to 8 in one CUDA graph, so the host's
+  // work per step, launching and waiting, is paid once) while every sequence decodes greedily and
+  // no request waits for a free slot; no request is taken past its tokens or positions. Tokens
+  // then reach the clients in bursts of `steps`; joins, cancellations and deadlines wait for the
+  // pass's end.
+  int64_t steps = 1;
+  if (!need_logits && !prompt_tokens && config_.max_decode_steps > 1) {
+    bool waiting = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      waiting = !queue_.empty() && static_cast<int64_t>(active.size()) < config_.slots;
+    }
+    if (!waiting) {
+      steps = std::min(config_.max_decode_steps, decoder_.max_greedy_steps(seqs));
+      for (size_t s = 0; s < seqs.size(); ++s) {
+        const Request& r = *active[of_seq[s]].req;
+        const int64_t made = active[of_seq[s]].generated;
+        steps = std::min({steps, r.config.max_new_tokens - made,
+                          positions_ - static_cast<int64_t>(r.prompt.size()) - made});
+      }
+      steps = std::max<int64_t>(steps, 1);
+    }
+  }
+  const Clock::time_point before = Clock::now();
+  try {
+    if (steps > 1)
+      decoder_.greedy_steps(seqs, steps, picks_);
+    else
+      decoder_.run(seqs, need_logits ? &logits_ : nullptr, &picks_);
+  } catch (const Error& e) {
+    for (size_t s = 0; s < seqs.size(); ++s) finish(active[of_seq[s]], "error", e.what());
+    return;
+  }
+  const Clock::time_point after = Clock::now();
+  if (counted_pass) {  // (warm-up passes stay out; a pass of several steps counts each)
+    for (int64_t k = 0; k < steps; ++k)
+      (prompt_tokens ? metrics_->prefill_step : metrics_->decode_step)
+          .observe(seconds_between(before, after) / static_cast<double>(steps));
+    metrics_->step_sequences += static_cast<int64_t>(seqs.size()) * steps;
   }
   int64_t new_tokens = 0;
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    Active& a = active[of_seq[s]];
-    if (!completes[s]) continue;
-    const bool counted = a.req->counted;
-    if (a.generated == 0 && counted)
-      metrics_->prompt_tokens += static_cast<int64_t>(a.req->prompt.size());
-    const GenerationConfig& g = a.req->config;
-    int64_t token = picks_[s];
-    TokenEvent ev;
-    if (needs_logits(*a.req)) {
-      const float* row = logits_.data() + static_cast<int64_t>(s) * vocab_;
-      std::vector<float> l(row, row + vocab_);
-      token = generate::pick_token(l, a.seen, g, a.rng);
-      if (a.req->logprobs >= 0) fill_logprobs(row, vocab_, token, a.req->logprobs, ev);
+  for (int64_t k = 0; k < steps; ++k)
+    for (size_t s = 0; s < seqs.size(); ++s) {
+      Active& a = active[of_seq[s]];
+      if (!completes[s] || a.done) continue;  // (a request done mid-pass drops its later picks)
+      const bool counted = a.req->counted;
+      if (a.generated == 0 && counted)
+        metrics_->prompt_tokens += static_cast<int64_t>(a.req->prompt.size());
+      const GenerationConfig& g = a.req->config;
+      int64_t token = picks_[static_cast<size_t>(k) * seqs.size() + s];
+      TokenEvent ev;
+      if (needs_logits(*a.req)) {  // (steps == 1 then)
+        const float* row = logits_.data() + static_cast<int64_t>(s) * vocab_;
+        std::vector<float> l(row, row + vocab_);
+        token = generate::pick_token(l, a.seen, g, a.rng);
+        if (a.req->logprobs >= 0) fill_logprobs(row, vocab_, token, a.req->logprobs, ev);
+      }
+      ev.token = token;
+      if (counted)
+        (a.generated == 0 ? metrics_->time_to_first_token : metrics_->inter_token_latency)
+            .observe(seconds_between(a.generated == 0 ? a.arrived : a.last_token, after));
+      a.last_token = after;
+      ++a.generated;
+      new_tokens += counted;
+      a.seen.push_back(token);
+      a.next = token;
+      Delivery d;
+      d.req = a.req;
+      d.token = std::move(ev);
+      pending_.push_back(std::move(d));
+      const int64_t used = static_cast<int64_t>(a.req->prompt.size()) + a.generated;
+      if (a.req->cancelled)
+        finish(a, "cancelled");
+      else if (token == a.req->config.eos_token_id)
+        finish(a, "stop");
+      else if (a.generated >= a.req->config.max_new_tokens || used >= positions_)
+        finish(a, "length");
     }
-    ev.token = token;
-    if (counted)
-      (a.generated == 0 ? metrics_->time_to_first_token : metrics_->inter_token_latency)
-          .observe(seconds_between(a.generated == 0 ? a.arrived : a.last_token, after));
-    a.last_token = after;
-    ++a.generated;
-    new_tokens += counted;
-    a.seen.push_back(token);
-    a.next = token;
-    Delivery d;
-    d.req = a.req;
-    d.token = std::move(ev);
-    pending_.push_back(std::move(d));
-    const int64_t used = static_cast<int64_t>(a.req->prompt.size()) + a.generated;
-    if (a.req->cancelled)
-      finish(a, "cancelled");
-    else if (token == a.req->config.eos_token_id)
-      finish(a, "stop");
-    else if (a.generated >= a.req->config.max_new_tokens || used >= positions_)
-      finish(a, "length");
-  }
   metrics_->tokens_generated(new_tokens);
 }
 

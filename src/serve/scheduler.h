@@ -68,6 +68,10 @@ struct SchedulerConfig {
   // longest sequence (cuda) runs every row for a prompt's tokens: joining one by one, nearly
   // every step of a full server is such a pass.
   int64_t join_wait_steps = 0;
+  // Greedy decode steps one pass may run while every sequence decodes greedily and nothing waits
+  // to join (the CUDA decoder runs up to 8 in one CUDA graph; the CPU's one at a time): 1 runs
+  // one step per pass.
+  int64_t max_decode_steps = 8;
   int threads = 0;  // CPU threads (0: every core)
 };
 
