@@ -70,8 +70,9 @@ struct SchedulerConfig {
   int64_t join_wait_steps = 0;
   // Greedy decode steps one pass may run while every sequence decodes greedily and nothing waits
   // to join (the CUDA decoder runs up to 8 in one CUDA graph; the CPU's one at a time): 1 runs
-  // one step per pass.
-  int64_t max_decode_steps = 8;
+  // one step per pass. (On the H100 8 gained no tokens/s at 64 streams and sent tokens in bursts:
+  // docs/lab/2026-12-07-serve-gpu-64-streams.md.)
+  int64_t max_decode_steps = 1;
   int threads = 0;  // CPU threads (0: every core)
 };
 

@@ -23,8 +23,8 @@ int cmd_serve(const std::vector<std::string>& argv) {
        "decode steps new requests may wait to join in waves while all slots in use decode "
        "(default 0: they join at the next step)"},
       {"decode-steps", true,
-       "greedy decode steps per pass while nothing waits to join (default 8: cuda runs them in "
-       "one CUDA graph, tokens then reach clients in bursts; 1: a step per pass)"},
+       "greedy decode steps per pass while nothing waits to join (default 1; up to 8 on cuda, "
+       "in one CUDA graph: tokens then reach clients in bursts)"},
       {"max-positions", true,
        "positions per slot, prompt plus generated tokens (default: the model's n_positions); "
        "the KV cache is planned for slots x this"},
@@ -62,7 +62,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
   sched.max_queue = args.get_int("max-queue", 64, 0);
   sched.prefill_chunk = args.get_int("prefill-chunk", 64, 1);
   sched.threads = static_cast<int>(args.get_int("threads", 0, 0));
-  sched.max_decode_steps = args.get_int("decode-steps", 8, 1);
+  sched.max_decode_steps = args.get_int("decode-steps", 1, 1);
   sched.max_positions = args.get_int("max-positions", 0, 2);
   sched.join_wait_steps = args.get_int("join-wait-steps", 0, 0);
   serve::Server server(loaded.engine, tok, config, sched);
