@@ -21,7 +21,8 @@ def summarize(samples_ms):
 
 
 def accuracy(logits, reference, mask):
-    """max |dlogit| and top-1 agreement against reference logits at positions where mask == 1."""
+    """max |dlogit|, top-1 agreement and the mean KL divergence KL(reference || logits) of the
+    next-token distributions (nats) against reference logits at positions where mask == 1."""
     logits = np.asarray(logits, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
     if logits.shape != reference.shape:
@@ -29,7 +30,13 @@ def accuracy(logits, reference, mask):
     keep = np.asarray(mask).astype(bool)
     diff = float(np.abs(logits - reference)[keep].max())
     agree = float((logits.argmax(-1) == reference.argmax(-1))[keep].mean())
-    return {"max_abs_diff": diff, "top1_agreement": agree}
+
+    def log_softmax(x):
+        x = x - x.max(-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+    lp, lq = log_softmax(reference), log_softmax(logits)
+    kl = float((np.exp(lp) * (lp - lq)).sum(-1)[keep].mean())
+    return {"max_abs_diff": diff, "top1_agreement": agree, "mean_kl": kl}
 
 
 def time_it(fn, min_runs=100, min_seconds=3.0, warmup=10, clock=None, sync=None):

@@ -15,7 +15,7 @@ import os
 import sys
 
 COLUMNS = ["framework", "precision", "device", "kind", "batch", "seq_len", "threads", "median_ms", "p90_ms", "p99_ms",
-           "mean_ms", "runs", "build_ms", "ms_per_token", "max_abs_diff", "top1_agreement", "status", "accuracy_note"]
+           "mean_ms", "runs", "build_ms", "ms_per_token", "max_abs_diff", "top1_agreement", "mean_kl", "status", "accuracy_note"]
 
 
 def column_name(r):
@@ -87,13 +87,14 @@ def markdown(rows, meta):
     measured = [r for r in fwd if r.get("median_ms") is not None]
     if measured:
         out += ["## Accuracy and spread (every measured forward row)", "",
-                "| framework | precision | batch x seq | median ms | p90 ms | p99 ms | runs | max abs dlogit vs PyTorch FP32 | top-1 agreement |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                "| framework | precision | batch x seq | median ms | p90 ms | p99 ms | runs | max abs dlogit vs PyTorch FP32 | top-1 agreement | mean KL (nats) |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for r in measured:
             acc = "—" if r.get("max_abs_diff") is None else f"{r['max_abs_diff']:.2e}"
             top = r.get("accuracy_note") or "—" if r.get("top1_agreement") is None else f"{100 * r['top1_agreement']:.2f}%"
+            kl = "—" if r.get("mean_kl") is None else f"{r['mean_kl']:.2e}"
             out.append(f"| {r['framework']} | {r['precision']} | {r['batch']}x{r['seq_len']} | {fmt_ms(r['median_ms'])} | {fmt_ms(r.get('p90_ms'))} | "
-                       f"{fmt_ms(r.get('p99_ms'))} | {r.get('runs', '—')} | {acc} | {top} |")
+                       f"{fmt_ms(r.get('p99_ms'))} | {r.get('runs', '—')} | {acc} | {top} | {kl} |")
         out.append("")
     gen = [r for r in rows if r["kind"] == "generate"]
     if gen:

@@ -54,6 +54,14 @@ class Accuracy(unittest.TestCase):
         with self.assertRaises(ValueError):
             accuracy(np.zeros((1, 2, 4)), ref, np.ones((1, 3)))
 
+    def test_mean_kl_of_the_next_token_distributions(self):
+        ref = np.log(np.array([[[0.5, 0.25, 0.25], [0.2, 0.3, 0.5]]]))
+        self.assertAlmostEqual(accuracy(ref, ref, np.ones((1, 2)))["mean_kl"], 0.0)
+        got = np.log(np.array([[[0.25, 0.5, 0.25], [0.2, 0.3, 0.5]]])) + 7.0  # (a shift changes nothing)
+        want = (0.5 * np.log(2) + 0.25 * np.log(0.5)) / 2  # the first row's KL, averaged over 2 rows
+        self.assertAlmostEqual(accuracy(got, ref, np.ones((1, 2)))["mean_kl"], want)
+        self.assertAlmostEqual(accuracy(got, ref, np.array([[0, 1]]))["mean_kl"], 0.0)
+
 
 def row(fw, b, s, ms, kind="forward", **kw):
     r = {"framework": fw, "precision": "fp32", "device": "cpu", "kind": kind, "batch": b, "seq_len": s, "threads": 2,

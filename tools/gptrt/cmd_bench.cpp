@@ -396,7 +396,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
       if (platform::is_regular_file(d + "/reference.npy")) {
         Tensor ref = npy::read(d + "/reference.npy");
         const Tensor& got = res[0];
-        double worst = 0;
+        double worst = 0, kl = 0;
         int64_t agree = 0, rows_n = b * s, v = got.dim(2);
         for (int64_t r = 0; r < rows_n; ++r) {
           const float* x = got.data<float>() + r * v;
@@ -408,9 +408,21 @@ int cmd_bench(const std::vector<std::string>& argv) {
             if (y[k] > y[ay]) ay = k;
           }
           agree += ax == ay;
+          // KL(reference || this) of the next-token distributions, in nats (log-sum-exp).
+          double zx = 0, zy = 0;
+          for (int64_t k = 0; k < v; ++k) {
+            zx += std::exp(static_cast<double>(x[k]) - x[ax]);
+            zy += std::exp(static_cast<double>(y[k]) - y[ay]);
+          }
+          const double lzx = x[ax] + std::log(zx), lzy = y[ay] + std::log(zy);
+          for (int64_t k = 0; k < v; ++k) {
+            const double lp = y[k] - lzy, lq = x[k] - lzx;
+            kl += std::exp(lp) * (lp - lq);
+          }
         }
         acc = "\"max_abs_diff\": " + num(worst) + ", \"top1_agreement\": " +
-              num(static_cast<double>(agree) / static_cast<double>(rows_n));
+              num(static_cast<double>(agree) / static_cast<double>(rows_n)) +
+              ", \"mean_kl\": " + num(kl / static_cast<double>(rows_n));
       }
       add_row("{\"framework\": " + json::quote(label) + ", \"precision\": \"" +
               precision_name(engine->info().precision) + "\", \"device\": \"" + dev +
