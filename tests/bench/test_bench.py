@@ -103,5 +103,27 @@ class Report(unittest.TestCase):
             self.assertTrue(os.path.getsize(os.path.join(d, "latency.png")) > 1000)
 
 
+class PeakedModel(unittest.TestCase):
+    def test_only_the_final_layer_norm_is_scaled(self):
+        import subprocess
+        from safetensors.numpy import load_file
+        here = os.path.dirname(os.path.abspath(__file__))
+        src = os.path.join(here, "..", "data", "gpt2-tiny", "hf")
+        with tempfile.TemporaryDirectory() as d:
+            r = subprocess.run([sys.executable, os.path.join(here, "..", "..", "bench", "peaked_model.py"),
+                                "--hf", src, "--out", d, "--scale", "4"], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            a, b = load_file(os.path.join(src, "model.safetensors")), load_file(os.path.join(d, "model.safetensors"))
+            self.assertEqual(set(a), set(b))
+            for name in a:
+                want = a[name] * 4 if "ln_f." in name else a[name]
+                np.testing.assert_allclose(b[name], want, rtol=1e-6, err_msg=name)
+            self.assertTrue(os.path.isfile(os.path.join(d, "config.json")))
+            bad = subprocess.run([sys.executable, os.path.join(here, "..", "..", "bench", "peaked_model.py"),
+                                  "--hf", d + "/missing", "--out", d + "/x"], capture_output=True, text=True)
+            self.assertEqual(bad.returncode, 2)
+            self.assertIn("not found", bad.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
