@@ -74,6 +74,20 @@ def test_torch_cpu_tensors_and_lists_are_accepted(engine):
     assert np.array_equal(torch.from_dlpack(want).numpy(), want)  # outputs go to torch without a copy
 
 
+def test_int8_weight_engines_build_run_and_say_so(engine, tmp_path):
+    int8 = gptrt.build(hf=TINY, backend="cpu", precision="int8")
+    assert int8.precision == "int8" and int8.inspect()["precision"] == "int8"
+    int8.save(tmp_path / "int8.engine")
+    assert gptrt.load(tmp_path / "int8.engine").precision == "int8"
+    ids, mask = inputs()
+    got, want = int8.create_context().run(ids, mask), engine.create_context().run(ids, mask)
+    assert np.isfinite(got).all() and got.shape == want.shape
+    keep = mask.astype(bool)
+    assert (got.argmax(-1) == want.argmax(-1))[keep].mean() >= 0.9  # 8-bit weights: close, not equal
+    with pytest.raises(gptrt.Error, match="int8"):
+        gptrt.build(hf=TINY, backend="cpu", precision="int4")
+
+
 def test_inspect_shows_inputs_and_profiles(engine):
     info = engine.inspect()
     assert [i["name"] for i in info["inputs"]] == ["input_ids", "attention_mask"]
