@@ -5,8 +5,9 @@ PyTorch FP32 logits, the accuracy reference of every row.
 
 Peers: PyTorch eager (FP32, FP16 on CUDA), torch.compile with CUDA graphs (CUDA), ONNX Runtime
 (CPU provider; CUDA provider with IO binding where present), OpenVINO (CPU, from the ONNX file:
-its FP32 hint and its default, BF16 where the CPU has it), TensorRT (Python API, where
-installed). A peer that is missing gets a row saying so, never silence.
+its FP32 hint and its default, BF16 where the CPU has it), llama.cpp through llama-cpp-python
+(generation at batch 1 from GGUF F32/F16/Q8_0 files made with the converter llama.cpp ships,
+bench/serve/to_gguf.py), TensorRT (Python API, where installed). A peer that is missing gets a row saying so, never silence.
 """
 import argparse
 import copy
@@ -86,7 +87,7 @@ def main():
     ap.add_argument("--hf")
     ap.add_argument("--shapes", default="")
     ap.add_argument("--generate", default="")
-    ap.add_argument("--frameworks", default="pytorch,torch.compile,onnxruntime,openvino,tensorrt")
+    ap.add_argument("--frameworks", default="pytorch,torch.compile,onnxruntime,openvino,llama.cpp,tensorrt")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
@@ -174,6 +175,27 @@ def main():
             ov = None
         if ov is not None:  # its FP32 hint, then what it picks itself (BF16 on AVX512-BF16/AMX CPUs)
             steps += [("openvino-cpu", p, shape) for p in ("fp32", "default") for shape in grid]
+    llama = None
+    if "llama.cpp" in frameworks:
+        try:
+            import llama_cpp as _llama
+            llama = _llama
+        except ImportError:
+            rows.missing("llama.cpp-cpu", "q8_0", "generate" if gen_grid else "forward", gen_grid or grid,
+                         "not installed (pip install llama-cpp-python)")
+        if llama is not None and (not a.hf or a.device != "cpu"):
+            rows.missing("llama.cpp-cpu", "q8_0", "generate", gen_grid,
+                         "not run: needs --hf (converted to GGUF)" if not a.hf else "not run: a CPU peer (--device cpu)")
+            llama = None
+        if llama is not None and not gen_grid:
+            rows.missing("llama.cpp-cpu", "q8_0", "forward", grid, "not run: llama.cpp's rows are generation (--generate 1xN)")
+        if llama is not None:  # batch 1: llama-cpp-python's Llama decodes one sequence
+            steps += [("llama.cpp-cpu", p, shape) for p in ("f32", "f16", "q8_0") for shape in gen_grid
+                      if shape[0] == 1]
+            others = [shape for shape in gen_grid if shape[0] != 1]
+            if others:
+                rows.missing("llama.cpp-cpu", "q8_0", "generate", others,
+                             "not run: llama-cpp-python's Llama decodes one sequence at a time (batch 1 only)")
     if "tensorrt" in frameworks:
         try:
             import tensorrt  # noqa: F401
@@ -186,8 +208,15 @@ def main():
 
     sessions = {}
     compiled = {}
+    step_file = os.path.join(a.work, "peers_step.json")
     for i, (fw, prec, (b, s)) in enumerate(steps):
         progress(i, len(steps), f"{fw} {prec} {b}x{s}")
+        # The step in flight, for gptrt bench to name if a peer takes this process down (a crash
+        # in a native library leaves no Python exception to catch).
+        generate = fw.endswith("-generate") or fw == "llama.cpp-cpu"
+        with open(step_file, "w") as f:
+            json.dump({"framework": fw[:-len("-generate")] if fw.endswith("-generate") else fw, "precision": prec,
+                       "kind": "generate" if generate else "forward", "batch": b, "seq_len": s}, f)
         if fw in ("pytorch", "torch.compile"):
             ids, mask, d = load_inputs(a.work, (b, s))
             dev = next(model.parameters()).device
@@ -277,6 +306,38 @@ def main():
             torch.cuda.synchronize()
             rows.add("tensorrt", prec, "forward", b, s, **summarize(samples), build_ms=build_ms,
                      **with_accuracy(t_out.float().cpu().numpy(), d, mask))
+        elif fw == "llama.cpp-cpu":
+            key = ("llama.cpp", prec)
+            if key not in sessions:
+                gguf = os.path.join(a.work, f"model-{prec}.gguf")
+                if not os.path.exists(gguf):  # llama.cpp's own converter (needs torch and its gguf-py)
+                    import subprocess
+                    r = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve",
+                                                                     "to_gguf.py"), "--hf", a.hf, "--out", gguf,
+                                        "--outtype", prec], capture_output=True, text=True)
+                    if r.returncode != 0:
+                        rows.missing(fw, prec, "generate", [(b, s)], "not run: the GGUF conversion failed: " +
+                                     (r.stderr.strip().splitlines() or ["?"])[-1])
+                        continue
+                t0 = time.perf_counter()
+                sessions[key] = (llama.Llama(model_path=gguf, n_threads=a.threads or None,
+                                             n_threads_batch=a.threads or None, n_ctx=a.prompt_len + 512,
+                                             n_batch=512, verbose=False), (time.perf_counter() - t0) * 1e3)
+            llm, build_ms = sessions[key]
+            g = np.random.default_rng(b * 1000 + s)
+            prompt = [int(t) for t in gen_prompt(a, g, b, s)[0]]
+
+            def fn():  # greedy, the EOS ignored: exactly s new tokens, KV cache from the prompt on
+                out = []
+                for token in llm.generate(prompt, top_k=1, temp=0.0, reset=True):
+                    out.append(token)
+                    if len(out) == s:
+                        break
+                return out
+            samples = time_it(fn, 5, a.min_seconds, warmup=1)
+            st = summarize(samples)
+            rows.add(fw, prec, "generate", b, s, **st, ms_per_token=st["median_ms"] / s, build_ms=build_ms,
+                     max_abs_diff=None, top1_agreement=None, accuracy_note="GGUF " + prec + " (llama.cpp's converter)")
         elif fw == "openvino-cpu":
             key = ("openvino", prec)
             if key not in sessions:
@@ -351,8 +412,10 @@ def main():
         rows.save()
     progress(len(steps), len(steps), "peers done")
     rows.save()
+    if os.path.exists(step_file):
+        os.remove(step_file)
     versions = {"python": sys.version.split()[0]}
-    for name in ("torch", "transformers", "onnxruntime", "openvino", "numpy"):
+    for name in ("torch", "transformers", "onnxruntime", "openvino", "llama_cpp", "numpy"):
         try:
             versions[name] = __import__(name).__version__
         except ImportError:

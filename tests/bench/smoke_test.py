@@ -13,7 +13,7 @@ import tempfile
 gptrt, data = sys.argv[1], sys.argv[2]
 with tempfile.TemporaryDirectory() as out:
     cmd = [gptrt, "bench", "--onnx", os.path.join(data, "gpt2-tiny", "legacy-opset17.onnx"), "--shapes", "1x12,8x12,16x12,8x8",
-           "--frameworks", "gptrt,onnxruntime,openvino,pytorch,tensorrt", "--threads", "1", "--min-runs", "3", "--min-seconds", "0", "--out", out]
+           "--frameworks", "gptrt,onnxruntime,openvino,llama.cpp,pytorch,tensorrt", "--threads", "1", "--min-runs", "3", "--min-seconds", "0", "--out", out]
     r = subprocess.run(cmd, capture_output=True, text=True)
     print(r.stdout[-3000:], r.stderr[-2000:])
     assert r.returncode == 0, "gptrt bench failed"
@@ -40,6 +40,11 @@ with tempfile.TemporaryDirectory() as out:
         assert any(x["precision"].endswith("(its default)") for x in ov_rows), ov_rows
     except ImportError:
         assert ov_rows and all("not installed" in x["status"] for x in ov_rows), ov_rows
+    # llama.cpp: generation rows only (none asked here), or named as not installed.
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        assert "llama.cpp-cpu" in md.split("## Not measured")[1], "a missing llama.cpp must be listed"
     assert os.path.exists(os.path.join(out, "results.csv"))
     assert os.path.exists(os.path.join(out, "latency.png"))
     bad = subprocess.run([gptrt, "bench", "--onnx", os.path.join(data, "gpt2-tiny", "legacy-opset17.onnx"),

@@ -195,7 +195,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
        "decode-step table: batch sizes, comma-separated, 12-token prompt then 32 steps (default "
        "none; e.g. 1,8,64)"},
       {"frameworks", true,
-       "comma list of gptrt,pytorch,torch.compile,onnxruntime,openvino,tensorrt (default all)"},
+       "comma list of gptrt,pytorch,torch.compile,onnxruntime,openvino,llama.cpp,tensorrt (default "
+       "all)"},
       {"precision", true, "gptrt's: fp32 (default), fp16, bf16 or int8 (cpu: INT8 weights)"},
       {"threads", true, "CPU threads for gptrt and the CPU peers (default: all cores)"},
       {"backend", true,
@@ -238,13 +239,14 @@ int cmd_bench(const std::vector<std::string>& argv) {
   auto grid = parse_grid(args.get("shapes", "1x12,8x12,16x12,8x8,8x16,8x32"), "shapes");
   auto gen_grid = parse_grid(args.get("generate", ""), "generate");
   std::string frameworks =
-      args.get("frameworks", "gptrt,pytorch,torch.compile,onnxruntime,openvino,tensorrt");
+      args.get("frameworks", "gptrt,pytorch,torch.compile,onnxruntime,openvino,llama.cpp,tensorrt");
   for (const std::string& f : split_list(frameworks, ','))
     if (f != "gptrt" && f != "pytorch" && f != "torch.compile" && f != "onnxruntime" &&
-        f != "openvino" && f != "tensorrt")
+        f != "openvino" && f != "llama.cpp" && f != "tensorrt")
       throw Error(ErrorCode::kInvalidArgument,
                   "--frameworks: unknown framework '" + f +
-                      "' (known: gptrt, pytorch, torch.compile, onnxruntime, openvino, tensorrt)");
+                      "' (known: gptrt, pytorch, torch.compile, onnxruntime, openvino, llama.cpp, "
+                      "tensorrt)");
   int64_t threads = args.get_int("threads", platform::cpu_info().logical_cores, 1, kMaxThreads);
   int64_t min_runs = args.get_int("min-runs", 100, 1);
   double min_seconds = args.get_double("min-seconds", 3, 0);
@@ -337,8 +339,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
     shapes_text += (shapes_text.empty() ? "" : ",") + std::to_string(b) + "x" + std::to_string(s);
   for (const auto& [b, s] : gen_grid)
     gen_text += (gen_text.empty() ? "" : ",") + std::to_string(b) + "x" + std::to_string(s);
-  std::string peers;
-  for (const char* p : {"pytorch", "torch.compile", "onnxruntime", "openvino", "tensorrt"}) {
+  std::string peers, crashed_row;
+  for (const char* p :
+       {"pytorch", "torch.compile", "onnxruntime", "openvino", "llama.cpp", "tensorrt"}) {
     if (frameworks.find(p) != std::string::npos)
       peers += (peers.empty() ? "" : ",") + std::string(p);
   }
@@ -354,8 +357,35 @@ int cmd_bench(const std::vector<std::string>& argv) {
         num(min_seconds) + " --vocab " + std::to_string(vocab);
     log_info("peers: " + cmd);
     std::fflush(stdout);
-    if (std::system(cmd.c_str()) != 0)
-      log_warning("bench/run_peers.py failed; the peers' rows may be incomplete");
+    const std::string step_path = out + "/peers_step.json";
+    platform::remove_file(step_path);
+    const int status = std::system(cmd.c_str());
+    if (status != 0) {
+      // The step in flight when the peers' script died (run_peers.py names it before each step):
+      // a row saying so, so that the report names it instead of leaving it out.
+      // (std::system's status: the shell's exit code in the high byte on POSIX, 128 + N for a
+      // signal N; the code itself on Windows.)
+      const int code = status > 255 ? status >> 8 : status;
+      std::string where = code > 128 && code < 160
+                              ? "the peers' script died of signal " + std::to_string(code - 128) +
+                                    (code - 128 == 11 ? " (SIGSEGV)" : "")
+                              : "the peers' script exited with " + std::to_string(code);
+      if (platform::is_regular_file(step_path)) {
+        std::ifstream f(step_path);
+        std::string text((std::istreambuf_iterator<char>(f)), {});
+        json::Value row = json::parse(text, step_path);
+        const std::string what = row.value("framework", std::string("?")) + " " +
+                                 row.value("precision", std::string("?"));
+        where += " while running " + what + "; the peers after it did not run";
+        row["status"] = "crashed: " + where;
+        row["accuracy_note"] = row["status"];
+        row["device"] = device;
+        for (const char* k : {"median_ms", "p90_ms", "p99_ms", "max_abs_diff", "top1_agreement"})
+          row[k] = nullptr;
+        crashed_row = row.dump();
+      }
+      log_warning("bench/run_peers.py failed (" + where + "); the peers' rows are incomplete");
+    }
   }
 
   // gptrt rows.
@@ -490,6 +520,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
               ", \"tokens_per_s\": " + num(static_cast<double>(b) * 1e3 / st.median) + "}");
     }
   }
+  if (!crashed_row.empty()) add_row(crashed_row);
   rows += "\n]\n";
   {
     std::ofstream f(out + "/gptrt_rows.json");
