@@ -7,7 +7,8 @@ Peers: PyTorch eager (FP32, FP16 on CUDA), torch.compile with CUDA graphs (CUDA)
 (CPU provider; CUDA provider with IO binding where present), OpenVINO (CPU, from the ONNX file:
 its FP32 hint and its default, BF16 where the CPU has it), llama.cpp through llama-cpp-python
 (generation at batch 1 from GGUF F32/F16/Q8_0 files made with the converter llama.cpp ships,
-bench/serve/to_gguf.py), TensorRT (Python API, where installed). A peer that is missing gets a row saying so, never silence.
+bench/serve/to_gguf.py), CTranslate2 (converted from the Hugging Face folder; float32, int8,
+bfloat16; forward logits and generation), TensorRT (Python API, where installed). A peer that is missing gets a row saying so, never silence.
 """
 import argparse
 import copy
@@ -80,6 +81,27 @@ def gen_prompt(a, g, b, s):
     return g.integers(0, a.vocab, size=(b, a.prompt_len)).astype(np.int64)
 
 
+def ct2_model(a, ct2):
+    """The Hugging Face folder converted by CTranslate2's own converter into WORK/ctranslate2 (once).
+    A folder without a tokenizer (`gptrt make-model`'s) borrows GPT-2's from tests/data/tokenizer
+    in a temporary copy: the converter writes the vocabulary from it."""
+    import shutil
+    import tempfile
+    out = os.path.join(a.work, "ctranslate2")
+    if os.path.exists(os.path.join(out, "model.bin")):
+        return out
+    tokenizer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "tokenizer")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in os.listdir(a.hf):
+            os.symlink(os.path.abspath(os.path.join(a.hf, name)), os.path.join(tmp, name))
+        if not any(os.path.exists(os.path.join(tmp, n)) for n in ("tokenizer.json", "vocab.json")):
+            for n in ("tokenizer.json", "vocab.json", "merges.txt"):
+                shutil.copy(os.path.join(tokenizer, n), os.path.join(tmp, n))
+        from ctranslate2.converters import TransformersConverter
+        TransformersConverter(tmp).convert(out, quantization="float32", force=True)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", required=True)
@@ -87,7 +109,7 @@ def main():
     ap.add_argument("--hf")
     ap.add_argument("--shapes", default="")
     ap.add_argument("--generate", default="")
-    ap.add_argument("--frameworks", default="pytorch,torch.compile,onnxruntime,openvino,llama.cpp,tensorrt")
+    ap.add_argument("--frameworks", default="pytorch,torch.compile,onnxruntime,openvino,llama.cpp,ctranslate2,tensorrt")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
@@ -196,6 +218,20 @@ def main():
             if others:
                 rows.missing("llama.cpp-cpu", "q8_0", "generate", others,
                              "not run: llama-cpp-python's Llama decodes one sequence at a time (batch 1 only)")
+    ct2 = None
+    if "ctranslate2" in frameworks:
+        try:
+            import ctranslate2 as _ct2
+            ct2 = _ct2
+        except ImportError:
+            rows.missing("ctranslate2-cpu", "int8", "forward", grid, "not installed (pip install ctranslate2)")
+        if ct2 is not None and (not a.hf or a.device != "cpu"):
+            rows.missing("ctranslate2-cpu", "int8", "forward", grid,
+                         "not run: needs --hf (converted by CTranslate2)" if not a.hf else "not run: a CPU peer (--device cpu)")
+            ct2 = None
+        if ct2 is not None:  # its compute types on the same converted (float32) model
+            steps += [("ctranslate2-cpu", p, shape) for p in ("float32", "int8", "bfloat16") for shape in grid]
+            steps += [("ctranslate2-cpu-generate", p, shape) for p in ("float32", "int8", "bfloat16") for shape in gen_grid]
     if "tensorrt" in frameworks:
         try:
             import tensorrt  # noqa: F401
@@ -306,6 +342,42 @@ def main():
             torch.cuda.synchronize()
             rows.add("tensorrt", prec, "forward", b, s, **summarize(samples), build_ms=build_ms,
                      **with_accuracy(t_out.float().cpu().numpy(), d, mask))
+        elif fw.startswith("ctranslate2-cpu"):
+            key = ("ctranslate2", prec)
+            if key not in sessions:
+                try:
+                    model_dir = ct2_model(a, ct2)
+                    t0 = time.perf_counter()
+                    generator = ct2.Generator(model_dir, device="cpu", compute_type=prec,
+                                              intra_threads=a.threads or 0)
+                    sessions[key] = (generator, (time.perf_counter() - t0) * 1e3,
+                                     json.load(open(os.path.join(model_dir, "vocabulary.json"))))
+                except Exception as e:  # (its converter or loader: the row says why)
+                    rows.missing("ctranslate2-cpu", prec, "forward", [(b, s)], f"not run: {type(e).__name__}: {e}"[:300])
+                    continue
+            generator, build_ms, vocab_tokens = sessions[key]
+            label = {"float32": "fp32", "bfloat16": "bf16"}.get(prec, prec)
+            if fw.endswith("-generate"):
+                g = np.random.default_rng(b * 1000 + s)
+                prompt = [[vocab_tokens[int(t)] for t in row] for row in gen_prompt(a, g, b, s)]
+
+                def fn():  # greedy, exactly s new tokens (min_length = max_length, no end token)
+                    return generator.generate_batch(prompt, max_length=s, min_length=s, sampling_topk=1,
+                                                    include_prompt_in_result=False, end_token=[])
+                samples = time_it(fn, 5, a.min_seconds, warmup=1)
+                st = summarize(samples)
+                rows.add("ctranslate2-cpu", label, "generate", b, s, **st, ms_per_token=st["median_ms"] / s,
+                         build_ms=build_ms, max_abs_diff=None, top1_agreement=None, accuracy_note="KV cache")
+                continue
+            ids, mask, d = load_inputs(a.work, (b, s))
+            batch_ids = ids.tolist()
+
+            def fn():
+                return generator.forward_batch(batch_ids)
+            samples = time_it(fn, a.min_runs, a.min_seconds)
+            logits = np.array(fn(), dtype=np.float32)
+            rows.add("ctranslate2-cpu", label, "forward", b, s, **summarize(samples), build_ms=build_ms,
+                     **with_accuracy(logits, d, mask))
         elif fw == "llama.cpp-cpu":
             key = ("llama.cpp", prec)
             if key not in sessions:
@@ -415,7 +487,7 @@ def main():
     if os.path.exists(step_file):
         os.remove(step_file)
     versions = {"python": sys.version.split()[0]}
-    for name in ("torch", "transformers", "onnxruntime", "openvino", "llama_cpp", "numpy"):
+    for name in ("torch", "transformers", "onnxruntime", "openvino", "llama_cpp", "ctranslate2", "numpy"):
         try:
             versions[name] = __import__(name).__version__
         except ImportError:

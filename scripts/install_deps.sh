@@ -52,12 +52,13 @@ if ! python3 -c "import ray.serve" >/dev/null 2>&1; then
     python3 -m pip install --quiet --break-system-packages "ray[serve]" ||
     echo "install_deps: could not install ray[serve]; the Ray Serve test will be skipped"
 fi
-# OpenVINO, the CPU peer that picks BF16 on AVX512-BF16/AMX CPUs (gptrt bench's openvino rows).
-# Optional like torch.
-if ! python3 -c "import openvino" >/dev/null 2>&1; then
-  echo "install_deps: installing openvino with pip (a CPU peer of gptrt bench)"
-  python3 -m pip install --quiet openvino 2>/dev/null ||
-    python3 -m pip install --quiet --break-system-packages openvino ||
-    echo "install_deps: could not install openvino; its bench rows will say not installed"
+# OpenVINO (the CPU peer that picks BF16 on AVX512-BF16/AMX CPUs) and CTranslate2 (INT8/FP32
+# forward and generation): gptrt bench's CPU peers. Optional like torch. (llama-cpp-python
+# compiles llama.cpp: install it yourself for the llama.cpp rows, `pip install llama-cpp-python`.)
+if ! python3 -c "import openvino, ctranslate2" >/dev/null 2>&1; then
+  echo "install_deps: installing openvino and ctranslate2 with pip (CPU peers of gptrt bench)"
+  python3 -m pip install --quiet openvino ctranslate2 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages openvino ctranslate2 ||
+    echo "install_deps: could not install openvino/ctranslate2; their bench rows will say not installed"
 fi
 echo "install_deps: all build and test dependencies present"

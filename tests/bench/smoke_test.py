@@ -13,7 +13,7 @@ import tempfile
 gptrt, data = sys.argv[1], sys.argv[2]
 with tempfile.TemporaryDirectory() as out:
     cmd = [gptrt, "bench", "--onnx", os.path.join(data, "gpt2-tiny", "legacy-opset17.onnx"), "--shapes", "1x12,8x12,16x12,8x8",
-           "--frameworks", "gptrt,onnxruntime,openvino,llama.cpp,pytorch,tensorrt", "--threads", "1", "--min-runs", "3", "--min-seconds", "0", "--out", out]
+           "--frameworks", "gptrt,onnxruntime,openvino,llama.cpp,ctranslate2,pytorch,tensorrt", "--threads", "1", "--min-runs", "3", "--min-seconds", "0", "--out", out]
     r = subprocess.run(cmd, capture_output=True, text=True)
     print(r.stdout[-3000:], r.stderr[-2000:])
     assert r.returncode == 0, "gptrt bench failed"
@@ -45,6 +45,8 @@ with tempfile.TemporaryDirectory() as out:
         import llama_cpp  # noqa: F401
     except ImportError:
         assert "llama.cpp-cpu" in md.split("## Not measured")[1], "a missing llama.cpp must be listed"
+    # CTranslate2: measured (its converter on the folder the bench exported from) or said why not.
+    assert "ctranslate2-cpu" in md, "CTranslate2's rows must be there, measured or with the reason"
     assert os.path.exists(os.path.join(out, "results.csv"))
     assert os.path.exists(os.path.join(out, "latency.png"))
     bad = subprocess.run([gptrt, "bench", "--onnx", os.path.join(data, "gpt2-tiny", "legacy-opset17.onnx"),

@@ -195,8 +195,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
        "decode-step table: batch sizes, comma-separated, 12-token prompt then 32 steps (default "
        "none; e.g. 1,8,64)"},
       {"frameworks", true,
-       "comma list of gptrt,pytorch,torch.compile,onnxruntime,openvino,llama.cpp,tensorrt (default "
-       "all)"},
+       "comma list of "
+       "gptrt,pytorch,torch.compile,onnxruntime,openvino,llama.cpp,ctranslate2,tensorrt "
+       "(default all)"},
       {"precision", true, "gptrt's: fp32 (default), fp16, bf16 or int8 (cpu: INT8 weights)"},
       {"threads", true, "CPU threads for gptrt and the CPU peers (default: all cores)"},
       {"backend", true,
@@ -239,14 +240,15 @@ int cmd_bench(const std::vector<std::string>& argv) {
   auto grid = parse_grid(args.get("shapes", "1x12,8x12,16x12,8x8,8x16,8x32"), "shapes");
   auto gen_grid = parse_grid(args.get("generate", ""), "generate");
   std::string frameworks =
-      args.get("frameworks", "gptrt,pytorch,torch.compile,onnxruntime,openvino,llama.cpp,tensorrt");
+      args.get("frameworks",
+               "gptrt,pytorch,torch.compile,onnxruntime,openvino,llama.cpp,ctranslate2,tensorrt");
   for (const std::string& f : split_list(frameworks, ','))
     if (f != "gptrt" && f != "pytorch" && f != "torch.compile" && f != "onnxruntime" &&
-        f != "openvino" && f != "llama.cpp" && f != "tensorrt")
+        f != "openvino" && f != "llama.cpp" && f != "ctranslate2" && f != "tensorrt")
       throw Error(ErrorCode::kInvalidArgument,
                   "--frameworks: unknown framework '" + f +
                       "' (known: gptrt, pytorch, torch.compile, onnxruntime, openvino, llama.cpp, "
-                      "tensorrt)");
+                      "ctranslate2, tensorrt)");
   int64_t threads = args.get_int("threads", platform::cpu_info().logical_cores, 1, kMaxThreads);
   int64_t min_runs = args.get_int("min-runs", 100, 1);
   double min_seconds = args.get_double("min-seconds", 3, 0);
@@ -340,8 +342,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
   for (const auto& [b, s] : gen_grid)
     gen_text += (gen_text.empty() ? "" : ",") + std::to_string(b) + "x" + std::to_string(s);
   std::string peers, crashed_row;
-  for (const char* p :
-       {"pytorch", "torch.compile", "onnxruntime", "openvino", "llama.cpp", "tensorrt"}) {
+  for (const char* p : {"pytorch", "torch.compile", "onnxruntime", "openvino", "llama.cpp",
+                        "ctranslate2", "tensorrt"}) {
     if (frameworks.find(p) != std::string::npos)
       peers += (peers.empty() ? "" : ",") + std::string(p);
   }
