@@ -12,6 +12,7 @@ bfloat16; forward logits and generation), TensorRT (Python API, where installed)
 """
 import argparse
 import copy
+import importlib
 import json
 import os
 import sys
@@ -184,31 +185,27 @@ def main():
                 else:
                     rows.missing("onnxruntime-cuda", "fp32", "forward", grid,
                                  "not installed (this onnxruntime has no CUDA provider: pip install onnxruntime-gpu)")
-    ov = None
-    if "openvino" in frameworks:
+    def cpu_peer(module, row, precision, kind, shapes, pip, have_model, model_flag):
+        """A CPU peer's module, or None after a row saying why it does not run."""
         try:
-            import openvino as _ov
-            ov = _ov
+            found = importlib.import_module(module)
         except ImportError:
-            rows.missing("openvino-cpu", "fp32", "forward", grid, "not installed (pip install openvino)")
-        if ov is not None and (not a.onnx or a.device != "cpu"):
-            rows.missing("openvino-cpu", "fp32", "forward", grid,
-                         "not run: needs --onnx" if not a.onnx else "not run: a CPU peer (--device cpu)")
-            ov = None
+            rows.missing(row, precision, kind, shapes, f"not installed (pip install {pip})")
+            return None
+        if not have_model or a.device != "cpu":
+            rows.missing(row, precision, kind, shapes,
+                         f"not run: needs {model_flag}" if not have_model else "not run: a CPU peer (--device cpu)")
+            return None
+        return found
+
+    ov = llama = ct2 = None
+    if "openvino" in frameworks:
+        ov = cpu_peer("openvino", "openvino-cpu", "fp32", "forward", grid, "openvino", a.onnx, "--onnx")
         if ov is not None:  # its FP32 hint, then what it picks itself (BF16 on AVX512-BF16/AMX CPUs)
             steps += [("openvino-cpu", p, shape) for p in ("fp32", "default") for shape in grid]
-    llama = None
     if "llama.cpp" in frameworks:
-        try:
-            import llama_cpp as _llama
-            llama = _llama
-        except ImportError:
-            rows.missing("llama.cpp-cpu", "q8_0", "generate" if gen_grid else "forward", gen_grid or grid,
-                         "not installed (pip install llama-cpp-python)")
-        if llama is not None and (not a.hf or a.device != "cpu"):
-            rows.missing("llama.cpp-cpu", "q8_0", "generate", gen_grid,
-                         "not run: needs --hf (converted to GGUF)" if not a.hf else "not run: a CPU peer (--device cpu)")
-            llama = None
+        llama = cpu_peer("llama_cpp", "llama.cpp-cpu", "q8_0", "generate" if gen_grid else "forward",
+                         gen_grid or grid, "llama-cpp-python", a.hf, "--hf (converted to GGUF)")
         if llama is not None and not gen_grid:
             rows.missing("llama.cpp-cpu", "q8_0", "forward", grid, "not run: llama.cpp's rows are generation (--generate 1xN)")
         if llama is not None:  # batch 1: llama-cpp-python's Llama decodes one sequence
@@ -218,17 +215,9 @@ def main():
             if others:
                 rows.missing("llama.cpp-cpu", "q8_0", "generate", others,
                              "not run: llama-cpp-python's Llama decodes one sequence at a time (batch 1 only)")
-    ct2 = None
     if "ctranslate2" in frameworks:
-        try:
-            import ctranslate2 as _ct2
-            ct2 = _ct2
-        except ImportError:
-            rows.missing("ctranslate2-cpu", "int8", "forward", grid, "not installed (pip install ctranslate2)")
-        if ct2 is not None and (not a.hf or a.device != "cpu"):
-            rows.missing("ctranslate2-cpu", "int8", "forward", grid,
-                         "not run: needs --hf (converted by CTranslate2)" if not a.hf else "not run: a CPU peer (--device cpu)")
-            ct2 = None
+        ct2 = cpu_peer("ctranslate2", "ctranslate2-cpu", "int8", "forward", grid, "ctranslate2", a.hf,
+                       "--hf (converted by CTranslate2)")
         if ct2 is not None:  # its compute types on the same converted (float32) model
             steps += [("ctranslate2-cpu", p, shape) for p in ("float32", "int8", "bfloat16") for shape in grid]
             steps += [("ctranslate2-cpu-generate", p, shape) for p in ("float32", "int8", "bfloat16") for shape in gen_grid]
