@@ -470,6 +470,23 @@ TEST(CpuBackendBf16, PicksDotProductsOrTilesWhereTheCpuHasThem) {
   }
 }
 
+// GPTRT_CPU_BF16_DOTS takes 1, 0 or nothing: another value stops the run with the variable named.
+TEST(CpuBackendBf16, AnUnknownDotsSwitchIsRefusedByName) {
+  if (!cpu::isa_supported(cpu::Isa::kAvx512Bf16)) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  BuildConfig config;
+  config.backend = Backend::kCpu;
+  config.precision = Precision::kBf16;
+  config.cpu_isa = "avx512_bf16";
+  const std::string path = temp_dir("bf16_dots_switch") + "/m.engine";
+  Engine::build(Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")), config)->save(path);
+  setenv("GPTRT_CPU_BF16_DOTS", "yes", 1);  // (the CLI child inherits it)
+  CliResult r = run_cli("exec --loadEngine=" + path +
+                        " --shapes=input_ids:8x12,attention_mask:8x12 --iterations=1 --duration=0");
+  unsetenv("GPTRT_CPU_BF16_DOTS");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("GPTRT_CPU_BF16_DOTS is 'yes'; it takes 1"), std::string::npos) << r.output;
+}
+
 TEST(CpuBackendIsa, AnEngineForAnIsaThisCpuLacksBuildsButDoesNotRun) {
   // The first of the ISAs with kernels that this CPU lacks (avx512_bf16 on an AVX-512 CPU
   // without BF16 dot products, amx_bf16 on one without AMX: a BF16 engine's).
