@@ -484,7 +484,8 @@ TEST(CpuBackendBf16, AnUnknownDotsSwitchIsRefusedByName) {
                         " --shapes=input_ids:8x12,attention_mask:8x12 --iterations=1 --duration=0");
   unsetenv("GPTRT_CPU_BF16_DOTS");
   EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("GPTRT_CPU_BF16_DOTS is 'yes'; it takes 1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("GPTRT_CPU_BF16_DOTS is 'yes'; it takes 1"), std::string::npos)
+      << r.output;
 }
 
 TEST(CpuBackendIsa, AnEngineForAnIsaThisCpuLacksBuildsButDoesNotRun) {
