@@ -12,6 +12,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu
 build/release/gptrt --version > "$out/version.txt" 2>&1
 build/release/tests/gptrt_tests --gtest_filter='Cuda*:*cuda*' > "$out/cuda_tests.txt" 2>&1
 echo "cuda tests: exit $?" | tee -a "$out/summary.txt"
+# Generation passes padded to [slots, t] instead of packed: the same results.
+GPTRT_CUDA_PACKED=0 build/release/tests/gptrt_tests --gtest_filter='*Decoder*cuda*:CudaServe*' \
+  > "$out/cuda_padded_tests.txt" 2>&1
+echo "cuda tests, passes padded: exit $?" | tee -a "$out/summary.txt"
 if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   "$cs" --tool memcheck --leak-check full --error-exitcode 1 build/release/tests/gptrt_tests \

@@ -55,22 +55,16 @@ class DecoderOnBackend : public ::testing::TestWithParam<Backend> {
   }
 };
 
-TEST_P(DecoderOnBackend, SequencesJoiningAndLeavingMidRunMatchTheirSoloRuns) {
-  auto engine = engine_for(GetParam());
-  const std::vector<int64_t> pa = {5, 17, 300, 42, 9}, pb = {77, 1, 2, 3, 999, 500, 8},
-                             pc = {64, 128, 256, 512, 11, 13};
-  Trace want_a = alone(engine, pa, 6), want_b = alone(engine, pb, 8), want_c = alone(engine, pc, 5);
-
-  DecoderConfig c;
-  c.slots = 2;
-  Decoder d(engine, c);
-  const int64_t v = d.vocab_size();
+// Sequences run side by side on one Decoder, each recording its logits and pick per pass.
+struct SharedRun {
+  Decoder& d;
   std::map<char, Trace> got;
   std::map<char, int> slot_of;
   std::vector<float> logits;
-  // Runs one pass over `who` (prompts for sequences that have no token yet) and records each
-  // sequence's logits and pick.
-  auto pass = [&](const std::vector<std::pair<char, const std::vector<int64_t>*>>& who) {
+
+  // One pass over `who` (a prompt for a sequence that has no token yet, else its last pick).
+  void pass(const std::vector<std::pair<char, const std::vector<int64_t>*>>& who) {
+    const int64_t v = d.vocab_size();
     std::vector<SlotTokens> seqs;
     for (const auto& [name, prompt] : who) {
       Trace& t = got[name];
@@ -86,35 +80,92 @@ TEST_P(DecoderOnBackend, SequencesJoiningAndLeavingMidRunMatchTheirSoloRuns) {
                             logits.begin() + static_cast<std::ptrdiff_t>(i + 1) * v);
       t.tokens.push_back(pick(t.logits.back().data(), v));
     }
-  };
-  slot_of['a'] = d.acquire();
-  pass({{'a', &pa}});
-  pass({{'a', nullptr}});
-  pass({{'a', nullptr}});
-  slot_of['b'] = d.acquire();
-  EXPECT_EQ(d.acquire(), -1) << "both slots are in use";
-  pass({{'a', nullptr}, {'b', &pb}});  // b's prefill beside a's decode step
-  pass({{'b', nullptr}, {'a', nullptr}});
-  pass({{'a', nullptr}, {'b', nullptr}});
-  EXPECT_EQ(d.length(slot_of['a']), static_cast<int64_t>(pa.size()) + 5);
-  d.release(slot_of['a']);  // a leaves after 6 tokens; c takes its slot
-  slot_of['c'] = d.acquire();
-  EXPECT_EQ(slot_of['c'], slot_of['a']);
-  EXPECT_EQ(d.length(slot_of['c']), 0);
-  pass({{'b', nullptr}, {'c', &pc}});
-  for (int i = 0; i < 4; ++i) pass({{'c', nullptr}, {'b', nullptr}});
-
-  for (auto [name, want] :
-       {std::pair<char, Trace*>{'a', &want_a}, {'b', &want_b}, {'c', &want_c}}) {
-    const Trace& t = got[name];
-    ASSERT_EQ(t.tokens, want->tokens) << "sequence " << name;
-    double worst = 0;
-    for (size_t s = 0; s < t.logits.size(); ++s)
-      for (int64_t k = 0; k < v; ++k)
-        worst = std::max<double>(worst, std::fabs(t.logits[s][static_cast<size_t>(k)] -
-                                                  want->logits[s][static_cast<size_t>(k)]));
-    EXPECT_LE(worst, 1e-4) << "sequence " << name;
   }
+
+  // Each sequence's tokens equal its solo run's, its logits within 1e-4.
+  void expect_solo(const std::map<char, Trace>& want) {
+    for (const auto& [name, w] : want) {
+      const Trace& t = got[name];
+      ASSERT_EQ(t.tokens, w.tokens) << "sequence " << name;
+      double worst = 0;
+      for (size_t s = 0; s < t.logits.size(); ++s)
+        for (size_t k = 0; k < t.logits[s].size(); ++k)
+          worst = std::max<double>(worst, std::fabs(t.logits[s][k] - w.logits[s][k]));
+      EXPECT_LE(worst, 1e-4) << "sequence " << name;
+    }
+  }
+};
+
+TEST_P(DecoderOnBackend, SequencesJoiningAndLeavingMidRunMatchTheirSoloRuns) {
+  auto engine = engine_for(GetParam());
+  const std::vector<int64_t> pa = {5, 17, 300, 42, 9}, pb = {77, 1, 2, 3, 999, 500, 8},
+                             pc = {64, 128, 256, 512, 11, 13};
+  std::map<char, Trace> want = {
+      {'a', alone(engine, pa, 6)}, {'b', alone(engine, pb, 8)}, {'c', alone(engine, pc, 5)}};
+
+  DecoderConfig c;
+  c.slots = 2;
+  Decoder d(engine, c);
+  SharedRun run{d};
+  run.slot_of['a'] = d.acquire();
+  run.pass({{'a', &pa}});
+  run.pass({{'a', nullptr}});
+  run.pass({{'a', nullptr}});
+  run.slot_of['b'] = d.acquire();
+  EXPECT_EQ(d.acquire(), -1) << "both slots are in use";
+  run.pass({{'a', nullptr}, {'b', &pb}});  // b's prefill beside a's decode step
+  run.pass({{'b', nullptr}, {'a', nullptr}});
+  run.pass({{'a', nullptr}, {'b', nullptr}});
+  EXPECT_EQ(d.length(run.slot_of['a']), static_cast<int64_t>(pa.size()) + 5);
+  d.release(run.slot_of['a']);  // a leaves after 6 tokens; c takes its slot
+  run.slot_of['c'] = d.acquire();
+  EXPECT_EQ(run.slot_of['c'], run.slot_of['a']);
+  EXPECT_EQ(d.length(run.slot_of['c']), 0);
+  run.pass({{'b', nullptr}, {'c', &pc}});
+  for (int i = 0; i < 4; ++i) run.pass({{'c', nullptr}, {'b', nullptr}});
+  run.expect_solo(want);
+}
+
+// Passes that mix prompts of several lengths with decode steps, idle slots beside them (on the
+// GPU: packed passes, the tokens of different counts side by side), a one-token prompt, a slot
+// reused: every sequence as alone.
+TEST_P(DecoderOnBackend, PromptsOfDifferentLengthsBesideDecodeStepsMatchTheirSoloRuns) {
+  auto engine = engine_for(GetParam());
+  std::map<char, std::vector<int64_t>> prompts;
+  std::map<char, Trace> want;
+  const std::map<char, int64_t> lengths = {{'a', 5}, {'b', 9}, {'c', 3}, {'d', 11},
+                                           {'e', 1}, {'f', 7}, {'g', 2}};
+  for (const auto& [name, len] : lengths) {
+    for (int64_t i = 0; i < len; ++i) prompts[name].push_back((name * 131 + i * 37) % 1000);
+    want[name] = alone(engine, prompts[name], 5);
+  }
+  DecoderConfig c;
+  c.slots = 6;
+  Decoder d(engine, c);
+  SharedRun run{d};
+  auto join = [&](char name) {
+    run.slot_of[name] = d.acquire();
+    return &prompts[name];
+  };
+  run.pass({{'a', join('a')}, {'b', join('b')}});  // two of six slots, 5 and 9 tokens
+  run.pass({{'a', nullptr}, {'c', join('c')}, {'b', nullptr}, {'d', join('d')}});
+  run.pass({{'d', nullptr}, {'a', nullptr}, {'b', nullptr}, {'c', nullptr}, {'e', join('e')}});
+  run.pass({{'a', nullptr}, {'b', nullptr}, {'c', nullptr}, {'d', nullptr}, {'e', nullptr}});
+  run.pass({{'b', nullptr},
+            {'f', join('f')},
+            {'c', nullptr},
+            {'a', nullptr},
+            {'e', nullptr},
+            {'d', nullptr}});  // a's and b's fifth pick
+  d.release(run.slot_of['a']);
+  d.release(run.slot_of['b']);
+  run.pass({{'g', join('g')}, {'c', nullptr}, {'f', nullptr}, {'d', nullptr}, {'e', nullptr}});
+  run.pass({{'f', nullptr}, {'g', nullptr}, {'e', nullptr}});  // c's, d's and e's fifth
+  for (int i = 0; i < 2; ++i) run.pass({{'g', nullptr}, {'f', nullptr}});
+  run.pass({{'g', nullptr}});
+  EXPECT_EQ(run.got.size(), 7u);
+  for (const auto& [name, trace] : run.got) EXPECT_EQ(trace.tokens.size(), 5u) << name;
+  run.expect_solo(want);
 }
 
 TEST_P(DecoderOnBackend, LongPromptsInChunksGiveTheLogitsOfOnePass) {

@@ -19,14 +19,19 @@
 namespace gptrt::cuda {
 
 struct AttentionArgs {
-  const float* qkv;  // [b, t, 3e]
+  const float* qkv;  // [b, t, 3e] (packed: [rows, 3e])
   float* kc;         // caches [b, key_stride, e], or null
   float* vc;
   const void* mask;  // [b, key_stride] of M, or null
   const int64_t* past;
-  void* out;  // [b, t, e] in T
+  void* out;  // [b, t, e] in T (packed: [rows, e])
   int64_t b, t, key_stride, e, heads;
   float scale;
+  // A packed pass (attention_decode_kernel only): `rows` tokens one after another, token i of
+  // cache row packed[i] / t at column past + packed[i] % t, each sequence's tokens consecutive and
+  // in column order. Null: one token per cache row (t == 1), token i of row i.
+  const int32_t* packed;
+  int64_t rows;
 };
 
 __host__ __device__ inline int attention_key_tile(int64_t d) {
@@ -204,22 +209,30 @@ __global__ void attention_kernel(AttentionArgs a) {
   }
 }
 
-// Decode steps (one query per row, t == 1, against the KV cache with its padding flags): one block
-// of kAttentionWarps warps per (row, head). What earlier steps and the step's first kernel wrote is
-// read before waiting for the QKV projection (a kernel may read, before its wait, what kernels two
-// or more launches before it wrote: see kernel_common.cuh): the cached length, the flags and the
-// first tile of cached keys and values. After the wait only the new token's query, key and value
-// remain to be read. Scores for all keys, a thread per key, go to shared memory; one softmax over
-// the block; then the values, each warp summing a quarter of the keys' values, the warps' sums
-// added in a fixed order.
+// Decode steps (one query per row, t == 1, against the KV cache with its padding flags) and packed
+// passes (AttentionArgs::packed: a query per token, sequences of different lengths side by side):
+// one block of kAttentionWarps warps per (token, head). What earlier steps and the step's first
+// kernel wrote is read before waiting for the QKV projection (a kernel may read, before its wait,
+// what kernels two or more launches before it wrote: see kernel_common.cuh): the cached length,
+// the flags and the first tile of cached keys and values. After the wait only the pass's own
+// tokens remain to be read: the query, and the keys and values of the sequence's tokens in this
+// pass up to the query's (the rows just before it in the QKV projection's output; no block reads
+// what another writes to the cache). Scores for all keys, a thread per key, go to shared memory;
+// one softmax over the block; then the values, each warp summing a quarter of the keys' values,
+// the warps' sums added in a fixed order.
 // Shared memory the decode kernel may take (caches of up to ~35,000 positions at head size 64;
-// longer ones take attention_kernel).
+// longer ones take attention_kernel, and packed passes are padded).
 constexpr size_t kAttentionDecodeMaxSmem = 160 * 1024;
 inline size_t attention_decode_smem_bytes(int64_t d, int64_t key_stride) {
   int64_t tile = attention_key_tile(d);
   return static_cast<size_t>(tile * attention_key_stride(static_cast<int>(d)) + tile * d + d +
                              kAttentionWarps * d + 2 * kAttentionWarps + key_stride) *
          4;
+}
+// Whether attention_decode_kernel runs for head size d and caches of key_stride positions (a
+// packed pass has no other kernel).
+inline bool packed_attention_runs(int64_t d, int64_t key_stride) {
+  return attention_decode_smem_bytes(d, key_stride) <= kAttentionDecodeMaxSmem;
 }
 
 template <int kPerLane, typename T>
@@ -232,17 +245,19 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
   const int tile = attention_key_tile(d), kstride = attention_key_stride(d);
   const bool vec = d % 4 == 0 && a.e % 4 == 0;
   const int64_t e = a.e, key_stride = a.key_stride;
-  const int64_t r = blockIdx.x / a.heads, h = blockIdx.x % a.heads;
-  float* ks = attention_smem;         // [tile][kstride]
-  float* vs = ks + tile * kstride;    // [tile][d]
-  float* qs = vs + tile * d;          // [d], scaled
+  const int64_t i = blockIdx.x / a.heads, h = blockIdx.x % a.heads;  // token, head
+  const int64_t r = a.packed ? a.packed[i] / a.t : i;                // its cache row
+  const int64_t offset = a.packed ? a.packed[i] % a.t : 0;           // its column past + offset
+  float* ks = attention_smem;                                        // [tile][kstride]
+  float* vs = ks + tile * kstride;                                   // [tile][d]
+  float* qs = vs + tile * d;                                         // [d], scaled
   float* part = qs + d;               // [kWarps][d]: the warps' value sums
   float* stat = part + kWarps * d;    // [2][kWarps]: the warps' maxima, then sums
   float* scores = stat + 2 * kWarps;  // [key_stride]
   const uint8_t* valid = static_cast<const uint8_t*>(a.mask) + r * key_stride;
   const float* kc = a.kc + r * key_stride * e + h * d;  // key j at kc + j * e
   const float* vc = a.vc + r * key_stride * e + h * d;
-  const float* fresh = a.qkv + r * 3 * e + h * d;  // the new query; its key at + e, value + 2e
+  const float* fresh = a.qkv + i * 3 * e + h * d;  // the query; its key at + e, value + 2e
 
   // Requests cached keys or values [j0, j0 + n) (not the new one, at `past`) into `dst` (row
   // length `stride`), every piece at once (cp.async: the thread does not wait for them; the
@@ -267,8 +282,20 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
     copy_async_commit();
   };
 
+  // Keys or values [j0, j0 + n) from this pass (columns past..column, the token's own last; the
+  // QKV rows just before it hold the earlier ones) into `dst`; `part` 1 for keys, 2 for values.
+  // Padding columns between them are not read.
+  auto load_fresh = [&](float* dst, int stride, int part, int64_t j0, int n, int64_t past,
+                        int64_t column) {
+    for (int64_t c = max(past, j0); c <= column && c < j0 + n; ++c) {
+      if (!valid[c]) continue;
+      const float* from = fresh - (column - c) * 3 * e + part * e;
+      for (int u = threadIdx.x; u < d; u += kThreads) dst[(c - j0) * stride + u] = from[u];
+    }
+  };
+
   const int64_t past = *a.past;  // (the step's first kernel wrote it)
-  const int64_t keys = past + 1;
+  const int64_t column = past + offset, keys = column + 1;
   const int first = static_cast<int>(min(static_cast<int64_t>(tile), keys));
   load_cached(kc, ks, kstride, 0, first, past);
   load_cached(vc, vs, d, 0, first, past);
@@ -279,15 +306,12 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
   wait_for_previous_kernel();
   let_next_kernel_start();
   for (int u = threadIdx.x; u < d; u += kThreads) {
-    const float q = fresh[u], k = fresh[e + u], v = fresh[2 * e + u];
-    qs[u] = q * a.scale;
-    a.kc[(r * key_stride + past) * e + h * d + u] = k;
-    a.vc[(r * key_stride + past) * e + h * d + u] = v;
-    if (past < tile) {
-      ks[past * kstride + u] = k;
-      vs[past * d + u] = v;
-    }
+    qs[u] = fresh[u] * a.scale;
+    a.kc[(r * key_stride + column) * e + h * d + u] = fresh[e + u];
+    a.vc[(r * key_stride + column) * e + h * d + u] = fresh[2 * e + u];
   }
+  load_fresh(ks, kstride, 1, 0, first, past, column);
+  load_fresh(vs, d, 2, 0, first, past, column);
   copy_async_wait<0>();  // the first tile
   __syncthreads();
 
@@ -298,9 +322,7 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
     if (j0 > 0) {
       __syncthreads();  // the previous tile is used up
       load_cached(kc, ks, kstride, j0, n, past);
-      if (j0 <= past && past < j0 + n)
-        for (int u = threadIdx.x; u < d; u += kThreads)
-          ks[(past - j0) * kstride + u] = fresh[e + u];
+      load_fresh(ks, kstride, 1, j0, n, past, column);
       copy_async_wait<0>();
       __syncthreads();
     }
@@ -353,8 +375,7 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
     if (j0 > 0) {
       __syncthreads();  // the previous tile (and, at the first, the scores) are used up
       load_cached(vc, vs, d, j0, n, past);
-      if (j0 <= past && past < j0 + n)
-        for (int u = threadIdx.x; u < d; u += kThreads) vs[(past - j0) * d + u] = fresh[2 * e + u];
+      load_fresh(vs, d, 2, j0, n, past, column);
       copy_async_wait<0>();
     }
     __syncthreads();
@@ -374,7 +395,7 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
   float l = 0;
   for (int w = 0; w < kWarps; ++w) l += stat[kWarps + w];
   const float inv = l > 0 ? 1.0f / l : 0.f;
-  T* o = static_cast<T*>(a.out) + r * e + h * d;
+  T* o = static_cast<T*>(a.out) + i * e + h * d;
   for (int u = threadIdx.x; u < d; u += kThreads) {
     float v = 0;
     for (int w = 0; w < kWarps; ++w) v += part[w * d + u];

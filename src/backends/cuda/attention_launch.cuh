@@ -12,13 +12,17 @@ namespace gptrt::cuda {
 namespace {
 
 // Launches attention_kernel with the register count the head size needs (M: the mask's type).
-// Decode steps (one query per row against the cache and its flags) take attention_decode_kernel.
+// Decode steps (one query per row against the cache and its flags) and packed passes take
+// attention_decode_kernel (a packed pass only where packed_attention_runs).
 template <typename T, typename M>
 void launch_attention(const AttentionArgs& a, const Launcher& launch) {
   const size_t decode_smem = attention_decode_smem_bytes(a.e / a.heads, a.key_stride);
-  const bool decode = std::is_same_v<M, uint8_t> && a.t == 1 && a.kc && a.mask && a.past &&
-                      decode_smem <= kAttentionDecodeMaxSmem;
-  dim3 grid(static_cast<unsigned>(decode ? a.b * a.heads : attention_blocks(a)));
+  const bool decode = std::is_same_v<M, uint8_t> && (a.t == 1 || a.packed) && a.kc && a.mask &&
+                      a.past && decode_smem <= kAttentionDecodeMaxSmem;
+  if (a.packed && !decode)
+    throw Error(ErrorCode::kInternal, "a packed pass needs attention_decode_kernel");
+  dim3 grid(
+      static_cast<unsigned>(decode ? (a.packed ? a.rows : a.b) * a.heads : attention_blocks(a)));
   size_t smem = decode ? decode_smem : attention_smem_bytes(a.e / a.heads);
   auto go = [&](auto per_lane) {
     auto kernel = decode ? attention_decode_kernel<decltype(per_lane)::value, T>

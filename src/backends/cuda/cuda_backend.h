@@ -108,6 +108,15 @@ class Decoder {
   /// decoding copies 8 bytes per row instead of the logits.
   void step(const int64_t* ids, const int64_t* positions, const uint8_t* key_valid, int64_t t,
             int64_t past, std::vector<float>* logits, int64_t* argmax = nullptr);
+  /// One pass over `rows` tokens packed one after another (ids, positions [rows]) for rows of
+  /// different token counts: token i belongs to row at[i] / t at cache position past + at[i] % t
+  /// (each row's tokens consecutive and in position order, ending at past + t - 1), `last`
+  /// [batch] each row's last token (-1: the row is not in the pass; its logits and argmax are
+  /// then zeros). The linear layers run `rows` rows instead of batch * t; the results are those
+  /// of step() on the same tokens padded to [batch, t].
+  void step_packed(const int64_t* ids, const int64_t* positions, const int32_t* at,
+                   const int32_t* last, int64_t rows, const uint8_t* key_valid, int64_t t,
+                   int64_t past, std::vector<float>* logits, int64_t* argmax);
   /// `steps` greedy decode steps in one go (1 <= steps <= max_greedy_steps()): the first with
   /// ids and positions [batch] at cache position `past`, each later one with every row's pick of
   /// the step before, its position one further and position past + i valid in every row (as the

@@ -64,6 +64,8 @@ Decoder::~Decoder() = default;
 void Decoder::reserve(int64_t, int64_t, int64_t) {}
 void Decoder::step(const int64_t*, const int64_t*, const uint8_t*, int64_t, int64_t,
                    std::vector<float>*, int64_t*) {}
+void Decoder::step_packed(const int64_t*, const int64_t*, const int32_t*, const int32_t*, int64_t,
+                          const uint8_t*, int64_t, int64_t, std::vector<float>*, int64_t*) {}
 void Decoder::greedy_steps(const int64_t*, const int64_t*, const uint8_t*, int64_t, int64_t,
                            int64_t*) {}
 int64_t Decoder::max_greedy_steps() const {

@@ -66,7 +66,9 @@ class CudaRunner final : public PlanRunner {
 // Slots over the CUDA decoder's cache of rows: one row per slot, the rows' positions in cache
 // columns shared by all rows. A pass of t tokens (the most any sequence brings) takes the next t
 // columns in every row: a sequence's tokens fill the last of them, and every other column of the
-// pass is padding (key_valid 0) in its row, as in a left-padded batch. A slot's positions count
+// pass is padding (key_valid 0) in its row, as in a left-padded batch. Where a pass holds
+// padding (a prompt joining decoding slots) its tokens go to the GPU packed (step_packed): the
+// layers compute the tokens, not slots x t. A slot's positions count
 // its own tokens, so each sequence computes what it computes alone. The columns a pass spends on
 // padding (slots that join mid-run, slots that wait) are taken back by compaction: each row's
 // tokens moved to its first columns, in order (attention does not depend on where a key sits,
@@ -85,13 +87,23 @@ class CudaDecoder final : public SlotDecoder {
   }
 
   void run(const std::vector<SlotTokens>& seqs, float* logits, int64_t* argmax) override {
-    int64_t t = 0;
-    for (const SlotTokens& s : seqs) t = std::max(t, s.count);
+    int64_t t = 0, tokens = 0;
+    for (const SlotTokens& s : seqs) {
+      t = std::max(t, s.count);
+      tokens += s.count;
+    }
     take_columns(t);
     fill(seqs, t);
     picks_.resize(static_cast<size_t>(slots_));
-    gpu_.step(ids_.data(), pos_.data(), valid_.data(), t, col_, logits ? &logits_ : nullptr,
-              argmax ? picks_.data() : nullptr);
+    std::vector<float>* want_logits = logits ? &logits_ : nullptr;
+    int64_t* want_picks = argmax ? picks_.data() : nullptr;
+    if (t > 1 && tokens < slots_ * t) {  // padding or idle slots: the tokens packed
+      pack(seqs, t);
+      gpu_.step_packed(packed_ids_.data(), packed_pos_.data(), at_.data(), last_.data(), tokens,
+                       valid_.data(), t, col_, want_logits, want_picks);
+    } else {
+      gpu_.step(ids_.data(), pos_.data(), valid_.data(), t, col_, want_logits, want_picks);
+    }
     logits_fresh_ = logits != nullptr;
     advance(seqs, t);
     for (size_t i = 0; i < seqs.size(); ++i) {
@@ -209,6 +221,24 @@ class CudaDecoder final : public SlotDecoder {
     }
   }
 
+  // The pass's tokens one after another (each sequence's in order) from fill()'s [slots, t]:
+  // their ids and positions, places in [slots, t] and each slot's last token (-1: none).
+  void pack(const std::vector<SlotTokens>& seqs, int64_t t) {
+    packed_ids_.clear();
+    packed_pos_.clear();
+    at_.clear();
+    last_.assign(static_cast<size_t>(slots_), -1);
+    for (const SlotTokens& s : seqs) {
+      for (int64_t j = t - s.count; j < t; ++j) {
+        const size_t from = static_cast<size_t>(s.slot * t + j);
+        packed_ids_.push_back(ids_[from]);
+        packed_pos_.push_back(pos_[from]);
+        at_.push_back(static_cast<int32_t>(from));
+      }
+      last_[static_cast<size_t>(s.slot)] = static_cast<int32_t>(at_.size() - 1);
+    }
+  }
+
   void advance(const std::vector<SlotTokens>& seqs, int64_t t) {
     for (const SlotTokens& s : seqs) length_[static_cast<size_t>(s.slot)] += s.count;
     col_ += t;
@@ -225,6 +255,8 @@ class CudaDecoder final : public SlotDecoder {
   std::vector<uint8_t> valid_;   // [slots, cols]
   std::vector<int64_t> length_;  // tokens per slot
   std::vector<int64_t> ids_, pos_, picks_, all_picks_;
+  std::vector<int64_t> packed_ids_, packed_pos_;  // pack()'s tokens
+  std::vector<int32_t> at_, last_;
   std::vector<int32_t> from_;  // compact()'s column sources [slots, cols]
   std::vector<float> logits_;  // [slots, vocab] of the last pass, when fresh
   bool logits_fresh_ = false;

@@ -41,6 +41,10 @@ void Runner::Impl::free_kv() {
   kv.chunk_picks = nullptr;
   cudaFree(kv.from);
   kv.from = nullptr;
+  cudaFree(kv.at);
+  kv.at = nullptr;
+  cudaFree(kv.last_of);
+  kv.last_of = nullptr;
   kv.single_steps = 0;
   for (float* p : kv.k) cudaFree(p);
   for (float* p : kv.v) cudaFree(p);
@@ -111,6 +115,10 @@ void Runner::Impl::reserve(int64_t b, int64_t cache_s, int64_t prompt) {
         "cudaMalloc (picks of several steps)");
   check(cudaMalloc(reinterpret_cast<void**>(&kv.from), static_cast<size_t>(b * cache_s) * 4),
         "cudaMalloc (column sources)");
+  check(cudaMalloc(reinterpret_cast<void**>(&kv.at), static_cast<size_t>(b * prompt) * 4),
+        "cudaMalloc (packed token places)");
+  check(cudaMalloc(reinterpret_cast<void**>(&kv.last_of), static_cast<size_t>(b) * 4),
+        "cudaMalloc (packed rows' last tokens)");
   check(cudaMalloc(reinterpret_cast<void**>(&kv.part_v),
                    static_cast<size_t>(b * kArgmaxParts) * sizeof(float)),
         "cudaMalloc (argmax parts)");
@@ -155,7 +163,7 @@ void Runner::Impl::decode_step(const int64_t* host_ids, const int64_t* host_pos,
   if (steps < 1 || steps > kMaxDecodeSteps || (steps > 1 && (t != 1 || logits || !argmax)))
     throw Error(ErrorCode::kInternal, "decode_step: " + std::to_string(steps) +
                                           " steps at once need t = 1 and greedy picks only");
-  int64_t b = kv.batch, rows = b * t;
+  int64_t b = kv.batch, rows = packed_rows > 0 ? packed_rows : b * t;
   auto* in = static_cast<int64_t*>(pinned_in);
   std::memcpy(in, host_ids, static_cast<size_t>(rows * 8));
   std::memcpy(in + rows, host_pos, static_cast<size_t>(rows * 8));
@@ -263,6 +271,44 @@ void Runner::Impl::decode_step(const int64_t* host_ids, const int64_t* host_pos,
                    static_cast<const float*>(pinned_out) + b * vocab);
 }
 
+void Runner::Impl::packed_step(const int64_t* host_ids, const int64_t* host_pos, const int32_t* at,
+                               const int32_t* last, int64_t rows, const uint8_t* host_valid,
+                               int64_t t, int64_t past, std::vector<float>* logits,
+                               int64_t* argmax) {
+  const int64_t b = kv.batch;
+  if (rows < 1 || rows > b * t || t > kv.prompt)
+    throw Error(ErrorCode::kInternal, "packed_step: " + std::to_string(rows) + " tokens for " +
+                                          std::to_string(b) + " rows of at most " +
+                                          std::to_string(t) + " tokens");
+  int64_t d = 0;
+  for (const ir::Node& n : g.nodes)
+    if (n.op_type == "Attention")
+      d = g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value /
+          n.attr_int("num_heads", 1);
+  if (t == 1 || !packed_enabled || !packed_attention_runs(d, kv.cache_s)) {  // padded to [b, t]
+    std::vector<int64_t> ids_bt(static_cast<size_t>(b * t), 0), pos_bt(ids_bt.size(), 0);
+    for (int64_t i = 0; i < rows; ++i) {
+      ids_bt[static_cast<size_t>(at[i])] = host_ids[i];
+      pos_bt[static_cast<size_t>(at[i])] = host_pos[i];
+    }
+    decode_step(ids_bt.data(), pos_bt.data(), host_valid, t, past, logits, argmax);
+    return;
+  }
+  check(cudaMemcpyAsync(kv.at, at, static_cast<size_t>(rows) * 4, cudaMemcpyHostToDevice, stream),
+        "H2D packed token places");
+  check(
+      cudaMemcpyAsync(kv.last_of, last, static_cast<size_t>(b) * 4, cudaMemcpyHostToDevice, stream),
+      "H2D packed rows' last tokens");
+  packed_rows = rows;
+  try {
+    decode_step(host_ids, host_pos, host_valid, t, past, logits, argmax);
+  } catch (...) {
+    packed_rows = 0;
+    throw;
+  }
+  packed_rows = 0;
+}
+
 void Runner::Impl::last_logits(std::vector<float>& logits) {
   int64_t vocab = g.values[static_cast<size_t>(g.outputs[0])].shape.dims.back().value;
   logits.resize(static_cast<size_t>(kv.batch * vocab));
@@ -298,6 +344,11 @@ void Decoder::reserve(int64_t batch, int64_t positions, int64_t prompt) {
 void Decoder::step(const int64_t* ids, const int64_t* positions, const uint8_t* key_valid,
                    int64_t t, int64_t past, std::vector<float>* logits, int64_t* argmax) {
   impl_->decode_step(ids, positions, key_valid, t, past, logits, argmax);
+}
+void Decoder::step_packed(const int64_t* ids, const int64_t* positions, const int32_t* at,
+                          const int32_t* last, int64_t rows, const uint8_t* key_valid, int64_t t,
+                          int64_t past, std::vector<float>* logits, int64_t* argmax) {
+  impl_->packed_step(ids, positions, at, last, rows, key_valid, t, past, logits, argmax);
 }
 void Decoder::greedy_steps(const int64_t* ids, const int64_t* positions, const uint8_t* key_valid,
                            int64_t past, int64_t steps, int64_t* picks) {

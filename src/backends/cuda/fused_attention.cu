@@ -34,9 +34,9 @@ void Runner::Impl::find_attention_fusions() {
 // beside the kernels around it. Returns whether it launched.
 bool Runner::Impl::qkv_attention(size_t index, const ir::Node& n, int64_t b, int64_t t, bool decode,
                                  bool with_mask, size_t layer) {
-  if (!fused_attention_enabled || sm_major < 9 || !skinny_enabled || !launch.overlap ||
-      attention_after[index] < 0 || b * t > 16 || group_rows(index, b * t) != b * t ||
-      ln_before[index] < 0 ||
+  if (packed_rows > 0 || !fused_attention_enabled || sm_major < 9 || !skinny_enabled ||
+      !launch.overlap || attention_after[index] < 0 || b * t > 16 ||
+      group_rows(index, b * t) != b * t || ln_before[index] < 0 ||
       !layer_norm_fused(static_cast<size_t>(ln_before[index]), b * t, b * t))
     return false;
   const SkinnyPlan& sp = skinny_plan(index, b * t);

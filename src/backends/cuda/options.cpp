@@ -44,6 +44,10 @@ Options Options::from_environment() {
                              "0: QKV projection and attention as two kernels, 1: one kernel "
                              "where it can run"))
     o.fused_attention = v[0] == '1';
+  if (const char* v = one_of("GPTRT_CUDA_PACKED", {"0", "1"},
+                             "0: generation passes padded to [slots, longest sequence], 1: their "
+                             "tokens packed"))
+    o.packed = v[0] == '1';
   if (const char* v = std::getenv("GPTRT_CUDA_TRACE_RUN")) {
     char* end = nullptr;
     o.trace_run = std::strtoll(v, &end, 10);

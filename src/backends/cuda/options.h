@@ -19,6 +19,8 @@ struct Options {
   int64_t decode_steps = 0;     // GPTRT_CUDA_DECODE_STEPS=1..8: greedy steps a graph from the
                                 // first step (0: 8 once 256 steps ran one at a time)
   bool fused_attention = true;  // GPTRT_CUDA_FUSED_ATTENTION=0|1: QKV and attention as one kernel
+  bool packed = true;           // GPTRT_CUDA_PACKED=0|1: 0 pads a generation pass whose sequences
+                                // bring different token counts to [slots, longest]
   int64_t trace_run = 100;      // GPTRT_CUDA_TRACE_RUN=N: the graph replay a tracing build traces
   std::string trace_file;       // GPTRT_CUDA_TRACE_FILE=F: where it writes (empty: no trace)
 

@@ -10,14 +10,16 @@
 namespace gptrt::cuda {
 namespace {
 
-// y[r] = x[r, t - 1]: each row's last position (the only logits generation needs).
+// y[r] = x[r, t - 1]: each row's last position (the only logits generation needs); with `from`
+// (a packed pass), y[r] = x[from[r]], zeros where from[r] < 0 (a row not in the pass).
 template <typename T>
-__global__ void last_rows_kernel(const T* x, int64_t t, int64_t e, T* y) {
+__global__ void last_rows_kernel(const T* x, int64_t t, int64_t e, const int32_t* from, T* y) {
   GPTRT_TRACE_KERNEL();
   wait_for_previous_kernel();
   let_next_kernel_start();
+  const int64_t src = from ? from[blockIdx.x] : blockIdx.x * t + t - 1;
   for (int64_t k = threadIdx.x; k < e; k += blockDim.x)
-    y[blockIdx.x * e + k] = x[(blockIdx.x * t + t - 1) * e + k];
+    y[blockIdx.x * e + k] = src < 0 ? to_t<T>(0.f) : x[src * e + k];
 }
 
 // Exact GELU (cuBLASLt's GELU epilogue is the tanh form): y = gelu(x) + residual, x = the GEMM

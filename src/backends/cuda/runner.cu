@@ -40,6 +40,7 @@ Runner::Impl::Impl(std::shared_ptr<const void> o, const ir::Graph& graph, Precis
     steps_set = true;
   }
   fused_attention_enabled = opts.fused_attention;
+  packed_enabled = opts.packed;
   // Nothing is made before the switches are checked; if anything below fails, what was made
   // is released (the destructor does not run for a constructor that throws).
   try {
@@ -156,7 +157,9 @@ void* Runner::Impl::value_ptr(int id) {
 
 // Every kernel of one forward pass for [b, s] on `stream` (captured or launched directly).
 void Runner::Impl::forward(int64_t b, int64_t s, bool with_pos, bool with_mask, bool decode) {
-  int64_t rows = b * s, head_rows = decode ? b : rows;  // the LM head's rows
+  const bool packed = decode && packed_rows > 0;  // (a generation pass of packed tokens)
+  // The rows of the pass, and of the LM head (a generation pass: each cache row's last token).
+  int64_t rows = packed ? packed_rows : b * s, head_rows = decode ? b : rows;
   const int64_t group = skinny_enabled ? 16 * kSkinnyMaxTiles : skinny_fp32_enabled ? 16 : 0;
   attention_done = -1;
   row_group = decode && s > 1 && !prefilled && b <= group && rows <= kPrefillGroupMax ? group : 0;
@@ -207,6 +210,10 @@ void Runner::Impl::forward(int64_t b, int64_t s, bool with_pos, bool with_mask, 
         a.mask = kv.valid;
         a.past = kv.past;
         a.key_stride = kv.cache_s;
+        if (packed) {
+          a.packed = kv.at;
+          a.rows = packed_rows;
+        }
       } else {
         a.mask = with_mask && n.inputs.size() > 1 && n.inputs[1] >= 0 ? mask : nullptr;
         a.key_stride = s;
@@ -230,7 +237,8 @@ void Runner::Impl::forward(int64_t b, int64_t s, bool with_pos, bool with_mask, 
         typed(src, [&](auto tag) {
           using T = decltype(tag);
           launch(last_rows_kernel<T>, dim3(static_cast<unsigned>(b)), threads, 0,
-                 static_cast<const T*>(x), s, e, static_cast<T*>(kv.last));
+                 static_cast<const T*>(x), s, e, packed ? kv.last_of : nullptr,
+                 static_cast<T*>(kv.last));
         });
         x = kv.last;
       }

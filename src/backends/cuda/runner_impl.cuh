@@ -73,7 +73,11 @@ struct Runner::Impl {
     // and the steps' picks [kMaxSteps][batch].
     std::map<int64_t, cudaGraphExec_t> chunk_graphs;
     int64_t* chunk_picks = nullptr;
-    int32_t* from = nullptr;   // gather_columns' sources [batch, cache_s]
+    int32_t* from = nullptr;  // gather_columns' sources [batch, cache_s]
+    // A packed pass's token places [batch * prompt] and each row's last token [batch] (see
+    // AttentionArgs::packed, last_rows_kernel).
+    int32_t* at = nullptr;
+    int32_t* last_of = nullptr;
     int64_t single_steps = 0;  // decode steps run one per replay since the cache was planned
   } kv;
   float* out = nullptr;  // logits [b, s, vocab] (grown, never per run)
@@ -84,6 +88,10 @@ struct Runner::Impl {
   int64_t io_elems = 0;  // capacity of ids/mask/pos
   // While a generation step is enqueued on mapped host memory: its inputs there (device address).
   const int64_t* step_in = nullptr;
+  // While a packed generation pass is enqueued: its tokens (0: a pass of [batch, t]).
+  int64_t packed_rows = 0;
+  // GPTRT_CUDA_PACKED=0 runs packed passes padded to [batch, t] (comparisons, tests).
+  bool packed_enabled = true;
   void* pinned_in = nullptr;
   void* pinned_out = nullptr;
   int64_t pinned_in_bytes = 0, pinned_out_bytes = 0;
@@ -330,6 +338,12 @@ struct Runner::Impl {
   void decode_step(const int64_t* host_ids, const int64_t* host_pos, const uint8_t* host_valid,
                    int64_t t, int64_t past, std::vector<float>* logits, int64_t* argmax,
                    int64_t steps = 1);
+  // A pass of `rows` tokens packed one after another (Decoder::step_packed): the linear layers
+  // run `rows` rows, not batch * t. Where packed passes cannot run (GPTRT_CUDA_PACKED=0, caches
+  // beyond the decode attention kernel's shared memory), the same pass padded to [batch, t].
+  void packed_step(const int64_t* host_ids, const int64_t* host_pos, const int32_t* at,
+                   const int32_t* last, int64_t rows, const uint8_t* host_valid, int64_t t,
+                   int64_t past, std::vector<float>* logits, int64_t* argmax);
 
   void last_logits(std::vector<float>& logits);
   void gather_columns(const int32_t* from, int64_t used);
