@@ -107,10 +107,18 @@ def markdown(rows, meta):
         out.append("")
     dec = [r for r in rows if r["kind"] == "decode" and r.get("median_ms") is not None]
     if dec:
-        out += ["## Decode step (KV cache, 12-token prompt, median over 32 steps)", "",
-                "| framework | precision | batch | ms per step | tokens/s (all rows) |", "|---|---|---|---|---|"]
+        out += ["## Decode step (KV cache, 12-token prompt, median over 32 steps)", ""]
+        if any(r.get("read_floor_ms") for r in dec):
+            out += ["Weight-read floor: the bytes of weights a step reads (as the engine stores them) at the memory "
+                    "read bandwidth measured in this run; \"of floor\" = floor / step (above 100%: part of the "
+                    "weights came from the CPU's caches).", ""]
+        out += ["| framework | precision | batch | ms per step | tokens/s (all rows) | weights read a step | read floor ms | of floor |",
+                "|---|---|---|---|---|---|---|---|"]
         for r in dec:
-            out.append(f"| {r['framework']} | {r['precision']} | {r['batch']} | {r['median_ms']:.2f} | {r['tokens_per_s']:.1f} |")
+            floor = r.get("read_floor_ms")
+            extra = (f"{r['step_weight_bytes'] / 1e6:.1f} MB | {floor:.2f} | {100 * floor / r['median_ms']:.0f}%"
+                     if floor else "— | — | —")
+            out.append(f"| {r['framework']} | {r['precision']} | {r['batch']} | {r['median_ms']:.2f} | {r['tokens_per_s']:.1f} | {extra} |")
         out.append("")
     missing = {}
     for r in rows:

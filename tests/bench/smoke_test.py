@@ -52,4 +52,19 @@ with tempfile.TemporaryDirectory() as out:
     bad = subprocess.run([gptrt, "bench", "--onnx", os.path.join(data, "gpt2-tiny", "legacy-opset17.onnx"),
                           "--frameworks", "gptrt,openvin", "--out", out], capture_output=True, text=True)
     assert bad.returncode != 0 and "unknown framework 'openvin'" in bad.stderr, bad.stderr
+    # The decode table: each precision's step against the read of the weights as it stores them.
+    step_bytes = {}
+    for prec in ("fp32", "int8"):
+        d = os.path.join(out, "decode-" + prec)
+        r = subprocess.run([gptrt, "bench", "--onnx", os.path.join(data, "gpt2-tiny", "legacy-opset17.onnx"),
+                            "--frameworks", "gptrt", "--precision", prec, "--shapes", "1x12", "--decode", "1",
+                            "--threads", "1", "--min-runs", "3", "--min-seconds", "0", "--out", d],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        (row,) = [x for x in json.load(open(os.path.join(d, "results.json")))["rows"] if x["kind"] == "decode"]
+        assert row["median_ms"] > 0 and row["read_floor_ms"] > 0, row
+        step_bytes[prec] = row["step_weight_bytes"]
+        assert "| read floor ms | of floor |" in open(os.path.join(d, "results.md")).read()
+    # INT8 weights (one byte each, FP32 scales, LayerNorms and biases) read under a third of FP32's.
+    assert 3 * step_bytes["int8"] < step_bytes["fp32"], step_bytes
 print("bench smoke test passed")

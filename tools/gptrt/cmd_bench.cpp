@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 
 #include "backends/cpu/thread_pool.h"
 #include "common.h"
@@ -17,6 +18,7 @@
 #include "gptrt/error.h"
 #include "gptrt/generate.h"
 #include "platform/platform.h"
+#include "runtime/engine_impl.h"
 
 #ifndef GPTRT_SOURCE_DIR
 #define GPTRT_SOURCE_DIR "."
@@ -181,6 +183,30 @@ double measure_read_bandwidth(int threads) {
   return best;
 }
 
+// Bytes of weights a decode step reads from `engine`: every constant its nodes read, once each,
+// at the precision the engine stores it (FP32, BF16 or INT8 with its scales), except the
+// embedding tables, of which a step reads one row. A tied token table counts once, as the LM
+// head that reads it whole.
+int64_t step_weight_bytes(const Engine& engine) {
+  const ir::Graph& g = engine.impl().graph;
+  std::set<int> seen, tables;
+  for (const ir::Node& n : g.nodes)
+    if (n.op_type == "Embedding")
+      for (size_t k = 2; k < n.inputs.size(); ++k) tables.insert(n.inputs[k]);
+  int64_t bytes = 0;
+  for (const ir::Node& n : g.nodes)
+    for (int id : n.inputs) {
+      if (id < 0 || !seen.insert(id).second) continue;
+      const ir::Value& v = g.values[static_cast<size_t>(id)];
+      if (!v.is_constant() || (n.op_type == "Embedding" && tables.count(id))) {
+        seen.erase(id);  // (a table read whole by another node counts there)
+        continue;
+      }
+      bytes += static_cast<int64_t>(v.constant.nbytes());
+    }
+  return bytes;
+}
+
 }  // namespace
 
 int cmd_bench(const std::vector<std::string>& argv) {
@@ -298,6 +324,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   auto engine = Engine::load(out + "/gptrt.engine");
   double load_ms = (platform::now_seconds() - t0) * 1e3;
   int64_t weight_bytes = net.info().parameter_bytes;
+  const int64_t step_bytes = step_weight_bytes(*engine);
   double read_gbs = measure_read_bandwidth(static_cast<int>(
       args.get_int("threads", platform::cpu_info().logical_cores, 1, kMaxThreads)));
   int64_t vocab = engine->info().index_limits.count("input_ids")
@@ -514,12 +541,17 @@ int cmd_bench(const std::vector<std::string>& argv) {
       while (per_step.size() < 3 || platform::now_seconds() - start < min_seconds)
         per_step.push_back(gen->generate(prompts, gc).timings.decode_ms_per_token);
       LatencyStats st = compute_stats(per_step);
+      // On the CPU: the step against the time its weight reads take at the bandwidth measured.
+      std::string floor = on_gpu ? std::string()
+                                 : ", \"step_weight_bytes\": " + std::to_string(step_bytes) +
+                                       ", \"read_floor_ms\": " +
+                                       num(static_cast<double>(step_bytes) / (read_gbs * 1e6));
       add_row("{\"framework\": " + json::quote(label) + ", \"precision\": \"" +
               precision_name(engine->info().precision) + "\", \"device\": \"" + dev +
               "\", \"kind\": \"decode\", \"batch\": " + std::to_string(b) +
               ", \"seq_len\": 12, \"median_ms\": " + num(st.median) +
               ", \"runs\": " + std::to_string(st.count) +
-              ", \"tokens_per_s\": " + num(static_cast<double>(b) * 1e3 / st.median) + "}");
+              ", \"tokens_per_s\": " + num(static_cast<double>(b) * 1e3 / st.median) + floor + "}");
     }
   }
   if (!crashed_row.empty()) add_row(crashed_row);
