@@ -87,6 +87,111 @@ TEST(CudaLowering, LinearWeightsAreStoredAsNByK) {
   }
 }
 
+// INT8 engines for the GPU store each linear layer's weights as INT8 [N, K] with one float32
+// scale per row (input 4), within half a step of the FP32 value; the load check refuses a plan
+// whose scales are missing or of the wrong length, and INT8 weights in an engine of another
+// precision.
+TEST(CudaLowering, Int8WeightsAreStoredWithTheirScalesAndCheckedAtLoad) {
+  if (!cuda::compiled_in()) GTEST_SKIP() << "built without the CUDA backend";
+  Network net = Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx"));
+  ir::Graph g = net.impl->graph;
+  passes::fold_constants(g);
+  passes::eliminate_dead_code(g);
+  ASSERT_TRUE(builder::fuse(g, nullptr).recognised);
+  const ir::Graph before = g;
+  cuda::lower(g, Precision::kInt8);
+  int linears = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const ir::Node& n = g.nodes[i];
+    if (n.op_type != "Linear") continue;
+    ++linears;
+    const ir::Node& old = before.nodes[i];
+    const Tensor& q = g.values[static_cast<size_t>(n.inputs[1])].constant;
+    ASSERT_EQ(n.inputs.size(), 5u);
+    const Tensor& scales = g.values[static_cast<size_t>(n.inputs[4])].constant;
+    const Tensor& w0 = before.values[static_cast<size_t>(old.inputs[1])].constant;
+    const bool was_nk = old.attr_int("transB", 0) != 0;
+    const int64_t k = was_nk ? w0.dim(1) : w0.dim(0), cols = was_nk ? w0.dim(0) : w0.dim(1);
+    ASSERT_EQ(q.dtype(), DType::kInt8);
+    ASSERT_EQ(q.shape(), (Shape{cols, k})) << n.describe();
+    ASSERT_EQ(scales.shape(), (Shape{cols}));
+    double worst_steps = 0;  // |q * s - w| in units of s
+    for (int64_t c = 0; c < cols; ++c)
+      for (int64_t r = 0; r < k; ++r) {
+        const float s = scales.data<float>()[c];
+        const float want = w0.data<float>()[was_nk ? c * k + r : r * cols + c];
+        worst_steps =
+            std::max<double>(worst_steps, std::fabs(q.data<int8_t>()[c * k + r] * s - want) / s);
+      }
+    EXPECT_LE(worst_steps, 0.5 + 1e-3) << n.describe();
+  }
+  EXPECT_GT(linears, 0);
+  cuda::check_int8_weights(g, Precision::kInt8, "e.engine");  // (passes)
+  expect_error([&] { cuda::check_int8_weights(g, Precision::kFp16, "e.engine"); },
+               {"e.engine", "not INT8"});
+  for (ir::Node& n : g.nodes)
+    if (n.op_type == "Linear") {
+      const int scales = n.inputs[4];
+      n.inputs[4] = -1;
+      expect_error([&] { cuda::check_int8_weights(g, Precision::kInt8, "e.engine"); },
+                   {"e.engine", "scales (input 4)", "rebuild"});
+      n.inputs[4] = g.add_constant("bad.scales", Tensor(DType::kFloat32, {3}));
+      expect_error([&] { cuda::check_int8_weights(g, Precision::kInt8, "e.engine"); },
+                   {"e.engine", "scales [3]", "expected float32 ["});
+      n.inputs[4] = scales;
+      break;
+    }
+}
+
+// INT8 engines on the GPU (weights dequantised to FP16 when first run): the fixture's goldens'
+// top token as the cpu backend's INT8 engine keeps it, logits within FP16 rounding of it; saved
+// and loaded; generation.
+TEST(Cuda, Int8EnginesRunAsTheCpuInt8EngineDoes) {
+  SKIP_WITHOUT_GPU();
+  Network net = Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx"));
+  auto gpu = cuda_engine(net, Precision::kInt8);
+  EXPECT_EQ(gpu->info().precision, Precision::kInt8);
+  const std::string path = temp_dir("cuda_int8") + "/int8.engine";
+  gpu->save(path);
+  auto loaded = Engine::load(path);
+  BuildConfig c;
+  c.backend = Backend::kCpu;
+  c.precision = Precision::kInt8;
+  auto cpu = Engine::build(net, c);
+  Agreement a = fixture_agreement(*loaded->create_execution_context());
+  Agreement want = fixture_agreement(*cpu->create_execution_context());
+  std::printf("[cuda int8] top-1 %lld/%lld, max |dlogit| %.3g (cpu int8: %lld/%lld, %.3g)\n",
+              static_cast<long long>(a.agree), static_cast<long long>(a.total), a.worst,
+              static_cast<long long>(want.agree), static_cast<long long>(want.total), want.worst);
+  EXPECT_GE(a.rate(), 0.97);
+  EXPECT_LE(a.worst, 0.4);
+  static const auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
+  const TensorMap in = {{"input_ids", goldens.at("case1.input_ids")},
+                        {"attention_mask", goldens.at("case1.attention_mask")}};
+  Tensor got = loaded->create_execution_context()->execute(in)[0];
+  Tensor ref = cpu->create_execution_context()->execute(in)[0];
+  EXPECT_LE(max_abs_diff_masked(got, ref, &in.at("attention_mask")), 0.05)
+      << "FP16 rounding of the same dequantised weights";
+  Generator gen(loaded);
+  GenerationConfig gc;
+  gc.max_new_tokens = 6;
+  const std::vector<int64_t> prompt = {5, 17, 300, 42};
+  GenerationResult r = gen.generate({prompt}, gc);
+  ASSERT_EQ(r.generated.size(), 1u);
+  ASSERT_EQ(r.generated[0].size(), 6u);
+  Tensor ids(DType::kInt64, {1, 4}), ones(DType::kInt64, {1, 4});
+  for (int64_t i = 0; i < 4; ++i) {
+    ids.data_mut<int64_t>()[i] = prompt[static_cast<size_t>(i)];
+    ones.data_mut<int64_t>()[i] = 1;
+  }
+  Tensor logits = loaded->create_execution_context()->execute(
+      {{"input_ids", ids}, {"attention_mask", ones}})[0];
+  const int64_t v = logits.dim(2);
+  const float* last = logits.data<float>() + 3 * v;
+  EXPECT_EQ(r.generated[0][0], std::max_element(last, last + v) - last)
+      << "the decoder's first pick is the forward pass's top token";
+}
+
 TEST(Cuda, ReducedPrecisionsAgreeOnTheTopToken) {
   SKIP_WITHOUT_GPU();
   std::vector<Precision> precisions = {Precision::kTf32, Precision::kFp16};

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backends/cpu/fused_kernels.h"
+#include "backends/int8_weights.h"
 #include "core/half.h"
 #include "gptrt/error.h"
 #include "platform/platform.h"
@@ -178,27 +179,16 @@ Tensor pack_weights(const Tensor& w, bool transposed, DType dtype, Isa isa) {
 }
 
 Tensor pack_weights_int8(const Tensor& w, bool transposed, Tensor* scales) {
-  if (w.dtype() != DType::kFloat32 || w.rank() != 2)
-    throw Error(ErrorCode::kInternal,
-                "pack_weights_int8 needs a 2-D float32 matrix, found " + shape_str(w.shape()));
-  const int64_t k = transposed ? w.dim(1) : w.dim(0), n = transposed ? w.dim(0) : w.dim(1);
-  const int64_t panels = (n + kPanel - 1) / kPanel;
-  const float* src = w.data<float>();
-  auto at = [&](int64_t kk, int64_t col) {
-    return transposed ? src[col * k + kk] : src[kk * n + col];
-  };
+  const backends::Int8Weights q = backends::quantize_int8(w, transposed);
+  const int64_t n = q.q.dim(0), k = q.q.dim(1), panels = (n + kPanel - 1) / kPanel;
   *scales = Tensor(DType::kFloat32, {panels * kPanel});
   Tensor out(DType::kInt8, {panels, k, kPanel});  // zero-filled: padding columns stay 0
   for (int64_t col = 0; col < panels * kPanel; ++col) {
-    float most = 0;
-    for (int64_t kk = 0; col < n && kk < k; ++kk) most = std::max(most, std::fabs(at(kk, col)));
-    const float s = most > 0 && std::isfinite(most) ? most / 127.f : 1.f;
-    scales->data_mut<float>()[col] = s;
+    scales->data_mut<float>()[col] = col < n ? q.scales.data<float>()[col] : 1.f;
     if (col >= n) continue;
     int8_t* dst = out.data_mut<int8_t>() + (col / kPanel) * k * kPanel + col % kPanel;
-    for (int64_t kk = 0; kk < k; ++kk)
-      dst[kk * kPanel] =
-          static_cast<int8_t>(std::clamp(std::nearbyint(at(kk, col) / s), -127.f, 127.f));
+    const int8_t* row = q.q.data<int8_t>() + col * k;
+    for (int64_t kk = 0; kk < k; ++kk) dst[kk * kPanel] = row[kk];
   }
   return out;
 }

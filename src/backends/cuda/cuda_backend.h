@@ -30,9 +30,24 @@ std::string device_name();
 bool has_kernel(const ir::Node& node);
 
 /// Prepares a recognised, fused decoder graph for the GPU at `precision`: FP16/BF16 engines
-/// store the linear layers' weights in that type (FP32 otherwise). Throws for a graph it cannot
-/// run, naming the node.
+/// store the linear layers' weights in that type (FP32 otherwise), INT8 engines as INT8 [N, K]
+/// with per-row scales (Linear input 4) and the rest as FP16 engines. Throws for a graph it
+/// cannot run, naming the node.
 void lower(ir::Graph& graph, Precision precision);
+
+/// A plan as the GPU runs it. An INT8 plan runs as FP16: each INT8 weight dequantised (q * its
+/// row's scale, rounded to FP16) into a copy of the plan made once per engine and shared by its
+/// runners and decoders (`owner` keeps it and the engine alive); other plans run as they are.
+struct RunnablePlan {
+  std::shared_ptr<const void> owner;
+  const ir::Graph* graph = nullptr;
+  Precision precision = Precision::kFp32;
+};
+RunnablePlan runnable_plan(std::shared_ptr<const void> owner, const ir::Graph& plan,
+                           Precision precision);
+/// Throws kEngineMismatch (naming `path`) unless every Linear of an INT8 plan has INT8 weights
+/// [N, K] and float32 scales [N] at input 4, and no other plan has INT8 weights or scales.
+void check_int8_weights(const ir::Graph& plan, Precision precision, const std::string& path);
 
 /// Runs a plan of one op as the backend lowered it (LayerNormalization, Linear, Attention or
 /// Embedding; inputs of fixed shapes) on the GPU, for tests of each kernel against the reference;

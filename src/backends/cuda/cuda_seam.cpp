@@ -37,10 +37,16 @@ void refuse_empty(const std::string& name, const Shape& shape) {
                     "row (the reference backend runs empty inputs)");
 }
 
+// The plan as the GPU runs it (an INT8 one as FP16: cuda::runnable_plan).
+cuda::RunnablePlan runnable(const PlanRef& p) {
+  return cuda::runnable_plan(p.owner, *p.graph, p.info->precision);
+}
+
 class CudaRunner final : public PlanRunner {
  public:
-  explicit CudaRunner(const PlanRef& p)
-      : runner_(p.owner, *p.graph, p.info->precision, p.dim_max) {}
+  explicit CudaRunner(const PlanRef& p) : CudaRunner(runnable(p), p.dim_max) {}
+  CudaRunner(const cuda::RunnablePlan& r, const std::map<std::string, int64_t>& dim_max)
+      : runner_(r.owner, *r.graph, r.precision, dim_max) {}
   std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, Profile* profile) override {
     for (const auto& [name, t] : inputs) refuse_empty(name, t.shape());
     cuda::Timings t;
@@ -77,7 +83,9 @@ class CudaRunner final : public PlanRunner {
 class CudaDecoder final : public SlotDecoder {
  public:
   CudaDecoder(const PlanRef& p, const DecoderShape& shape, int64_t vocab)
-      : gpu_(p.owner, *p.graph, p.info->precision),
+      : CudaDecoder(runnable(p), shape, vocab) {}
+  CudaDecoder(const cuda::RunnablePlan& r, const DecoderShape& shape, int64_t vocab)
+      : gpu_(r.owner, *r.graph, r.precision),
         vocab_(vocab),
         slots_(shape.slots),
         cols_(shape.capacity),
@@ -284,7 +292,8 @@ class CudaOpKernels final : public NodeKernels {
       const ir::Value& v = plan_.graph->values[static_cast<size_t>(n.inputs[k])];
       if (!v.is_constant()) inputs[v.name] = *in[k];
     }
-    return cuda::run_op(plan_.owner, *plan_.graph, plan_.info->precision, inputs);
+    const cuda::RunnablePlan r = runnable(plan_);
+    return cuda::run_op(r.owner, *r.graph, r.precision, inputs);
   }
 
  private:
@@ -305,10 +314,6 @@ class CudaBackend final : public Backend {
 
   void choose_target(const BuildRequest& r, EngineInfo& info,
                      const std::function<void(const std::string&)>&) const override {
-    if (r.precision == Precision::kInt8)
-      throw Error(ErrorCode::kUnsupported,
-                  "--int8 (INT8 weights) runs on the cpu backend; the cuda backend does not run "
-                  "INT8 engines yet: build it --fp16 or --bf16 for the GPU");
     std::string why;
     info.target = cuda::device_sm(&why);
     if (info.target.empty())
@@ -316,7 +321,9 @@ class CudaBackend final : public Backend {
     if (r.precision == Precision::kBf16 && sm_number(info.target) < 80)
       throw Error(ErrorCode::kUnsupported, "--bf16 needs an sm_80 or newer GPU; this one is " +
                                                cuda::device_name() + " (use --fp16 or FP32)");
-    info.precision = r.precision;  // FP32, TF32, FP16 or BF16 GEMMs, FP32 everything else
+    // FP32, TF32, FP16 or BF16 GEMMs, FP32 everything else; INT8 weights run as FP16 ones
+    // (dequantised once when the engine is first run: cuda::runnable_plan).
+    info.precision = r.precision;
   }
 
   bool wants_fused_plan() const override { return true; }
@@ -330,7 +337,11 @@ class CudaBackend final : public Backend {
                       decoder_blocker + "); use --backend cpu");
     cuda::lower(g, info.precision);
     notice("cuda backend (" + info.target + ", " + precision_name(info.precision) +
-           "): the fused decoder on cuBLAS GEMMs and gptrt's kernels");
+           "): the fused decoder on cuBLAS GEMMs and gptrt's kernels" +
+           (info.precision == Precision::kInt8
+                ? std::string("; INT8 weights are stored in the engine and run as FP16 on the GPU "
+                              "(dequantised once when the engine is first run)")
+                : std::string()));
   }
 
   bool supports(const ir::Node& n, Precision) const override {
@@ -359,6 +370,7 @@ class CudaBackend final : public Backend {
                     "engine '" + path + "' is for the cuda backend but uses " + n.describe() +
                         ", which it cannot run; rebuild it");
     }
+    cuda::check_int8_weights(plan, info.precision, path);
     std::string why, sm = cuda::device_sm(&why);
     if (!sm.empty() && sm_number(sm) != sm_number(info.target))
       throw Error(ErrorCode::kEngineMismatch, "engine '" + path + "' was built for " + info.target +

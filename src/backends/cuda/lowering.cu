@@ -5,6 +5,7 @@
 
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/runner_impl.cuh"
+#include "backends/int8_weights.h"
 #include "backends/reference/fused_ops.h"
 #include "core/half.h"
 #include "gptrt/error.h"
@@ -16,7 +17,9 @@ namespace gptrt::cuda {
 // stream, qkv and the logits stay FP32.
 std::vector<char> half_values(const ir::Graph& g, Precision precision) {
   std::vector<char> half(g.values.size(), 0);
-  if (precision != Precision::kFp16 && precision != Precision::kBf16) return half;
+  if (precision != Precision::kFp16 && precision != Precision::kBf16 &&
+      precision != Precision::kInt8)  // (INT8 plans run as FP16: see int8_plan.cpp)
+    return half;
   std::vector<int> readers(g.values.size(), 0), linear_readers(g.values.size(), 0);
   for (const ir::Node& n : g.nodes) {
     for (size_t k = 0; k < n.inputs.size(); ++k) {
@@ -64,8 +67,12 @@ bool has_kernel(const ir::Node& n) {
          (n.domain.empty() && n.op_type == "LayerNormalization" && n.attr_int("axis", -1) == -1);
 }
 
-void lower(ir::Graph& g, Precision precision) {
-  std::vector<char> half = half_values(g, precision);
+void lower(ir::Graph& g, Precision engine_precision) {
+  std::vector<char> half = half_values(g, engine_precision);
+  // INT8 engines: weight matrices INT8 [N, K] with their scales at input 4; everything else as
+  // FP16 engines have it.
+  const bool int8 = engine_precision == Precision::kInt8;
+  const Precision precision = int8 ? Precision::kFp16 : engine_precision;
   for (const ir::Node& n : g.nodes)
     if (n.domain == ir::kFusedDomain &&
         ((n.op_type == "Attention" && n.inputs.size() > 2) || n.op_type == "CacheGate"))
@@ -102,7 +109,21 @@ void lower(ir::Graph& g, Precision precision) {
       n.inputs[input] = id;
     };
     const bool transpose = n.attr_int("transB", 0) == 0;
-    if (half_weights || transpose) convert(1, transpose);
+    if (int8) {
+      const ir::Value& v = g.values[static_cast<size_t>(n.inputs[1])];
+      std::string name = v.name + ".int8";
+      int id = g.find(name);
+      if (id < 0) {
+        backends::Int8Weights q = backends::quantize_int8(v.constant, !transpose);
+        id = g.add_constant(name, q.q);
+        g.add_constant(name + ".scales", q.scales);
+      }
+      n.inputs[1] = id;
+      n.inputs.resize(5, -1);
+      n.inputs[4] = g.find(name + ".scales");
+    } else if (half_weights || transpose) {
+      convert(1, transpose);
+    }
     n.attrs["transB"] = ir::int_attr(1);
     if (!half_weights) continue;
     bool erf = n.attr_string("activation", "") == "gelu_erf";  // bias added in FP32 scratch

@@ -18,9 +18,13 @@ std::shared_ptr<DeviceWeights> weights_for(const void* owner, const ir::Graph& g
   std::lock_guard<std::mutex> lock(g_weights_mu);
   if (auto w = g_weights[owner].lock()) return w;
   auto w = std::make_shared<DeviceWeights>();
+  std::vector<char> read(g.values.size(), 0);  // (an INT8 plan's FP16 copy keeps the INT8 unread)
+  for (const ir::Node& n : g.nodes)
+    for (int id : n.inputs)
+      if (id >= 0) read[static_cast<size_t>(id)] = 1;
   for (size_t i = 0; i < g.values.size(); ++i) {
     const ir::Value& v = g.values[i];
-    if (!v.is_constant() || v.constant.nbytes() == 0) continue;
+    if (!v.is_constant() || v.constant.nbytes() == 0 || !read[i]) continue;
     size_t bytes = v.constant.nbytes();
     if (v.constant.shape().size() == 2 &&
         (v.dtype == DType::kFloat16 || v.dtype == DType::kBFloat16))
