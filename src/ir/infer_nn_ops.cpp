@@ -214,9 +214,14 @@ void infer_linear(Graph& g, const Node& n) {
   const Value& x = in(g, n, 0);
   const Value& w = in(g, n, 1);
   require_float(n, x);
-  // The weight is the input's type, or a backend's 16-bit storage of it (cuda FP16/BF16).
+  // The weight is the input's type, or a backend's 16-bit storage of it (cuda FP16/BF16), or
+  // INT8 with its scales (input 4, one float32 per output column: cuda INT8 engines).
   const bool half_storage = w.dtype == DType::kFloat16 || w.dtype == DType::kBFloat16;
-  if (w.dtype != x.dtype && !(x.dtype == DType::kFloat32 && half_storage))
+  const Value* scales = g.input(n, 4);
+  if ((w.dtype == DType::kInt8) != (scales != nullptr))
+    fail(n, w.dtype == DType::kInt8 ? "INT8 weights need their scales (input 4)"
+                                    : "only INT8 weights take scales (input 4)");
+  if (w.dtype != x.dtype && !(x.dtype == DType::kFloat32 && (half_storage || scales)))
     fail(n, std::string("the weight is ") + dtype_name(w.dtype) + ", the input " +
                 dtype_name(x.dtype));
   if (!w.shape.rank_known || w.shape.dims.size() != 2)
@@ -237,9 +242,14 @@ void infer_linear(Graph& g, const Node& n) {
       fail(n, "the input " + x.shape.str() + " does not end in K = " + k.str() + " of the weight " +
                   w.shape.str());
   }
+  // (The bias as the weight is stored, or FP16 beside INT8 weights, or the input's type.)
   if (const Value* bias = g.input(n, 2))
-    require_table(n, *bias, "bias", bias->dtype == w.dtype ? w.dtype : x.dtype,
+    require_table(n, *bias, "bias",
+                  bias->dtype == w.dtype || (scales && bias->dtype == DType::kFloat16) ? bias->dtype
+                                                                                       : x.dtype,
                   cols.is_known() ? cols.value : -1);
+  if (scales)
+    require_table(n, *scales, "scales", DType::kFloat32, cols.is_known() ? cols.value : -1);
   SymShape s = x.shape;
   if (s.rank_known) s.dims.back() = cols;
   if (const Value* res = g.input(n, 3)) {

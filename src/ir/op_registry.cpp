@@ -287,7 +287,7 @@ const std::unordered_map<std::string, Arity>& arities() {
 const std::unordered_map<std::string, Arity>& fused_arities() {
   static const std::unordered_map<std::string, Arity> table = {
       {"Embedding", {4, 5, 1, 1}},  // ids, position_ids (may be omitted: -1), wte, wpe, past?
-      {"Linear", {2, 4, 1, 1}},     // x, W, bias?, residual?
+      {"Linear", {2, 5, 1, 1}},     // x, W, bias?, residual?, scales? (INT8 W)
       // qkv, mask?, past key?, past value? -> output, present key?, present value?
       {"Attention", {1, 4, 1, 3}},
       {"CacheGate", {2, 2, 1, 1}},  // past, use-cache flag

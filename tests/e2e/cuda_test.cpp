@@ -13,6 +13,7 @@
 #include "core/npy.h"
 #include "gptrt/generate.h"
 #include "hf/make_model.h"
+#include "ir/shape_inference.h"
 #include "passes/passes.h"
 #include "runtime/engine_impl.h"
 #include "serve/scheduler.h"
@@ -126,6 +127,11 @@ TEST(CudaLowering, Int8WeightsAreStoredWithTheirScalesAndCheckedAtLoad) {
     EXPECT_LE(worst_steps, 0.5 + 1e-3) << n.describe();
   }
   EXPECT_GT(linears, 0);
+  ir::Graph fresh = g;  // every node re-inferred as a loaded engine's are (plan_check.cpp)
+  for (const ir::Node& n : fresh.nodes)
+    if (ir::can_infer(n)) {
+      EXPECT_NO_THROW(ir::infer_node(fresh, n)) << n.describe();
+    }
   cuda::check_int8_weights(g, Precision::kInt8, "e.engine");  // (passes)
   expect_error([&] { cuda::check_int8_weights(g, Precision::kFp16, "e.engine"); },
                {"e.engine", "not INT8"});

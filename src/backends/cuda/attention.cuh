@@ -29,7 +29,8 @@ struct AttentionArgs {
   float scale;
   // A packed pass (attention_decode_kernel only): `rows` tokens one after another, token i of
   // cache row packed[i] / t at column past + packed[i] % t, each sequence's tokens consecutive and
-  // in column order. Null: one token per cache row (t == 1), token i of row i.
+  // in column order; packed[i] < 0 a filler (zeros out, nothing cached). Null: one token per
+  // cache row (t == 1), token i of row i.
   const int32_t* packed;
   int64_t rows;
 };
@@ -246,14 +247,22 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
   const bool vec = d % 4 == 0 && a.e % 4 == 0;
   const int64_t e = a.e, key_stride = a.key_stride;
   const int64_t i = blockIdx.x / a.heads, h = blockIdx.x % a.heads;  // token, head
-  const int64_t r = a.packed ? a.packed[i] / a.t : i;                // its cache row
-  const int64_t offset = a.packed ? a.packed[i] % a.t : 0;           // its column past + offset
-  float* ks = attention_smem;                                        // [tile][kstride]
-  float* vs = ks + tile * kstride;                                   // [tile][d]
-  float* qs = vs + tile * d;                                         // [d], scaled
-  float* part = qs + d;               // [kWarps][d]: the warps' value sums
-  float* stat = part + kWarps * d;    // [2][kWarps]: the warps' maxima, then sums
-  float* scores = stat + 2 * kWarps;  // [key_stride]
+  const int64_t at = a.packed ? a.packed[i] : i;
+  if (at < 0) {  // a packed pass's filler token (its rows rounded up): zeros, no cache
+    wait_for_previous_kernel();
+    let_next_kernel_start();
+    for (int u = threadIdx.x; u < d; u += kThreads)
+      static_cast<T*>(a.out)[i * a.e + h * d + u] = to_t<T>(0.f);
+    return;
+  }
+  const int64_t r = a.packed ? at / a.t : i;       // its cache row
+  const int64_t offset = a.packed ? at % a.t : 0;  // its column past + offset
+  float* ks = attention_smem;                      // [tile][kstride]
+  float* vs = ks + tile * kstride;                 // [tile][d]
+  float* qs = vs + tile * d;                       // [d], scaled
+  float* part = qs + d;                            // [kWarps][d]: the warps' value sums
+  float* stat = part + kWarps * d;                 // [2][kWarps]: the warps' maxima, then sums
+  float* scores = stat + 2 * kWarps;               // [key_stride]
   const uint8_t* valid = static_cast<const uint8_t*>(a.mask) + r * key_stride;
   const float* kc = a.kc + r * key_stride * e + h * d;  // key j at kc + j * e
   const float* vc = a.vc + r * key_stride * e + h * d;

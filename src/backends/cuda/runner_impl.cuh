@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "backends/cuda/attention.cuh"
@@ -72,6 +73,8 @@ struct Runner::Impl {
     // Greedy decode steps several to a graph (decode_step with steps > 1): per count its graph,
     // and the steps' picks [kMaxSteps][batch].
     std::map<int64_t, cudaGraphExec_t> chunk_graphs;
+    // Packed passes: per (tokens, t, kind of result) its graph, at most kMaxPackedGraphs.
+    std::map<std::tuple<int64_t, int64_t, int>, cudaGraphExec_t> packed_graphs;
     int64_t* chunk_picks = nullptr;
     int32_t* from = nullptr;  // gather_columns' sources [batch, cache_s]
     // A packed pass's token places [batch * prompt] and each row's last token [batch] (see
@@ -88,6 +91,10 @@ struct Runner::Impl {
   int64_t io_elems = 0;  // capacity of ids/mask/pos
   // While a generation step is enqueued on mapped host memory: its inputs there (device address).
   const int64_t* step_in = nullptr;
+  static constexpr size_t kMaxPackedGraphs = 128;
+  static constexpr int64_t kPackedRowStep = 16;  // packed passes' rows: multiples of it
+  std::vector<int64_t> packed_ids, packed_pos;   // (packed_step's, rounded up)
+  std::vector<int32_t> packed_at;
   // While a packed generation pass is enqueued: its tokens (0: a pass of [batch, t]).
   int64_t packed_rows = 0;
   // GPTRT_CUDA_PACKED=0 runs packed passes padded to [batch, t] (comparisons, tests).
