@@ -17,6 +17,7 @@
 #include "backends/reference/kernels.h"
 #include "core/bytes.h"
 #include "core/half.h"
+#include "runtime/engine_impl.h"
 #include "test_util.h"
 
 namespace gptrt::test {
@@ -409,7 +410,7 @@ TEST(CpuBackendBf16, StaysCloseToTheGoldens) {
 
 // INT8-weight engines on every ISA that runs FP32 engines: top-1 agreement with the goldens of
 // the tiny fixture (weights far from their initialisation) and the largest |dlogit| stated; the
-// engine says int8 and round-trips through its file; the cuda backend refuses --int8 by name.
+// engine says int8 and round-trips through its file.
 TEST(CpuBackendInt8, StaysCloseToTheGoldensOnEveryIsa) {
   Network net = Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx"));
   BuildConfig config;
@@ -431,6 +432,41 @@ TEST(CpuBackendInt8, StaysCloseToTheGoldensOnEveryIsa) {
     std::printf("int8 (%s): top-1 agreement %lld/%lld, max |dlogit| %.4g\n", cpu::isa_name(isa),
                 static_cast<long long>(a.agree), static_cast<long long>(a.total), a.worst);
   }
+}
+
+// GPTRT_CPU_INT8_HEAD=bf16 keeps the LM head's weights BF16 in an INT8 engine (the others INT8):
+// at least as close to the goldens; other values are refused naming the variable.
+TEST(CpuBackendInt8, TheLmHeadMayStayBf16) {
+  Network net = Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx"));
+  BuildConfig config;
+  config.backend = Backend::kCpu;
+  config.precision = Precision::kInt8;
+  auto all_int8 = Engine::build(net, config);
+  setenv("GPTRT_CPU_INT8_HEAD", "bf16", 1);
+  auto engine = Engine::build(net, config);
+  setenv("GPTRT_CPU_INT8_HEAD", "fp8", 1);
+  expect_error([&] { Engine::build(net, config); }, {"GPTRT_CPU_INT8_HEAD", "'fp8'", "bf16"});
+  unsetenv("GPTRT_CPU_INT8_HEAD");
+  const ir::Graph& g = engine->impl().graph;
+  int int8_layers = 0, bf16_heads = 0;
+  for (const ir::Node& n : g.nodes) {
+    if (n.op_type != "PackedLinear") continue;
+    const DType w = g.values[static_cast<size_t>(n.inputs[1])].constant.dtype();
+    const bool head = n.outputs[0] == g.outputs[0];
+    EXPECT_EQ(w, head ? DType::kBFloat16 : DType::kInt8) << n.describe();
+    (head ? bf16_heads : int8_layers) += 1;
+  }
+  EXPECT_EQ(bf16_heads, 1);
+  EXPECT_GT(int8_layers, 0);
+  const std::string path = temp_dir("int8_head") + "/m.engine";
+  engine->save(path);
+  Agreement a = fixture_agreement(*Engine::load(path)->create_execution_context(2));
+  Agreement b = fixture_agreement(*all_int8->create_execution_context(2));
+  std::printf("int8, LM head bf16: top-1 %lld/%lld, max |dlogit| %.4g (head int8: %lld, %.4g)\n",
+              static_cast<long long>(a.agree), static_cast<long long>(a.total), a.worst,
+              static_cast<long long>(b.agree), b.worst);
+  EXPECT_GE(a.agree, b.agree - 1);
+  EXPECT_LE(a.worst, 0.35);
 }
 
 // BF16 engines take amx_bf16 where the CPU (and OS) has AMX, else avx512_bf16 where it has

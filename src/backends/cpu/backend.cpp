@@ -23,7 +23,7 @@ bool is_vector(const ir::Value* v, int64_t n) {
 
 }  // namespace
 
-int lower_linear(ir::Graph& g, DType weights, Isa isa) {
+int lower_linear(ir::Graph& g, DType all_weights, Isa isa, DType head) {
   int rewritten = 0;
   std::map<std::pair<int, bool>, int> packed;  // (weight value, transposed) -> packed value
   std::map<int, int> scales_of;                // INT8: packed value -> its scales
@@ -38,6 +38,8 @@ int lower_linear(ir::Graph& g, DType weights, Isa isa) {
     int64_t activation = reference::activation_from_name(n.attr_string("activation", ""));
     if (activation < 0) continue;
     int w = n.inputs[1];
+    const DType weights =
+        head != DType::kUndefined && n.outputs[0] == g.outputs[0] ? head : all_weights;
     auto key = std::make_pair(w, transposed);
     auto it = packed.find(key);
     if (it == packed.end()) {
@@ -75,7 +77,7 @@ int lower_linear(ir::Graph& g, DType weights, Isa isa) {
   for (ir::Node& n : g.nodes) {
     if (n.domain != kDomain || n.op_type != "Embedding" || n.inputs.size() < 4) continue;
     auto it = packed.find({n.inputs[2], true});
-    if (it == packed.end() || weights != DType::kFloat32) continue;
+    if (it == packed.end() || all_weights != DType::kFloat32) continue;
     n.attrs["vocab"] = int_attr(g.values[static_cast<size_t>(n.inputs[2])].constant.dim(0));
     n.inputs[2] = it->second;
     n.attrs["packed"] = int_attr(1);

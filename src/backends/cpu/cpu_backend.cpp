@@ -1,5 +1,8 @@
 // The cpu backend behind the seam: target (ISA) choice, lowering, engine checks, per-node kernels
 // for the runtime's executor, and the slot decoder.
+#include <cstdlib>
+#include <string>
+
 #include "backends/backend.h"
 #include "backends/cpu/backend.h"
 #include "backends/cpu/decoder.h"
@@ -12,6 +15,19 @@ namespace {
 
 int pool_threads(int threads) {
   return threads > 0 ? threads : platform::cpu_info().logical_cores;
+}
+
+// The LM head's weights in an INT8 engine (read when one is built): INT8 like the rest, or with
+// GPTRT_CPU_INT8_HEAD=bf16 BF16 (the head is 48% of DistilGPT2's weight bytes: the comparison
+// in docs/BENCHMARKS.md). Other values are refused.
+DType int8_head() {
+  const char* v = std::getenv("GPTRT_CPU_INT8_HEAD");
+  if (!v || !*v || std::string(v) == "int8") return DType::kInt8;
+  if (std::string(v) == "bf16") return DType::kBFloat16;
+  throw Error(ErrorCode::kInvalidArgument,
+              std::string("GPTRT_CPU_INT8_HEAD is '") + v +
+                  "'; it takes int8 (the default: the LM head's weights INT8 like the other "
+                  "layers') or bf16 (the LM head's weights BF16)");
 }
 
 // The ISA of an engine, refused when this CPU lacks it (an engine built with --cpuIsa for another
@@ -73,11 +89,14 @@ class CpuBackend final : public Backend {
 
   void lower(ir::Graph& g, const EngineInfo& info, const std::string&,
              const std::function<void(const std::string&)>& notice) const override {
+    const DType head = info.precision == Precision::kInt8 ? int8_head() : DType::kUndefined;
     int lowered = cpu::lower_linear(g,
                                     info.precision == Precision::kBf16   ? DType::kBFloat16
                                     : info.precision == Precision::kInt8 ? DType::kInt8
                                                                          : DType::kFloat32,
-                                    cpu::isa_from_name(info.target));
+                                    cpu::isa_from_name(info.target), head);
+    if (head == DType::kBFloat16)
+      notice("GPTRT_CPU_INT8_HEAD=bf16: the LM head's weights are BF16, the other layers' INT8");
     int norms = cpu::lower_layer_norm(g);
     int moved = cpu::lower_elementwise(g);
     notice("cpu backend (" + info.target + "): " + std::to_string(lowered) +
