@@ -73,11 +73,15 @@ class CpuBackend final : public Backend {
   void choose_target(const BuildRequest& r, EngineInfo& info,
                      const std::function<void(const std::string&)>& notice) const override {
     // BF16 weights take AVX512-BF16 (or AMX) where the CPU has it; FP32 engines do not need it.
-    // INT8 weights are widened to FP32 in registers: FP32's ISA.
+    // INT8 weights are widened to FP32 in registers (FP32's ISA), except on a CPU with AMX, whose
+    // tiles take GEMMs of more than kInt8RowsInRegisters rows (weights converted to BF16 exactly,
+    // rows rounded to BF16: gemm_amx).
     bool bf16 = r.precision == Precision::kBf16, int8 = r.precision == Precision::kInt8;
-    info.target = cpu::isa_name(r.cpu_isa.empty()
-                                    ? cpu::best_isa_for(bf16 ? DType::kBFloat16 : DType::kFloat32)
-                                    : cpu::isa_from_name(r.cpu_isa));
+    cpu::Isa isa = r.cpu_isa.empty() ? cpu::best_isa_for(bf16 ? DType::kBFloat16 : DType::kFloat32)
+                                     : cpu::isa_from_name(r.cpu_isa);
+    if (int8 && r.cpu_isa.empty() && cpu::isa_supported(cpu::Isa::kAmxBf16))
+      isa = cpu::Isa::kAmxBf16;
+    info.target = cpu::isa_name(isa);
     info.precision = bf16 ? Precision::kBf16 : int8 ? Precision::kInt8 : Precision::kFp32;
     if (!bf16 && !int8 && r.precision != Precision::kFp32)
       notice(std::string("--") + precision_name(r.precision) +

@@ -263,6 +263,11 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
   // the weights faster than the vdpbf16ps GEMV (a BF16 step at batch 1 on the Xeon VM 6.3-6.6
   // -> 4.8-5.6 ms).
   if (bf16 && isa == Isa::kAmxBf16) return gemm_amx(x, m, k, packed, n, bias, c, pool, epilogue);
+  // INT8 weights beyond the rows the register kernel holds: on the tiles too, each panel pair
+  // converted to BF16 pairs (exact: |q| <= 127) once per chunk of rows, the scales applied to the
+  // sums (a forward pass at 8x12 on the Xeon VM: see docs/BENCHMARKS.md).
+  if (int8 && isa == Isa::kAmxBf16 && m > kInt8RowsInRegisters)
+    return gemm_amx(x, m, k, packed, n, bias, c, pool, epilogue, scales);
 #endif
   // Pair-packed BF16 panels (avx512_bf16), K run to k2 (even; x's pad column is never read by
   // the FP32 forms: its weights are zero and it is past x's rows only in `paired`). Up to

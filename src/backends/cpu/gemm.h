@@ -172,8 +172,11 @@ void panel_kernel_avx512_int8(const float* x, int64_t ldx, int64_t rows, int64_t
 
 /// kAmxBf16's GEMM (every row count) of X against pair-packed bfloat16 panels
 /// (K2 a multiple of 32): X rounded to bfloat16 in tiles of 16 rows x 32, two row tiles by two
-/// panels a step, FP32 sums in the tiles; bias and `epilogue` as gemm_packed.
+/// panels a step, FP32 sums in the tiles; bias and `epilogue` as gemm_packed. With `scales`, the
+/// panels are pack_weights_int8's ([ceil(N/16), K, 16] int8): each pair of panels is converted to
+/// BF16 pairs (exactly) once per chunk of rows, and column j's sums are multiplied by scales[j].
 void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
-              const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue);
+              const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue,
+              const float* scales = nullptr);
 
 }  // namespace gptrt::cpu

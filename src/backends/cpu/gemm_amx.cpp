@@ -127,16 +127,39 @@ GPTRT_INLINE void multiply(const uint16_t* a, int64_t lda, const uint16_t* b0, c
   if constexpr (RT > 1 && CT > 1) _tile_stored(3, sums + 3 * kTileElems, 64);
 }
 
+// An INT8 panel ([k][16] int8) as BF16 pairs ([k2 / 2][16][2], zeros past k), as pack_weights
+// lays out a BF16 panel for the tiles: exact, |q| <= 127 having 7 significant bits.
+void int8_panel_to_pairs(const int8_t* src, int64_t k, int64_t k2, uint16_t* dst) {
+  for (int64_t kk = 0; kk < k2; kk += 2) {
+    const __m128i r0 = kk < k ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + kk * kPanel))
+                              : _mm_setzero_si128();
+    const __m128i r1 =
+        kk + 1 < k ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (kk + 1) * kPanel))
+                   : _mm_setzero_si128();
+    // Columns 0-7, then 8-15, each as its (k, k + 1) pair. (The maskz forms: GCC 12 takes the
+    // plain ones' undefined pass-through for an uninitialised read.)
+    const __m512 lo = _mm512_maskz_cvtepi32_ps(
+        0xffff, _mm512_maskz_cvtepi8_epi32(0xffff, _mm_unpacklo_epi8(r0, r1)));
+    const __m512 hi = _mm512_maskz_cvtepi32_ps(
+        0xffff, _mm512_maskz_cvtepi8_epi32(0xffff, _mm_unpackhi_epi8(r0, r1)));
+    _mm512_storeu_si512(dst + kk * kPanel, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+  }
+}
+
 }  // namespace
 
 void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
-              const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue) {
-  const int64_t k2 = packed.dim(1);  // a multiple of kTileK (pack_weights for kAmxBf16)
-  if (packed.rank() != 3 || k2 % kTileK != 0 || k2 < k || packed.dim(2) != kPanel)
+              const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue,
+              const float* scales) {
+  const bool int8 = scales != nullptr;
+  // K2: a multiple of kTileK (pack_weights for kAmxBf16; INT8 panels are converted to it).
+  const int64_t k2 = int8 ? (k + kTileK - 1) / kTileK * kTileK : packed.dim(1);
+  if (packed.rank() != 3 || k2 % kTileK != 0 || k2 < k || packed.dim(2) != kPanel ||
+      (int8 && (packed.dtype() != DType::kInt8 || packed.dim(1) != k)))
     throw Error(ErrorCode::kInternal,
                 "gemm_amx needs panels packed for amx_bf16 (K rounded up to " +
-                    std::to_string(kTileK) + "), found " + shape_str(packed.shape()) + " for K " +
-                    std::to_string(k));
+                    std::to_string(kTileK) + ") or INT8 panels of K rows, found " +
+                    shape_str(packed.shape()) + " for K " + std::to_string(k));
   const int64_t steps = k2 / kTileK, padded_rows = (m + kTile - 1) / kTile * kTile;
   // X rounded to BF16, [padded_rows][k2], zeros past m and k (kept: no allocation per call).
   thread_local std::vector<uint16_t> rows;
@@ -151,6 +174,7 @@ void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_
                   static_cast<size_t>((r1 - std::max(r0, m)) * k2) * sizeof(uint16_t));
   });
   const auto* panels_at = static_cast<const uint16_t*>(packed.raw());
+  const auto* int8_at = static_cast<const int8_t*>(packed.raw());
   const int64_t panels = (n + kPanel - 1) / kPanel, panel_pairs = (panels + 1) / 2;
   // Rows in chunks whose BF16 tiles (about 1 MiB) stay in L2 while a task streams its panels:
   // each panel pair is read from memory once per chunk, from L2 for each pair of row tiles.
@@ -172,23 +196,34 @@ void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_
                   r1 = std::min(padded_rows, r0 + chunk_rows);
     const int64_t q0 = (t % tasks_per_chunk) * per_task, q1 = std::min(panel_pairs, q0 + per_task);
     alignas(64) float sums[4 * kTileElems];
+    thread_local std::vector<uint16_t> converted;  // (INT8: the pair's panels as BF16 pairs)
+    if (int8) converted.resize(static_cast<size_t>(2 * k2 * kPanel));
     for (int64_t q = q0; q < q1; ++q) {
       const int64_t p = 2 * q, panels_here = std::min<int64_t>(2, panels - p);
       const uint16_t* b0 = panels_at + p * k2 * kPanel;
+      if (int8) {
+        for (int64_t h = 0; h < panels_here; ++h)
+          int8_panel_to_pairs(int8_at + (p + h) * k * kPanel, k, k2,
+                              converted.data() + h * k2 * kPanel);
+        b0 = converted.data();
+      }
       const uint16_t* b1 = panels_here > 1 ? b0 + k2 * kPanel : b0;
       const int64_t col0 = p * kPanel, cols = std::min(2 * kPanel, n - col0);
       __mmask16 masks[2];
-      __m512 biases[2];
+      __m512 biases[2], scale[2];
       for (int64_t h = 0; h < panels_here; ++h) {
         const int64_t cols_h = std::min(kPanel, cols - h * kPanel);
         masks[h] = static_cast<__mmask16>(cols_h == kPanel ? 0xffff : (1u << cols_h) - 1);
         biases[h] =
             bias ? _mm512_maskz_loadu_ps(masks[h], bias + col0 + h * kPanel) : _mm512_setzero_ps();
+        scale[h] = int8 ? _mm512_maskz_loadu_ps(masks[h], scales + col0 + h * kPanel)
+                        : _mm512_set1_ps(1.f);
       }
-      // The next pair's lines, spread over this pair's passes and steps.
+      // The next pair's lines, spread over this pair's passes and steps (BF16 panels; INT8 ones
+      // are read once, by the conversion).
       const int64_t passes = (r1 - r0 + 2 * kTile - 1) / (2 * kTile);
       Ahead ahead;
-      if (q + 1 < q1 && passes > 1) {  // (one pass: the stream itself is what it waits for)
+      if (!int8 && q + 1 < q1 && passes > 1) {  // (one pass: the stream is what it waits for)
         ahead.at = reinterpret_cast<const char*>(b0 + 2 * k2 * kPanel);
         const int64_t lines = std::min<int64_t>(2, panels - p - 2) * k2 * kPanel * 2 / 64;
         ahead.per_step = (lines + passes * steps - 1) / (passes * steps);
@@ -213,7 +248,7 @@ void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_
           for (int64_t h = 0; h < panels_here; ++h) {
             const __m512 v = _mm512_load_ps(row + h * kTileElems);
             _mm512_mask_storeu_ps(c + (r + i) * n + col0 + h * kPanel, masks[h],
-                                  _mm512_add_ps(v, biases[h]));
+                                  _mm512_fmadd_ps(v, scale[h], biases[h]));
           }
         }
         if (epilogue.activation != 0 || epilogue.residual)
