@@ -4,6 +4,7 @@
 // with padded rows; engines saved and loaded; the CLI.
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <random>
 
@@ -43,27 +44,47 @@ int sm_number() {
 // cuda::lower is host code: it runs wherever the backend is compiled in, GPU or not. Engines
 // store every linear layer's weight as [N, K] (transB = 1, what the skinny GEMMs read): FP16/BF16
 // engines the FP32 weight's values rounded, FP32 engines the same values.
+// A linear layer of the fixture's plan after cuda::lower: the lowered node, the weight it had
+// before (K x N, or N x K where was_nk), K and N.
+struct LoweredLinear {
+  const ir::Node& node;
+  const Tensor& before;
+  bool was_nk;
+  int64_t k, cols;
+};
+
+// The fixture's plan as the builder hands it to a backend (folded, pruned, the decoder fused),
+// lowered at `p`; `each` sees every linear layer. Returns the lowered plan.
+ir::Graph lowered_fixture(Precision p,
+                          const std::function<void(const ir::Graph&, const LoweredLinear&)>& each) {
+  ir::Graph g = Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")).impl->graph;
+  passes::fold_constants(g);
+  passes::eliminate_dead_code(g);
+  EXPECT_TRUE(builder::fuse(g, nullptr).recognised);
+  const ir::Graph before = g;
+  cuda::lower(g, p);
+  EXPECT_EQ(g.nodes.size(), before.nodes.size());
+  int linears = 0;
+  for (size_t i = 0; i < g.nodes.size() && i < before.nodes.size(); ++i) {
+    if (g.nodes[i].op_type != "Linear") continue;
+    ++linears;
+    const ir::Node& old = before.nodes[i];
+    const Tensor& w0 = before.values[static_cast<size_t>(old.inputs[1])].constant;
+    const bool was_nk = old.attr_int("transB", 0) != 0;
+    each(g,
+         {g.nodes[i], w0, was_nk, was_nk ? w0.dim(1) : w0.dim(0), was_nk ? w0.dim(0) : w0.dim(1)});
+  }
+  EXPECT_GT(linears, 0);
+  return g;
+}
+
 TEST(CudaLowering, LinearWeightsAreStoredAsNByK) {
   if (!cuda::compiled_in()) GTEST_SKIP() << "built without the CUDA backend";
-  Network net = Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx"));
   for (Precision p : {Precision::kFp16, Precision::kBf16, Precision::kFp32}) {
-    ir::Graph g = net.impl->graph;
-    passes::fold_constants(g);
-    passes::eliminate_dead_code(g);
-    ASSERT_TRUE(builder::fuse(g, nullptr).recognised);
-    const ir::Graph before = g;
-    cuda::lower(g, p);
-    ASSERT_EQ(g.nodes.size(), before.nodes.size());
-    int linears = 0;
-    for (size_t i = 0; i < g.nodes.size(); ++i) {
-      const ir::Node& n = g.nodes[i];
-      if (n.op_type != "Linear") continue;
-      ++linears;
-      const ir::Node& old = before.nodes[i];
+    lowered_fixture(p, [&](const ir::Graph& g, const LoweredLinear& l) {
+      const ir::Node& n = l.node;
       const Tensor& w = g.values[static_cast<size_t>(n.inputs[1])].constant;
-      const Tensor& w0 = before.values[static_cast<size_t>(old.inputs[1])].constant;
-      bool was_nk = old.attr_int("transB", 0) != 0;
-      int64_t k = was_nk ? w0.dim(1) : w0.dim(0), cols = was_nk ? w0.dim(0) : w0.dim(1);
+      const int64_t k = l.k, cols = l.cols;
       EXPECT_EQ(n.attr_int("transB", 0), 1) << n.describe();
       EXPECT_EQ(w.dtype(), p == Precision::kFp16   ? DType::kFloat16
                            : p == Precision::kBf16 ? DType::kBFloat16
@@ -72,7 +93,7 @@ TEST(CudaLowering, LinearWeightsAreStoredAsNByK) {
       double worst = 0;
       for (int64_t c = 0; c < cols; ++c)
         for (int64_t r = 0; r < k; ++r) {
-          float want = w0.data<float>()[was_nk ? c * k + r : r * cols + c];
+          float want = l.before.data<float>()[l.was_nk ? c * k + r : r * cols + c];
           float got = p == Precision::kFp32   ? w.data<float>()[c * k + r]
                       : p == Precision::kFp16 ? half_to_float(w.data<uint16_t>()[c * k + r])
                                               : bf16_to_float(w.data<uint16_t>()[c * k + r]);
@@ -83,8 +104,7 @@ TEST(CudaLowering, LinearWeightsAreStoredAsNByK) {
                        : p == Precision::kFp16 ? 1.0 / 2048
                                                : 1.0 / 256)
           << precision_name(p) << " " << n.describe();
-    }
-    EXPECT_GT(linears, 0);
+    });
   }
 }
 
@@ -94,39 +114,26 @@ TEST(CudaLowering, LinearWeightsAreStoredAsNByK) {
 // precision.
 TEST(CudaLowering, Int8WeightsAreStoredWithTheirScalesAndCheckedAtLoad) {
   if (!cuda::compiled_in()) GTEST_SKIP() << "built without the CUDA backend";
-  Network net = Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx"));
-  ir::Graph g = net.impl->graph;
-  passes::fold_constants(g);
-  passes::eliminate_dead_code(g);
-  ASSERT_TRUE(builder::fuse(g, nullptr).recognised);
-  const ir::Graph before = g;
-  cuda::lower(g, Precision::kInt8);
-  int linears = 0;
-  for (size_t i = 0; i < g.nodes.size(); ++i) {
-    const ir::Node& n = g.nodes[i];
-    if (n.op_type != "Linear") continue;
-    ++linears;
-    const ir::Node& old = before.nodes[i];
-    const Tensor& q = g.values[static_cast<size_t>(n.inputs[1])].constant;
-    ASSERT_EQ(n.inputs.size(), 5u);
-    const Tensor& scales = g.values[static_cast<size_t>(n.inputs[4])].constant;
-    const Tensor& w0 = before.values[static_cast<size_t>(old.inputs[1])].constant;
-    const bool was_nk = old.attr_int("transB", 0) != 0;
-    const int64_t k = was_nk ? w0.dim(1) : w0.dim(0), cols = was_nk ? w0.dim(0) : w0.dim(1);
-    ASSERT_EQ(q.dtype(), DType::kInt8);
-    ASSERT_EQ(q.shape(), (Shape{cols, k})) << n.describe();
-    ASSERT_EQ(scales.shape(), (Shape{cols}));
-    double worst_steps = 0;  // |q * s - w| in units of s
-    for (int64_t c = 0; c < cols; ++c)
-      for (int64_t r = 0; r < k; ++r) {
-        const float s = scales.data<float>()[c];
-        const float want = w0.data<float>()[was_nk ? c * k + r : r * cols + c];
-        worst_steps =
-            std::max<double>(worst_steps, std::fabs(q.data<int8_t>()[c * k + r] * s - want) / s);
-      }
-    EXPECT_LE(worst_steps, 0.5 + 1e-3) << n.describe();
-  }
-  EXPECT_GT(linears, 0);
+  ir::Graph g =
+      lowered_fixture(Precision::kInt8, [](const ir::Graph& lowered, const LoweredLinear& l) {
+        const ir::Node& n = l.node;
+        const Tensor& q = lowered.values[static_cast<size_t>(n.inputs[1])].constant;
+        ASSERT_EQ(n.inputs.size(), 5u);
+        const Tensor& scales = lowered.values[static_cast<size_t>(n.inputs[4])].constant;
+        const int64_t k = l.k, cols = l.cols;
+        ASSERT_EQ(q.dtype(), DType::kInt8);
+        ASSERT_EQ(q.shape(), (Shape{cols, k})) << n.describe();
+        ASSERT_EQ(scales.shape(), (Shape{cols}));
+        double worst_steps = 0;  // |q * s - w| in units of s
+        for (int64_t c = 0; c < cols; ++c)
+          for (int64_t r = 0; r < k; ++r) {
+            const float s = scales.data<float>()[c];
+            const float want = l.before.data<float>()[l.was_nk ? c * k + r : r * cols + c];
+            worst_steps = std::max<double>(worst_steps,
+                                           std::fabs(q.data<int8_t>()[c * k + r] * s - want) / s);
+          }
+        EXPECT_LE(worst_steps, 0.5 + 1e-3) << n.describe();
+      });
   ir::Graph fresh = g;  // every node re-inferred as a loaded engine's are (plan_check.cpp)
   for (const ir::Node& n : fresh.nodes)
     if (ir::can_infer(n)) {
