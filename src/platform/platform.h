@@ -1,11 +1,14 @@
 // The only place OS- and compiler-specific code lives: memory-mapped files, CPU feature
-// detection, clocks, file replacement. A port to another OS replaces platform_posix.cpp.
+// detection, clocks, file replacement. platform_posix.cpp (Linux, macOS) and
+// platform_win32.cpp (Windows, MinGW-w64) implement it; cpu_features.inc, included by both,
+// reads cpuid.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace gptrt::platform {
 
@@ -55,6 +58,10 @@ struct CpuInfo {
   std::string best_isa() const;
 };
 
+/// Whether this process may use the AMX tiles' data state: Linux grants it per process on
+/// request (arch_prctl, asked once); Windows saves it for every thread. False elsewhere.
+bool amx_permitted();
+
 /// Cached CpuInfo of this machine.
 const CpuInfo& cpu_info();
 
@@ -86,8 +93,14 @@ class AtomicFile {
   void commit();
 
  private:
+  /// Closes the temporary (readable as any new file is); false when the close fails.
+  bool close_temporary();
   std::string path_, tmp_;
+#ifdef _WIN32
+  void* handle_ = nullptr;  // (a HANDLE)
+#else
   int fd_ = -1;
+#endif
 };
 
 /// Writes `size` bytes to `path` through an AtomicFile. Throws gptrt::Error on failure.
@@ -104,5 +117,10 @@ std::string compiler_name();
 
 /// Absolute path of the running executable, or "" where the system does not say.
 std::string executable_path();
+
+/// The program's arguments after its name, in UTF-8: argv as given on POSIX systems; on Windows
+/// the command line as the system holds it (UTF-16), so that paths with any characters arrive
+/// intact, and the console set to print UTF-8.
+std::vector<std::string> utf8_arguments(int argc, char** argv);
 
 }  // namespace gptrt::platform

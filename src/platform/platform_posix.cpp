@@ -4,8 +4,10 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include <cerrno>
@@ -95,86 +97,17 @@ int64_t physical_memory_bytes() {
   return pages > 0 && size > 0 ? static_cast<int64_t>(pages) * size : 0;
 }
 
-std::string CpuInfo::best_isa() const {
-  if (avx512f && avx512bw && avx512vl && avx512_bf16 && amx_bf16) return "amx_bf16";
-  if (avx512f && avx512bw && avx512vl && avx512_bf16) return "avx512_bf16";
-  if (avx512f && avx512bw && avx512vl) return "avx512";
-  if (avx2 && fma) return "avx2";
-  return "generic";
-}
-
-namespace {
-
-CpuInfo detect_cpu() {
-  CpuInfo info;
-  info.logical_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-#ifdef GPTRT_X86
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  unsigned max_leaf = __get_cpuid_max(0, nullptr);
-  {  // leaf 0: the vendor string (EBX, EDX, ECX)
-    __cpuid(0, a, b, c, d);
-    char vendor[13] = {};
-    std::memcpy(vendor, &b, 4);
-    std::memcpy(vendor + 4, &d, 4);
-    std::memcpy(vendor + 8, &c, 4);
-    info.vendor = vendor;
-  }
-  bool os_avx = false, os_avx512 = false, os_amx = false;
-  if (max_leaf >= 1) {
-    __cpuid_count(1, 0, a, b, c, d);
-    info.fma = (c >> 12) & 1;
-    info.f16c = (c >> 29) & 1;
-    bool osxsave = (c >> 27) & 1;
-    if (osxsave) {
-      unsigned lo = 0, hi = 0;
-      __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-      os_avx = (lo & 0x6) == 0x6;
-      os_avx512 = os_avx && (lo & 0xe0) == 0xe0;
-      os_amx = (lo & 0x60000) == 0x60000;  // XTILECFG and XTILEDATA
-    }
-  }
-  if (max_leaf >= 7) {
-    __cpuid_count(7, 0, a, b, c, d);
-    info.avx2 = os_avx && ((b >> 5) & 1);
-    info.avx512f = os_avx512 && ((b >> 16) & 1);
-    info.avx512bw = os_avx512 && ((b >> 30) & 1);
-    info.avx512vl = os_avx512 && ((b >> 31) & 1);
-    info.avx512_vnni = os_avx512 && ((c >> 11) & 1);
-    info.amx_bf16 = os_amx && ((d >> 22) & 1) && ((d >> 24) & 1);  // AMX-BF16 and AMX-TILE
-    __cpuid_count(7, 1, a, b, c, d);
-    info.avx512_bf16 = os_avx512 && ((a >> 5) & 1);
-  }
-  info.fma = info.fma && os_avx;
-  unsigned ext = __get_cpuid_max(0x80000000, nullptr);
-  if (ext >= 0x80000004) {
-    char brand[49] = {};
-    for (unsigned i = 0; i < 3; ++i) {
-      __cpuid(0x80000002 + i, a, b, c, d);
-      std::memcpy(brand + 16 * i, &a, 4);
-      std::memcpy(brand + 16 * i + 4, &b, 4);
-      std::memcpy(brand + 16 * i + 8, &c, 4);
-      std::memcpy(brand + 16 * i + 12, &d, 4);
-    }
-    info.model = brand;
-    while (!info.model.empty() && info.model.back() == ' ') info.model.pop_back();
-    size_t start = info.model.find_first_not_of(' ');
-    info.model = start == std::string::npos ? "" : info.model.substr(start);
-  }
+bool amx_permitted() {
+  static const bool permitted = [] {
+#if defined(__linux__) && defined(GPTRT_X86)
+    constexpr long kRequestPermission = 0x1023;  // ARCH_REQ_XCOMP_PERM
+    constexpr long kTileData = 18;               // XFEATURE_XTILEDATA
+    return syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
+#else
+    return false;
 #endif
-  if (info.model.empty()) info.model = "unknown CPU";
-  return info;
-}
-
-}  // namespace
-
-const CpuInfo& cpu_info() {
-  static const CpuInfo info = detect_cpu();
-  return info;
-}
-
-double now_seconds() {
-  using Clock = std::chrono::steady_clock;
-  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+  }();
+  return permitted;
 }
 
 bool is_regular_file(const std::string& path) {
@@ -225,53 +158,22 @@ void AtomicFile::write(const void* data, size_t size) {
   }
 }
 
-void AtomicFile::commit() {
+bool AtomicFile::close_temporary() {
   int fd = fd_;
   fd_ = -1;
-  if (::close(fd) != 0) {
-    remove_file(tmp_);
-    throw Error(ErrorCode::kIoError, "cannot write '" + path_ + "' (disk full?)");
-  }
+  if (::close(fd) != 0) return false;
   ::chmod(tmp_.c_str(), 0644);  // mkstemp makes it 0600
-  try {
-    replace_file(tmp_, path_);
-  } catch (...) {
-    remove_file(tmp_);
-    throw;
-  }
+  return true;
 }
 
-void write_file_atomically(const std::string& path, const void* data, size_t size) {
-  AtomicFile f(path);
-  f.write(data, size);
-  f.commit();
-}
-
-void make_directories(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::create_directories(path, ec);
-  if (ec) {
-    throw Error(ErrorCode::kIoError, "cannot create directory '" + path + "': " + ec.message());
-  }
+std::vector<std::string> utf8_arguments(int argc, char** argv) {
+  return std::vector<std::string>(argv + std::min(argc, 1), argv + argc);
 }
 
 std::string executable_path() {
   std::vector<char> buf(4096);
   const ssize_t n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
   return n > 0 ? std::string(buf.data(), static_cast<size_t>(n)) : std::string();
-}
-
-std::string compiler_name() {
-#if defined(__clang__)
-  return std::string("Clang ") + __clang_version__;
-#elif defined(__GNUC__)
-  return "GCC " + std::to_string(__GNUC__) + "." + std::to_string(__GNUC_MINOR__) + "." +
-         std::to_string(__GNUC_PATCHLEVEL__);
-#elif defined(_MSC_VER)
-  return "MSVC " + std::to_string(_MSC_VER);
-#else
-  return "unknown compiler";
-#endif
 }
 
 }  // namespace gptrt::platform

@@ -235,7 +235,9 @@ void Server::install_signal_handlers() {
   g_signalled = false;
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
+#ifdef SIGPIPE  // (Windows has none: a closed socket's send fails instead)
   std::signal(SIGPIPE, SIG_IGN);
+#endif
 }
 
 }  // namespace gptrt::serve

@@ -1,6 +1,7 @@
 // Core pieces: protobuf wire reader, JSON, .npy, statistics, half floats, shape inference.
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "core/half.h"
@@ -115,6 +116,29 @@ TEST(Memory, LargeBuffersAreAlignedZeroedAndReused) {
     EXPECT_EQ(sum, 0.0) << "round " << round;
     std::fill(t.data_mut<float>(), t.data_mut<float>() + t.numel(), 1.f);
   }
+}
+
+// The platform layer: the arguments after the program's name, bytes as given (UTF-8 paths with
+// spaces and non-ASCII characters intact); an atomic write that leaves the file and no
+// temporary; the CPU's name and cores.
+TEST(Platform, ArgumentsFilesAndCpu) {
+  std::string a0 = "gptrt", a1 = "exec", a2 = "--onnx=/tmp/models and engines \xc3\xbc/m.onnx";
+  char* argv[] = {a0.data(), a1.data(), a2.data()};
+  EXPECT_EQ(platform::utf8_arguments(3, argv), (std::vector<std::string>{a1, a2}));
+  EXPECT_TRUE(platform::utf8_arguments(1, argv).empty());
+  const std::string dir = temp_dir("platform \xc3\xbc");
+  const std::string path = dir + "/out file.bin";
+  platform::write_file_atomically(path, "abc", 3);
+  EXPECT_TRUE(platform::is_regular_file(path));
+  EXPECT_EQ(platform::read_text_file(path), "abc");
+  int entries = 0;
+  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::u8path(dir))) {
+    (void)e;
+    ++entries;
+  }
+  EXPECT_EQ(entries, 1) << "no temporary left beside the file";
+  EXPECT_GE(platform::cpu_info().logical_cores, 1);
+  EXPECT_FALSE(platform::cpu_info().model.empty());
 }
 
 TEST(Half, ConvertsExactly) {

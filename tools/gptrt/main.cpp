@@ -76,7 +76,7 @@ void usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
+  std::vector<std::string> args = gptrt::platform::utf8_arguments(argc, argv);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     usage();
     return args.empty() ? 1 : 0;

@@ -15,7 +15,8 @@
 // Xeon VM a 256-row forward pass spent a quarter of its time in the baseline GELU epilogue.)
 // (Not under ThreadSanitizer: the loader runs the clones' resolvers before its runtime starts,
 // and an instrumented resolver faults.)
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
+// (Nor on Windows, whose loader has no ifunc: the baseline loops there.)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__) && !defined(_WIN32)
 #define GPTRT_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define GPTRT_VECTOR_CLONES

@@ -9,8 +9,6 @@
 // its AVX-512 FMAs give ~0.16. Compiled with -mamx-tile -mamx-bf16 -mavx512f -mavx512bf16
 // (CMakeLists.txt); called only when the CPU has AMX and Linux has granted the tile state.
 #include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -20,20 +18,27 @@
 #include "backends/cpu/fused_kernels.h"
 #include "backends/cpu/gemm.h"
 #include "gptrt/error.h"
+#include "platform/platform.h"
+
+#if defined(_WIN32)
+// MinGW-w64's GCC passes the stride of _tile_loadd / _tile_stored as a `long`, 32 bits on
+// Windows, which the assembler refuses as an index register: the instructions with a 64-bit one.
+#undef _tile_loadd
+#define _tile_loadd(dst, base, stride)                             \
+  __asm__ volatile("tileloadd\t(%0,%1,1), %%tmm" #dst ::"r"(base), \
+                   "r"(static_cast<long long>(stride))             \
+                   : "memory")
+#undef _tile_stored
+#define _tile_stored(dst, base, stride)                                \
+  __asm__ volatile("tilestored\t%%tmm" #dst ", (%0,%1,1)" ::"r"(base), \
+                   "r"(static_cast<long long>(stride))                 \
+                   : "memory")
+#endif
 
 namespace gptrt::cpu {
 
 bool amx_permitted() {
-  static const bool permitted = [] {
-#if defined(__linux__)
-    constexpr long kRequestPermission = 0x1023;  // ARCH_REQ_XCOMP_PERM
-    constexpr long kTileData = 18;               // XFEATURE_XTILEDATA
-    return syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
-#else
-    return false;
-#endif
-  }();
-  return permitted;
+  return platform::amx_permitted();
 }
 
 namespace {
