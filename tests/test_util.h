@@ -11,6 +11,19 @@
 #include <map>
 #include <string>
 
+#ifdef _WIN32  // (the Windows build under Wine: scripts/windows_cross.sh) POSIX names the tests use
+inline int setenv(const char* name, const char* value, int) {
+  return _putenv_s(name, value);
+}
+inline int unsetenv(const char* name) {
+  return _putenv_s(name, "");
+}
+#define popen _popen
+#define pclose _pclose
+#define WIFEXITED(status) 1
+#define WEXITSTATUS(status) (status)
+#endif
+
 #include "core/npy.h"
 #include "core/safetensors.h"
 #include "gptrt/engine.h"

@@ -132,7 +132,14 @@ int64_t physical_memory_bytes() {
 }
 
 bool amx_permitted() {
-  return true;  // (Windows 11 saves the tile state for every thread that uses it)
+  // Windows 11 saves the tile state for every thread that uses it; under Wine the Linux kernel
+  // underneath grants it only to processes that ask (arch_prctl), which Wine does not: the first
+  // tile instruction would fault there.
+  static const bool permitted = [] {
+    HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+    return !(ntdll && GetProcAddress(ntdll, "wine_get_version"));
+  }();
+  return permitted;
 }
 
 bool is_regular_file(const std::string& path) {

@@ -151,6 +151,10 @@ TEST(MalformedOnnx, ExternalDataFieldsAreParsedStrictly) {
 // A FIFO, a device or a directory given where a file is expected is refused by name at once:
 // opening a FIFO for reading would wait for a writer forever, /dev/zero never ends.
 TEST(NotARegularFile, FifosDevicesAndDirectoriesAreRefusedWithoutWaiting) {
+#ifdef _WIN32
+  GTEST_SKIP() << "POSIX FIFOs and /dev/zero: a Linux test (Windows refuses pipes and devices in "
+                  "platform_win32.cpp)";
+#else
   std::string dir = temp_dir("not_regular");
   std::string fifo = dir + "/model.onnx";
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
@@ -167,6 +171,7 @@ TEST(NotARegularFile, FifosDevicesAndDirectoriesAreRefusedWithoutWaiting) {
   CliResult r = run_cli("inspect " + fifo);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("FIFO"), std::string::npos) << r.output;
+#endif
 }
 
 // Files gptrt reads stay inside the model's folder; files it writes never go through a link
