@@ -101,6 +101,9 @@ struct BuildConfig {
   Precision precision = Precision::kFp32;
   Backend backend = Backend::kReference;
   std::string cpu_isa;  // cpu backend: "generic", "avx2", "avx512" or "avx512_bf16"; empty = best
+  // kInt8: the K values that share a scale, a multiple of 16 dividing every layer's K (0: one
+  // scale per output column).
+  int64_t int8_group = 0;
   int64_t default_max_batch = 64;   // default profile: batch 1..this
   int64_t default_max_seq_len = 0;  // default profile: seq 1..this; 0 = the model's n_positions
   // With-past and merged exports: keep the past inputs and present outputs (run them as the

@@ -171,18 +171,20 @@ class Context:
 def build(onnx: Optional[str] = None, hf: Optional[str] = None,
           profiles: Optional[Sequence[Mapping[str, tuple]]] = None, precision: str = "fp32",
           backend: str = "cpu", max_batch: int = 64, max_seq_len: int = 0, keep_past: bool = True,
-          cpu_isa: str = "") -> Engine:
+          cpu_isa: str = "", int8_group: int = 0) -> Engine:
     """Builds an engine from an ONNX file or a Hugging Face folder.
 
     profiles: [{"input_ids": (min, opt, max), "attention_mask": (min, opt, max)}, ...], each shape
     a tuple such as (1, 12), like trtexec's --minShapes/--optShapes/--maxShapes; default one profile
     of batch 1..max_batch and every length up to the model's positions.
-    precision: fp32, fp16, bf16 or tf32; backend: cpu, cuda or reference."""
+    precision: fp32, fp16, bf16, tf32 or int8; backend: cpu, cuda or reference.
+    int8_group: with precision="int8", a scale per output channel and this many weights along K
+    (a multiple of 16 dividing every layer's K); 0 (default): per output channel."""
     if (onnx is None) == (hf is None):
         raise InputError("build: give exactly one of onnx= (an ONNX file) or hf= (a Hugging Face folder)")
     net = Network.from_onnx(str(onnx)) if onnx is not None else Network.from_hf(str(hf))
     return Engine(_gptrt._build(net, None if profiles is None else list(profiles), precision, backend,
-                                max_batch, max_seq_len, keep_past, cpu_isa))
+                                max_batch, max_seq_len, keep_past, cpu_isa, int8_group))
 
 
 def load(path: str) -> Engine:

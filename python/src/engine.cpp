@@ -109,7 +109,7 @@ std::vector<OptimizationProfile> profiles_of(nb::handle list) {
 
 EnginePtr build(const Network& net, nb::handle profiles, const std::string& precision,
                 const std::string& backend, int64_t max_batch, int64_t max_seq_len, bool keep_past,
-                const std::string& cpu_isa) {
+                const std::string& cpu_isa, int64_t int8_group) {
   BuildConfig c;
   c.profiles = profiles_of(profiles);
   c.precision = precision_from_name(precision);
@@ -118,6 +118,7 @@ EnginePtr build(const Network& net, nb::handle profiles, const std::string& prec
   c.default_max_seq_len = max_seq_len;
   c.keep_past = keep_past;
   c.cpu_isa = cpu_isa;
+  c.int8_group = int8_group;
   nb::gil_scoped_release release;
   return std::const_pointer_cast<Engine>(Engine::build(net, c));
 }
@@ -210,7 +211,7 @@ void bind_engine(nb::module_& m) {
 
   m.def("_build", &build, nb::arg("network"), nb::arg("profiles").none(), nb::arg("precision"),
         nb::arg("backend"), nb::arg("max_batch"), nb::arg("max_seq_len"), nb::arg("keep_past"),
-        nb::arg("cpu_isa"));
+        nb::arg("cpu_isa"), nb::arg("int8_group"));
   m.def(
       "_load",
       [](const std::string& path) -> EnginePtr {

@@ -130,7 +130,8 @@ class SlotDecoder {
 /// What a build asks of a backend.
 struct BuildRequest {
   Precision precision = Precision::kFp32;
-  std::string cpu_isa;  // the cpu backend's ISA (empty: the best this CPU has)
+  std::string cpu_isa;     // the cpu backend's ISA (empty: the best this CPU has)
+  int64_t int8_group = 0;  // INT8: K values a scale (0: one scale per output column)
 };
 
 /// One backend. Implementations live in their folders and register in registry.cpp.
@@ -155,7 +156,8 @@ class Backend {
   virtual bool wants_fused_plan() const = 0;
   /// Rewrites the (fused, if asked) plan into this backend's kernels and packed weights.
   /// `decoder_blocker` is empty when the GPT-2 decoder was recognised, else what blocked it.
-  virtual void lower(ir::Graph& plan, const EngineInfo& info, const std::string& decoder_blocker,
+  virtual void lower(ir::Graph& plan, const EngineInfo& info, const BuildRequest& request,
+                     const std::string& decoder_blocker,
                      const std::function<void(const std::string&)>& notice) const = 0;
   /// True when this backend runs `node` in an engine of `precision`.
   virtual bool supports(const ir::Node& node, Precision precision) const = 0;

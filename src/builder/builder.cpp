@@ -226,7 +226,18 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
   info.backend = config.backend;
   info.format_version = kEngineFormatVersion;
   info.gptrt_version = version();
-  backend.choose_target({config.precision, config.cpu_isa}, info, notice);
+  if (config.int8_group != 0 && config.precision != Precision::kInt8)
+    throw Error(ErrorCode::kInvalidArgument,
+                "--int8Group=" + std::to_string(config.int8_group) +
+                    " sets the K values an INT8 scale covers, and this engine is not INT8; add "
+                    "--int8 or drop --int8Group");
+  if (config.int8_group < 0)
+    throw Error(ErrorCode::kInvalidArgument,
+                "--int8Group is " + std::to_string(config.int8_group) +
+                    "; it takes 0 (a scale per output column, the default) or a multiple of 16 "
+                    "that divides every layer's K");
+  const backends::BuildRequest request{config.precision, config.cpu_isa, config.int8_group};
+  backend.choose_target(request, info, notice);
 
   InputAnalysis analysis = analyze_inputs(g);
   info.index_limits = analysis.index_limits;
@@ -300,7 +311,7 @@ std::shared_ptr<Engine::Impl> build(const Network::Impl& network, const BuildCon
                       "or --backend=cuda");
     specialize();
   }
-  backend.lower(g, info, blocker, notice);
+  backend.lower(g, info, request, blocker, notice);
   passes::eliminate_dead_code(g);
   ir::verify(g);
   for (const ir::Node& n : g.nodes) {

@@ -248,8 +248,21 @@ void infer_linear(Graph& g, const Node& n) {
                   bias->dtype == w.dtype || (scales && bias->dtype == DType::kFloat16) ? bias->dtype
                                                                                        : x.dtype,
                   cols.is_known() ? cols.value : -1);
-  if (scales)
+  // (Scales [N], or [N, groups] for groups of K / groups values along K.)
+  if (scales && scales->shape.rank_known && scales->shape.dims.size() == 2) {
+    const Dim& groups = scales->shape.dims[1];
+    if (groups.is_known() && k.is_known() && (groups.value < 1 || k.value % groups.value != 0))
+      fail(n, "the scales " + scales->shape.str() + " do not split K = " + k.str() +
+                  " into whole groups");
+    if (scales->shape.dims[0].is_known() && cols.is_known() &&
+        scales->shape.dims[0].value != cols.value)
+      fail(n, "the scales " + scales->shape.str() + " are not one row per output column (" +
+                  cols.str() + ")");
+    if (scales->dtype != DType::kFloat32)
+      fail(n, std::string("the scales are ") + dtype_name(scales->dtype) + ", expected float32");
+  } else if (scales) {
     require_table(n, *scales, "scales", DType::kFloat32, cols.is_known() ? cols.value : -1);
+  }
   SymShape s = x.shape;
   if (s.rank_known) s.dims.back() = cols;
   if (const Value* res = g.input(n, 3)) {

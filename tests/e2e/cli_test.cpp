@@ -196,6 +196,36 @@ TEST_F(Cli, InspectAndVersion) {
     EXPECT_NE(r.output.find(s), std::string::npos) << s;
 }
 
+// --int8 --int8Group=16 from the command line: the engine says how its weights share scales in
+// `inspect`; a group that does not divide a layer's K, or one without --int8, is refused by
+// name and leaves no engine file.
+TEST_F(Cli, Int8GroupsBuildAndInspect) {
+  const std::string out = temp_dir("cli_int8_groups");
+  CliResult r = run_cli("build --onnx=" + model() + " --int8 --int8Group=16 --saveEngine=" + out +
+                        "/g16.engine");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_cli("inspect " + out + "/g16.engine");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("precision: int8"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("INT8 weights: a scale per output channel and 16 weights along K"),
+            std::string::npos)
+      << r.output;
+  r = run_cli("build --onnx=" + model() + " --int8 --saveEngine=" + out + "/g0.engine");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_cli("inspect " + out + "/g0.engine");
+  EXPECT_NE(r.output.find("INT8 weights: a scale per output channel\n"), std::string::npos)
+      << r.output;
+  expect_refused(
+      "build --onnx=" + model() + " --int8 --int8Group=48 --saveEngine=" + out + "/x.engine",
+      {"--int8Group", "does not divide K = 64"});
+  expect_refused("build --onnx=" + model() + " --int8Group=16 --saveEngine=" + out + "/x.engine",
+                 {"--int8Group=16", "not INT8", "add --int8"});
+  expect_refused(
+      "build --onnx=" + model() + " --int8 --int8Group=-16 --saveEngine=" + out + "/x.engine",
+      {"--int8Group"});
+  EXPECT_FALSE(std::filesystem::exists(out + "/x.engine"));
+}
+
 // Every subcommand answers --help with its usage (generate once had no such flag).
 TEST(CliHelp, EverySubcommandHasHelp) {
   for (const char* cmd : {"build", "run", "exec", "inspect", "generate", "tokenize", "make-model",

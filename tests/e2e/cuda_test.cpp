@@ -8,6 +8,7 @@
 #include <mutex>
 #include <random>
 
+#include "backends/cpu/gemm.h"
 #include "backends/cuda/cuda_backend.h"
 #include "builder/builder.h"
 #include "core/half.h"
@@ -56,13 +57,14 @@ struct LoweredLinear {
 // The fixture's plan as the builder hands it to a backend (folded, pruned, the decoder fused),
 // lowered at `p`; `each` sees every linear layer. Returns the lowered plan.
 ir::Graph lowered_fixture(Precision p,
-                          const std::function<void(const ir::Graph&, const LoweredLinear&)>& each) {
+                          const std::function<void(const ir::Graph&, const LoweredLinear&)>& each,
+                          int64_t int8_group = 0) {
   ir::Graph g = Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")).impl->graph;
   passes::fold_constants(g);
   passes::eliminate_dead_code(g);
   EXPECT_TRUE(builder::fuse(g, nullptr).recognised);
   const ir::Graph before = g;
-  cuda::lower(g, p);
+  cuda::lower(g, p, int8_group);
   EXPECT_EQ(g.nodes.size(), before.nodes.size());
   int linears = 0;
   for (size_t i = 0; i < g.nodes.size() && i < before.nodes.size(); ++i) {
@@ -109,51 +111,98 @@ TEST(CudaLowering, LinearWeightsAreStoredAsNByK) {
 }
 
 // INT8 engines for the GPU store each linear layer's weights as INT8 [N, K] with one float32
-// scale per row (input 4), within half a step of the FP32 value; the load check refuses a plan
-// whose scales are missing or of the wrong length, and INT8 weights in an engine of another
-// precision.
+// scale per row (input 4; [N, K / 16] in groups of 16), within half a step of the FP32 value;
+// the load check refuses a plan whose scales are missing or of the wrong length, and INT8
+// weights in an engine of another precision.
 TEST(CudaLowering, Int8WeightsAreStoredWithTheirScalesAndCheckedAtLoad) {
   if (!cuda::compiled_in()) GTEST_SKIP() << "built without the CUDA backend";
-  ir::Graph g =
-      lowered_fixture(Precision::kInt8, [](const ir::Graph& lowered, const LoweredLinear& l) {
-        const ir::Node& n = l.node;
-        const Tensor& q = lowered.values[static_cast<size_t>(n.inputs[1])].constant;
-        ASSERT_EQ(n.inputs.size(), 5u);
-        const Tensor& scales = lowered.values[static_cast<size_t>(n.inputs[4])].constant;
-        const int64_t k = l.k, cols = l.cols;
-        ASSERT_EQ(q.dtype(), DType::kInt8);
-        ASSERT_EQ(q.shape(), (Shape{cols, k})) << n.describe();
-        ASSERT_EQ(scales.shape(), (Shape{cols}));
-        double worst_steps = 0;  // |q * s - w| in units of s
-        for (int64_t c = 0; c < cols; ++c)
-          for (int64_t r = 0; r < k; ++r) {
-            const float s = scales.data<float>()[c];
-            const float want = l.before.data<float>()[l.was_nk ? c * k + r : r * cols + c];
-            worst_steps = std::max<double>(worst_steps,
-                                           std::fabs(q.data<int8_t>()[c * k + r] * s - want) / s);
-          }
-        EXPECT_LE(worst_steps, 0.5 + 1e-3) << n.describe();
-      });
-  ir::Graph fresh = g;  // every node re-inferred as a loaded engine's are (plan_check.cpp)
-  for (const ir::Node& n : fresh.nodes)
-    if (ir::can_infer(n)) {
-      EXPECT_NO_THROW(ir::infer_node(fresh, n)) << n.describe();
+  for (int64_t group : {16, 0}) {
+    ir::Graph g = lowered_fixture(
+        Precision::kInt8,
+        [&](const ir::Graph& lowered, const LoweredLinear& l) {
+          const ir::Node& n = l.node;
+          const Tensor& q = lowered.values[static_cast<size_t>(n.inputs[1])].constant;
+          ASSERT_EQ(n.inputs.size(), 5u);
+          const Tensor& scales = lowered.values[static_cast<size_t>(n.inputs[4])].constant;
+          const int64_t k = l.k, cols = l.cols, size = group == 0 ? k : group;
+          ASSERT_EQ(q.dtype(), DType::kInt8);
+          ASSERT_EQ(q.shape(), (Shape{cols, k})) << n.describe();
+          ASSERT_EQ(scales.shape(), (group == 0 ? Shape{cols} : Shape{cols, k / group}));
+          double worst_steps = 0;  // |q * s - w| in units of s
+          for (int64_t c = 0; c < cols; ++c)
+            for (int64_t r = 0; r < k; ++r) {
+              const float s = scales.data<float>()[c * (k / size) + r / size];
+              const float want = l.before.data<float>()[l.was_nk ? c * k + r : r * cols + c];
+              worst_steps = std::max<double>(worst_steps,
+                                             std::fabs(q.data<int8_t>()[c * k + r] * s - want) / s);
+            }
+          EXPECT_LE(worst_steps, 0.5 + 1e-3) << n.describe();
+        },
+        group);
+    if (group != 0) {  // (the rest once, per column)
+      ir::Graph fresh = g;
+      for (const ir::Node& n : fresh.nodes)
+        if (ir::can_infer(n)) {
+          EXPECT_NO_THROW(ir::infer_node(fresh, n)) << n.describe();
+        }
+      cuda::check_int8_weights(g, Precision::kInt8, "e.engine");  // (passes)
+      continue;
     }
-  cuda::check_int8_weights(g, Precision::kInt8, "e.engine");  // (passes)
-  expect_error([&] { cuda::check_int8_weights(g, Precision::kFp16, "e.engine"); },
-               {"e.engine", "not INT8"});
-  for (ir::Node& n : g.nodes)
-    if (n.op_type == "Linear") {
-      const int scales = n.inputs[4];
-      n.inputs[4] = -1;
-      expect_error([&] { cuda::check_int8_weights(g, Precision::kInt8, "e.engine"); },
-                   {"e.engine", "scales (input 4)", "rebuild"});
-      n.inputs[4] = g.add_constant("bad.scales", Tensor(DType::kFloat32, {3}));
-      expect_error([&] { cuda::check_int8_weights(g, Precision::kInt8, "e.engine"); },
-                   {"e.engine", "scales [3]", "expected float32 ["});
-      n.inputs[4] = scales;
-      break;
-    }
+    ir::Graph fresh = g;  // every node re-inferred as a loaded engine's are (plan_check.cpp)
+    for (const ir::Node& n : fresh.nodes)
+      if (ir::can_infer(n)) {
+        EXPECT_NO_THROW(ir::infer_node(fresh, n)) << n.describe();
+      }
+    cuda::check_int8_weights(g, Precision::kInt8, "e.engine");  // (passes)
+    expect_error([&] { cuda::check_int8_weights(g, Precision::kFp16, "e.engine"); },
+                 {"e.engine", "not INT8"});
+    for (ir::Node& n : g.nodes)
+      if (n.op_type == "Linear") {
+        const int scales = n.inputs[4];
+        n.inputs[4] = -1;
+        expect_error([&] { cuda::check_int8_weights(g, Precision::kInt8, "e.engine"); },
+                     {"e.engine", "scales (input 4)", "rebuild"});
+        n.inputs[4] = g.add_constant("bad.scales", Tensor(DType::kFloat32, {3}));
+        expect_error([&] { cuda::check_int8_weights(g, Precision::kInt8, "e.engine"); },
+                     {"e.engine", "scales [3]", "expected float32 ["});
+        n.inputs[4] = scales;
+        break;
+      }
+  }
+  expect_error(
+      [&] {
+        lowered_fixture(
+            Precision::kInt8, [](const ir::Graph&, const LoweredLinear&) {}, 48);
+      },
+      {"--int8Group", "does not divide K = 64"});
+}
+
+// INT8 engines in groups of 16 along K on the GPU: saved and loaded, the fixture's logits within
+// FP16 rounding of the cpu backend's INT8 engine in the same groups (FP32 rows).
+TEST(Cuda, Int8GroupsRunAsTheCpuOnesDo) {
+  SKIP_WITHOUT_GPU();
+  Network net = Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx"));
+  BuildConfig c;
+  c.backend = Backend::kCuda;
+  c.precision = Precision::kInt8;
+  c.int8_group = 16;
+  const std::string path = temp_dir("cuda_int8_groups") + "/int8.engine";
+  Engine::build(net, c)->save(path);
+  auto gpu = Engine::load(path);
+  c.backend = Backend::kCpu;
+  c.cpu_isa = "avx512";
+  if (!cpu::isa_supported(cpu::Isa::kAvx512)) c.cpu_isa = "generic";
+  auto cpu = Engine::build(net, c);
+  static const auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
+  const TensorMap in = {{"input_ids", goldens.at("case1.input_ids")},
+                        {"attention_mask", goldens.at("case1.attention_mask")}};
+  Tensor got = gpu->create_execution_context()->execute(in)[0];
+  Tensor ref = cpu->create_execution_context()->execute(in)[0];
+  EXPECT_LE(max_abs_diff_masked(got, ref, &in.at("attention_mask")), 0.05);
+  Agreement a = fixture_agreement(*gpu->create_execution_context());
+  std::printf("[cuda int8, groups of 16] top-1 %lld/%lld, max |dlogit| %.3g\n",
+              static_cast<long long>(a.agree), static_cast<long long>(a.total), a.worst);
+  EXPECT_GE(a.rate(), 0.97);
 }
 
 // INT8 engines on the GPU (weights dequantised to FP16 when first run): the fixture's goldens'

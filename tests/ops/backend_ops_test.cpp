@@ -205,9 +205,10 @@ TEST_P(BackendOps, EveryOpCaseMatchesItsReferenceKernel) {
 
     EngineInfo info;
     info.backend = target.backend;
-    backend.choose_target({target.precision, target.isa}, info, [](const std::string&) {});
+    const backends::BuildRequest request{target.precision, target.isa};
+    backend.choose_target(request, info, [](const std::string&) {});
     ir::Graph plan = c.graph;
-    backend.lower(plan, info, "", [](const std::string&) {});
+    backend.lower(plan, info, request, "", [](const std::string&) {});
     backends::PlanRef ref{nullptr, &plan, &info, {}};
     std::unique_ptr<backends::NodeKernels> kernels = backend.make_kernels(ref, 2);
     ASSERT_TRUE(kernels) << backend.name() << " gives no per-node kernels";

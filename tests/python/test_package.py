@@ -86,6 +86,12 @@ def test_int8_weight_engines_build_run_and_say_so(engine, tmp_path):
     assert (got.argmax(-1) == want.argmax(-1))[keep].mean() >= 0.9  # 8-bit weights: close, not equal
     with pytest.raises(gptrt.Error, match="int8"):
         gptrt.build(hf=TINY, backend="cpu", precision="int4")
+    # A scale per 16 weights along K as well: closer to the FP32 logits than per channel alone.
+    g16 = gptrt.build(hf=TINY, backend="cpu", precision="int8", int8_group=16)
+    grouped = g16.create_context().run(ids, mask)
+    assert np.abs(grouped - want)[keep].mean() < np.abs(got - want)[keep].mean()
+    with pytest.raises(gptrt.Error, match="does not divide K = 64"):
+        gptrt.build(hf=TINY, backend="cpu", precision="int8", int8_group=48)
 
 
 def test_inspect_shows_inputs_and_profiles(engine):

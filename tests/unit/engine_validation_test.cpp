@@ -75,6 +75,19 @@ TEST(EngineValidation, Int8WeightsWithoutTheirScalesAreRefused) {
                    n.inputs[4] = n.inputs[1];  // the int8 weights in the scales' place
                  },
                  {"PackedLinear", "scales"});
+  // In groups along K: scales [panels, K / group, 16], the group a multiple of 16 dividing K.
+  c.int8_group = 16;
+  const std::string grouped = dir + "/int8_groups.engine";
+  Engine::build(Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")), c)->save(grouped);
+  EXPECT_NO_THROW(Engine::load(grouped));
+  expect_refused(grouped,
+                 [](Engine::Impl& e) {
+                   ir::Node& n = node_of(e, "PackedLinear");
+                   const Tensor& s = e.graph.values[static_cast<size_t>(n.inputs[4])].constant;
+                   n.inputs[4] = e.graph.add_constant(
+                       "bad.scales", Tensor(DType::kFloat32, {s.dim(0), 3, s.dim(2)}));
+                 },
+                 {"PackedLinear", "scales 'bad.scales'"});
   std::string fp32 = engine_for(Backend::kCpu, dir);
   expect_refused(fp32,
                  [](Engine::Impl& e) {

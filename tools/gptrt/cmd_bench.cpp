@@ -225,6 +225,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
        "gptrt,pytorch,torch.compile,onnxruntime,openvino,llama.cpp,ctranslate2,tensorrt "
        "(default all)"},
       {"precision", true, "gptrt's: fp32 (default), fp16, bf16 or int8 (cpu: INT8 weights)"},
+      {"int8Group", true,
+       "with --precision int8: a scale per output channel and N weights along K (0: per channel, "
+       "the default)"},
       {"threads", true, "CPU threads for gptrt and the CPU peers (default: all cores)"},
       {"backend", true,
        "gptrt's backend: cpu (default), cuda (rows time the GPU compute, CUDA graphs on) or "
@@ -314,6 +317,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   for (const auto& [b, s] : grid) config.default_max_batch = std::max(config.default_max_batch, b);
   config.precision = precision_from_name(precision);
   config.cpu_isa = args.get("cpuIsa", "");
+  config.int8_group = args.get_int("int8Group", 0, 0);
   std::vector<std::string> notices;
   config.notice = [&](const std::string& s) { notices.push_back(s); };
   auto built = Engine::build(net, config);
@@ -324,6 +328,12 @@ int cmd_bench(const std::vector<std::string>& argv) {
   auto engine = Engine::load(out + "/gptrt.engine");
   double load_ms = (platform::now_seconds() - t0) * 1e3;
   int64_t weight_bytes = net.info().parameter_bytes;
+  // gptrt's precision as its rows give it: "int8-g32" for INT8 in groups of 32.
+  const std::string gptrt_precision =
+      std::string(precision_name(engine->info().precision)) +
+      (engine->info().precision == Precision::kInt8 && config.int8_group > 0
+           ? "-g" + std::to_string(config.int8_group)
+           : std::string());
   const int64_t step_bytes = step_weight_bytes(*engine);
   double read_gbs = measure_read_bandwidth(static_cast<int>(
       args.get_int("threads", platform::cpu_info().logical_cores, 1, kMaxThreads)));
@@ -483,10 +493,10 @@ int cmd_bench(const std::vector<std::string>& argv) {
               num(static_cast<double>(agree) / static_cast<double>(rows_n)) +
               ", \"mean_kl\": " + num(kl / static_cast<double>(rows_n));
       }
-      add_row("{\"framework\": " + json::quote(label) + ", \"precision\": \"" +
-              precision_name(engine->info().precision) + "\", \"device\": \"" + dev +
-              "\", \"kind\": \"forward\", \"batch\": " + std::to_string(b) + ", \"seq_len\": " +
-              std::to_string(s) + ", \"threads\": " + std::to_string(ctx->threads()) +
+      add_row("{\"framework\": " + json::quote(label) + ", \"precision\": \"" + gptrt_precision +
+              "\", \"device\": \"" + dev + "\", \"kind\": \"forward\", \"batch\": " +
+              std::to_string(b) + ", \"seq_len\": " + std::to_string(s) +
+              ", \"threads\": " + std::to_string(ctx->threads()) +
               ", \"median_ms\": " + num(st.median) + ", \"p90_ms\": " + num(st.percentile(90)) +
               ", \"p99_ms\": " + num(st.percentile(99)) + ", \"mean_ms\": " + num(st.mean) +
               ", \"runs\": " + std::to_string(st.count) + ", \"build_ms\": " + num(build_ms) +
@@ -521,11 +531,10 @@ int cmd_bench(const std::vector<std::string>& argv) {
         samples.push_back((platform::now_seconds() - a) * 1e3);
       }
       LatencyStats st = compute_stats(samples);
-      add_row("{\"framework\": " + json::quote(label) + ", \"precision\": \"" +
-              precision_name(engine->info().precision) + "\", \"device\": \"" + dev +
-              "\", \"kind\": \"generate\", \"batch\": " + std::to_string(b) +
-              ", \"seq_len\": " + std::to_string(n) + ", \"median_ms\": " + num(st.median) +
-              ", \"p90_ms\": " + num(st.percentile(90)) +
+      add_row("{\"framework\": " + json::quote(label) + ", \"precision\": \"" + gptrt_precision +
+              "\", \"device\": \"" + dev + "\", \"kind\": \"generate\", \"batch\": " +
+              std::to_string(b) + ", \"seq_len\": " + std::to_string(n) +
+              ", \"median_ms\": " + num(st.median) + ", \"p90_ms\": " + num(st.percentile(90)) +
               ", \"runs\": " + std::to_string(st.count) +
               ", \"ms_per_token\": " + num(st.median / static_cast<double>(n)) +
               ", \"accuracy_note\": \"KV cache: prefill, then one-token decode steps\"}");
@@ -546,10 +555,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
                                  : ", \"step_weight_bytes\": " + std::to_string(step_bytes) +
                                        ", \"read_floor_ms\": " +
                                        num(static_cast<double>(step_bytes) / (read_gbs * 1e6));
-      add_row("{\"framework\": " + json::quote(label) + ", \"precision\": \"" +
-              precision_name(engine->info().precision) + "\", \"device\": \"" + dev +
-              "\", \"kind\": \"decode\", \"batch\": " + std::to_string(b) +
-              ", \"seq_len\": 12, \"median_ms\": " + num(st.median) +
+      add_row("{\"framework\": " + json::quote(label) + ", \"precision\": \"" + gptrt_precision +
+              "\", \"device\": \"" + dev + "\", \"kind\": \"decode\", \"batch\": " +
+              std::to_string(b) + ", \"seq_len\": 12, \"median_ms\": " + num(st.median) +
               ", \"runs\": " + std::to_string(st.count) +
               ", \"tokens_per_s\": " + num(static_cast<double>(b) * 1e3 / st.median) + floor + "}");
     }
@@ -602,7 +610,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
       ", \"weight_read_floor_ms\": " + num(static_cast<double>(weight_bytes) / (read_gbs * 1e6)) +
       ", \"gptrt_commit\": " + json::quote(build_commit()) + ", \"gptrt_backend\": " +
       json::quote(std::string(backend_name(engine->info().backend)) + " " + engine->info().target +
-                  " " + precision_name(engine->info().precision)) +
+                  " " + gptrt_precision) +
       ", \"versions\": " + versions + ", \"date\": " + json::quote(utc_now()) +
       ", \"command\": " + json::quote(command) + "}";
   {

@@ -1,11 +1,14 @@
 // `gptrt inspect`: what a model or engine file holds.
 #include <cstdio>
 #include <cstring>
+#include <set>
 
 #include "common.h"
 #include "gptrt/error.h"
+#include "ir/graph.h"
 #include "ir/shape_inference.h"
 #include "platform/platform.h"
+#include "runtime/engine_impl.h"
 
 namespace gptrt::cli {
 namespace {
@@ -15,6 +18,27 @@ std::string desc_text(const TensorDesc& d) {
   for (size_t i = 0; i < d.dims.size(); ++i)
     s += (i ? ", " : "") + (d.dims[i] >= 0 ? std::to_string(d.dims[i]) : d.dim_names[i]);
   return s + "]";
+}
+
+// How an INT8 engine's weights share scales: "a scale per output channel", or "... and 32
+// weights along K" (cpu plans' scales [panels, groups, 16], cuda plans' [N, groups]).
+std::string int8_scales(const Engine& engine) {
+  const ir::Graph& g = engine.impl().graph;
+  std::set<int64_t> sizes;
+  for (const ir::Node& n : g.nodes) {
+    if (n.inputs.size() < 5 || n.inputs[4] < 0 || n.inputs[1] < 0) continue;
+    const Tensor& s = g.values[static_cast<size_t>(n.inputs[4])].constant;
+    const Tensor& w = g.values[static_cast<size_t>(n.inputs[1])].constant;
+    const int64_t k = n.op_type == "PackedLinear" ? n.attr_int("K", 0)
+                      : w.rank() == 2             ? w.dim(1)
+                                                  : 0;
+    const int64_t groups = s.rank() >= 2 ? s.dim(1) : 1;
+    sizes.insert(groups > 1 ? k / groups : 0);
+  }
+  std::string text = "a scale per output channel";
+  for (int64_t size : sizes)
+    if (size > 0) text += " and " + std::to_string(size) + " weights along K";
+  return text;
 }
 
 void print_model(const ModelInfo& m) {
@@ -111,6 +135,8 @@ int cmd_inspect(const std::vector<std::string>& argv) {
                 info.gptrt_version.c_str());
     std::printf("backend: %s, target: %s, precision: %s\n", backend_name(info.backend),
                 info.target.c_str(), precision_name(info.precision));
+    if (info.precision == Precision::kInt8)
+      std::printf("INT8 weights: %s\n", int8_scales(*engine).c_str());
     for (size_t p = 0; p < info.profiles.size(); ++p) {
       std::printf("profile %zu:\n", p);
       for (const auto& [name, r] : info.profiles[p].inputs) {

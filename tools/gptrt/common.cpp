@@ -138,8 +138,11 @@ std::vector<FlagSpec> build_flags() {
       {"bf16", false, "build BF16 (the reference backend computes FP32 and says so)"},
       {"tf32", false, "cuda backend: FP32 GEMMs on TF32 tensor cores"},
       {"int8", false,
-       "cpu backend: INT8 weights (symmetric, a scale per output channel; the LM head too), FP32 "
-       "activations"},
+       "INT8 weights (symmetric, a scale per output channel; the LM head too), FP32 activations "
+       "(cuda: stored INT8, run as FP16)"},
+      {"int8Group", true,
+       "with --int8: a scale per output channel and N weights along K (a multiple of 16 that "
+       "divides every layer's K, e.g. 16 or 32; default 0: per channel only)"},
       {"noPast", false,
        "with-past and merged exports: build the plain decoder (input_ids, attention_mask -> "
        "logits; no past inputs or presents), as generation does"},
@@ -159,6 +162,7 @@ BuildConfig build_config_from_flags(const Args& args,
   if (args.has("bf16")) c.precision = Precision::kBf16;
   if (args.has("tf32")) c.precision = Precision::kTf32;
   if (args.has("int8")) c.precision = Precision::kInt8;
+  c.int8_group = args.get_int("int8Group", 0, 0);
   c.backend = backend_from_name(args.get("backend", "cpu"));
   c.cpu_isa = args.get("cpuIsa", "");
   c.keep_past = !args.has("noPast");

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "backends/cpu/fused_kernels.h"
+#include "backends/int8_weights.h"
 #include "backends/reference/fused_ops.h"
 #include "backends/reference/kernels.h"
 #include "gptrt/error.h"
@@ -23,7 +24,7 @@ bool is_vector(const ir::Value* v, int64_t n) {
 
 }  // namespace
 
-int lower_linear(ir::Graph& g, DType all_weights, Isa isa, DType head) {
+int lower_linear(ir::Graph& g, DType all_weights, Isa isa, DType head, int64_t int8_group) {
   int rewritten = 0;
   std::map<std::pair<int, bool>, int> packed;  // (weight value, transposed) -> packed value
   std::map<int, int> scales_of;                // INT8: packed value -> its scales
@@ -47,8 +48,16 @@ int lower_linear(ir::Graph& g, DType all_weights, Isa isa, DType head) {
           g.values[static_cast<size_t>(w)].name + (transposed ? ".packedT" : ".packed");
       const Tensor& wt0 = g.values[static_cast<size_t>(w)].constant;
       Tensor scales;
+      if (weights == DType::kInt8) {
+        const int64_t k0 = transposed ? wt0.dim(1) : wt0.dim(0);
+        if (std::string why = backends::int8_group_problem(k0, int8_group); !why.empty())
+          throw Error(ErrorCode::kInvalidArgument,
+                      "--int8Group: " + why + " of " + n.describe() + " (weights '" +
+                          g.values[static_cast<size_t>(w)].name +
+                          "'); pick a multiple of 16 that divides every layer's K");
+      }
       int id = g.add_constant(name, weights == DType::kInt8
-                                        ? pack_weights_int8(wt0, transposed, &scales)
+                                        ? pack_weights_int8(wt0, transposed, int8_group, &scales)
                                         : pack_weights(wt0, transposed, weights, isa));
       if (weights == DType::kInt8) scales_of[id] = g.add_constant(name + ".scales", scales);
       it = packed.emplace(key, id).first;
@@ -181,7 +190,15 @@ void check_lowered_node(const ir::Graph& g, const ir::Node& n, Isa isa) {
         ", packed K = " + std::to_string(k) + ", N = " + std::to_string(cols) + " for " +
         isa_name(isa) + " is " + shape_str(want));
   vector_of(2, cols, "bias");
-  if (wt == DType::kInt8) vector_of(4, want[0] * kPanel, "scales");
+  if (wt == DType::kInt8) {  // [panels * 16] (per column) or [panels, groups, 16]
+    const ir::Value* s = g.input(n, 4);
+    const Shape& ss = s->constant.shape();
+    const bool grouped = ss.size() == 3 && ss[0] == want[0] && ss[2] == kPanel && ss[1] > 0 &&
+                         k % ss[1] == 0 && backends::int8_group_problem(k, k / ss[1]).empty();
+    if (!grouped) vector_of(4, want[0] * kPanel, "scales");
+    if (!s->is_constant() || s->constant.dtype() != DType::kFloat32)
+      bad("scales '" + s->name + "' must be a float32 constant");
+  }
   if (const ir::Value* r = g.input(n, 3)) {
     if (r->dtype != DType::kFloat32) bad("the residual must be float32");
   }
@@ -230,7 +247,11 @@ Tensor packed_linear(const ir::Node& node, const std::vector<const Tensor*>& in,
       fail(node, "residual " + shape_str(in[3]->shape()) + " is not " + shape_str(out_shape));
     epi.residual = in[3]->data<float>();
   }
-  const float* scales = in.size() > 4 && in[4] ? in[4]->data<float>() : nullptr;
+  Int8Scales scales;
+  if (in.size() > 4 && in[4]) {
+    scales.at = in[4]->data<float>();
+    scales.groups = in[4]->rank() == 3 ? in[4]->dim(1) : 1;
+  }
   gemm_packed(isa, x.data<float>(), x.numel() / k, k, *in[1], n, bias, y.data_mut<float>(), pool,
               epi, scales);
   return y;

@@ -21,12 +21,13 @@ inline constexpr const char* kDomain = ir::kFusedDomain;
 
 /// Rewrites gptrt.Linear nodes (what passes::fuse_linear and fuse_decoder make of MatMul/Gemm
 /// with constant weights) into PackedLinear nodes with weights packed as `weights` (float32,
-/// bfloat16 (as pairs where `isa` packs them) or int8 with its scales), the LM head's (the node
-/// giving the graph's first output) as `head` unless that is kUndefined, and the activation and
+/// bfloat16 (as pairs where `isa` packs them) or int8 with its scales, per output column or per
+/// `int8_group` K values), the LM head's (the node giving the graph's first output) as `head`
+/// unless that is kUndefined, and the activation and
 /// residual add as the GEMM's epilogue; an Embedding that reads the tied LM head's table reads its
 /// FP32 packed copy. Returns the number of nodes rewritten.
 int lower_linear(ir::Graph& graph, DType weights = DType::kFloat32, Isa isa = Isa::kAvx512,
-                 DType head = DType::kUndefined);
+                 DType head = DType::kUndefined, int64_t int8_group = 0);
 
 /// Moves LayerNormalization over the last axis with constant scale and bias (and no mean/inv-std
 /// outputs) to the backend's LayerNorm kernel.

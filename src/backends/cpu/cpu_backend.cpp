@@ -91,14 +91,14 @@ class CpuBackend final : public Backend {
 
   bool wants_fused_plan() const override { return true; }
 
-  void lower(ir::Graph& g, const EngineInfo& info, const std::string&,
+  void lower(ir::Graph& g, const EngineInfo& info, const BuildRequest& request, const std::string&,
              const std::function<void(const std::string&)>& notice) const override {
     const DType head = info.precision == Precision::kInt8 ? int8_head() : DType::kUndefined;
     int lowered = cpu::lower_linear(g,
                                     info.precision == Precision::kBf16   ? DType::kBFloat16
                                     : info.precision == Precision::kInt8 ? DType::kInt8
                                                                          : DType::kFloat32,
-                                    cpu::isa_from_name(info.target), head);
+                                    cpu::isa_from_name(info.target), head, request.int8_group);
     if (head == DType::kBFloat16)
       notice("GPTRT_CPU_INT8_HEAD=bf16: the LM head's weights are BF16, the other layers' INT8");
     int norms = cpu::lower_layer_norm(g);

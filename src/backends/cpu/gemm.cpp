@@ -178,13 +178,17 @@ Tensor pack_weights(const Tensor& w, bool transposed, DType dtype, Isa isa) {
   return out;
 }
 
-Tensor pack_weights_int8(const Tensor& w, bool transposed, Tensor* scales) {
-  const backends::Int8Weights q = backends::quantize_int8(w, transposed);
+Tensor pack_weights_int8(const Tensor& w, bool transposed, int64_t group, Tensor* scales) {
+  const backends::Int8Weights q = backends::quantize_int8(w, transposed, group);
   const int64_t n = q.q.dim(0), k = q.q.dim(1), panels = (n + kPanel - 1) / kPanel;
-  *scales = Tensor(DType::kFloat32, {panels * kPanel});
+  const int64_t groups = group == 0 ? 1 : k / group;
+  *scales = group == 0 ? Tensor(DType::kFloat32, {panels * kPanel})
+                       : Tensor(DType::kFloat32, {panels, groups, kPanel});
   Tensor out(DType::kInt8, {panels, k, kPanel});  // zero-filled: padding columns stay 0
   for (int64_t col = 0; col < panels * kPanel; ++col) {
-    scales->data_mut<float>()[col] = col < n ? q.scales.data<float>()[col] : 1.f;
+    for (int64_t g = 0; g < groups; ++g)
+      scales->data_mut<float>()[((col / kPanel) * groups + g) * kPanel + col % kPanel] =
+          col < n ? q.scales.data<float>()[col * groups + g] : 1.f;
     if (col >= n) continue;
     int8_t* dst = out.data_mut<int8_t>() + (col / kPanel) * k * kPanel + col % kPanel;
     const int8_t* row = q.q.data<int8_t>() + col * k;
@@ -193,10 +197,13 @@ Tensor pack_weights_int8(const Tensor& w, bool transposed, Tensor* scales) {
   return out;
 }
 
-void dequantize_int8(const int8_t* src, int64_t k, const float* scale16, float* dst) {
-  for (int64_t kk = 0; kk < k; ++kk)
+void dequantize_int8(const int8_t* src, int64_t k0, int64_t k, const float* scales16, int64_t group,
+                     float* dst) {
+  for (int64_t kk = 0; kk < k; ++kk) {
+    const float* scale = scales16 + (k0 + kk) / group * kPanel;
     for (int64_t j = 0; j < kPanel; ++j)
-      dst[kk * kPanel + j] = static_cast<float>(src[kk * kPanel + j]) * scale16[j];
+      dst[kk * kPanel + j] = static_cast<float>(src[kk * kPanel + j]) * scale[j];
+  }
 }
 
 namespace {
@@ -248,16 +255,18 @@ void widen_bf16(const uint16_t* src, int64_t n, float* dst) {
 
 void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
                  const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue,
-                 const float* scales) {
+                 const Int8Scales& scales) {
   bool has_epilogue = epilogue.activation != 0 || epilogue.residual;
   bool bf16 = packed.dtype() == DType::kBFloat16;
   // INT8 weights: up to kInt8RowsInRegisters rows on AVX-512 widen them in registers (a decode
   // step's GEMV, bound by the bytes it reads: a quarter of FP32's); otherwise each K block of a
   // panel is dequantised into the L1 buffer the FP32 kernels read, as widened BF16 is.
   const bool int8 = packed.dtype() == DType::kInt8;
-  if (int8 && !scales)
-    throw Error(ErrorCode::kInternal, "gemm_packed: INT8 weights need their scales");
+  if (int8 && (!scales.at || scales.groups < 1 || k % scales.groups != 0))
+    throw Error(ErrorCode::kInternal,
+                "gemm_packed: INT8 weights need their scales, in groups that divide K");
   const bool int8_rows = int8 && avx512(isa) && m <= kInt8RowsInRegisters;
+  const int64_t group = int8 ? k / scales.groups : k;  // (INT8: K values a scale)
 #if defined(__x86_64__) || defined(_M_X64)
   // Every BF16 GEMM of kAmxBf16 on the tiles, a decode step's too: there the tile loads read
   // the weights faster than the vdpbf16ps GEMV (a BF16 step at batch 1 on the Xeon VM 6.3-6.6
@@ -398,13 +407,14 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
       if (widen) {
         auto widen_into = [&](const void* src, float* dst, int64_t panel_index) {
           if (int8) {
+            const float* panel_scales = scales.at + panel_index * scales.groups * kPanel;
 #if defined(__x86_64__) || defined(_M_X64)
             if (avx512(isa))
-              return dequantize_int8_avx512(static_cast<const int8_t*>(src), klen,
-                                            scales + panel_index * kPanel, dst);
+              return dequantize_int8_avx512(static_cast<const int8_t*>(src), k0, klen, panel_scales,
+                                            group, dst);
 #endif
-            return dequantize_int8(static_cast<const int8_t*>(src), klen,
-                                   scales + panel_index * kPanel, dst);
+            return dequantize_int8(static_cast<const int8_t*>(src), k0, klen, panel_scales, group,
+                                   dst);
           }
 #if defined(__x86_64__) || defined(_M_X64)
           if (pairs)
@@ -474,7 +484,8 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
               std::max<int64_t>(1, klen / std::max<int64_t>(per_block, 1)));
         else if (int8_rows)
           panel_kernel_avx512_int8(x_at(r, k0), ldx, rows, klen, static_cast<const int8_t*>(slice),
-                                   scales + p * kPanel, b16, tile, n, cols);
+                                   scales.at + p * scales.groups * kPanel, group, b16, tile, n,
+                                   cols);
         else
 #endif
           kernel(x_at(r, k0), ldx, rows, klen, slice, b16, tile, n, cols, k0 > 0);

@@ -147,36 +147,49 @@ struct Epilogue {
   const float* residual = nullptr;  // [M, N], or null
 };
 
+/// The scales of INT8 panels: `at` [ceil(N/16)][groups][16] floats, group g of a panel scaling
+/// its K values g * K / groups .. (g + 1) * K / groups (groups 1: a scale per output column).
+struct Int8Scales {
+  const float* at = nullptr;
+  int64_t groups = 1;
+};
+
 /// C[M,N] = act(X[M,K] @ W + bias) + residual with `packed` from pack_weights (or
 /// pack_weights_int8, with its `scales`); threads split the panels.
 void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
                  const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue = {},
-                 const float* scales = nullptr);
+                 const Int8Scales& scales = {});
 
-/// INT8 weights: per output column j, s_j = max_k |w[k][j]| / 127 (1 for a column of zeros) and
-/// q = round(w / s_j) in [-127, 127], packed as FP32 panels are ([ceil(N/16), K, 16] int8, the pad
-/// columns 0); `scales` gets s [ceil(N/16) * 16] (the pad columns' 1). W = q * s.
-Tensor pack_weights_int8(const Tensor& w, bool transposed, Tensor* scales);
-/// A K block of an INT8 panel (k rows of 16) as FP32 q * s (scale16: the panel's 16 scales);
-/// the _avx512 form 16 values an instruction.
-void dequantize_int8(const int8_t* src, int64_t k, const float* scale16, float* dst);
-void dequantize_int8_avx512(const int8_t* src, int64_t k, const float* scale16, float* dst);
+/// INT8 weights (backends::quantize_int8: per output column, or per output column and `group`
+/// K values; 0: per column) packed as FP32 panels are ([ceil(N/16), K, 16] int8, the pad
+/// columns 0); `scales` gets s as [ceil(N/16) * 16] per column, [ceil(N/16), K / group, 16] in
+/// groups (the pad columns' 1). W = q * s.
+Tensor pack_weights_int8(const Tensor& w, bool transposed, int64_t group, Tensor* scales);
+/// K values k0 .. k0 + k of an INT8 panel (k rows of 16, starting at `src`) as FP32 q * s
+/// (scales16: the panel's [groups][16] scales, `group` K values each); the _avx512 form 16
+/// values an instruction.
+void dequantize_int8(const int8_t* src, int64_t k0, int64_t k, const float* scales16, int64_t group,
+                     float* dst);
+void dequantize_int8_avx512(const int8_t* src, int64_t k0, int64_t k, const float* scales16,
+                            int64_t group, float* dst);
 /// Rows up to which AVX-512 GEMMs of INT8 panels widen the weights in registers (each K step's
 /// widening then serves up to 8 rows' FMAs).
 constexpr int64_t kInt8RowsInRegisters = 8;
 /// rows (<= kInt8RowsInRegisters) of X times an INT8 panel over all of K, each column's sum
-/// times its scale plus bias16 (may be null), written to C's `cols` columns.
+/// over each group of `group` K values times its scale (scales16: [K / group][16]), plus bias16
+/// (may be null), written to C's `cols` columns.
 void panel_kernel_avx512_int8(const float* x, int64_t ldx, int64_t rows, int64_t k,
-                              const int8_t* panel, const float* scale16, const float* bias16,
-                              float* c, int64_t ldc, int64_t cols);
+                              const int8_t* panel, const float* scales16, int64_t group,
+                              const float* bias16, float* c, int64_t ldc, int64_t cols);
 
 /// kAmxBf16's GEMM (every row count) of X against pair-packed bfloat16 panels
 /// (K2 a multiple of 32): X rounded to bfloat16 in tiles of 16 rows x 32, two row tiles by two
 /// panels a step, FP32 sums in the tiles; bias and `epilogue` as gemm_packed. With `scales`, the
 /// panels are pack_weights_int8's ([ceil(N/16), K, 16] int8): each pair of panels is converted to
-/// BF16 pairs (exactly) once per chunk of rows, and column j's sums are multiplied by scales[j].
+/// BF16 pairs once per chunk of rows: per output column exactly, column j's sums then multiplied
+/// by its scale; in groups as q * s rounded to BF16.
 void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
               const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue,
-              const float* scales = nullptr);
+              const Int8Scales& scales = {});
 
 }  // namespace gptrt::cpu

@@ -133,8 +133,14 @@ GPTRT_INLINE void multiply(const uint16_t* a, int64_t lda, const uint16_t* b0, c
 }
 
 // An INT8 panel ([k][16] int8) as BF16 pairs ([k2 / 2][16][2], zeros past k), as pack_weights
-// lays out a BF16 panel for the tiles: exact, |q| <= 127 having 7 significant bits.
-void int8_panel_to_pairs(const int8_t* src, int64_t k, int64_t k2, uint16_t* dst) {
+// lays out a BF16 panel for the tiles: q exactly (|q| <= 127 has 7 significant bits) when
+// `scales16` is null, else q * s rounded to BF16 (scales16: [k / group][16]; a pair never
+// straddles groups, whose sizes are multiples of 16).
+void int8_panel_to_pairs(const int8_t* src, int64_t k, int64_t k2, const float* scales16,
+                         int64_t group, uint16_t* dst) {
+  // Column j's scale at lanes 2j and 2j + 1 (columns 0-7 in `lo`, 8-15 in `hi`).
+  const __m512i lo_index = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  const __m512i hi_index = _mm512_add_epi32(lo_index, _mm512_set1_epi32(8));
   for (int64_t kk = 0; kk < k2; kk += 2) {
     const __m128i r0 = kk < k ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + kk * kPanel))
                               : _mm_setzero_si128();
@@ -143,10 +149,15 @@ void int8_panel_to_pairs(const int8_t* src, int64_t k, int64_t k2, uint16_t* dst
                    : _mm_setzero_si128();
     // Columns 0-7, then 8-15, each as its (k, k + 1) pair. (The maskz forms: GCC 12 takes the
     // plain ones' undefined pass-through for an uninitialised read.)
-    const __m512 lo = _mm512_maskz_cvtepi32_ps(
+    __m512 lo = _mm512_maskz_cvtepi32_ps(
         0xffff, _mm512_maskz_cvtepi8_epi32(0xffff, _mm_unpacklo_epi8(r0, r1)));
-    const __m512 hi = _mm512_maskz_cvtepi32_ps(
+    __m512 hi = _mm512_maskz_cvtepi32_ps(
         0xffff, _mm512_maskz_cvtepi8_epi32(0xffff, _mm_unpackhi_epi8(r0, r1)));
+    if (scales16 && kk < k) {
+      const __m512 scale = _mm512_loadu_ps(scales16 + kk / group * kPanel);
+      lo = _mm512_mul_ps(lo, _mm512_maskz_permutexvar_ps(0xffff, lo_index, scale));
+      hi = _mm512_mul_ps(hi, _mm512_maskz_permutexvar_ps(0xffff, hi_index, scale));
+    }
     _mm512_storeu_si512(dst + kk * kPanel, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
   }
 }
@@ -155,8 +166,10 @@ void int8_panel_to_pairs(const int8_t* src, int64_t k, int64_t k2, uint16_t* dst
 
 void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_t n,
               const float* bias, float* c, ThreadPool& pool, const Epilogue& epilogue,
-              const float* scales) {
-  const bool int8 = scales != nullptr;
+              const Int8Scales& scales) {
+  const bool int8 = scales.at != nullptr;
+  // (INT8 in groups: the scales go into the converted weights; per column: onto the sums.)
+  const bool grouped = int8 && scales.groups > 1;
   // K2: a multiple of kTileK (pack_weights for kAmxBf16; INT8 panels are converted to it).
   const int64_t k2 = int8 ? (k + kTileK - 1) / kTileK * kTileK : packed.dim(1);
   if (packed.rank() != 3 || k2 % kTileK != 0 || k2 < k || packed.dim(2) != kPanel ||
@@ -209,7 +222,8 @@ void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_
       if (int8) {
         for (int64_t h = 0; h < panels_here; ++h)
           int8_panel_to_pairs(int8_at + (p + h) * k * kPanel, k, k2,
-                              converted.data() + h * k2 * kPanel);
+                              grouped ? scales.at + (p + h) * scales.groups * kPanel : nullptr,
+                              k / scales.groups, converted.data() + h * k2 * kPanel);
         b0 = converted.data();
       }
       const uint16_t* b1 = panels_here > 1 ? b0 + k2 * kPanel : b0;
@@ -221,8 +235,8 @@ void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_
         masks[h] = static_cast<__mmask16>(cols_h == kPanel ? 0xffff : (1u << cols_h) - 1);
         biases[h] =
             bias ? _mm512_maskz_loadu_ps(masks[h], bias + col0 + h * kPanel) : _mm512_setzero_ps();
-        scale[h] = int8 ? _mm512_maskz_loadu_ps(masks[h], scales + col0 + h * kPanel)
-                        : _mm512_set1_ps(1.f);
+        scale[h] = int8 && !grouped ? _mm512_maskz_loadu_ps(masks[h], scales.at + col0 + h * kPanel)
+                                    : _mm512_set1_ps(1.f);
       }
       // The next pair's lines, spread over this pair's passes and steps (BF16 panels; INT8 ones
       // are read once, by the conversion).

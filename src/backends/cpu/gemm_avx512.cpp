@@ -5,6 +5,7 @@
 // the memory's speed. Compiled with -mavx512f (CMakeLists.txt); called only when the CPU has it.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -172,23 +173,23 @@ GPTRT_INLINE void two_panels(const float* xp, int64_t rows, int64_t k, const flo
 
 // R rows of X times an INT8 panel over all of K: each K step's 16 weights widened in registers
 // (sign-extend, convert) and multiplied by the R rows' values, four K steps in flight per row in
-// separate accumulators (so that the FMAs do not wait on each other); the sums times the
-// columns' scales, plus the bias, at the end.
+// separate accumulators (so that the FMAs do not wait on each other); each group's sums times
+// its columns' scales added up (one group of all of K per output column: the sums times the
+// scales once at the end), plus the bias.
 // (U accumulators a row: 4 for up to 2 rows, 2 for 3-4, 1 beyond: 4 to 8 FMA chains.)
 template <int R, int U = (R <= 2   ? 4
                           : R <= 4 ? 2
                                    : 1)>
 GPTRT_INLINE void int8_block(const float* x, int64_t ldx, int64_t k, const int8_t* panel,
-                             __m512 scale, __m512 init, __mmask16 mask, float* c, int64_t ldc,
-                             int64_t rows = R) {
+                             const float* scales16, int64_t group, __m512 init, __mmask16 mask,
+                             float* c, int64_t ldc, int64_t rows = R) {
   // Rows past `rows` read row 0 and are not stored.
   const float* xr[R];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) xr[r] = x + (r < rows ? r : 0) * ldx;
-  __m512 acc[R][U];
+  __m512 total[R];
 #pragma GCC unroll 16
-  for (int r = 0; r < R; ++r)
-    for (int u = 0; u < U; ++u) acc[r][u] = _mm512_setzero_ps();
+  for (int r = 0; r < R; ++r) total[r] = init;
   auto weights = [&](int64_t kk) {
     // (The zero-masked forms: GCC 12 warns that the plain ones' undefined source is used.)
     return _mm512_maskz_cvtepi32_ps(
@@ -196,59 +197,74 @@ GPTRT_INLINE void int8_block(const float* x, int64_t ldx, int64_t k, const int8_
         _mm512_maskz_cvtepi8_epi32(
             0xffff, _mm_loadu_si128(reinterpret_cast<const __m128i*>(panel + kk * kPanel))));
   };
-  int64_t kk = 0;
-  for (; kk + 4 <= k; kk += 4) {
-    _mm_prefetch(reinterpret_cast<const char*>(panel + (kk + 256) * kPanel), _MM_HINT_T0);
-#pragma GCC unroll 4
-    for (int u = 0; u < 4; ++u) {
-      const __m512 w = weights(kk + u);
-#pragma GCC unroll 16
-      for (int r = 0; r < R; ++r)
-        acc[r][u % U] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][kk + u]), w, acc[r][u % U]);
-    }
-  }
-  for (; kk < k; ++kk) {
-    const __m512 w = weights(kk);
+  for (int64_t g0 = 0; g0 < k; g0 += group) {
+    const int64_t g1 = std::min(k, g0 + group);
+    __m512 acc[R][U];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
-      acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][kk]), w, acc[r][0]);
+      for (int u = 0; u < U; ++u) acc[r][u] = _mm512_setzero_ps();
+    int64_t kk = g0;
+    for (; kk + 4 <= g1; kk += 4) {
+      _mm_prefetch(reinterpret_cast<const char*>(panel + (kk + 256) * kPanel), _MM_HINT_T0);
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) {
+        const __m512 w = weights(kk + u);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r)
+          acc[r][u % U] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][kk + u]), w, acc[r][u % U]);
+      }
+    }
+    for (; kk < g1; ++kk) {
+      const __m512 w = weights(kk);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r)
+        acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][kk]), w, acc[r][0]);
+    }
+    const __m512 scale = _mm512_loadu_ps(scales16 + g0 / group * kPanel);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      __m512 sum = acc[r][0];
+#pragma GCC unroll 4
+      for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[r][u]);
+      total[r] = _mm512_fmadd_ps(sum, scale, total[r]);
+    }
   }
 #pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    __m512 sum = acc[r][0];
-#pragma GCC unroll 4
-    for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[r][u]);
-    if (r < rows) _mm512_mask_storeu_ps(c + r * ldc, mask, _mm512_fmadd_ps(sum, scale, init));
-  }
+  for (int r = 0; r < R; ++r)
+    if (r < rows) _mm512_mask_storeu_ps(c + r * ldc, mask, total[r]);
 }
 
 }  // namespace
 
 void panel_kernel_avx512_int8(const float* x, int64_t ldx, int64_t rows, int64_t k,
-                              const int8_t* panel, const float* scale16, const float* bias16,
-                              float* c, int64_t ldc, int64_t cols) {
-  const __m512 scale = _mm512_loadu_ps(scale16);
+                              const int8_t* panel, const float* scales16, int64_t group,
+                              const float* bias16, float* c, int64_t ldc, int64_t cols) {
   const __m512 init = bias16 ? _mm512_loadu_ps(bias16) : _mm512_setzero_ps();
   const __mmask16 mask = static_cast<__mmask16>(cols == kPanel ? 0xffff : (1u << cols) - 1);
   switch (rows) {
     case 1:
-      return int8_block<1>(x, ldx, k, panel, scale, init, mask, c, ldc);
+      return int8_block<1>(x, ldx, k, panel, scales16, group, init, mask, c, ldc);
     case 2:
-      return int8_block<2>(x, ldx, k, panel, scale, init, mask, c, ldc);
+      return int8_block<2>(x, ldx, k, panel, scales16, group, init, mask, c, ldc);
     case 3:
     case 4:
-      return int8_block<4>(x, ldx, k, panel, scale, init, mask, c, ldc, rows);
+      return int8_block<4>(x, ldx, k, panel, scales16, group, init, mask, c, ldc, rows);
     default:
-      return int8_block<8>(x, ldx, k, panel, scale, init, mask, c, ldc, rows);
+      return int8_block<8>(x, ldx, k, panel, scales16, group, init, mask, c, ldc, rows);
   }
 }
 
-void dequantize_int8_avx512(const int8_t* src, int64_t k, const float* scale16, float* dst) {
-  const __m512 scale = _mm512_loadu_ps(scale16);
-  for (int64_t kk = 0; kk < k; ++kk) {
-    const __m512i q = _mm512_maskz_cvtepi8_epi32(
-        0xffff, _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + kk * kPanel)));
-    _mm512_storeu_ps(dst + kk * kPanel, _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(0xffff, q), scale));
+void dequantize_int8_avx512(const int8_t* src, int64_t k0, int64_t k, const float* scales16,
+                            int64_t group, float* dst) {
+  for (int64_t kk = 0; kk < k;) {
+    const int64_t g = (k0 + kk) / group, end = std::min(k, (g + 1) * group - k0);
+    const __m512 scale = _mm512_loadu_ps(scales16 + g * kPanel);
+    for (; kk < end; ++kk) {
+      const __m512i q = _mm512_maskz_cvtepi8_epi32(
+          0xffff, _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + kk * kPanel)));
+      _mm512_storeu_ps(dst + kk * kPanel,
+                       _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(0xffff, q), scale));
+    }
   }
 }
 

@@ -31,9 +31,9 @@ bool has_kernel(const ir::Node& node);
 
 /// Prepares a recognised, fused decoder graph for the GPU at `precision`: FP16/BF16 engines
 /// store the linear layers' weights in that type (FP32 otherwise), INT8 engines as INT8 [N, K]
-/// with per-row scales (Linear input 4) and the rest as FP16 engines. Throws for a graph it
-/// cannot run, naming the node.
-void lower(ir::Graph& graph, Precision precision);
+/// with per-row scales (Linear input 4; [N], or [N, K / int8_group] in groups) and the rest as
+/// FP16 engines. Throws for a graph it cannot run, naming the node.
+void lower(ir::Graph& graph, Precision precision, int64_t int8_group = 0);
 
 /// A plan as the GPU runs it. An INT8 plan runs as FP16: each INT8 weight dequantised (q * its
 /// row's scale, rounded to FP16) into a copy of the plan made once per engine and shared by its

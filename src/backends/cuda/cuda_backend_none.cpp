@@ -21,7 +21,7 @@ bool has_kernel(const ir::Node&) {
   return false;
 }
 
-void lower(ir::Graph&, Precision) {
+void lower(ir::Graph&, Precision, int64_t) {
   throw Error(ErrorCode::kUnsupported, "this gptrt was built without the CUDA backend");
 }
 

@@ -328,14 +328,15 @@ class CudaBackend final : public Backend {
 
   bool wants_fused_plan() const override { return true; }
 
-  void lower(ir::Graph& g, const EngineInfo& info, const std::string& decoder_blocker,
+  void lower(ir::Graph& g, const EngineInfo& info, const BuildRequest& request,
+             const std::string& decoder_blocker,
              const std::function<void(const std::string&)>& notice) const override {
     if (!decoder_blocker.empty())
       throw Error(ErrorCode::kUnsupported,
                   "the CUDA backend runs the recognised GPT-2 decoder only, and this graph's was "
                   "not (" +
                       decoder_blocker + "); use --backend cpu");
-    cuda::lower(g, info.precision);
+    cuda::lower(g, info.precision, request.int8_group);
     notice("cuda backend (" + info.target + ", " + precision_name(info.precision) +
            "): the fused decoder on cuBLAS GEMMs and gptrt's kernels" +
            (info.precision == Precision::kInt8

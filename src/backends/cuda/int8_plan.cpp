@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "backends/cuda/cuda_backend.h"
+#include "backends/int8_weights.h"
 #include "core/half.h"
 #include "gptrt/error.h"
 
@@ -20,16 +21,16 @@ struct Fp16Plan {
 std::mutex g_mu;
 std::map<const void*, std::weak_ptr<Fp16Plan>> g_plans;
 
-// q [N, K] int8 times scales [N] as FP16 [N, K].
+// q [N, K] int8 times scales [N] (or [N, groups]: groups of K / groups values) as FP16 [N, K].
 Tensor dequantized(const Tensor& q, const Tensor& scales) {
   Tensor h(DType::kFloat16, q.shape());
   const int64_t n = q.dim(0), k = q.dim(1);
-  for (int64_t r = 0; r < n; ++r) {
-    const float s = scales.data<float>()[r];
+  const int64_t groups = scales.rank() == 2 ? scales.dim(1) : 1, group = k / groups;
+  for (int64_t r = 0; r < n; ++r)
     for (int64_t c = 0; c < k; ++c)
       h.data_mut<uint16_t>()[r * k + c] =
-          float_to_half(static_cast<float>(q.data<int8_t>()[r * k + c]) * s);
-  }
+          float_to_half(static_cast<float>(q.data<int8_t>()[r * k + c]) *
+                        scales.data<float>()[r * groups + c / group]);
   return h;
 }
 
@@ -84,11 +85,15 @@ void check_int8_weights(const ir::Graph& plan, Precision precision, const std::s
     if (!int8_w || !scaled || !w.is_constant() || w.constant.rank() != 2)
       bad(n, "needs INT8 weights [N, K] and their scales (input 4) in an INT8 engine");
     const ir::Value& s = plan.values[static_cast<size_t>(n.inputs[4])];
-    if (!s.is_constant() || s.dtype != DType::kFloat32 || s.constant.rank() != 1 ||
-        s.constant.dim(0) != w.constant.dim(0))
+    const int64_t k = w.constant.dim(1);
+    const int64_t group = s.is_constant() ? backends::int8_group_of(s.constant.shape(), k) : 0;
+    if (!s.is_constant() || s.dtype != DType::kFloat32 || group == 0 ||
+        s.constant.dim(0) != w.constant.dim(0) ||
+        (group != k && !backends::int8_group_problem(k, group).empty()))
       bad(n, "has scales " + shape_str(s.constant.shape()) + " for weights " +
                  shape_str(w.constant.shape()) + "; expected float32 [" +
-                 std::to_string(w.constant.dim(0)) + "]");
+                 std::to_string(w.constant.dim(0)) + "] or [" + std::to_string(w.constant.dim(0)) +
+                 ", K / G] for groups of G (a multiple of 16 dividing K)");
   }
 }
 

@@ -67,7 +67,7 @@ bool has_kernel(const ir::Node& n) {
          (n.domain.empty() && n.op_type == "LayerNormalization" && n.attr_int("axis", -1) == -1);
 }
 
-void lower(ir::Graph& g, Precision engine_precision) {
+void lower(ir::Graph& g, Precision engine_precision, int64_t int8_group) {
   std::vector<char> half = half_values(g, engine_precision);
   // INT8 engines: weight matrices INT8 [N, K] with their scales at input 4; everything else as
   // FP16 engines have it.
@@ -114,7 +114,12 @@ void lower(ir::Graph& g, Precision engine_precision) {
       std::string name = v.name + ".int8";
       int id = g.find(name);
       if (id < 0) {
-        backends::Int8Weights q = backends::quantize_int8(v.constant, !transpose);
+        const int64_t k = transpose ? v.constant.dim(0) : v.constant.dim(1);
+        if (std::string why = backends::int8_group_problem(k, int8_group); !why.empty())
+          throw Error(ErrorCode::kInvalidArgument,
+                      "--int8Group: " + why + " of " + n.describe() + " (weights '" + v.name +
+                          "'); pick a multiple of 16 that divides every layer's K");
+        backends::Int8Weights q = backends::quantize_int8(v.constant, !transpose, int8_group);
         id = g.add_constant(name, q.q);
         g.add_constant(name + ".scales", q.scales);
       }

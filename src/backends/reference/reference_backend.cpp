@@ -40,7 +40,7 @@ class ReferenceBackend final : public Backend {
 
   bool wants_fused_plan() const override { return false; }
 
-  void lower(ir::Graph&, const EngineInfo&, const std::string&,
+  void lower(ir::Graph&, const EngineInfo&, const BuildRequest&, const std::string&,
              const std::function<void(const std::string&)>&) const override {}
 
   bool supports(const ir::Node& n, Precision) const override {
