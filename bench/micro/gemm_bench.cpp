@@ -1,6 +1,7 @@
 // Kernel lab for the CPU backend's packed GEMM: GFLOP/s and effective weight bandwidth at the
 // shapes DistilGPT2 runs (every linear layer and the LM head, M = batch x seq).
 //   build/release/bench/gemm_bench [threads] [fp32|bf16|both] [ISA for BF16, e.g. avx512_bf16]
+// (GEMM_BENCH_ROWS=M: that row count only, instead of 12, 96 and 192.)
 // FP32 runs on best_isa(), BF16 on best_isa_for(bfloat16) (amx_bf16 where the CPU has AMX)
 // unless named.
 #include <chrono>
@@ -35,7 +36,9 @@ int main(int argc, char** argv) {
     int64_t k, n;
     const char* what;
   };
-  for (int64_t m : {12, 96, 192}) {
+  std::vector<int64_t> row_counts = {12, 96, 192};
+  if (const char* rows = std::getenv("GEMM_BENCH_ROWS")) row_counts = {std::atoll(rows)};
+  for (int64_t m : row_counts) {
     for (Case c : {Case{768, 2304, "c_attn"}, Case{768, 3072, "c_fc"},
                    Case{3072, 768, "mlp c_proj"}, Case{768, 50257, "lm_head"}}) {
       Tensor w(DType::kFloat32, {c.k, c.n}), x(DType::kFloat32, {m, c.k}),

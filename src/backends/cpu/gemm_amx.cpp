@@ -11,6 +11,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -71,9 +73,17 @@ void configure_tiles() {
   configured = true;
 }
 
-// Steps ahead whose tiles are asked into L1 (tile loads from L2 wait for it: +20% at 2 in a
-// one-core micro-benchmark on the Xeon VM, 1 and 4 less).
-constexpr int64_t kPrefetchSteps = 2;
+// K steps a block of several passes takes (192 values of K: the block's slices of a panel pair and
+// of a pass's row tiles, 12 KB each, stay in L1 while every pass reads the panels' slice; with
+// the row buffer 64-byte aligned and the step prefetch at 1, a BF16 forward pass at 8x16 on the
+// Xeon VM 22.4 -> 20.4 ms in one bench run,
+// docs/lab/2026-12-07-cpu-bf16-dots-int8-and-openvino.md).
+constexpr int64_t kBlockSteps = 6;
+
+// Steps ahead whose tiles are asked into L1 (tile loads from L2 wait for it): all of K in a pass,
+// 2 (+20% in a one-core micro-benchmark on the Xeon VM, 1 and 4 less); in K blocks, 1 (a forward
+// pass at 8x16 3-4% faster than at 2).
+constexpr int64_t kPrefetchWhole = 2, kPrefetchBlocked = 1;
 
 // The cache lines of step s: a row tile's 16 rows (one line each), a panel step's 16 lines.
 template <int RT, int CT>
@@ -96,22 +106,41 @@ struct Ahead {
   int64_t first = 0, end = 0, per_step = 0;
 };
 
-// RT row tiles of X (`a`, rows `lda` elements apart) times CT panels (`b0`, `b1`) over `steps`
-// steps of 32 values of K; sum tile (rt, ct) is stored at sums + (2 rt + ct) * 256.
+// A thread's scratch of at least n elements from `store`, 64-byte aligned: a tile row that
+// straddles two cache lines takes two (the 2 x 2 step on data in L1, one core of the Xeon VM:
+// 14.8 ns a tdpbf16ps unaligned, 4.7 aligned, 4.6 with no loads).
+template <typename T>
+T* aligned_scratch(std::vector<T>& store, int64_t n) {
+  store.resize(static_cast<size_t>(n) + 64 / sizeof(T));
+  return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(store.data()) + 63) & ~uintptr_t{63});
+}
+
+// RT row tiles of X (`a`, rows `lda` elements apart) times CT panels (`b0`, `b1`) over steps
+// [s0, s1) of the `steps` of 32 values of K, added to the sums stored by the call before
+// (`resume`) or to zero; sum tile (rt, ct) is stored at sums + (2 rt + ct) * 256.
 template <int RT, int CT>
 GPTRT_INLINE void multiply(const uint16_t* a, int64_t lda, const uint16_t* b0, const uint16_t* b1,
-                           int64_t steps, const Ahead& ahead, float* sums) {
+                           int64_t s0, int64_t s1, bool resume, const Ahead& ahead, float* sums,
+                           int64_t steps) {
+  const int64_t ahead_steps = s1 - s0 < steps ? kPrefetchBlocked : kPrefetchWhole;
   const auto stride = static_cast<int>(lda * 2);
-  _tile_zero(0);
-  if constexpr (CT > 1) _tile_zero(1);
-  if constexpr (RT > 1) _tile_zero(2);
-  if constexpr (RT > 1 && CT > 1) _tile_zero(3);
+  if (resume) {
+    _tile_loadd(0, sums, 64);
+    if constexpr (CT > 1) _tile_loadd(1, sums + kTileElems, 64);
+    if constexpr (RT > 1) _tile_loadd(2, sums + 2 * kTileElems, 64);
+    if constexpr (RT > 1 && CT > 1) _tile_loadd(3, sums + 3 * kTileElems, 64);
+  } else {
+    _tile_zero(0);
+    if constexpr (CT > 1) _tile_zero(1);
+    if constexpr (RT > 1) _tile_zero(2);
+    if constexpr (RT > 1 && CT > 1) _tile_zero(3);
+  }
   // Each product issued as soon as its two tiles are loaded (12-15% faster than all four loads
   // first, in a one-core micro-benchmark on the Xeon VM).
-  for (int64_t s = 0; s < steps; ++s) {
-    if (s + kPrefetchSteps < steps) prefetch_step<RT, CT>(a, lda, b0, b1, s + kPrefetchSteps);
-    for (int64_t i = ahead.first + s * ahead.per_step;
-         i < std::min(ahead.end, ahead.first + (s + 1) * ahead.per_step); ++i)
+  for (int64_t s = s0; s < s1; ++s) {
+    if (s + ahead_steps < s1) prefetch_step<RT, CT>(a, lda, b0, b1, s + ahead_steps);
+    const int64_t i0 = ahead.first + (s - s0) * ahead.per_step;
+    for (int64_t i = i0; i < std::min(ahead.end, i0 + ahead.per_step); ++i)
       _mm_prefetch(ahead.at + i * 64, _MM_HINT_T1);
     _tile_loadd(4, a + s * kTileK, stride);
     _tile_loadd(6, b0 + s * kTileElems * 2, 64);
@@ -181,8 +210,7 @@ void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_
   const int64_t steps = k2 / kTileK, padded_rows = (m + kTile - 1) / kTile * kTile;
   // X rounded to BF16, [padded_rows][k2], zeros past m and k (kept: no allocation per call).
   thread_local std::vector<uint16_t> rows;
-  rows.resize(static_cast<size_t>(padded_rows * k2));
-  uint16_t* xb = rows.data();
+  uint16_t* xb = aligned_scratch(rows, padded_rows * k2);
   const int64_t row_groups = std::min<int64_t>(padded_rows / kTile, pool.size());
   pool.parallel_for(row_groups, [&](int64_t g) {
     int64_t r0 = padded_rows * g / row_groups, r1 = padded_rows * (g + 1) / row_groups;
@@ -213,9 +241,12 @@ void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_
     const int64_t r0 = (t / tasks_per_chunk) * chunk_rows,
                   r1 = std::min(padded_rows, r0 + chunk_rows);
     const int64_t q0 = (t % tasks_per_chunk) * per_task, q1 = std::min(panel_pairs, q0 + per_task);
-    alignas(64) float sums[4 * kTileElems];
-    thread_local std::vector<uint16_t> converted;  // (INT8: the pair's panels as BF16 pairs)
-    if (int8) converted.resize(static_cast<size_t>(2 * k2 * kPanel));
+    // Each pass's four sum tiles (64-byte aligned), kept between K blocks.
+    thread_local std::vector<float> partial_store;
+    float* partial =
+        aligned_scratch(partial_store, (chunk_rows + 2 * kTile - 1) / (2 * kTile) * 4 * kTileElems);
+    thread_local std::vector<uint16_t> converted_store;  // (INT8: the pair's panels as pairs)
+    uint16_t* converted = int8 ? aligned_scratch(converted_store, 2 * k2 * kPanel) : nullptr;
     for (int64_t q = q0; q < q1; ++q) {
       const int64_t p = 2 * q, panels_here = std::min<int64_t>(2, panels - p);
       const uint16_t* b0 = panels_at + p * k2 * kPanel;
@@ -223,8 +254,8 @@ void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_
         for (int64_t h = 0; h < panels_here; ++h)
           int8_panel_to_pairs(int8_at + (p + h) * k * kPanel, k, k2,
                               grouped ? scales.at + (p + h) * scales.groups * kPanel : nullptr,
-                              k / scales.groups, converted.data() + h * k2 * kPanel);
-        b0 = converted.data();
+                              k / scales.groups, converted + h * k2 * kPanel);
+        b0 = converted;
       }
       const uint16_t* b1 = panels_here > 1 ? b0 + k2 * kPanel : b0;
       const int64_t col0 = p * kPanel, cols = std::min(2 * kPanel, n - col0);
@@ -241,6 +272,7 @@ void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_
       // The next pair's lines, spread over this pair's passes and steps (BF16 panels; INT8 ones
       // are read once, by the conversion).
       const int64_t passes = (r1 - r0 + 2 * kTile - 1) / (2 * kTile);
+      const int64_t block_steps = passes > 1 ? kBlockSteps : steps;
       Ahead ahead;
       if (!int8 && q + 1 < q1 && passes > 1) {  // (one pass: the stream is what it waits for)
         ahead.at = reinterpret_cast<const char*>(b0 + 2 * k2 * kPanel);
@@ -248,31 +280,38 @@ void gemm_amx(const float* x, int64_t m, int64_t k, const Tensor& packed, int64_
         ahead.per_step = (lines + passes * steps - 1) / (passes * steps);
         ahead.end = lines;
       }
-      for (int64_t r = r0; r < r1; r += 2 * kTile) {
-        const uint16_t* a = xb + r * k2;
-        const bool two_rows = r1 - r > kTile;
-        if (two_rows && panels_here > 1)
-          multiply<2, 2>(a, k2, b0, b1, steps, ahead, sums);
-        else if (two_rows)
-          multiply<2, 1>(a, k2, b0, b1, steps, ahead, sums);
-        else if (panels_here > 1)
-          multiply<1, 2>(a, k2, b0, b1, steps, ahead, sums);
-        else
-          multiply<1, 1>(a, k2, b0, b1, steps, ahead, sums);
-        ahead.first += ahead.per_step * steps;
-        // The sums (plus bias) into C, then the epilogue while the tile is in L1.
-        const int64_t rows_here = std::min(2 * kTile, m - r);
-        for (int64_t i = 0; i < rows_here; ++i) {
-          const float* row = sums + (i / kTile) * 2 * kTileElems + (i % kTile) * kPanel;
-          for (int64_t h = 0; h < panels_here; ++h) {
-            const __m512 v = _mm512_load_ps(row + h * kTileElems);
-            _mm512_mask_storeu_ps(c + (r + i) * n + col0 + h * kPanel, masks[h],
-                                  _mm512_fmadd_ps(v, scale[h], biases[h]));
+      // With several passes, K in blocks (kBlockSteps), each block's slice of the panel pair read
+      // by every pass while it is in L1; a pass's sums kept between blocks.
+      for (int64_t s0 = 0; s0 < steps; s0 += block_steps) {
+        const int64_t s1 = std::min(steps, s0 + block_steps);
+        for (int64_t r = r0; r < r1; r += 2 * kTile) {
+          const uint16_t* a = xb + r * k2;
+          const bool two_rows = r1 - r > kTile;
+          float* sums = partial + (r - r0) / (2 * kTile) * 4 * kTileElems;
+          if (two_rows && panels_here > 1)
+            multiply<2, 2>(a, k2, b0, b1, s0, s1, s0 > 0, ahead, sums, steps);
+          else if (two_rows)
+            multiply<2, 1>(a, k2, b0, b1, s0, s1, s0 > 0, ahead, sums, steps);
+          else if (panels_here > 1)
+            multiply<1, 2>(a, k2, b0, b1, s0, s1, s0 > 0, ahead, sums, steps);
+          else
+            multiply<1, 1>(a, k2, b0, b1, s0, s1, s0 > 0, ahead, sums, steps);
+          ahead.first += ahead.per_step * (s1 - s0);
+          if (s1 < steps) continue;
+          // The sums (plus bias) into C, then the epilogue while the tile is in L1.
+          const int64_t rows_here = std::min(2 * kTile, m - r);
+          for (int64_t i = 0; i < rows_here; ++i) {
+            const float* row = sums + (i / kTile) * 2 * kTileElems + (i % kTile) * kPanel;
+            for (int64_t h = 0; h < panels_here; ++h) {
+              const __m512 v = _mm512_load_ps(row + h * kTileElems);
+              _mm512_mask_storeu_ps(c + (r + i) * n + col0 + h * kPanel, masks[h],
+                                    _mm512_fmadd_ps(v, scale[h], biases[h]));
+            }
           }
+          if (epilogue.activation != 0 || epilogue.residual)
+            gemm_epilogue(c + r * n + col0, n, rows_here, cols, epilogue.activation,
+                          epilogue.residual ? epilogue.residual + r * n + col0 : nullptr, n);
         }
-        if (epilogue.activation != 0 || epilogue.residual)
-          gemm_epilogue(c + r * n + col0, n, rows_here, cols, epilogue.activation,
-                        epilogue.residual ? epilogue.residual + r * n + col0 : nullptr, n);
       }
     }
   });
