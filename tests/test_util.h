@@ -46,6 +46,27 @@ inline std::string temp_dir(const std::string& name) {
   return dir.string();
 }
 
+/// True when the tests may create symbolic links here (Windows grants it only with Developer Mode
+/// or to administrators, and Wine not at all); the tests of planted links skip otherwise.
+inline bool symlinks_work() {
+  const std::filesystem::path dir = temp_dir("symlink_probe");
+  std::error_code ec;
+  std::filesystem::create_symlink(dir / "target", dir / "link", ec);
+  std::filesystem::remove_all(dir);
+  return !ec;
+}
+
+/// `text` as one argument of the shell run_cli goes through (sh; cmd.exe on Windows).
+inline std::string shell_arg(const std::string& text) {
+#ifdef _WIN32
+  return "\"" + text + "\"";
+#else
+  std::string quoted = "'";
+  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+#endif
+}
+
 /// Result of running the gptrt CLI.
 struct CliResult {
   int exit_code = -1;

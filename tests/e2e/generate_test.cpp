@@ -170,7 +170,8 @@ TEST(Generate, CliGeneratesAndTokenizes) {
   r = run_cli("generate --onnx " + model + " --prompt-ids 1,2 --max-new-tokens 100");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("exceeds the model's 64 positions"), std::string::npos) << r.output;
-  r = run_cli("tokenize --tokenizer " + data_path("tokenizer") + " --text 'Hello, world!'");
+  r = run_cli("tokenize --tokenizer " + data_path("tokenizer") + " --text " +
+              shell_arg("Hello, world!"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("{\"ids\": [15496, 11, 995, 0]}"), std::string::npos) << r.output;
   r = run_cli("tokenize --tokenizer " + data_path("tokenizer") + " --decode 15496,11,995,0");

@@ -300,6 +300,7 @@ TEST(Hardening, AnInputNotGivenTakesTheSizesItSharesWithTheGivenOnes) {
 // make-model writes through exclusive temporaries too: links planted at the old fixed
 // ".partial" names are not written through, and no temporary is left.
 TEST(Hardening, MakeModelNeverWritesThroughAPlantedLink) {
+  if (!symlinks_work()) GTEST_SKIP() << "this system does not let the tests create symlinks";
   std::string dir = temp_dir("hardening_make_model");
   std::string victim = temp_dir("hardening_make_model_victim") + "/victim.txt";
   std::ofstream(victim) << "keep";
