@@ -260,7 +260,7 @@ void Runner::Impl::decode_step(const int64_t* host_ids, const int64_t* host_pos,
       else
         enqueue();
       check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
-      check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+      check(cudaGraphInstantiateWithFlags(&exec, graph, 0), "cudaGraphInstantiate");
       cudaGraphDestroy(graph);
     }
 #ifdef GPTRT_CUDA_TRACE

@@ -345,7 +345,7 @@ void Runner::Impl::enqueue_forward(int64_t b, int64_t s, bool with_pos, bool wit
       forward(b, s, with_pos, with_mask);
       check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
       cudaGraphExec_t exec = nullptr;
-      check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+      check(cudaGraphInstantiateWithFlags(&exec, graph, 0), "cudaGraphInstantiate");
       cudaGraphDestroy(graph);
       it = graphs.emplace(key, exec).first;
     }

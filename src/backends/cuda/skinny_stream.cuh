@@ -57,8 +57,8 @@ __device__ __forceinline__ void widen8(const uint4& piece, float* out) {
     float2 f;
     if constexpr (std::is_same_v<W, __half>)
       f = __half22float2(*reinterpret_cast<const __half2*>(&words[i]));
-    else
-      f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&words[i]));
+    else  // (BF16 is the top half of a float; CUDA 11's __bfloat1622float2 needs sm_80)
+      f = make_float2(__uint_as_float(words[i] << 16), __uint_as_float(words[i] & 0xffff0000u));
     out[2 * i] = f.x;
     out[2 * i + 1] = f.y;
   }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The CUDA backend for Pascal (sm_61, the recipe's GTX 1060), issue 30 part 2: CUDA 13 cannot
+# target sm_61, so this builds gptrt with Debian's CUDA 11.8 toolkit (`nvidia-cuda-toolkit` from
+# the non-free component, installed here if missing: about 1.6 GB) and GCC 11 (CUDA 11.8's newest
+# host compiler), every kernel as compute_61 PTX only: such a build runs on any GPU from sm_61 on
+# through the driver's JIT, so the sm_61 code path can be tested on the H100/H200 machine.
+# On 2026-12-07 the CLI and the library built this way (the kernels compile for compute_61).
+# Not run yet: the test suite on a GPU (the build needs CUDA 11.8's libcublasLt.so.11, 575 MB,
+# 206 MB as xz, more than the GPU machine takes in one carry), nor part of .ci/run (the toolkit's
+# download and a third CUDA build would take CI past 30 minutes).
+# Usage: scripts/sm61_build.sh [BUILD_DIR (default build/sm61)] [TARGET (default gptrt_cli)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=$(realpath -m "${1:-build/sm61}")
+target=${2:-gptrt_cli}
+sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+if [ ! -x /usr/lib/nvidia-cuda-toolkit/bin/nvcc ] || ! command -v g++-11 >/dev/null; then
+  if ! grep -rqs "non-free" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' |
+      $sudo_ tee /etc/apt/sources.list.d/debian-nonfree.sources >/dev/null
+  fi
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
+    nvidia-cuda-toolkit g++-11
+fi
+# CUDA 11.8's own tools first (a newer toolkit's ptxas on PATH refuses its PTX), and its headers
+# ahead of a newer toolkit's that some images link into /usr/local/include (GCC searches that
+# before /usr/include): a folder of links to the /usr/include copies of those names.
+export PATH=/usr/lib/nvidia-cuda-toolkit/bin:/usr/bin:$PATH
+shadow="$build-include"
+mkdir -p "$shadow"
+for f in /usr/local/include/*; do
+  n=$(basename "$f")
+  [ -e "/usr/include/$n" ] && ln -sfn "/usr/include/$n" "$shadow/$n"
+done
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGPTRT_CUDA=ON -DCUDAToolkit_ROOT=/usr \
+  -DCMAKE_CUDA_COMPILER=/usr/bin/nvcc -DCMAKE_CUDA_HOST_COMPILER=g++-11 \
+  -DCMAKE_CUDA_ARCHITECTURES=61-virtual "-DCMAKE_CUDA_FLAGS=-I$shadow" "-DCMAKE_CXX_FLAGS=-I$shadow" \
+  -DGPTRT_WERROR=ON >/dev/null
+cmake --build "$build" --target "$target"
+"$build/gptrt" --version | grep -E "CUDA toolkit|commit"
+echo "sm_61 build: $build/gptrt (CUDA 11.8, compute_61 PTX)"
