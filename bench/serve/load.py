@@ -12,7 +12,7 @@ prompts for every server) with temperature 0 and `ignore_eos`: `max_tokens` toke
 for; a response with fewer counts what it got (the server's usage count where it sends one).
 Tokens that arrive in one event (gptrt sends every token made since the client last read, when
 the client lags) count with an inter-token latency of 0. At a fixed concurrency, N clients send
-back to back, spread over --procs processes (default: half the cores, at most 8: one Python
+back to back, each on one keep-alive connection, spread over --procs processes (default: half the cores, at most 8: one Python
 process's GIL would cap the events read from a fast server); with --rate, requests arrive as a
 Poisson process at that many per second.
 """
@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import random
+import socket
 import statistics
 import sys
 import threading
@@ -37,10 +38,23 @@ def percentile(xs, p):
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
-def one_request(url, model, prompt, max_tokens, timeout):
-    """Streams one completion; returns (ok, ttft, token times, error)."""
+def connect(url, timeout):
+    """A connection with TCP_NODELAY (as aiohttp's and httpx's): a small write never waits for
+    the ACK of the one before."""
     u = urllib.parse.urlparse(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn
+
+
+def one_request(url, model, prompt, max_tokens, timeout, conn=None):
+    """Streams one completion on `conn` (kept open for the next request: keep-alive, as the
+    openai client's and vLLM's benchmark's connection pools do) or on a connection of its own;
+    returns (ok, ttft, token times, error)."""
+    own = conn is None
+    if own:
+        conn = connect(url, timeout)
     body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "ignore_eos": True, "stream_options": {"include_usage": True}}
     if model:
@@ -65,6 +79,7 @@ def one_request(url, model, prompt, max_tokens, timeout):
                     continue
                 data = line[5:].strip()
                 if data == "[DONE]":
+                    r.read()  # (the end of the body: the connection can carry the next request)
                     # The server's own count where it gives one (an event may carry no text).
                     if usage is not None and usage > len(times) and times:
                         times.extend([times[-1]] * (usage - len(times)))
@@ -83,7 +98,8 @@ def one_request(url, model, prompt, max_tokens, timeout):
     except Exception as e:  # a refused or broken connection counts as an error
         return False, 0, [], repr(e)
     finally:
-        conn.close()
+        if own:
+            conn.close()
 
 
 def clients(url, model, prompts, max_tokens, concurrency, timeout):
@@ -92,14 +108,27 @@ def clients(url, model, prompts, max_tokens, concurrency, timeout):
     todo = list(range(len(prompts)))
 
     def worker():
+        conn, used = None, False  # one keep-alive connection a client
         while True:
             with lock:
                 if not todo:
-                    return
+                    break
                 i = todo.pop(0)
-            r = one_request(url, model, prompts[i], max_tokens, timeout)
+            if conn is None:
+                conn, used = connect(url, timeout), False
+            r = one_request(url, model, prompts[i], max_tokens, timeout, conn)
+            if not r[0] and used:  # the server closed a kept connection: once more, on a new one
+                conn.close()
+                conn = connect(url, timeout)
+                r = one_request(url, model, prompts[i], max_tokens, timeout, conn)
+            used = True
+            if not r[0]:
+                conn.close()
+                conn = None
             with lock:
                 results.append(r)
+        if conn is not None:
+            conn.close()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for th in threads:
