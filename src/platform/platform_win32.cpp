@@ -1,8 +1,9 @@
 // Windows implementation of platform.h (MinGW-w64 today; the Win32 calls are MSVC's as well).
 // Paths are UTF-8 in gptrt and UTF-16 for Windows: every call converts, so paths with spaces and
 // non-ASCII characters work. Files are mapped with CreateFileMapping; large buffers are
-// VirtualAlloc'd (large pages need a privilege most accounts lack: plain pages then); the atomic
-// replace is MoveFileEx with MOVEFILE_REPLACE_EXISTING.
+// VirtualAlloc'd, on large pages where the account may lock pages in memory (a privilege most
+// accounts lack: plain pages then); the atomic replace is MoveFileEx with
+// MOVEFILE_REPLACE_EXISTING.
 #ifndef NOMINMAX
 #define NOMINMAX
 #endif
@@ -103,26 +104,49 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) UnmapViewOfFile(data_);
 }
 
+// Whether large pages can be had: the CPU's large page is known and the account holds "Lock
+// pages in memory" (SeLockMemoryPrivilege), enabled on this process's token once. (An account
+// without it gets ERROR_NOT_ALL_ASSIGNED: plain pages then.)
+bool large_pages_permitted() {
+  static const bool permitted = [] {
+    if (GetLargePageMinimum() == 0) return false;
+    HANDLE token = nullptr;
+    if (!OpenProcessToken(GetCurrentProcess(), TOKEN_ADJUST_PRIVILEGES | TOKEN_QUERY, &token))
+      return false;
+    TOKEN_PRIVILEGES privileges{};
+    privileges.PrivilegeCount = 1;
+    privileges.Privileges[0].Attributes = SE_PRIVILEGE_ENABLED;
+    const bool ok =
+        LookupPrivilegeValueW(nullptr, L"SeLockMemoryPrivilege", &privileges.Privileges[0].Luid) &&
+        AdjustTokenPrivileges(token, FALSE, &privileges, 0, nullptr, nullptr) &&
+        GetLastError() == ERROR_SUCCESS;
+    CloseHandle(token);
+    return ok;
+  }();
+  return permitted;
+}
+
 void* allocate_large(size_t bytes) {
   const size_t huge = kLargeBytes, size = (bytes + huge - 1) / huge * huge;
-  // VirtualAlloc's reservations are 64 KiB aligned: ask one huge page more and keep the aligned
-  // part (zero-filled, committed on first touch). Released whole by free_large.
+  // Large pages where permitted (the allocation starts at a large-page boundary, zero-filled);
+  // else plain pages: VirtualAlloc's reservations are 64 KiB aligned, so ask one huge page more
+  // and hand out the aligned part (zero-filled, committed on first touch).
+  const size_t large = GetLargePageMinimum();
+  if (large_pages_permitted() && large > 0 && huge % large == 0) {
+    if (void* p =
+            VirtualAlloc(nullptr, size, MEM_RESERVE | MEM_COMMIT | MEM_LARGE_PAGES, PAGE_READWRITE))
+      return p;
+  }
   void* p = VirtualAlloc(nullptr, size + huge, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
   if (p == nullptr) return nullptr;
-  auto* raw = static_cast<uint8_t*>(p);
-  auto* at =
-      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + huge - 1) & ~(huge - 1));
-  // The allocation's base, for VirtualFree, in the word before the aligned part's first page.
-  if (at == raw) at += huge;
-  std::memcpy(at - sizeof(void*), &p, sizeof(void*));
-  return at;
+  return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(p) + huge - 1) & ~(huge - 1));
 }
 
 void free_large(void* p, size_t) noexcept {
   if (p == nullptr) return;
-  void* base = nullptr;
-  std::memcpy(&base, static_cast<uint8_t*>(p) - sizeof(void*), sizeof(void*));
-  VirtualFree(base, 0, MEM_RELEASE);
+  // (Released whole from its allocation's base, which VirtualQuery finds from any address in it.)
+  MEMORY_BASIC_INFORMATION m{};
+  if (VirtualQuery(p, &m, sizeof m) != 0) VirtualFree(m.AllocationBase, 0, MEM_RELEASE);
 }
 
 int64_t physical_memory_bytes() {
