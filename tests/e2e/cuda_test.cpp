@@ -177,6 +177,30 @@ TEST(CudaLowering, Int8WeightsAreStoredWithTheirScalesAndCheckedAtLoad) {
       {"--int8Group", "does not divide K = 64"});
 }
 
+// GPU memory is checked before each large allocation (weights, activation arena, KV cache): with
+// GPTRT_CUDA_MEMORY_LIMIT standing in for a card too small, running an engine is refused with the
+// numbers and what to lower, and nothing is left half-made: without it the same engine runs.
+TEST(Cuda, TooLittleGpuMemoryIsRefusedWithTheNumbers) {
+  SKIP_WITHOUT_GPU();
+  auto engine = cuda_engine(Network::from_onnx(data_path("gpt2-tiny/legacy-opset17.onnx")));
+  static const auto goldens = safetensors::read(data_path("gpt2-tiny/goldens.safetensors"));
+  const TensorMap in = {{"input_ids", goldens.at("case1.input_ids")},
+                        {"attention_mask", goldens.at("case1.attention_mask")}};
+  setenv("GPTRT_CUDA_MEMORY_LIMIT", "1", 1);
+  try {
+    engine->create_execution_context()->execute(in);
+    ADD_FAILURE() << "ran within a 1-byte GPU memory limit";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kResourceLimit) << e.what();
+    for (const char* part : {"not enough GPU memory for the", "MiB free", "GPTRT_CUDA_MEMORY_LIMIT",
+                             "--maxBatch", "--fp16"})
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << part << ": " << e.what();
+  }
+  unsetenv("GPTRT_CUDA_MEMORY_LIMIT");
+  const Tensor out = engine->create_execution_context()->execute(in)[0];
+  EXPECT_EQ(out.dim(2), 1000);
+}
+
 // INT8 engines in groups of 16 along K on the GPU: saved and loaded, the fixture's logits within
 // FP16 rounding of the cpu backend's INT8 engine in the same groups (FP32 rows).
 TEST(Cuda, Int8GroupsRunAsTheCpuOnesDo) {

@@ -86,8 +86,8 @@ void Runner::Impl::reserve(int64_t b, int64_t cache_s, int64_t prompt) {
   if (p.total > plan.total) {
     cudaFree(arena);
     arena = nullptr;
-    check(cudaMalloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(p.total)),
-          "cudaMalloc (arena)");
+    device_alloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(p.total),
+                 "activation arena");
   }
   if (p.total > 0) plan = p;
   int64_t e = 0, layers = 0;
@@ -99,11 +99,10 @@ void Runner::Impl::reserve(int64_t b, int64_t cache_s, int64_t prompt) {
   for (int64_t l = 0; l < layers; ++l) {
     float* k = nullptr;
     float* v = nullptr;
-    check(cudaMalloc(reinterpret_cast<void**>(&k), static_cast<size_t>(b * cache_s * e * 4)),
-          "cudaMalloc (K cache)");
-    check(cudaMalloc(reinterpret_cast<void**>(&v), static_cast<size_t>(b * cache_s * e * 4)),
-          "cudaMalloc (V cache)");
+    // (Each kept as soon as it exists: free_kv releases what a refusal leaves.)
+    device_alloc(reinterpret_cast<void**>(&k), static_cast<size_t>(b * cache_s * e * 4), "K cache");
     kv.k.push_back(k);
+    device_alloc(reinterpret_cast<void**>(&v), static_cast<size_t>(b * cache_s * e * 4), "V cache");
     kv.v.push_back(v);
   }
   check(cudaMalloc(reinterpret_cast<void**>(&kv.valid), static_cast<size_t>(b * cache_s)),

@@ -1,6 +1,8 @@
 // Which GPU this process sees, for builds, engine checks and reports.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "backends/cuda/cuda_backend.h"
@@ -24,6 +26,35 @@ std::string device_sm(std::string* why) {
   cudaDeviceProp p{};
   check(cudaGetDeviceProperties(&p, 0), "cudaGetDeviceProperties");
   return "sm_" + std::to_string(p.major) + std::to_string(p.minor);
+}
+
+void device_alloc(void** p, size_t bytes, const char* what) {
+  // (Read at every call: allocations are few, and a test sets it for one engine.)
+  const char* limit_env = std::getenv("GPTRT_CUDA_MEMORY_LIMIT");
+  const size_t limit =
+      limit_env && *limit_env ? static_cast<size_t>(std::strtoull(limit_env, nullptr, 10)) : 0;
+  size_t free = 0, total = 0;
+  check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+  const size_t used = total - free;
+  size_t room = free;
+  if (limit > 0) room = std::min(room, limit > used ? limit - used : size_t{0});
+  auto mib = [](size_t b) { return std::to_string((b + (size_t{1} << 20) - 1) >> 20) + " MiB"; };
+  auto refuse = [&] {
+    throw Error(ErrorCode::kResourceLimit,
+                std::string("not enough GPU memory for the ") + what + ": it needs " + mib(bytes) +
+                    ", and " + device_name() + " has " + mib(room) + " free (" + mib(total) +
+                    " in all, " + mib(used) + " in use" +
+                    (limit > 0 ? ", GPTRT_CUDA_MEMORY_LIMIT " + mib(limit) : std::string()) +
+                    "); build the engine with a smaller --maxBatch or --maxSeqLen (gptrt serve: "
+                    "fewer --slots), or with --fp16 (half the weights and KV cache)");
+  };
+  if (bytes > room) refuse();
+  const cudaError_t e = cudaMalloc(p, bytes);
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // (clear it)
+    refuse();
+  }
+  check(e, (std::string("cudaMalloc (") + what + ")").c_str());
 }
 
 std::string device_name() {

@@ -28,6 +28,13 @@ inline void check(cublasStatus_t s, const char* what) {
                 std::string("cuBLAS error ") + std::to_string(static_cast<int>(s)) + " in " + what);
 }
 
+/// cudaMalloc of `bytes` for `what` (weights, activation arena, K or V cache), refused first when
+/// the GPU has less free memory, or when the GPU's memory in use would pass
+/// GPTRT_CUDA_MEMORY_LIMIT bytes (which stands in for a smaller card, e.g. the recipe's 3 GB
+/// GTX 1060), and when cudaMalloc itself runs out: kResourceLimit naming the numbers and what to
+/// lower (device.cu).
+void device_alloc(void** p, size_t bytes, const char* what);
+
 inline int blocks_for(int64_t n, int threads) {
   return static_cast<int>((n + threads - 1) / threads);
 }

@@ -76,8 +76,8 @@ Runner::Impl::Impl(std::shared_ptr<const void> o, const ir::Graph& graph, Precis
     find_attention_fusions();
     plan = ir::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
     if (plan.total > 0)
-      check(cudaMalloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(plan.total)),
-            "cudaMalloc (activation arena)");
+      device_alloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(plan.total),
+                   "activation arena");
     int64_t rows = 1;
     for (const auto& [sym, v] : dim_max) rows *= v;
     reserve_row_buffers(rows);

@@ -30,7 +30,7 @@ std::shared_ptr<DeviceWeights> weights_for(const void* owner, const ir::Graph& g
         (v.dtype == DType::kFloat16 || v.dtype == DType::kBFloat16))
       bytes = static_cast<size_t>((v.constant.dim(0) + 7) / 8 * 8 * v.constant.dim(1) * 2);
     void* p = nullptr;
-    check(cudaMalloc(&p, bytes), "cudaMalloc (weights)");
+    device_alloc(&p, bytes, "weights");
     w->ptr[static_cast<int>(i)] = p;
     if (bytes > v.constant.nbytes())
       check(cudaMemset(static_cast<char*>(p) + v.constant.nbytes(), 0, bytes - v.constant.nbytes()),
