@@ -18,6 +18,13 @@ std::string int8_group_problem(int64_t k, int64_t group) {
   return {};
 }
 
+void check_int8_group(int64_t k, int64_t group, const std::string& what) {
+  if (std::string why = int8_group_problem(k, group); !why.empty())
+    throw Error(ErrorCode::kInvalidArgument,
+                "--int8Group: " + why + " of " + what +
+                    "; pick a multiple of 16 that divides every layer's K");
+}
+
 Int8Weights quantize_int8(const Tensor& w, bool transposed, int64_t group) {
   if (w.dtype() != DType::kFloat32 || w.rank() != 2)
     throw Error(ErrorCode::kInternal,

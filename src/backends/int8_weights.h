@@ -24,6 +24,10 @@ constexpr int64_t kInt8GroupStep = 16;
 /// (the group must be a positive multiple of kInt8GroupStep that divides K).
 std::string int8_group_problem(int64_t k, int64_t group);
 
+/// Throws kInvalidArgument naming `what` (the layer) when int8_group_problem refuses `group` for
+/// its K: what both backends' lowerings say to a bad --int8Group.
+void check_int8_group(int64_t k, int64_t group, const std::string& what);
+
 /// Quantises float32 `w` ([K, N], or [N, K] when `transposed`) per output column j and group of
 /// `group` K values (0: all of K): scale s = max |w| / 127 over the group (1 for a group of zeros
 /// or one holding a non-finite value), q = w / s rounded to nearest, clamped to [-127, 127].

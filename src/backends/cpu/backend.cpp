@@ -48,14 +48,10 @@ int lower_linear(ir::Graph& g, DType all_weights, Isa isa, DType head, int64_t i
           g.values[static_cast<size_t>(w)].name + (transposed ? ".packedT" : ".packed");
       const Tensor& wt0 = g.values[static_cast<size_t>(w)].constant;
       Tensor scales;
-      if (weights == DType::kInt8) {
-        const int64_t k0 = transposed ? wt0.dim(1) : wt0.dim(0);
-        if (std::string why = backends::int8_group_problem(k0, int8_group); !why.empty())
-          throw Error(ErrorCode::kInvalidArgument,
-                      "--int8Group: " + why + " of " + n.describe() + " (weights '" +
-                          g.values[static_cast<size_t>(w)].name +
-                          "'); pick a multiple of 16 that divides every layer's K");
-      }
+      if (weights == DType::kInt8)
+        backends::check_int8_group(
+            transposed ? wt0.dim(1) : wt0.dim(0), int8_group,
+            n.describe() + " (weights '" + g.values[static_cast<size_t>(w)].name + "')");
       int id = g.add_constant(name, weights == DType::kInt8
                                         ? pack_weights_int8(wt0, transposed, int8_group, &scales)
                                         : pack_weights(wt0, transposed, weights, isa));

@@ -115,10 +115,7 @@ void lower(ir::Graph& g, Precision engine_precision, int64_t int8_group) {
       int id = g.find(name);
       if (id < 0) {
         const int64_t k = transpose ? v.constant.dim(0) : v.constant.dim(1);
-        if (std::string why = backends::int8_group_problem(k, int8_group); !why.empty())
-          throw Error(ErrorCode::kInvalidArgument,
-                      "--int8Group: " + why + " of " + n.describe() + " (weights '" + v.name +
-                          "'); pick a multiple of 16 that divides every layer's K");
+        backends::check_int8_group(k, int8_group, n.describe() + " (weights '" + v.name + "')");
         backends::Int8Weights q = backends::quantize_int8(v.constant, !transpose, int8_group);
         id = g.add_constant(name, q.q);
         g.add_constant(name + ".scales", q.scales);
