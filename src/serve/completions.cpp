@@ -346,8 +346,11 @@ void add_completion_routes(Server::Impl& s) {
           ch.text += ch.stream->finish();
           cut_at_stop(*stops, ch, from);
         }
-        ch.reason = f.reason;
-        ch.error = f.message;
+        // A stop string that cut the text is the reason, whatever ended the request: the
+        // scheduler may run the pass that reaches max_tokens before the delivery of the token
+        // that completed the stop string asks it to stop.
+        ch.reason = ch.stopped ? "stop" : f.reason;
+        ch.error = ch.stopped ? std::string() : f.message;
         ch.done = true;
         --cp->remaining;
         cp->updates.push_back(k);
