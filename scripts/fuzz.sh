@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (the `fuzz` preset: clang with ASan + UBSan) and runs each for a
-# bounded time from seed corpora made of the test fixtures. Any crash, leak, sanitizer report,
+# Builds the libFuzzer targets (in the `asan` preset's build: clang with ASan + UBSan, the library
+# instrumented for the fuzzer, so the sanitized tests and the fuzz targets share one build) and
+# runs each for a bounded time from seed corpora made of the test fixtures. Any crash, leak, sanitizer report,
 # timeout or exception other than gptrt::Error fails the run; the input that found it is kept in
 # build/fuzz/findings/<target>/ (make it a regression test).
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET=60] [TARGET...]
 #
-# CI runs it with 60 s per target (two targets at a time) and a fixed libFuzzer seed, so a run
+# CI runs it with 30 s per target (two targets at a time) and a fixed libFuzzer seed, so a run
 # repeats the same mutations; a longer local run, e.g. `FUZZ_SEED=0 scripts/fuzz.sh 600` (0: a
 # random seed each run), explores further and prints each target's executions.
 set -euo pipefail
@@ -17,8 +18,8 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(json npy safetensors onnx engine tokenizer)
 
-cmake --preset fuzz >/dev/null
-cmake --build --preset fuzz
+cmake --preset asan >/dev/null
+cmake --build --preset asan --target "${targets[@]/%/_fuzz}"
 # Engine seeds need a gptrt CLI: the release build's when there, else a plain one built here.
 cli=build/release/gptrt
 if [ ! -x "$cli" ]; then
@@ -35,7 +36,7 @@ run_one() {
   rm -rf "build/fuzz/findings/$t"
   mkdir -p "$out/corpus/$t" "build/fuzz/findings/$t"
   # The seeds are read, new inputs go to corpus/ (the seeds stay as committed fixtures made them).
-  "build/fuzz/tests/fuzz/targets/${t}_fuzz" "$out/corpus/$t" "$out/seeds/$t" \
+  "build/asan/tests/fuzz/targets/${t}_fuzz" "$out/corpus/$t" "$out/seeds/$t" \
     -seed="${FUZZ_SEED:-1}" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2560 -max_len=1200000 \
     -print_final_stats=1 -artifact_prefix="build/fuzz/findings/$t/" \
     >"$out/$t.log" 2>&1

@@ -4,15 +4,20 @@
 # the non-free component, installed here if missing: about 1.6 GB) and GCC 11 (CUDA 11.8's newest
 # host compiler), every kernel as compute_61 PTX only: such a build runs on any GPU from sm_61 on
 # through the driver's JIT, so the sm_61 code path can be tested on the H100/H200 machine.
-# On 2026-12-07 the CLI and the library built this way (the kernels compile for compute_61).
-# Not run yet: the test suite on a GPU (the build needs CUDA 11.8's libcublasLt.so.11, 575 MB,
-# 206 MB as xz, more than the GPU machine takes in one carry), nor part of .ci/run (the toolkit's
-# download and a third CUDA build would take CI past 30 minutes).
-# Usage: scripts/sm61_build.sh [BUILD_DIR (default build/sm61)] [TARGET (default gptrt_cli)]
+# It builds without cuBLAS (GPTRT_CUDA_CUBLAS=OFF: every GEMM on plain_gemm_kernel, as sm_61 runs
+# them with or without it) and with the static CUDA runtime, so the two binaries need nothing
+# from CUDA 11.8 on the GPU machine but the driver: carry them (xz) and run
+# `BUILD=build/sm61 scripts/gpu_check.sh OUT` there (docs/DEVICE.md). Not part of .ci/run: the
+# toolkit's download (1.6 GB) and a third CUDA build would take CI past 30 minutes; the closing
+# notes say when it last passed.
+# Usage: scripts/sm61_build.sh [BUILD_DIR (default build/sm61)] [TARGET... (default gptrt_cli
+# gptrt_tests)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=$(realpath -m "${1:-build/sm61}")
-target=${2:-gptrt_cli}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(gptrt_cli gptrt_tests)
 sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
 if [ ! -x /usr/lib/nvidia-cuda-toolkit/bin/nvcc ] || ! command -v g++-11 >/dev/null; then
   if ! grep -rqs "non-free" /etc/apt/sources.list /etc/apt/sources.list.d/; then
@@ -36,7 +41,7 @@ done
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGPTRT_CUDA=ON -DCUDAToolkit_ROOT=/usr \
   -DCMAKE_CUDA_COMPILER=/usr/bin/nvcc -DCMAKE_CUDA_HOST_COMPILER=g++-11 \
   -DCMAKE_CUDA_ARCHITECTURES=61-virtual "-DCMAKE_CUDA_FLAGS=-I$shadow" "-DCMAKE_CXX_FLAGS=-I$shadow" \
-  -DGPTRT_WERROR=ON >/dev/null
-cmake --build "$build" --target "$target"
+  -DGPTRT_CUDA_CUBLAS=OFF -DGPTRT_PYTHON=OFF -DGPTRT_WERROR=ON >/dev/null
+cmake --build "$build" --target "${targets[@]}"
 "$build/gptrt" --version | grep -E "CUDA toolkit|commit"
-echo "sm_61 build: $build/gptrt (CUDA 11.8, compute_61 PTX)"
+echo "sm_61 build: $build/gptrt (CUDA 11.8, compute_61 PTX, no cuBLAS)"

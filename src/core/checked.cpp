@@ -1,4 +1,5 @@
 #include "core/checked.h"
+#include "platform/compiler.h"
 
 namespace gptrt::checked {
 namespace {
@@ -13,13 +14,13 @@ namespace {
 
 int64_t mul(int64_t a, int64_t b, const std::string& what, ErrorCode code) {
   int64_t r;
-  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r)) too_large(what, code);
+  if (a < 0 || b < 0 || platform::mul_overflows(a, b, &r)) too_large(what, code);
   return r;
 }
 
 int64_t add(int64_t a, int64_t b, const std::string& what, ErrorCode code) {
   int64_t r;
-  if (a < 0 || b < 0 || __builtin_add_overflow(a, b, &r)) too_large(what, code);
+  if (a < 0 || b < 0 || platform::add_overflows(a, b, &r)) too_large(what, code);
   return r;
 }
 

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "gptrt/error.h"
+#include "platform/compiler.h"
 #include "platform/platform.h"
 
 namespace gptrt {
@@ -95,7 +96,7 @@ bool dtype_is_known(int32_t value) {
 int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
   for (int64_t d : shape) {
-    if (__builtin_mul_overflow(n, d, &n))
+    if (platform::mul_overflows(n, d, &n))
       throw Error(ErrorCode::kShapeError,
                   "shape " + shape_str(shape) + " has more elements than 64 bits can count");
   }
@@ -263,10 +264,10 @@ void Tensor::allocate(bool zero) {
   for (int64_t d : shape_) {
     if (d < 0)
       throw Error(ErrorCode::kInternal, "tensor with negative dimension " + shape_str(shape_));
-    if (__builtin_mul_overflow(n, d, &n)) n = -1;
+    if (platform::mul_overflows(n, d, &n)) n = -1;
     if (n < 0) break;
   }
-  if (n < 0 || __builtin_mul_overflow(n, static_cast<int64_t>(dtype_size(dtype_)), &bytes) ||
+  if (n < 0 || platform::mul_overflows(n, static_cast<int64_t>(dtype_size(dtype_)), &bytes) ||
       bytes > std::numeric_limits<int64_t>::max() - 128)
     bytes = -1;
   // 64-byte alignment so vector kernels may use aligned loads.

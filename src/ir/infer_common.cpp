@@ -9,6 +9,7 @@
 #include "ir/infer_common.h"
 #include "ir/op_math.h"
 #include "ir/shape_inference.h"
+#include "platform/compiler.h"
 
 namespace gptrt::ir::infer {
 
@@ -42,7 +43,7 @@ Dim mul_dims(const Dim& a, const Dim& b) {
   // A product or sum past 64 bits (a hostile shape) is left unknown, never wrapped: the
   // kernels' checked element counts refuse it when it is reached.
   if (a.is_known() && b.is_known())
-    return __builtin_mul_overflow(a.value, b.value, &r) ? Dim::unknown() : Dim::known(r);
+    return platform::mul_overflows(a.value, b.value, &r) ? Dim::unknown() : Dim::known(r);
   if (a.is_known() && a.value == 1) return b;
   if (b.is_known() && b.value == 1) return a;
   if ((a.is_known() && a.value == 0) || (b.is_known() && b.value == 0)) return Dim::known(0);
@@ -53,7 +54,7 @@ Dim mul_dims(const Dim& a, const Dim& b) {
 Dim add_dims(const Dim& a, const Dim& b) {
   int64_t r;
   if (a.is_known() && b.is_known())
-    return __builtin_add_overflow(a.value, b.value, &r) ? Dim::unknown() : Dim::known(r);
+    return platform::add_overflows(a.value, b.value, &r) ? Dim::unknown() : Dim::known(r);
   if (a.is_known() && a.value == 0) return b;
   if (b.is_known() && b.value == 0) return a;
   if (a.symbol == "?" || b.symbol == "?") return Dim::unknown();
@@ -63,7 +64,7 @@ Dim add_dims(const Dim& a, const Dim& b) {
 Dim sub_dims(const Dim& a, const Dim& b) {
   int64_t r;
   if (a.is_known() && b.is_known())
-    return __builtin_sub_overflow(a.value, b.value, &r) ? Dim::unknown() : Dim::known(r);
+    return platform::sub_overflows(a.value, b.value, &r) ? Dim::unknown() : Dim::known(r);
   if (b.is_known() && b.value == 0) return a;
   if (a == b) return Dim::known(0);
   if (a.symbol == "?" || b.symbol == "?") return Dim::unknown();

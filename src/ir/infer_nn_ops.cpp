@@ -10,6 +10,7 @@
 #include "ir/infer_common.h"
 #include "ir/op_math.h"
 #include "ir/shape_inference.h"
+#include "platform/compiler.h"
 
 namespace gptrt::ir::infer {
 
@@ -89,7 +90,7 @@ int64_t known_count(const SymShape& s, size_t from) {
   int64_t n = 1;
   for (size_t k = from; k < s.dims.size(); ++k) {
     if (!s.dims[k].is_known()) return -1;
-    if (__builtin_mul_overflow(n, s.dims[k].value, &n)) return -1;
+    if (platform::mul_overflows(n, s.dims[k].value, &n)) return -1;
   }
   return n;
 }

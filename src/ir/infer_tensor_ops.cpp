@@ -9,6 +9,7 @@
 #include "ir/infer_common.h"
 #include "ir/op_math.h"
 #include "ir/shape_inference.h"
+#include "platform/compiler.h"
 
 namespace gptrt::ir::infer {
 
@@ -303,7 +304,7 @@ void infer_range(Graph& g, const Node& n) {
     if (a.is_known() && b.is_known() && c.is_known() && c.value != 0) {
       // ceil((limit - start) / delta), never wrapped: hostile limits leave it unknown.
       int64_t diff;
-      if (!__builtin_sub_overflow(b.value, a.value, &diff) &&
+      if (!platform::sub_overflows(b.value, a.value, &diff) &&
           !(c.value == -1 && diff == std::numeric_limits<int64_t>::min())) {
         int64_t q = diff / c.value;
         if (diff % c.value != 0 && (diff > 0) == (c.value > 0)) ++q;

@@ -15,7 +15,8 @@ TEST(CudaOptions, DefaultsAndEverySwitchParse) {
         "GPTRT_CUDA_TRACE_RUN", "GPTRT_CUDA_TRACE_FILE"})
     unsetenv(v);
   cuda::Options d = cuda::Options::from_environment();
-  EXPECT_TRUE(d.pdl && d.skinny_gemms && d.fused_attention && d.packed);
+  EXPECT_TRUE(d.pdl && d.fused_attention && d.packed);
+  EXPECT_EQ(d.gemm, cuda::GemmChoice::kAuto);
   EXPECT_EQ(d.skinny_tn, 0);
   EXPECT_EQ(d.stream, -1);
   EXPECT_EQ(d.decode_steps, 0);
@@ -29,7 +30,13 @@ TEST(CudaOptions, DefaultsAndEverySwitchParse) {
   setenv("GPTRT_CUDA_PACKED", "0", 1);
   setenv("GPTRT_CUDA_TRACE_RUN", "7", 1);
   cuda::Options o = cuda::Options::from_environment();
-  EXPECT_FALSE(o.pdl || o.skinny_gemms || o.fused_attention || o.packed);
+  EXPECT_FALSE(o.pdl || o.fused_attention || o.packed);
+  EXPECT_EQ(o.gemm, cuda::GemmChoice::kCublasLt);
+  // A build without cuBLAS refuses cublaslt by name, and takes plain.
+  expect_error([] { cuda::Options::from_environment(false); },
+               {"GPTRT_CUDA_GEMM", "'cublaslt'", "without cuBLAS", "plain"});
+  setenv("GPTRT_CUDA_GEMM", "plain", 1);
+  EXPECT_EQ(cuda::Options::from_environment(false).gemm, cuda::GemmChoice::kPlain);
   EXPECT_EQ(o.skinny_tn, 4);
   EXPECT_EQ(o.stream, 1);
   EXPECT_EQ(o.decode_steps, 8);
@@ -49,6 +56,25 @@ TEST(CudaOptions, DefaultsAndEverySwitchParse) {
                         "GPTRT_CUDA_STREAM", "GPTRT_CUDA_DECODE_STEPS",
                         "GPTRT_CUDA_FUSED_ATTENTION", "GPTRT_CUDA_PACKED", "GPTRT_CUDA_TRACE_RUN"})
     unsetenv(v);
+}
+
+// GPTRT_CUDA_MEMORY_LIMIT (a smaller card's memory, in bytes or with a K/M/G suffix) is read
+// whole: anything else is refused, saying what it takes, rather than read as no limit.
+TEST(CudaOptions, MemoryLimitParsesOrIsRefused) {
+  unsetenv("GPTRT_CUDA_MEMORY_LIMIT");
+  EXPECT_EQ(cuda::memory_limit_from_environment(), 0u);
+  for (auto [value, bytes] :
+       {std::pair{"1", uint64_t{1}}, std::pair{"3G", uint64_t{3} << 30},
+        std::pair{"512M", uint64_t{512} << 20}, std::pair{"64K", uint64_t{64} << 10}}) {
+    setenv("GPTRT_CUDA_MEMORY_LIMIT", value, 1);
+    EXPECT_EQ(cuda::memory_limit_from_environment(), bytes) << value;
+  }
+  for (const char* bad : {"", "3GB", "-1", "0", "x", "1.5G", "99999999999999999999"}) {
+    setenv("GPTRT_CUDA_MEMORY_LIMIT", bad, 1);
+    expect_error([] { cuda::memory_limit_from_environment(); },
+                 {"GPTRT_CUDA_MEMORY_LIMIT", std::string("'") + bad + "'", "3G"});
+  }
+  unsetenv("GPTRT_CUDA_MEMORY_LIMIT");
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // `gptrt bench`: the recipe's tables for gptrt and every peer installed (bench/), same weights,
 // same inputs, accuracy against PyTorch FP32 on every row. Writes results.{json,csv,md} and
 // latency.png through bench/report.py.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -17,6 +19,7 @@
 #include "core/stats.h"
 #include "gptrt/error.h"
 #include "gptrt/generate.h"
+#include "platform/compiler.h"
 #include "platform/platform.h"
 #include "runtime/engine_impl.h"
 
@@ -111,40 +114,45 @@ std::string utc_now() {
   return buf;
 }
 
-// Words as the read loop loads them (GCC's vector extension): 16 bytes (SSE2 on any x86-64), 64
-// (AVX-512).
-using Words2 = uint64_t __attribute__((vector_size(16)));
-using Words8 = uint64_t __attribute__((vector_size(64)));
-
 // Sums words [b, e) of `buf` (e - b a multiple of 16), two 64-byte lines a step, asking for each
-// line 1 KiB ahead when `ahead`.
-template <typename V>
-uint64_t read_words(const uint64_t* buf, size_t b, size_t e, bool ahead) {
-  constexpr size_t kVecBytes = sizeof(V), kPerLine = 64 / kVecBytes, kWords = kVecBytes / 8;
-  const V* v = reinterpret_cast<const V*>(buf + b);
-  const size_t n = (e - b) / kWords;
-  V a0 = {}, a1 = {};
-  for (size_t i = 0; i + 2 * kPerLine <= n; i += 2 * kPerLine) {
+// line 1 KiB ahead when `ahead`: with 16-byte loads (SSE2, any x86-64) or 64-byte ones (AVX-512).
+uint64_t read_words_sse2(const uint64_t* buf, size_t b, size_t e, bool ahead) {
+  const auto* v = reinterpret_cast<const __m128i*>(buf + b);
+  const size_t n = (e - b) / 2;
+  __m128i a0 = _mm_setzero_si128(), a1 = _mm_setzero_si128();
+  for (size_t i = 0; i + 8 <= n; i += 8) {
     if (ahead) {  // (past the end: no fault)
-      __builtin_prefetch(v + i + 1024 / kVecBytes, 0, 3);
-      __builtin_prefetch(v + i + 1088 / kVecBytes, 0, 3);
+      GPTRT_PREFETCH(v + i + 64, 0);
+      GPTRT_PREFETCH(v + i + 68, 0);
     }
-    for (size_t j = 0; j < kPerLine; ++j) {
-      a0 += v[i + j];
-      a1 += v[i + kPerLine + j];
+    for (size_t j = 0; j < 4; ++j) {
+      a0 = _mm_add_epi64(a0, _mm_loadu_si128(v + i + j));
+      a1 = _mm_add_epi64(a1, _mm_loadu_si128(v + i + 4 + j));
     }
   }
-  const V a = a0 + a1;
+  alignas(16) uint64_t w[2];
+  _mm_store_si128(reinterpret_cast<__m128i*>(w), _mm_add_epi64(a0, a1));
+  return w[0] + w[1];
+}
+GPTRT_TARGET("avx512f")
+uint64_t read_words_avx512(const uint64_t* buf, size_t b, size_t e, bool ahead) {
+  const auto* v = reinterpret_cast<const __m512i*>(buf + b);
+  const size_t n = (e - b) / 8;
+  __m512i a0 = _mm512_set1_epi64(0), a1 = _mm512_set1_epi64(0);
+  for (size_t i = 0; i + 2 <= n; i += 2) {
+    if (ahead) {
+      GPTRT_PREFETCH(v + i + 16, 0);
+      GPTRT_PREFETCH(v + i + 17, 0);
+    }
+    a0 = _mm512_add_epi64(a0, _mm512_loadu_si512(v + i));
+    a1 = _mm512_add_epi64(a1, _mm512_loadu_si512(v + i + 1));
+  }
+  alignas(64) uint64_t w[8];
+  _mm512_store_si512(w, _mm512_add_epi64(a0, a1));
   uint64_t sum = 0;
-  for (size_t j = 0; j < kWords; ++j) sum += a[j];
+  for (uint64_t x : w) sum += x;
   return sum;
 }
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-__attribute__((target("avx512f"))) uint64_t read_words_avx512(const uint64_t* buf, size_t b,
-                                                              size_t e, bool ahead) {
-  return read_words<Words8>(buf, b, e, ahead);
-}
-#endif
 
 // Memory read bandwidth (GB/s) with `threads` threads streaming a 512 MiB buffer (after one
 // pass that faults it in): the best of three passes of two read loops, a plain one and one that
@@ -158,10 +166,7 @@ double measure_read_bandwidth(int threads) {
   Tensor storage(DType::kInt64, {static_cast<int64_t>(words)});
   uint64_t* buf = static_cast<uint64_t*>(storage.raw_mut());
   std::fill(buf, buf + words, uint64_t{1});
-  auto read = read_words<Words2>;
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  if (__builtin_cpu_supports("avx512f")) read = read_words_avx512;
-#endif
+  auto read = platform::cpu_info().avx512f ? read_words_avx512 : read_words_sse2;
   cpu::ThreadPool pool(threads);
   std::vector<uint64_t> sums(static_cast<size_t>(pool.size()) * 8);
   double best = 0;

@@ -11,18 +11,17 @@
 #include <vector>
 
 #include "backends/cpu/fused_kernels.h"
+#include "platform/compiler.h"
 
 namespace gptrt::cpu {
 namespace {
-
-#define GPTRT_INLINE inline __attribute__((always_inline))
 
 // (The zero-masked forms of the intrinsics: GCC 12 warns that the plain ones' undefined source
 // is uninitialised.)
 constexpr __mmask16 kAll = 0xffff;
 
 // The sum of 16 lanes.
-GPTRT_INLINE float sum16(__m512 v) {
+GPTRT_ALWAYS_INLINE float sum16(__m512 v) {
   v = _mm512_add_ps(
       v, _mm512_maskz_shuffle_f32x4(kAll, v, v, _MM_SHUFFLE(1, 0, 3, 2)));  // 256-bit halves
   v = _mm512_add_ps(
@@ -35,7 +34,7 @@ GPTRT_INLINE float sum16(__m512 v) {
 
 // e^x for 16 lanes: the polynomial of fused_kernels.cpp's exp_inline, x clamped to
 // [-87.3, 88.3], 2^n applied by vscalefps.
-GPTRT_INLINE __m512 exp16(__m512 x) {
+GPTRT_ALWAYS_INLINE __m512 exp16(__m512 x) {
   x = _mm512_maskz_max_ps(kAll, _mm512_maskz_min_ps(kAll, x, _mm512_set1_ps(88.3f)),
                           _mm512_set1_ps(-87.3f));
   const __m512 n = _mm512_maskz_roundscale_ps(
@@ -64,7 +63,7 @@ void queries(const AttentionView& a, int64_t r, int64_t h, int64_t i0, int64_t i
   for (int64_t i = i0; i < i1; ++i) {
     const float* q = a.q + (r * a.q_batch + i) * a.q_row + h * d;
     __m512 qv[V];
-#pragma GCC unroll 8
+    GPTRT_UNROLL(8)
     for (int u = 0; u < V; ++u) qv[u] = _mm512_loadu_ps(q + 16 * u);
     const int64_t keys = past + i + 1;  // causal: keys up to the query's own position
     float mx = -INFINITY;
@@ -75,7 +74,7 @@ void queries(const AttentionView& a, int64_t r, int64_t h, int64_t i0, int64_t i
       }
       const float* k = a.k + (r * a.kv_batch + j) * a.kv_row + h * d;
       __m512 dot = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k));
-#pragma GCC unroll 8
+      GPTRT_UNROLL(8)
       for (int u = 1; u < V; ++u) dot = _mm512_fmadd_ps(qv[u], _mm512_loadu_ps(k + 16 * u), dot);
       const float s = sum16(dot) * scale;
       w[j] = s;
@@ -97,17 +96,17 @@ void queries(const AttentionView& a, int64_t r, int64_t h, int64_t i0, int64_t i
       total = _mm512_add_ps(total, p);
     }
     __m512 acc[V];
-#pragma GCC unroll 8
+    GPTRT_UNROLL(8)
     for (int u = 0; u < V; ++u) acc[u] = _mm512_setzero_ps();
     for (int64_t j = 0; j < keys; ++j) {
       if (w[j] == 0.f) continue;  // masked (or e^(s - max) below FP32's range)
       const float* v = a.v + (r * a.kv_batch + j) * a.kv_row + h * d;
       const __m512 wj = _mm512_set1_ps(w[j]);
-#pragma GCC unroll 8
+      GPTRT_UNROLL(8)
       for (int u = 0; u < V; ++u) acc[u] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(v + 16 * u), acc[u]);
     }
     const __m512 inv = _mm512_set1_ps(1.0f / sum16(total));
-#pragma GCC unroll 8
+    GPTRT_UNROLL(8)
     for (int u = 0; u < V; ++u) _mm512_storeu_ps(o + 16 * u, _mm512_mul_ps(acc[u], inv));
   }
 }

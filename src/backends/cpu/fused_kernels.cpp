@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backends/reference/fused_ops.h"
+#include "platform/compiler.h"
 #include "platform/platform.h"
 
 // The loops below are compiled three times, for AVX-512, AVX2 and baseline x86-64, and the
@@ -16,20 +17,14 @@
 // (Not under ThreadSanitizer: the loader runs the clones' resolvers before its runtime starts,
 // and an instrumented resolver faults.)
 // (Nor on Windows, whose loader has no ifunc: the baseline loops there.)
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__) && !defined(_WIN32)
-#define GPTRT_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define GPTRT_VECTOR_CLONES
-#endif
+// (GPTRT_VECTOR_CLONES, platform/compiler.h.)
 
 namespace gptrt::cpu {
 namespace {
 
-#define GPTRT_INLINE inline __attribute__((always_inline))
-
 // e^x as 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2] (Cephes' polynomial), for x in
 // [-87.3, 88.3].
-GPTRT_INLINE float exp_in_range(float x) {
+GPTRT_ALWAYS_INLINE float exp_in_range(float x) {
   float n = std::floor(x * 1.44269504088896341f + 0.5f);
   float r = x - n * 0.693359375f + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -46,7 +41,7 @@ GPTRT_INLINE float exp_in_range(float x) {
   return p * std::bit_cast<float>(bits);
 }
 
-GPTRT_INLINE float exp_inline(float x) {
+GPTRT_ALWAYS_INLINE float exp_inline(float x) {
   return exp_in_range(std::min(std::max(x, -87.3f), 88.3f));
 }
 
@@ -54,17 +49,17 @@ GPTRT_INLINE float exp_inline(float x) {
 // x. (With the clamp at exp's limits, GCC's vector loops computed the clamped lanes' results,
 // such as x / (1 + e^88.3), for every lane: subnormal for |x| < 2.6, and each such division
 // took a microcode assist, 7x the loop's time.)
-GPTRT_INLINE float clamp20(float x) {
+GPTRT_ALWAYS_INLINE float clamp20(float x) {
   return std::min(std::max(x, -20.f), 20.f);
 }
 
-GPTRT_INLINE float gelu_tanh_inline(float x) {
+GPTRT_ALWAYS_INLINE float gelu_tanh_inline(float x) {
   // 0.5 x (1 + tanh(u)) = x - x / (1 + e^{2u}), u = sqrt(2/pi) (x + 0.044715 x^3)
   float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
   return x - x / (1.0f + exp_in_range(clamp20(2.0f * u)));
 }
 
-GPTRT_INLINE float gelu_erf_inline(float x) {
+GPTRT_ALWAYS_INLINE float gelu_erf_inline(float x) {
   // erf by Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7).
   float z = std::fabs(x) * 0.7071067811865476f;
   float t = 1.0f / (1.0f + 0.3275911f * z);

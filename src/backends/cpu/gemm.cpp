@@ -12,6 +12,7 @@
 #include "backends/int8_weights.h"
 #include "core/half.h"
 #include "gptrt/error.h"
+#include "platform/compiler.h"
 #include "platform/platform.h"
 
 namespace gptrt::cpu {
@@ -470,7 +471,7 @@ void gemm_packed(Isa isa, const float* x, int64_t m, int64_t k, const Tensor& pa
         if (k0 == 0 && u + 1 < u1)
           for (int64_t i = 0; i < rows; ++i)
             for (int64_t j = step * kPanel; j < 2 * step * kPanel; j += kPanel)
-              __builtin_prefetch(tile + i * n + j, 1, 3);
+              GPTRT_PREFETCH(tile + i * n + j, 1);
 #if defined(__x86_64__) || defined(_M_X64)
         if (dots2)
           panel_pair_kernel_avx512_dots(

@@ -20,6 +20,7 @@
 #include "backends/cpu/fused_kernels.h"
 #include "backends/cpu/gemm.h"
 #include "gptrt/error.h"
+#include "platform/compiler.h"
 #include "platform/platform.h"
 
 #if defined(_WIN32)
@@ -44,8 +45,6 @@ bool amx_permitted() {
 }
 
 namespace {
-
-#define GPTRT_INLINE inline __attribute__((always_inline))
 
 constexpr int64_t kTile = 16;   // rows of every tile: of X, of pairs of K, of sums
 constexpr int64_t kTileK = 32;  // values of K one step takes (a tile row: 64 bytes of BF16)
@@ -87,8 +86,8 @@ constexpr int64_t kPrefetchWhole = 2, kPrefetchBlocked = 1;
 
 // The cache lines of step s: a row tile's 16 rows (one line each), a panel step's 16 lines.
 template <int RT, int CT>
-GPTRT_INLINE void prefetch_step(const uint16_t* a, int64_t lda, const uint16_t* b0,
-                                const uint16_t* b1, int64_t s) {
+GPTRT_ALWAYS_INLINE void prefetch_step(const uint16_t* a, int64_t lda, const uint16_t* b0,
+                                       const uint16_t* b1, int64_t s) {
   const auto* pa = reinterpret_cast<const char*>(a + s * kTileK);
   for (int64_t i = 0; i < RT * kTile; ++i) _mm_prefetch(pa + i * lda * 2, _MM_HINT_T0);
   const auto* p0 = reinterpret_cast<const char*>(b0 + s * kTileElems * 2);
@@ -119,9 +118,9 @@ T* aligned_scratch(std::vector<T>& store, int64_t n) {
 // [s0, s1) of the `steps` of 32 values of K, added to the sums stored by the call before
 // (`resume`) or to zero; sum tile (rt, ct) is stored at sums + (2 rt + ct) * 256.
 template <int RT, int CT>
-GPTRT_INLINE void multiply(const uint16_t* a, int64_t lda, const uint16_t* b0, const uint16_t* b1,
-                           int64_t s0, int64_t s1, bool resume, const Ahead& ahead, float* sums,
-                           int64_t steps) {
+GPTRT_ALWAYS_INLINE void multiply(const uint16_t* a, int64_t lda, const uint16_t* b0,
+                                  const uint16_t* b1, int64_t s0, int64_t s1, bool resume,
+                                  const Ahead& ahead, float* sums, int64_t steps) {
   const int64_t ahead_steps = s1 - s0 < steps ? kPrefetchBlocked : kPrefetchWhole;
   const auto stride = static_cast<int>(lda * 2);
   if (resume) {

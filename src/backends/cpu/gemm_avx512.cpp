@@ -10,15 +10,14 @@
 #include <type_traits>
 
 #include "backends/cpu/gemm.h"
+#include "platform/compiler.h"
 
 namespace gptrt::cpu {
 namespace {
 
-#define GPTRT_INLINE inline __attribute__((always_inline))
-
 // Row kk of a panel as 16 floats.
 template <typename W>
-GPTRT_INLINE __m512 panel_row(const W* panel, int64_t kk) {
+GPTRT_ALWAYS_INLINE __m512 panel_row(const W* panel, int64_t kk) {
   if constexpr (std::is_same_v<W, float>) {
     return _mm512_loadu_ps(panel + kk * kPanel);
   } else {
@@ -34,7 +33,7 @@ GPTRT_INLINE __m512 panel_row(const W* panel, int64_t kk) {
 // the two-panel form called it too, GCC compiled the one-panel forms without their prefetches,
 // and a 12-row LM head ran 9.0-9.4 -> 13.2-13.5 ms.)
 template <typename W>
-GPTRT_INLINE void prefetch_ahead(const W* panel, int64_t kk) {
+GPTRT_ALWAYS_INLINE void prefetch_ahead(const W* panel, int64_t kk) {
   constexpr int64_t kAhead = 4096 / (kPanel * sizeof(W));
   _mm_prefetch(reinterpret_cast<const char*>(panel + (kk + kAhead) * kPanel), _MM_HINT_T0);
 }
@@ -44,8 +43,8 @@ GPTRT_INLINE void prefetch_ahead(const W* panel, int64_t kk) {
 // 96 rows, where a call runs 256 steps of K for 8 rows.)
 
 template <typename W>
-GPTRT_INLINE void one_row(const float* x, int64_t k, const W* panel, __m512 init, __mmask16 mask,
-                          float* c, bool accumulate) {
+GPTRT_ALWAYS_INLINE void one_row(const float* x, int64_t k, const W* panel, __m512 init,
+                                 __mmask16 mask, float* c, bool accumulate) {
   __m512 a0 = accumulate ? _mm512_maskz_loadu_ps(mask, c) : init;
   __m512 a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
   int64_t kk = 0;
@@ -64,8 +63,9 @@ GPTRT_INLINE void one_row(const float* x, int64_t k, const W* panel, __m512 init
 // ran 2.5-5% faster at 96 rows than block<8>'s array); fewer rows reuse row 0's pointer and drop
 // the extra results.
 template <typename W>
-GPTRT_INLINE void eight_rows(const float* x, int64_t ldx, int64_t rows, int64_t k, const W* panel,
-                             __m512 init, __mmask16 mask, float* c, int64_t ldc, bool accumulate) {
+GPTRT_ALWAYS_INLINE void eight_rows(const float* x, int64_t ldx, int64_t rows, int64_t k,
+                                    const W* panel, __m512 init, __mmask16 mask, float* c,
+                                    int64_t ldc, bool accumulate) {
   const float* xr[8];
   for (int r = 0; r < 8; ++r) xr[r] = r < rows ? x + r * ldx : x;
   __m512 c0 = init, c1 = init, c2 = init, c3 = init, c4 = init, c5 = init, c6 = init, c7 = init;
@@ -94,11 +94,12 @@ GPTRT_INLINE void eight_rows(const float* x, int64_t ldx, int64_t rows, int64_t 
 // R rows (2, 4, 12 or 16; rows <= R of them real, the others reuse row 0 and are dropped) in R
 // accumulators.
 template <int R, typename W>
-GPTRT_INLINE void block(const float* x, int64_t ldx, int64_t rows, int64_t k, const W* panel,
-                        __m512 init, __mmask16 mask, float* c, int64_t ldc, bool accumulate) {
+GPTRT_ALWAYS_INLINE void block(const float* x, int64_t ldx, int64_t rows, int64_t k, const W* panel,
+                               __m512 init, __mmask16 mask, float* c, int64_t ldc,
+                               bool accumulate) {
   const float* xr[R];
   __m512 acc[R];
-#pragma GCC unroll 16
+  GPTRT_UNROLL(16)
   for (int r = 0; r < R; ++r) {
     xr[r] = r < rows ? x + r * ldx : x;
     acc[r] = accumulate && r < rows ? _mm512_maskz_loadu_ps(mask, c + r * ldc) : init;
@@ -106,10 +107,10 @@ GPTRT_INLINE void block(const float* x, int64_t ldx, int64_t rows, int64_t k, co
   for (int64_t kk = 0; kk < k; ++kk) {
     prefetch_ahead(panel, kk);
     const __m512 b = panel_row(panel, kk);
-#pragma GCC unroll 16
+    GPTRT_UNROLL(16)
     for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][kk]), b, acc[r]);
   }
-#pragma GCC unroll 16
+  GPTRT_UNROLL(16)
   for (int r = 0; r < R; ++r)
     if (r < rows) _mm512_mask_storeu_ps(c + r * ldc, mask, acc[r]);
 }
@@ -134,11 +135,12 @@ void kernel(const float* x, int64_t ldx, int64_t rows, int64_t k, const W* panel
 // thread, everything in L1: 167 -> 175 GFLOP/s). The panels' next lines are requested only
 // where asked (the first row block of a K block: the others find the slice in L1).
 template <int R, bool kPrefetch>
-GPTRT_INLINE void two_panels(const float* xp, int64_t rows, int64_t k, const float* p0,
-                             const float* p1, __m512 init0, __m512 init1, __mmask16 mask1, float* c,
-                             int64_t ldc, bool accumulate, const float* l2, int64_t l2_every) {
+GPTRT_ALWAYS_INLINE void two_panels(const float* xp, int64_t rows, int64_t k, const float* p0,
+                                    const float* p1, __m512 init0, __m512 init1, __mmask16 mask1,
+                                    float* c, int64_t ldc, bool accumulate, const float* l2,
+                                    int64_t l2_every) {
   __m512 a0[R], a1[R];
-#pragma GCC unroll 16
+  GPTRT_UNROLL(16)
   for (int r = 0; r < R; ++r) {
     a0[r] = accumulate && r < rows ? _mm512_loadu_ps(c + r * ldc) : init0;
     a1[r] = accumulate && r < rows ? _mm512_maskz_loadu_ps(mask1, c + r * ldc + kPanel) : init1;
@@ -155,14 +157,14 @@ GPTRT_INLINE void two_panels(const float* xp, int64_t rows, int64_t k, const flo
     }
     const __m512 b0 = _mm512_loadu_ps(p0 + kk * kPanel), b1 = _mm512_loadu_ps(p1 + kk * kPanel);
     const float* xk = xp + kk * kPairRows;
-#pragma GCC unroll 16
+    GPTRT_UNROLL(16)
     for (int r = 0; r < R; ++r) {
       const __m512 xv = _mm512_set1_ps(xk[r]);
       a0[r] = _mm512_fmadd_ps(xv, b0, a0[r]);
       a1[r] = _mm512_fmadd_ps(xv, b1, a1[r]);
     }
   }
-#pragma GCC unroll 16
+  GPTRT_UNROLL(16)
   for (int r = 0; r < R; ++r) {
     if (r < rows) {
       _mm512_storeu_ps(c + r * ldc, a0[r]);
@@ -180,15 +182,15 @@ GPTRT_INLINE void two_panels(const float* xp, int64_t rows, int64_t k, const flo
 template <int R, int U = (R <= 2   ? 4
                           : R <= 4 ? 2
                                    : 1)>
-GPTRT_INLINE void int8_block(const float* x, int64_t ldx, int64_t k, const int8_t* panel,
-                             const float* scales16, int64_t group, __m512 init, __mmask16 mask,
-                             float* c, int64_t ldc, int64_t rows = R) {
+GPTRT_ALWAYS_INLINE void int8_block(const float* x, int64_t ldx, int64_t k, const int8_t* panel,
+                                    const float* scales16, int64_t group, __m512 init,
+                                    __mmask16 mask, float* c, int64_t ldc, int64_t rows = R) {
   // Rows past `rows` read row 0 and are not stored.
   const float* xr[R];
-#pragma GCC unroll 16
+  GPTRT_UNROLL(16)
   for (int r = 0; r < R; ++r) xr[r] = x + (r < rows ? r : 0) * ldx;
   __m512 total[R];
-#pragma GCC unroll 16
+  GPTRT_UNROLL(16)
   for (int r = 0; r < R; ++r) total[r] = init;
   auto weights = [&](int64_t kk) {
     // (The zero-masked forms: GCC 12 warns that the plain ones' undefined source is used.)
@@ -200,36 +202,36 @@ GPTRT_INLINE void int8_block(const float* x, int64_t ldx, int64_t k, const int8_
   for (int64_t g0 = 0; g0 < k; g0 += group) {
     const int64_t g1 = std::min(k, g0 + group);
     __m512 acc[R][U];
-#pragma GCC unroll 16
+    GPTRT_UNROLL(16)
     for (int r = 0; r < R; ++r)
       for (int u = 0; u < U; ++u) acc[r][u] = _mm512_setzero_ps();
     int64_t kk = g0;
     for (; kk + 4 <= g1; kk += 4) {
       _mm_prefetch(reinterpret_cast<const char*>(panel + (kk + 256) * kPanel), _MM_HINT_T0);
-#pragma GCC unroll 4
+      GPTRT_UNROLL(4)
       for (int u = 0; u < 4; ++u) {
         const __m512 w = weights(kk + u);
-#pragma GCC unroll 16
+        GPTRT_UNROLL(16)
         for (int r = 0; r < R; ++r)
           acc[r][u % U] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][kk + u]), w, acc[r][u % U]);
       }
     }
     for (; kk < g1; ++kk) {
       const __m512 w = weights(kk);
-#pragma GCC unroll 16
+      GPTRT_UNROLL(16)
       for (int r = 0; r < R; ++r)
         acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][kk]), w, acc[r][0]);
     }
     const __m512 scale = _mm512_loadu_ps(scales16 + g0 / group * kPanel);
-#pragma GCC unroll 16
+    GPTRT_UNROLL(16)
     for (int r = 0; r < R; ++r) {
       __m512 sum = acc[r][0];
-#pragma GCC unroll 4
+      GPTRT_UNROLL(4)
       for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[r][u]);
       total[r] = _mm512_fmadd_ps(sum, scale, total[r]);
     }
   }
-#pragma GCC unroll 16
+  GPTRT_UNROLL(16)
   for (int r = 0; r < R; ++r)
     if (r < rows) _mm512_mask_storeu_ps(c + r * ldc, mask, total[r]);
 }

@@ -13,29 +13,28 @@
 
 #include "backends/cpu/gemm.h"
 #include "core/half.h"
+#include "platform/compiler.h"
 
 namespace gptrt::cpu {
 namespace {
 
-#define GPTRT_INLINE inline __attribute__((always_inline))
-
 // Pair p of a panel (its 16 columns' weights at k = 2p and 2p + 1).
-GPTRT_INLINE __m512bh panel_pair(const uint16_t* panel, int64_t p) {
+GPTRT_ALWAYS_INLINE __m512bh panel_pair(const uint16_t* panel, int64_t p) {
   return reinterpret_cast<__m512bh>(_mm512_loadu_si512(panel + p * 2 * kPanel));
 }
 // Row value pair p, in every lane.
-GPTRT_INLINE __m512bh row_pair(const uint32_t* x, int64_t p) {
+GPTRT_ALWAYS_INLINE __m512bh row_pair(const uint32_t* x, int64_t p) {
   return reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(x[p])));
 }
 // Ahead of the loads: 4 KiB of the panel (64 pairs).
-GPTRT_INLINE void prefetch_pairs(const uint16_t* panel, int64_t p) {
+GPTRT_ALWAYS_INLINE void prefetch_pairs(const uint16_t* panel, int64_t p) {
   _mm_prefetch(reinterpret_cast<const char*>(panel + (p + 64) * 2 * kPanel), _MM_HINT_T0);
 }
 
 // One row: four accumulators over consecutive pairs, so that the dot products do not wait on
 // each other.
-GPTRT_INLINE void one_row(const uint32_t* x, int64_t pairs, const uint16_t* panel, __m512 init,
-                          __mmask16 mask, float* c, bool accumulate) {
+GPTRT_ALWAYS_INLINE void one_row(const uint32_t* x, int64_t pairs, const uint16_t* panel,
+                                 __m512 init, __mmask16 mask, float* c, bool accumulate) {
   __m512 a0 = accumulate ? _mm512_maskz_loadu_ps(mask, c) : init;
   __m512 a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
   int64_t p = 0;
@@ -53,35 +52,35 @@ GPTRT_INLINE void one_row(const uint32_t* x, int64_t pairs, const uint16_t* pane
 // The R rows' pointers (rows <= R of them real, the others reuse row 0 and are dropped) and
 // accumulators (C's tile, or the bias), and the real rows' stores.
 template <int R, typename X>
-GPTRT_INLINE void start_rows(const X* x, int64_t ldx, int64_t rows, __m512 init, __mmask16 mask,
-                             const float* c, int64_t ldc, bool accumulate, const X* (&xr)[R],
-                             __m512 (&acc)[R]) {
-#pragma GCC unroll 16
+GPTRT_ALWAYS_INLINE void start_rows(const X* x, int64_t ldx, int64_t rows, __m512 init,
+                                    __mmask16 mask, const float* c, int64_t ldc, bool accumulate,
+                                    const X* (&xr)[R], __m512 (&acc)[R]) {
+  GPTRT_UNROLL(16)
   for (int r = 0; r < R; ++r) {
     xr[r] = r < rows ? x + r * ldx : x;
     acc[r] = accumulate && r < rows ? _mm512_maskz_loadu_ps(mask, c + r * ldc) : init;
   }
 }
 template <int R>
-GPTRT_INLINE void store_rows(int64_t rows, __mmask16 mask, float* c, int64_t ldc,
-                             const __m512 (&acc)[R]) {
-#pragma GCC unroll 16
+GPTRT_ALWAYS_INLINE void store_rows(int64_t rows, __mmask16 mask, float* c, int64_t ldc,
+                                    const __m512 (&acc)[R]) {
+  GPTRT_UNROLL(16)
   for (int r = 0; r < R; ++r)
     if (r < rows) _mm512_mask_storeu_ps(c + r * ldc, mask, acc[r]);
 }
 
 // R rows in R accumulators, on dot products.
 template <int R>
-GPTRT_INLINE void block(const uint32_t* x, int64_t ldx, int64_t rows, int64_t pairs,
-                        const uint16_t* panel, __m512 init, __mmask16 mask, float* c, int64_t ldc,
-                        bool accumulate) {
+GPTRT_ALWAYS_INLINE void block(const uint32_t* x, int64_t ldx, int64_t rows, int64_t pairs,
+                               const uint16_t* panel, __m512 init, __mmask16 mask, float* c,
+                               int64_t ldc, bool accumulate) {
   const uint32_t* xr[R];
   __m512 acc[R];
   start_rows<R>(x, ldx, rows, init, mask, c, ldc, accumulate, xr, acc);
   for (int64_t p = 0; p < pairs; ++p) {
     prefetch_pairs(panel, p);
     const __m512bh b = panel_pair(panel, p);
-#pragma GCC unroll 16
+    GPTRT_UNROLL(16)
     for (int r = 0; r < R; ++r) acc[r] = _mm512_dpbf16_ps(acc[r], row_pair(xr[r], p), b);
   }
   store_rows<R>(rows, mask, c, ldc, acc);
@@ -91,9 +90,9 @@ GPTRT_INLINE void block(const uint32_t* x, int64_t ldx, int64_t rows, int64_t pa
 // (k = 2p from a lane's low half, 2p + 1 from its high half): the FMAs of the BF16 forms of
 // gemm_avx512.cpp in the same order, for row counts where the FMAs, not the memory, set the pace.
 template <int R>
-GPTRT_INLINE void widened_block(const float* x, int64_t ldx, int64_t rows, int64_t pairs,
-                                const uint16_t* panel, __m512 init, __mmask16 mask, float* c,
-                                int64_t ldc, bool accumulate) {
+GPTRT_ALWAYS_INLINE void widened_block(const float* x, int64_t ldx, int64_t rows, int64_t pairs,
+                                       const uint16_t* panel, __m512 init, __mmask16 mask, float* c,
+                                       int64_t ldc, bool accumulate) {
   const float* xr[R];
   __m512 acc[R];
   start_rows<R>(x, ldx, rows, init, mask, c, ldc, accumulate, xr, acc);
@@ -103,9 +102,9 @@ GPTRT_INLINE void widened_block(const float* x, int64_t ldx, int64_t rows, int64
     const __m512i v = _mm512_loadu_si512(panel + p * 2 * kPanel);
     const __m512 b0 = _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, v, 16));
     const __m512 b1 = _mm512_castsi512_ps(_mm512_and_si512(v, high));
-#pragma GCC unroll 16
+    GPTRT_UNROLL(16)
     for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][2 * p]), b0, acc[r]);
-#pragma GCC unroll 16
+    GPTRT_UNROLL(16)
     for (int r = 0; r < R; ++r)
       acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][2 * p + 1]), b1, acc[r]);
   }
@@ -117,12 +116,13 @@ GPTRT_INLINE void widened_block(const float* x, int64_t ldx, int64_t rows, int64
 // R broadcasts from one contiguous stream feed 2 R dot products, each adding two K steps' products
 // for 16 columns (the FP32 two-panel kernel's 2 R FMAs add one). Prefetching as there.
 template <int R, bool kTwo, bool kPrefetch>
-GPTRT_INLINE void two_panel_dots(const uint32_t* xp, int64_t rows, int64_t pairs,
-                                 const uint16_t* p0, const uint16_t* p1, __m512 init0, __m512 init1,
-                                 __mmask16 mask0, __mmask16 mask1, float* c, int64_t ldc,
-                                 bool accumulate, const float* l2, int64_t l2_every) {
+GPTRT_ALWAYS_INLINE void two_panel_dots(const uint32_t* xp, int64_t rows, int64_t pairs,
+                                        const uint16_t* p0, const uint16_t* p1, __m512 init0,
+                                        __m512 init1, __mmask16 mask0, __mmask16 mask1, float* c,
+                                        int64_t ldc, bool accumulate, const float* l2,
+                                        int64_t l2_every) {
   __m512 a0[R], a1[R];
-#pragma GCC unroll 16
+  GPTRT_UNROLL(16)
   for (int r = 0; r < R; ++r) {
     a0[r] = accumulate && r < rows ? _mm512_maskz_loadu_ps(mask0, c + r * ldc) : init0;
     if constexpr (kTwo)
@@ -142,18 +142,18 @@ GPTRT_INLINE void two_panel_dots(const uint32_t* xp, int64_t rows, int64_t pairs
     const uint32_t* xk = xp + p * kPairRows;
     if constexpr (kTwo) {
       const __m512bh b1 = panel_pair(p1, p);
-#pragma GCC unroll 16
+      GPTRT_UNROLL(16)
       for (int r = 0; r < R; ++r) {
         const __m512bh xv = row_pair(xk, r);
         a0[r] = _mm512_dpbf16_ps(a0[r], xv, b0);
         a1[r] = _mm512_dpbf16_ps(a1[r], xv, b1);
       }
     } else {
-#pragma GCC unroll 16
+      GPTRT_UNROLL(16)
       for (int r = 0; r < R; ++r) a0[r] = _mm512_dpbf16_ps(a0[r], row_pair(xk, r), b0);
     }
   }
-#pragma GCC unroll 16
+  GPTRT_UNROLL(16)
   for (int r = 0; r < R; ++r) {
     if (r < rows) {
       _mm512_mask_storeu_ps(c + r * ldc, mask0, a0[r]);

@@ -1,5 +1,6 @@
-// The CUDA backend: the recognised GPT-2 decoder on an NVIDIA GPU. GEMMs through cuBLAS (FP32
-// without TF32, TF32, or FP16/BF16 weights with FP32 accumulation), own kernels for the
+// The CUDA backend: the recognised GPT-2 decoder on an NVIDIA GPU. GEMMs on gptrt's skinny kernels
+// and cuBLASLt (FP32 without TF32, TF32, or FP16/BF16 weights with FP32 accumulation), or before
+// sm_70 and without cuBLAS on plain FP32 kernels (plain_gemm.cuh); own kernels for the
 // embedding, LayerNorm, causal attention with padding mask and the bias/GELU/residual epilogue;
 // weights uploaded once per engine and shared by its contexts; activations in one device arena
 // planned for the profiles' largest shapes; one CUDA graph per input shape, captured on first
@@ -25,6 +26,12 @@ bool compiled_in();
 std::string device_sm(std::string* why = nullptr);
 /// "NVIDIA H200 (sm_90)" for messages and reports, or "".
 std::string device_name();
+/// The SM whose kernel families GPU 0 runs (61, 75, 80, 90; 0 without a GPU): the lowest of its
+/// own, and the architecture this build's kernels were compiled for that the GPU loads (a build
+/// of compute_61 PTX only runs on an H100 as on a GTX 1060, through the driver's JIT).
+int kernel_sm();
+/// True when the CUDA backend was built with cuBLASLt (GPTRT_CUDA_CUBLAS=ON, the default).
+bool cublas_compiled_in();
 
 /// True when the CUDA backend runs `node` (the fused decoder's ops).
 bool has_kernel(const ir::Node& node);

@@ -17,6 +17,14 @@ std::string device_name() {
   return "";
 }
 
+int kernel_sm() {
+  return 0;
+}
+
+bool cublas_compiled_in() {
+  return false;
+}
+
 bool has_kernel(const ir::Node&) {
   return false;
 }

@@ -22,6 +22,14 @@ int sm_number(const std::string& target) {
   return n;
 }
 
+// ", kernels compute_61" where this build's kernels run as an older SM than the GPU's (a PTX-only
+// build through the driver's JIT), else "".
+std::string kernels_note() {
+  std::string sm = cuda::device_sm();
+  const int ksm = cuda::kernel_sm();
+  return !sm.empty() && sm_number(sm) != ksm ? ", kernels compute_" + std::to_string(ksm) : "";
+}
+
 std::string device_or_throw(const std::string& what) {
   std::string why, sm = cuda::device_sm(&why);
   if (sm.empty()) throw Error(ErrorCode::kEngineMismatch, what + " and " + why);
@@ -318,9 +326,10 @@ class CudaBackend final : public Backend {
     info.target = cuda::device_sm(&why);
     if (info.target.empty())
       throw Error(ErrorCode::kUnsupported, "the CUDA backend builds for the GPU it finds: " + why);
-    if (r.precision == Precision::kBf16 && sm_number(info.target) < 80)
+    if (r.precision == Precision::kBf16 && cuda::kernel_sm() < 80)
       throw Error(ErrorCode::kUnsupported, "--bf16 needs an sm_80 or newer GPU; this one is " +
-                                               cuda::device_name() + " (use --fp16 or FP32)");
+                                               cuda::device_name() + kernels_note() +
+                                               " (use --fp16 or FP32)");
     // FP32, TF32, FP16 or BF16 GEMMs, FP32 everything else; INT8 weights run as FP16 ones
     // (dequantised once when the engine is first run: cuda::runnable_plan).
     info.precision = r.precision;
@@ -337,12 +346,29 @@ class CudaBackend final : public Backend {
                   "not (" +
                       decoder_blocker + "); use --backend cpu");
     cuda::lower(g, info.precision, request.int8_group);
-    notice("cuda backend (" + info.target + ", " + precision_name(info.precision) +
-           "): the fused decoder on cuBLAS GEMMs and gptrt's kernels" +
-           (info.precision == Precision::kInt8
-                ? std::string("; INT8 weights are stored in the engine and run as FP16 on the GPU "
-                              "(dequantised once when the engine is first run)")
-                : std::string()));
+    const int ksm = cuda::kernel_sm();
+    const bool plain = ksm < 70 || !cuda::cublas_compiled_in();
+    std::string what =
+        plain ? std::string("the fused decoder on plain FP32 GEMMs (") +
+                    (ksm < 70 ? "no tensor cores before sm_70" : "a build without cuBLAS") +
+                    ") and gptrt's kernels"
+              : std::string(
+                    "the fused decoder on gptrt's GEMM kernels, cuBLASLt and its other "
+                    "kernels");
+    if (info.precision == Precision::kInt8)
+      what +=
+          "; INT8 weights are stored in the engine and run as FP16 on the GPU (dequantised "
+          "once when the engine is first run)";
+    if (ksm < 70 && (info.precision == Precision::kFp16 || info.precision == Precision::kInt8))
+      what += "; on sm_" + std::to_string(ksm) +
+              " FP16 is storage only: weights and the activations between layers in half the "
+              "memory, every sum in FP32 (this GPU's FP16 arithmetic runs at a small fraction of "
+              "its FP32 rate), so expect FP32's speed, not more";
+    if (ksm < 80 && info.precision == Precision::kTf32)
+      what += "; TF32 needs sm_80's tensor cores: on sm_" + std::to_string(ksm) +
+              " its GEMMs run in full FP32";
+    notice("cuda backend (" + info.target + kernels_note() + ", " + precision_name(info.precision) +
+           "): " + what);
   }
 
   bool supports(const ir::Node& n, Precision) const override {

@@ -7,11 +7,32 @@
 
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/launch.cuh"
+#include "backends/cuda/options.h"
 
 namespace gptrt::cuda {
 
+namespace {
+__global__ void probe_kernel() {}
+}  // namespace
+
 bool compiled_in() {
   return true;
+}
+
+bool cublas_compiled_in() {
+  return GPTRT_WITH_CUBLAS != 0;
+}
+
+int kernel_sm() {
+  std::string why;
+  if (device_sm(&why).empty()) return 0;
+  cudaDeviceProp p{};
+  check(cudaGetDeviceProperties(&p, 0), "cudaGetDeviceProperties");
+  cudaFuncAttributes a{};
+  check(cudaFuncGetAttributes(&a, probe_kernel), "cudaFuncGetAttributes");
+  // (binaryVersion: the machine code's SM, the GPU's own when the driver compiled PTX;
+  // ptxVersion: the virtual architecture the code was compiled from.)
+  return std::min({p.major * 10 + p.minor, a.binaryVersion, a.ptxVersion});
 }
 
 std::string device_sm(std::string* why) {
@@ -30,9 +51,7 @@ std::string device_sm(std::string* why) {
 
 void device_alloc(void** p, size_t bytes, const char* what) {
   // (Read at every call: allocations are few, and a test sets it for one engine.)
-  const char* limit_env = std::getenv("GPTRT_CUDA_MEMORY_LIMIT");
-  const size_t limit =
-      limit_env && *limit_env ? static_cast<size_t>(std::strtoull(limit_env, nullptr, 10)) : 0;
+  const size_t limit = static_cast<size_t>(memory_limit_from_environment());
   size_t free = 0, total = 0;
   check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
   const size_t used = total - free;
@@ -46,7 +65,7 @@ void device_alloc(void** p, size_t bytes, const char* what) {
                     " in all, " + mib(used) + " in use" +
                     (limit > 0 ? ", GPTRT_CUDA_MEMORY_LIMIT " + mib(limit) : std::string()) +
                     "); build the engine with a smaller --maxBatch or --maxSeqLen (gptrt serve: "
-                    "fewer --slots), or with --fp16 (half the weights and KV cache)");
+                    "fewer --slots), or with --fp16 (weights in half the memory)");
   };
   if (bytes > room) refuse();
   const cudaError_t e = cudaMalloc(p, bytes);

@@ -2,8 +2,9 @@
 // Launcher (programmatic dependent launch and the shared-memory carveout).
 #pragma once
 
+#if GPTRT_WITH_CUBLAS
 #include <cublasLt.h>
-#include <cublas_v2.h>
+#endif
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -22,11 +23,13 @@ inline void check(cudaError_t e, const char* what) {
     throw Error(ErrorCode::kInternal,
                 std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
 }
+#if GPTRT_WITH_CUBLAS
 inline void check(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS)
     throw Error(ErrorCode::kInternal,
                 std::string("cuBLAS error ") + std::to_string(static_cast<int>(s)) + " in " + what);
 }
+#endif
 
 /// cudaMalloc of `bytes` for `what` (weights, activation arena, K or V cache), refused first when
 /// the GPU has less free memory, or when the GPU's memory in use would pass

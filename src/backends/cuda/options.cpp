@@ -24,13 +24,20 @@ const char* one_of(const char* name, std::initializer_list<const char*> allowed,
 
 }  // namespace
 
-Options Options::from_environment() {
+Options Options::from_environment(bool with_cublas) {
   Options o;
   if (const char* v = one_of("GPTRT_CUDA_PDL", {"0", "1"}, "programmatic dependent launch"))
     o.pdl = v[0] == '1';
-  if (const char* v = one_of("GPTRT_CUDA_GEMM", {"cublaslt", "auto"},
-                             "cublaslt: every linear layer on cuBLASLt"))
-    o.skinny_gemms = std::string(v) == "auto";
+  if (const char* v = one_of("GPTRT_CUDA_GEMM", {"auto", "cublaslt", "plain"},
+                             "cublaslt: every linear layer on cuBLASLt, plain: every linear layer "
+                             "on the CUDA cores without cuBLAS"))
+    o.gemm = std::string(v) == "cublaslt" ? GemmChoice::kCublasLt
+             : std::string(v) == "plain"  ? GemmChoice::kPlain
+                                          : GemmChoice::kAuto;
+  if (o.gemm == GemmChoice::kCublasLt && !with_cublas)
+    throw Error(ErrorCode::kInvalidArgument,
+                "GPTRT_CUDA_GEMM is 'cublaslt', but this gptrt was built without cuBLAS "
+                "(GPTRT_CUDA_CUBLAS=OFF); use auto or plain, or a build with cuBLAS");
   if (const char* v = one_of("GPTRT_CUDA_SKINNY_TN", {"1", "2", "4", "8"},
                              "the skinny GEMM's column groups per block"))
     o.skinny_tn = v[0] - '0';
@@ -58,6 +65,29 @@ Options Options::from_environment() {
   }
   if (const char* v = std::getenv("GPTRT_CUDA_TRACE_FILE")) o.trace_file = v;
   return o;
+}
+
+uint64_t memory_limit_from_environment() {
+  const char* v = std::getenv("GPTRT_CUDA_MEMORY_LIMIT");
+  if (!v) return 0;
+  const std::string s = v;
+  size_t digits = 0;
+  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+  const std::string suffix = s.substr(digits);
+  const int shift = suffix.empty()  ? 0
+                    : suffix == "K" ? 10
+                    : suffix == "M" ? 20
+                    : suffix == "G" ? 30
+                                    : -1;
+  uint64_t n = 0;
+  bool ok = digits > 0 && digits <= 12 && shift >= 0;
+  for (size_t i = 0; ok && i < digits; ++i) n = n * 10 + static_cast<uint64_t>(s[i] - '0');
+  if (!ok || n == 0)
+    throw Error(ErrorCode::kInvalidArgument,
+                "GPTRT_CUDA_MEMORY_LIMIT is '" + s +
+                    "'; expected the GPU memory gptrt may use, a positive number of bytes with an "
+                    "optional K, M or G suffix (e.g. 3G for a 3 GB card); unset it for no limit");
+  return n << shift;
 }
 
 }  // namespace gptrt::cuda

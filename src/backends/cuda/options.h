@@ -11,9 +11,14 @@ namespace gptrt::cuda {
 /// Greedy decode steps one CUDA graph runs at most (Decoder::greedy_steps).
 constexpr int64_t kMaxDecodeSteps = 8;
 
+/// Which kernels run the linear layers (GPTRT_CUDA_GEMM): the skinny kernels where they fit and
+/// cuBLASLt for the rest (or plain_gemm_kernel before sm_70 and in builds without cuBLAS);
+/// cuBLASLt for every layer; plain_gemm_kernel for every layer.
+enum class GemmChoice { kAuto, kCublasLt, kPlain };
+
 struct Options {
-  bool pdl = true;              // GPTRT_CUDA_PDL=0|1: programmatic dependent launch (sm_90)
-  bool skinny_gemms = true;     // GPTRT_CUDA_GEMM=cublaslt|auto: cublaslt runs every layer there
+  bool pdl = true;                      // GPTRT_CUDA_PDL=0|1: programmatic dependent launch (sm_90)
+  GemmChoice gemm = GemmChoice::kAuto;  // GPTRT_CUDA_GEMM=auto|cublaslt|plain
   int skinny_tn = 0;            // GPTRT_CUDA_SKINNY_TN=1|2|4|8: column groups a block (0: planned)
   int stream = -1;              // GPTRT_CUDA_STREAM=0|1: the streaming GEMM nowhere / everywhere
   int64_t decode_steps = 0;     // GPTRT_CUDA_DECODE_STEPS=1..8: greedy steps a graph from the
@@ -25,8 +30,15 @@ struct Options {
   std::string trace_file;       // GPTRT_CUDA_TRACE_FILE=F: where it writes (empty: no trace)
 
   /// Reads every switch; a value it does not know is refused (kInvalidArgument), naming the
-  /// variable, what it holds and what it takes.
-  static Options from_environment();
+  /// variable, what it holds and what it takes; so is GPTRT_CUDA_GEMM=cublaslt where
+  /// `with_cublas` is false (a build without cuBLAS).
+  static Options from_environment(bool with_cublas = true);
 };
+
+/// GPTRT_CUDA_MEMORY_LIMIT: the GPU memory gptrt may have in use, in bytes (a K, M or G suffix
+/// multiplies by 2^10, 2^20, 2^30), standing in for a smaller card (the recipe's 3 GB GTX 1060);
+/// 0 when unset. Anything but a positive whole number with an optional suffix is refused
+/// (kInvalidArgument).
+uint64_t memory_limit_from_environment();
 
 }  // namespace gptrt::cuda

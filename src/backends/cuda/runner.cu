@@ -32,7 +32,7 @@ Runner::Impl::Impl(std::shared_ptr<const void> o, const ir::Graph& graph, Precis
                    const std::map<std::string, int64_t>& dim_max)
     : owner(std::move(o)), g(graph), precision(p) {
   // The switches (docs/DEVICE.md), checked before anything is made.
-  opts = Options::from_environment();
+  opts = Options::from_environment(cublas_compiled_in());
   forced_tn = opts.skinny_tn;
   stream_mode = opts.stream;
   if (opts.decode_steps > 0) {
@@ -46,13 +46,16 @@ Runner::Impl::Impl(std::shared_ptr<const void> o, const ir::Graph& graph, Precis
   try {
     weights = weights_for(owner.get(), g);
     check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
-    check(cublasLtCreate(&lt), "cublasLtCreate");
-    check(cudaMalloc(&workspace, kWorkspace), "cudaMalloc (cuBLAS workspace)");
     for (cudaEvent_t& e : ev) check(cudaEventCreate(&e), "cudaEventCreate");
     half = half_values(g, p);
     int dev = 0, optin = 0;
     check(cudaGetDevice(&dev), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&sm_major, cudaDevAttrComputeCapabilityMajor, dev), "SM version");
+    // The kernel families this GPU runs are those of the SM the kernels were compiled for (a
+    // compute_61 build on an H100 runs as on a GTX 1060: kernel_sm).
+    sm_major = kernel_sm() / 10;
+    plain_gemms = !cublas_compiled_in() || opts.gemm == GemmChoice::kPlain ||
+                  (sm_major < 7 && opts.gemm != GemmChoice::kCublasLt);
+    if (!plain_gemms) create_cublaslt();
     check(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, dev), "SM count");
     check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
           "shared memory size");
@@ -60,10 +63,10 @@ Runner::Impl::Impl(std::shared_ptr<const void> o, const ir::Graph& graph, Precis
     launch.stream = stream;
     launch.overlap = sm_major >= 9 && opts.pdl;
     launch.carveout = p == Precision::kFp16 || p == Precision::kBf16 ? 100 : 75;
-    skinny_enabled =
-        sm_major >= 8 && (p == Precision::kFp16 || p == Precision::kBf16) && opts.skinny_gemms;
-    skinny_fp32_enabled =
-        sm_major >= 8 && (p == Precision::kFp32 || p == Precision::kTf32) && opts.skinny_gemms;
+    skinny_enabled = sm_major >= 8 && (p == Precision::kFp16 || p == Precision::kBf16) &&
+                     opts.gemm == GemmChoice::kAuto;
+    skinny_fp32_enabled = sm_major >= 8 && (p == Precision::kFp32 || p == Precision::kTf32) &&
+                          opts.gemm == GemmChoice::kAuto;
     if (skinny_fp32_enabled)
       for (int mr : {1, 8, 16})
         for (int v : {2, 3, 4, 6})
@@ -109,12 +112,7 @@ void Runner::Impl::reserve_row_buffers(int64_t rows) {
 void Runner::Impl::release() {
   free_kv();
   for (auto& [k, ge] : graphs) cudaGraphExecDestroy(ge);
-  for (auto& [k, lp] : lt_plans) {
-    cublasLtMatmulDescDestroy(lp.op);
-    cublasLtMatrixLayoutDestroy(lp.a);
-    cublasLtMatrixLayoutDestroy(lp.b);
-    cublasLtMatrixLayoutDestroy(lp.c);
-  }
+  release_cublaslt();
   for (auto& [id, p] : op_inputs) cudaFree(p);
   op_inputs.clear();
   cudaFree(arena);
@@ -124,7 +122,6 @@ void Runner::Impl::release() {
   cudaFree(ids);
   cudaFree(mask);
   cudaFree(pos);
-  cudaFree(workspace);
   cudaFreeHost(pinned_in);
   cudaFreeHost(pinned_out);
   cudaFree(bad);
@@ -133,7 +130,6 @@ void Runner::Impl::release() {
   for (cudaEvent_t e : ev)
     if (e) cudaEventDestroy(e);
   for (cudaEvent_t e : mark_events) cudaEventDestroy(e);
-  if (lt) cublasLtDestroy(lt);
   if (stream) cudaStreamDestroy(stream);
 }
 

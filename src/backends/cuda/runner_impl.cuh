@@ -1,11 +1,13 @@
 // The CUDA backend's runner state (Runner::Impl), shared by the files that implement it:
 // runner.cu (construction, memory, the forward pass, CUDA graphs, profiling), gemm_dispatch.cu
-// (the skinny kernels' and cuBLASLt's plans, linear layers), fused_attention.cu (the QKV
-// projection and attention as one kernel) and decoder.cu (the KV cache and decode steps).
+// (the skinny kernels' plans, linear layers), gemm_cublaslt.cu (cuBLASLt's plans and calls),
+// fused_attention.cu (the QKV projection and attention as one kernel) and decoder.cu (the KV
+// cache and decode steps).
 #pragma once
 
+#if GPTRT_WITH_CUBLAS
 #include <cublasLt.h>
-#include <cublas_v2.h>
+#endif
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -37,9 +39,6 @@ struct Runner::Impl {
   Precision precision;
   std::shared_ptr<DeviceWeights> weights;
   cudaStream_t stream = nullptr;
-  cublasLtHandle_t lt = nullptr;
-  void* workspace = nullptr;
-  static constexpr size_t kWorkspace = size_t{32} << 20;
   ir::MemoryPlan plan;
   char* arena = nullptr;
   std::vector<char> half;    // values kept in FP16/BF16
@@ -49,6 +48,10 @@ struct Runner::Impl {
   static constexpr int64_t kPitchedRows = 256;
   void* pitched = nullptr;
   int64_t pitched_capacity = 0;
+#if GPTRT_WITH_CUBLAS
+  cublasLtHandle_t lt = nullptr;
+  void* workspace = nullptr;
+  static constexpr size_t kWorkspace = size_t{32} << 20;
   // One cuBLASLt plan per (linear node, rows): descriptors and the heuristic's algorithm.
   struct LtPlan {
     cublasLtMatmulDesc_t op = nullptr;
@@ -56,6 +59,20 @@ struct Runner::Impl {
     cublasLtMatmulAlgo_t algo{};
   };
   std::map<std::pair<size_t, int64_t>, LtPlan> lt_plans;
+  // The cuBLASLt plan of node `index` for `rows` rows (created on first use): y = act(x @ W +
+  // bias) (+ C) with y's rows `pitch` apart.
+  const LtPlan& lt_plan(size_t index, const ir::Node& n, int64_t rows, int64_t k, int64_t cols,
+                        int64_t pitch, cudaDataType_t out_type, int act, int bias_id);
+#endif
+  // Linear layers on the CUDA cores alone (plain_gemm_kernel) instead of cuBLASLt: on GPUs before
+  // sm_70 (the kernels' SM, kernel_sm()), in builds without cuBLAS, or GPTRT_CUDA_GEMM=plain.
+  bool plain_gemms = false;
+  // cuBLASLt's handle and workspace (gemm_cublaslt.cu), made unless plain_gemms; released.
+  void create_cublaslt();
+  void release_cublaslt();
+  // A linear node as linear() describes it, on cuBLASLt / on plain_gemm_kernel.
+  void cublaslt_linear(size_t index, const ir::Node& n, int64_t m, void* y, const void* x_in);
+  void plain_linear(const ir::Node& n, int64_t m, void* y, const void* x_in);
   // Generation: per attention layer a KV cache [batch, cache_s, hidden], padding flags, the
   // number of cached positions (read by the kernels, so one graph serves every decode step), each
   // row's last position before the LM head, and the decode-step graph.
@@ -168,7 +185,9 @@ struct Runner::Impl {
   // before an exact-GELU kernel, and GEMM outputs at a padded pitch (see pitched_cols).
   void reserve_row_buffers(int64_t rows);
 
-  ~Impl() { release(); }
+  ~Impl() {
+    release();
+  }
   // Everything the Runner made (null handles are skipped: a constructor that failed midway).
   void release();
 
@@ -266,11 +285,6 @@ struct Runner::Impl {
   // bias or a residual (they have N values a row) or an exact GELU.
   int64_t pitched_cols(const ir::Node& n) const;
 
-  // The cuBLASLt plan of node `index` for `rows` rows (created on first use): y = act(x @ W +
-  // bias) (+ C) with y's rows `pitch` apart.
-  const LtPlan& lt_plan(size_t index, const ir::Node& n, int64_t rows, int64_t k, int64_t cols,
-                        int64_t pitch, cudaDataType_t out_type, int act, int bias_id);
-
   // Whether linear node `index` at m rows runs on a skinny kernel (with its LayerNorm when
   // `ln_fused`).
   bool skinny_runs(size_t index, int64_t m, const ir::Node& n, bool ln_fused);
@@ -281,9 +295,10 @@ struct Runner::Impl {
               const ir::Node* ln, const float* residual);
 
   // y[m, N] = act(x[m, K] @ W + bias) + residual. The skinny kernel where its plan says so (x
-  // being the input of the LayerNorm before this node when `ln_fused`); otherwise one cuBLASLt
-  // call: the bias (and the tanh GELU) as its epilogue, the residual as C with beta = 1, and for
-  // exact GELU the bias epilogue into FP32 scratch, then gelu_erf_kernel. `x_in` overrides x.
+  // being the input of the LayerNorm before this node when `ln_fused`); otherwise one
+  // plain_gemm_kernel where plain_gemms, else one cuBLASLt call: the bias (and the tanh GELU) as
+  // its epilogue, the residual as C with beta = 1, and for exact GELU the bias epilogue into FP32
+  // scratch, then gelu_erf_kernel. `x_in` overrides x.
   void linear(size_t index, const ir::Node& n, int64_t m, void* y, const void* x_in = nullptr,
               bool ln_fused = false);
 

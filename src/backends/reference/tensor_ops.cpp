@@ -8,6 +8,7 @@
 #include "core/checked.h"
 #include "ir/op_math.h"
 #include "ir/shape_inference.h"
+#include "platform/compiler.h"
 
 namespace gptrt::reference {
 namespace {
@@ -207,7 +208,7 @@ std::vector<Tensor> split(const KernelCall& c) {
   }
   int64_t total = 0;
   bool valid = sizes.size() == n;
-  for (int64_t v : sizes) valid = valid && v >= 0 && !__builtin_add_overflow(total, v, &total);
+  for (int64_t v : sizes) valid = valid && v >= 0 && !platform::add_overflows(total, v, &total);
   if (!valid || total != x.dim(axis))
     c.fail("split sizes do not add up to dimension " + std::to_string(x.dim(axis)));
   std::vector<Tensor> outs;
