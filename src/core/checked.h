@@ -21,4 +21,9 @@ int64_t numel(const Shape& shape, const std::string& what, ErrorCode code = Erro
 int64_t bytes(const Shape& shape, DType dtype, const std::string& what,
               ErrorCode code = ErrorCode::kParseError);
 
+/// A size a user gave (an environment variable, `variable`): bytes, or a number with a K, M, G
+/// or T suffix (powers of 1024; "8G", "1.5GiB", "512MB"); anything else, or less than one byte,
+/// is an Error (kInvalidArgument) naming the variable and what it holds.
+int64_t parse_size(const std::string& text, const std::string& variable);
+
 }  // namespace gptrt::checked

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 
+#include "core/checked.h"
 #include "gptrt/error.h"
 #include "platform/compiler.h"
 #include "platform/platform.h"
@@ -191,43 +192,10 @@ class BlockCache {
   size_t cached_ = 0;
 };
 
-int64_t parse_budget(const char* text) {
-  char* end = nullptr;
-  errno = 0;
-  double v = std::strtod(text, &end);
-  double scale = 1;
-  if (end && *end) {
-    switch (*end == 0 ? 0 : (*end | 0x20)) {
-      case 'k':
-        scale = 1024.0;
-        break;
-      case 'm':
-        scale = 1024.0 * 1024;
-        break;
-      case 'g':
-        scale = 1024.0 * 1024 * 1024;
-        break;
-      case 't':
-        scale = 1024.0 * 1024 * 1024 * 1024;
-        break;
-      default:
-        scale = 0;
-    }
-    if (scale && end[1] && !((end[1] | 0x20) == 'b' && !end[2]) &&
-        !((end[1] | 0x20) == 'i' && (end[2] | 0x20) == 'b' && !end[3]))
-      scale = 0;
-  }
-  double bytes = v * scale;
-  if (end == text || errno || !(bytes >= 1) || bytes > 9.2e18)
-    throw Error(ErrorCode::kInvalidArgument,
-                std::string("GPTRT_MEMORY_BUDGET='") + text +
-                    "' is not a size; give bytes or a number with K, M, G or T (e.g. 8G)");
-  return static_cast<int64_t>(bytes);
-}
-
 std::atomic<int64_t>& budget_bytes() {
   static std::atomic<int64_t> budget{[] {
-    if (const char* env = std::getenv("GPTRT_MEMORY_BUDGET"); env && *env) return parse_budget(env);
+    if (const char* env = std::getenv("GPTRT_MEMORY_BUDGET"); env && *env)
+      return checked::parse_size(env, "GPTRT_MEMORY_BUDGET");
     int64_t phys = platform::physical_memory_bytes();
     return phys > 0 ? phys / 10 * 9 : int64_t{1} << 62;
   }()};

@@ -68,6 +68,12 @@ const CpuInfo& cpu_info();
 /// Monotonic clock in seconds.
 double now_seconds();
 
+/// Pins the calling thread to logical core `core` (0-based): true when the OS did, false where it
+/// refuses, has no such core, or has no affinity call (macOS).
+bool pin_thread_to_core(int core);
+/// The logical core the calling thread runs on at this moment (-1 where the OS does not say).
+int current_core();
+
 /// True when `path` names an existing regular file.
 bool is_regular_file(const std::string& path);
 /// The whole of a regular file as text (FIFOs, devices and directories are refused by name, as

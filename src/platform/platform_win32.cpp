@@ -243,6 +243,16 @@ std::vector<std::string> utf8_arguments(int, char**) {
   return args;
 }
 
+bool pin_thread_to_core(int core) {
+  // (Cores past 63, in a second processor group, are not reached: GetCurrentThread's group only.)
+  if (core < 0 || core >= 64) return false;
+  return SetThreadAffinityMask(GetCurrentThread(), DWORD_PTR{1} << core) != 0;
+}
+
+int current_core() {
+  return static_cast<int>(GetCurrentProcessorNumber());
+}
+
 std::string executable_path() {
   std::vector<wchar_t> buf(32768);
   const DWORD n = GetModuleFileNameW(nullptr, buf.data(), static_cast<DWORD>(buf.size()));

@@ -177,7 +177,8 @@ TEST(CudaLowering, Int8WeightsAreStoredWithTheirScalesAndCheckedAtLoad) {
       {"--int8Group", "does not divide K = 64"});
 }
 
-// GPU memory is checked before each large allocation (weights, activation arena, KV cache): with
+// GPU memory is checked for a context's whole plan (weights, activation arena, cuBLASLt's
+// workspace) before its first allocation, and again before each large one: with
 // GPTRT_CUDA_MEMORY_LIMIT standing in for a card too small, running an engine is refused with the
 // numbers and what to lower, and nothing is left half-made: without it the same engine runs.
 TEST(Cuda, TooLittleGpuMemoryIsRefusedWithTheNumbers) {
@@ -192,8 +193,10 @@ TEST(Cuda, TooLittleGpuMemoryIsRefusedWithTheNumbers) {
     ADD_FAILURE() << "ran within a 1-byte GPU memory limit";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kResourceLimit) << e.what();
-    for (const char* part : {"not enough GPU memory for the", "MiB free", "GPTRT_CUDA_MEMORY_LIMIT",
-                             "--maxBatch", "--fp16"})
+    // (The context's whole plan, checked before its first allocation: each part named.)
+    for (const char* part :
+         {"not enough GPU memory for this engine's execution context", "weights ",
+          "activation arena ", "MiB free", "GPTRT_CUDA_MEMORY_LIMIT", "--maxBatch", "--fp16"})
       EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << part << ": " << e.what();
   }
   unsetenv("GPTRT_CUDA_MEMORY_LIMIT");

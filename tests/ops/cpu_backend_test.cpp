@@ -7,7 +7,10 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "backends/cpu/backend.h"
@@ -18,6 +21,7 @@
 #include "backends/reference/kernels.h"
 #include "core/bytes.h"
 #include "core/half.h"
+#include "platform/platform.h"
 #include "runtime/engine_impl.h"
 #include "test_util.h"
 
@@ -300,6 +304,36 @@ TEST(CpuThreadPool, RunsEveryTaskOnceAcrossManyJobs) {
       for (auto& h : hits) ASSERT_EQ(h.load(), 1);
     }
   }
+}
+
+// GPTRT_PIN_THREADS=1 pins each worker to one logical core (worker i to core i): the tasks a
+// worker runs report that core (where the OS lets threads be pinned: Linux and Windows, and where
+// there is a second core); other values are refused by name.
+TEST(CpuThreadPool, PinnedWorkersStayOnTheirCores) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "one logical core: nothing to pin";
+  setenv("GPTRT_PIN_THREADS", "1", 1);
+  {
+    cpu::ThreadPool pool(2);
+    std::mutex mu;
+    std::map<std::thread::id, std::set<int>> cores;
+    for (int job = 0; job < 100; ++job)
+      pool.parallel_for(64, [&](int64_t) {
+        const int core = platform::current_core();
+        std::lock_guard<std::mutex> lock(mu);
+        cores[std::this_thread::get_id()].insert(core);
+      });
+    EXPECT_TRUE(pool.pinned());
+    for (const auto& [id, seen] : cores) {
+      if (id != std::this_thread::get_id()) {
+        EXPECT_EQ(seen, std::set<int>{1});
+      }
+    }
+  }
+  setenv("GPTRT_PIN_THREADS", "yes", 1);
+  expect_error([] { cpu::ThreadPool pool(2); }, {"GPTRT_PIN_THREADS", "'yes'", "expected 1"});
+  setenv("GPTRT_PIN_THREADS", "0", 1);
+  EXPECT_FALSE(cpu::ThreadPool(2).pinned());
+  unsetenv("GPTRT_PIN_THREADS");
 }
 
 TEST(CpuBackendEngine, RoundTripAndIsaCheck) {

@@ -96,7 +96,8 @@ std::vector<OptimizationProfile> profiles_from_flags(const Args& args) {
     auto hi = parse_shapes(maxs[k], "maxShapes");
     auto op = opts.empty() ? hi : parse_shapes(opts[k], "optShapes");
     OptimizationProfile p;
-    for (const auto& [name, shape] : lo) {
+    for (const auto& [input, shape] : lo) {
+      const std::string& name = input;  // (clang 14 lets lambdas capture no structured binding)
       auto find = [&](const std::vector<std::pair<std::string, Shape>>& v, const char* flag) {
         for (const auto& [n, s] : v) {
           if (n == name) return s;

@@ -1,6 +1,11 @@
 #include "backends/cpu/thread_pool.h"
 
 #include <chrono>
+#include <cstdlib>
+#include <string>
+
+#include "gptrt/error.h"
+#include "platform/platform.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -32,7 +37,20 @@ bool spin_until(bool spin, const Done& done) {
 ThreadPool::ThreadPool(int threads) {
   const unsigned cores = std::thread::hardware_concurrency();  // (0: unknown)
   spin_ = cores == 0 || static_cast<unsigned>(threads) <= cores;
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  if (const char* v = std::getenv("GPTRT_PIN_THREADS")) {
+    if (std::string(v) != "0" && std::string(v) != "1")
+      throw Error(ErrorCode::kInvalidArgument,
+                  std::string("GPTRT_PIN_THREADS is '") + v +
+                      "'; expected 1 (each worker thread pinned to one logical core) or 0 (none "
+                      "pinned, the default)");
+    pin_ = v[0] == '1';
+  }
+  for (int i = 1; i < threads; ++i)
+    workers_.emplace_back([this, i, cores] {
+      if (pin_ && platform::pin_thread_to_core(cores > 0 ? i % static_cast<int>(cores) : i))
+        pinned_.fetch_add(1);
+      worker_loop();
+    });
 }
 
 ThreadPool::~ThreadPool() {

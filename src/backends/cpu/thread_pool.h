@@ -21,13 +21,18 @@ namespace gptrt::cpu {
 
 class ThreadPool {
  public:
-  /// `threads` workers in all, the caller included (1 = run everything on the caller).
+  /// `threads` workers in all, the caller included (1 = run everything on the caller). With
+  /// GPTRT_PIN_THREADS=1 each worker is pinned to one logical core (worker i to core i, the
+  /// calling thread left where the OS puts it, core 0's usual tenant), so that the OS does not
+  /// move them between cores mid-pass; unset or 0, none is pinned. Another value is refused.
   explicit ThreadPool(int threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
+  /// Whether the workers asked to be pinned (GPTRT_PIN_THREADS=1) and each one was.
+  bool pinned() const { return pinned_.load() == static_cast<int>(workers_.size()) && pin_; }
   /// Runs fn(i) for every i in [0, n), spread over the pool; returns when all are done.
   void parallel_for(int64_t n, const std::function<void(int64_t)>& fn);
 
@@ -47,7 +52,9 @@ class ThreadPool {
   std::atomic<size_t> finished_{0};      // workers done with the current generation
   std::atomic<uint64_t> generation_{0};  // advanced (under mu_) when a job is posted
   std::atomic<bool> stop_{false};
-  bool spin_ = true;  // threads <= cores
+  bool spin_ = true;            // threads <= cores
+  bool pin_ = false;            // GPTRT_PIN_THREADS=1
+  std::atomic<int> pinned_{0};  // workers pinned so far
 };
 
 }  // namespace gptrt::cpu

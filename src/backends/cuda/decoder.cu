@@ -83,6 +83,19 @@ void Runner::Impl::reserve(int64_t b, int64_t cache_s, int64_t prompt) {
   if (!ids_v.shape.dims[0].is_known()) dim_max[ids_v.shape.dims[0].symbol] = b;
   if (!ids_v.shape.dims[1].is_known()) dim_max[ids_v.shape.dims[1].symbol] = prompt;
   ir::MemoryPlan p = ir::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
+  int64_t e = 0, layers = 0;
+  for (const ir::Node& n : g.nodes) {
+    if (n.op_type != "Attention") continue;
+    e = g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value;
+    ++layers;
+  }
+  // The cache and what a larger arena adds (the present one is freed first), checked whole
+  // before either is allocated.
+  check_memory_plan({{"K and V cache", static_cast<size_t>(2 * layers * b * cache_s * e * 4)},
+                     {"more activation arena",
+                      static_cast<size_t>(p.total > plan.total ? p.total - plan.total : 0)}},
+                    "generation at batch " + std::to_string(b) + " and " + std::to_string(cache_s) +
+                        " positions");
   if (p.total > plan.total) {
     cudaFree(arena);
     arena = nullptr;
@@ -90,12 +103,6 @@ void Runner::Impl::reserve(int64_t b, int64_t cache_s, int64_t prompt) {
                  "activation arena");
   }
   if (p.total > 0) plan = p;
-  int64_t e = 0, layers = 0;
-  for (const ir::Node& n : g.nodes) {
-    if (n.op_type != "Attention") continue;
-    e = g.values[static_cast<size_t>(n.outputs[0])].shape.dims.back().value;
-    ++layers;
-  }
   for (int64_t l = 0; l < layers; ++l) {
     float* k = nullptr;
     float* v = nullptr;

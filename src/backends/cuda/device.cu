@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/launch.cuh"
@@ -49,25 +50,64 @@ std::string device_sm(std::string* why) {
   return "sm_" + std::to_string(p.major) + std::to_string(p.minor);
 }
 
-void device_alloc(void** p, size_t bytes, const char* what) {
-  // (Read at every call: allocations are few, and a test sets it for one engine.)
+namespace {
+
+std::string mib(size_t b) {
+  return std::to_string((b + (size_t{1} << 20) - 1) >> 20) + " MiB";
+}
+
+// The GPU memory gptrt may still take, and the clause that says where that figure comes from.
+struct Room {
+  size_t room = 0;
+  std::string said;
+};
+
+Room room_now() {
+  // (GPTRT_CUDA_MEMORY_LIMIT is read at every call: allocations are few, and a test sets it for
+  // one engine.)
   const size_t limit = static_cast<size_t>(memory_limit_from_environment());
   size_t free = 0, total = 0;
   check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
   const size_t used = total - free;
-  size_t room = free;
-  if (limit > 0) room = std::min(room, limit > used ? limit - used : size_t{0});
-  auto mib = [](size_t b) { return std::to_string((b + (size_t{1} << 20) - 1) >> 20) + " MiB"; };
+  Room r;
+  r.room = free;
+  if (limit > 0) r.room = std::min(r.room, limit > used ? limit - used : size_t{0});
+  r.said = device_name() + " has " + mib(r.room) + " free (" + mib(total) + " in all, " +
+           mib(used) + " in use" +
+           (limit > 0 ? ", GPTRT_CUDA_MEMORY_LIMIT " + mib(limit) : std::string()) + ")";
+  return r;
+}
+
+const char* const kWhatToLower =
+    "; build the engine with a smaller --maxBatch or --maxSeqLen (gptrt serve: fewer --slots), "
+    "or with --fp16 (weights in half the memory)";
+
+}  // namespace
+
+void check_memory_plan(const std::vector<MemoryPart>& parts, const std::string& what) {
+  size_t sum = 0;
+  std::string list;
+  for (const MemoryPart& p : parts) {
+    if (p.bytes == 0) continue;
+    sum += p.bytes;
+    list += (list.empty() ? "" : " + ") + std::string(p.what) + " " + mib(p.bytes);
+  }
+  if (sum == 0) return;
+  const Room r = room_now();
+  if (sum > r.room)
+    throw Error(ErrorCode::kResourceLimit, "not enough GPU memory for " + what + ": it needs " +
+                                               list + " = " + mib(sum) + ", and " + r.said +
+                                               kWhatToLower);
+}
+
+void device_alloc(void** p, size_t bytes, const char* what) {
+  const Room r = room_now();
   auto refuse = [&] {
-    throw Error(ErrorCode::kResourceLimit,
-                std::string("not enough GPU memory for the ") + what + ": it needs " + mib(bytes) +
-                    ", and " + device_name() + " has " + mib(room) + " free (" + mib(total) +
-                    " in all, " + mib(used) + " in use" +
-                    (limit > 0 ? ", GPTRT_CUDA_MEMORY_LIMIT " + mib(limit) : std::string()) +
-                    "); build the engine with a smaller --maxBatch or --maxSeqLen (gptrt serve: "
-                    "fewer --slots), or with --fp16 (weights in half the memory)");
+    throw Error(ErrorCode::kResourceLimit, std::string("not enough GPU memory for the ") + what +
+                                               ": it needs " + mib(bytes) + ", and " + r.said +
+                                               kWhatToLower);
   };
-  if (bytes > room) refuse();
+  if (bytes > r.room) refuse();
   const cudaError_t e = cudaMalloc(p, bytes);
   if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();  // (clear it)

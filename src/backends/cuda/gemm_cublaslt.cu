@@ -11,6 +11,10 @@ namespace gptrt::cuda {
 
 #if GPTRT_WITH_CUBLAS
 
+size_t Runner::Impl::cublaslt_workspace_bytes() {
+  return kWorkspace;
+}
+
 void Runner::Impl::create_cublaslt() {
   check(cublasLtCreate(&lt), "cublasLtCreate");
   device_alloc(&workspace, kWorkspace, "cuBLASLt workspace");
@@ -147,6 +151,9 @@ void Runner::Impl::cublaslt_linear(size_t index, const ir::Node& n, int64_t m, v
 
 #else  // GPTRT_WITH_CUBLAS
 
+size_t Runner::Impl::cublaslt_workspace_bytes() {
+  return 0;
+}
 void Runner::Impl::create_cublaslt() {}
 void Runner::Impl::release_cublaslt() {}
 void Runner::Impl::cublaslt_linear(size_t, const ir::Node& n, int64_t, void*, const void*) {

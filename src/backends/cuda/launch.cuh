@@ -12,6 +12,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "backends/cuda/kernel_common.cuh"
 #include "gptrt/error.h"
@@ -37,6 +38,17 @@ inline void check(cublasStatus_t s, const char* what) {
 /// GTX 1060), and when cudaMalloc itself runs out: kResourceLimit naming the numbers and what to
 /// lower (device.cu).
 void device_alloc(void** p, size_t bytes, const char* what);
+
+/// One part of what a runner or decoder is about to allocate on the GPU.
+struct MemoryPart {
+  const char* what;  // "weights", "K and V cache", ...
+  size_t bytes;
+};
+/// Checks the parts' sum against the GPU memory gptrt may still take (as device_alloc does)
+/// before any of them is allocated: kResourceLimit naming each part, the sum, the free memory and
+/// what to lower, so that a plan too large for the card (the recipe's 3 GB GTX 1060) is refused
+/// whole rather than after its first allocations.
+void check_memory_plan(const std::vector<MemoryPart>& parts, const std::string& what);
 
 inline int blocks_for(int64_t n, int threads) {
   return static_cast<int>((n + threads - 1) / threads);

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <initializer_list>
 
+#include "core/checked.h"
 #include "gptrt/error.h"
 
 namespace gptrt::cuda {
@@ -69,25 +70,7 @@ Options Options::from_environment(bool with_cublas) {
 
 uint64_t memory_limit_from_environment() {
   const char* v = std::getenv("GPTRT_CUDA_MEMORY_LIMIT");
-  if (!v) return 0;
-  const std::string s = v;
-  size_t digits = 0;
-  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
-  const std::string suffix = s.substr(digits);
-  const int shift = suffix.empty()  ? 0
-                    : suffix == "K" ? 10
-                    : suffix == "M" ? 20
-                    : suffix == "G" ? 30
-                                    : -1;
-  uint64_t n = 0;
-  bool ok = digits > 0 && digits <= 12 && shift >= 0;
-  for (size_t i = 0; ok && i < digits; ++i) n = n * 10 + static_cast<uint64_t>(s[i] - '0');
-  if (!ok || n == 0)
-    throw Error(ErrorCode::kInvalidArgument,
-                "GPTRT_CUDA_MEMORY_LIMIT is '" + s +
-                    "'; expected the GPU memory gptrt may use, a positive number of bytes with an "
-                    "optional K, M or G suffix (e.g. 3G for a 3 GB card); unset it for no limit");
-  return n << shift;
+  return v ? static_cast<uint64_t>(checked::parse_size(v, "GPTRT_CUDA_MEMORY_LIMIT")) : 0;
 }
 
 }  // namespace gptrt::cuda

@@ -35,10 +35,9 @@ struct Options {
   static Options from_environment(bool with_cublas = true);
 };
 
-/// GPTRT_CUDA_MEMORY_LIMIT: the GPU memory gptrt may have in use, in bytes (a K, M or G suffix
-/// multiplies by 2^10, 2^20, 2^30), standing in for a smaller card (the recipe's 3 GB GTX 1060);
-/// 0 when unset. Anything but a positive whole number with an optional suffix is refused
-/// (kInvalidArgument).
+/// GPTRT_CUDA_MEMORY_LIMIT: the GPU memory gptrt may have in use, a size as GPTRT_MEMORY_BUDGET
+/// takes it (bytes, or with a K, M, G or T suffix: "3G"), standing in for a smaller card (the
+/// recipe's 3 GB GTX 1060); 0 when unset. Anything else is refused (kInvalidArgument).
 uint64_t memory_limit_from_environment();
 
 }  // namespace gptrt::cuda

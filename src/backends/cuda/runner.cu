@@ -44,17 +44,23 @@ Runner::Impl::Impl(std::shared_ptr<const void> o, const ir::Graph& graph, Precis
   // Nothing is made before the switches are checked; if anything below fails, what was made
   // is released (the destructor does not run for a constructor that throws).
   try {
+    // The kernel families this GPU runs are those of the SM the kernels were compiled for (a
+    // compute_61 build on an H100 runs as on a GTX 1060: kernel_sm).
+    sm_major = kernel_sm() / 10;
+    plain_gemms = !cublas_compiled_in() || opts.gemm == GemmChoice::kPlain ||
+                  (sm_major < 7 && opts.gemm != GemmChoice::kCublasLt);
+    // What this context takes on the GPU, checked whole before any of it is allocated.
+    plan = ir::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
+    check_memory_plan({{"weights", weight_bytes_to_upload(owner.get(), g)},
+                       {"activation arena", static_cast<size_t>(std::max<int64_t>(plan.total, 0))},
+                       {"cuBLASLt workspace", plain_gemms ? 0 : cublaslt_workspace_bytes()}},
+                      "this engine's execution context");
     weights = weights_for(owner.get(), g);
     check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
     for (cudaEvent_t& e : ev) check(cudaEventCreate(&e), "cudaEventCreate");
     half = half_values(g, p);
     int dev = 0, optin = 0;
     check(cudaGetDevice(&dev), "cudaGetDevice");
-    // The kernel families this GPU runs are those of the SM the kernels were compiled for (a
-    // compute_61 build on an H100 runs as on a GTX 1060: kernel_sm).
-    sm_major = kernel_sm() / 10;
-    plain_gemms = !cublas_compiled_in() || opts.gemm == GemmChoice::kPlain ||
-                  (sm_major < 7 && opts.gemm != GemmChoice::kCublasLt);
     if (!plain_gemms) create_cublaslt();
     check(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, dev), "SM count");
     check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
@@ -77,7 +83,6 @@ Runner::Impl::Impl(std::shared_ptr<const void> o, const ir::Graph& graph, Precis
       for (int m = 8; m <= 16 * kSkinnyMaxTiles; m += 8) allow_all_shared_memory(skinny_kernel(m));
     find_layer_norm_fusions();
     find_attention_fusions();
-    plan = ir::plan_memory(g, dim_max, [](const ir::Node&) { return true; });
     if (plan.total > 0)
       device_alloc(reinterpret_cast<void**>(&arena), static_cast<size_t>(plan.total),
                    "activation arena");

@@ -68,6 +68,7 @@ struct Runner::Impl {
   // sm_70 (the kernels' SM, kernel_sm()), in builds without cuBLAS, or GPTRT_CUDA_GEMM=plain.
   bool plain_gemms = false;
   // cuBLASLt's handle and workspace (gemm_cublaslt.cu), made unless plain_gemms; released.
+  static size_t cublaslt_workspace_bytes();
   void create_cublaslt();
   void release_cublaslt();
   // A linear node as linear() describes it, on cuBLASLt / on plain_gemm_kernel.

@@ -18,5 +18,7 @@ struct DeviceWeights {
 };
 
 std::shared_ptr<DeviceWeights> weights_for(const void* owner, const ir::Graph& g);
+/// The bytes weights_for(owner, g) would allocate now: 0 when the engine's are already on the GPU.
+size_t weight_bytes_to_upload(const void* owner, const ir::Graph& g);
 
 }  // namespace gptrt::cuda
