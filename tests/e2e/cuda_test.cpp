@@ -399,6 +399,31 @@ TEST(Cuda, PlainGemmsMatchTheReferenceAtOddSizes) {
   unsetenv("GPTRT_CUDA_GEMM");
 }
 
+// What an engine build says of the GEMMs it will run: before sm_70 (a real Pascal card, or a
+// compute_61 build on any GPU) the plain FP32 GEMMs, FP16 as storage only, and --bf16 refused by
+// name; from sm_70 on, the skinny kernels and cuBLASLt.
+TEST(Cuda, BuildSaysWhichGemmsRunAndWhatFp16DoesOnPascal) {
+  SKIP_WITHOUT_GPU();
+  Network net = odd_size_model();
+  BuildConfig c;
+  c.backend = Backend::kCuda;
+  c.precision = Precision::kFp16;
+  std::string said;
+  c.notice = [&](const std::string& s) { said += s + "\n"; };
+  Engine::build(net, c);
+  if (sm_number() < 70) {
+    for (const char* part : {"plain FP32 GEMMs", "FP16 is storage only", "every sum in FP32"})
+      EXPECT_NE(said.find(part), std::string::npos) << part << ": " << said;
+    c.precision = Precision::kBf16;
+    expect_error([&] { Engine::build(net, c); }, {"--bf16 needs an sm_80", "--fp16"});
+  } else {
+    EXPECT_NE(said.find(cuda::cublas_compiled_in() ? "cuBLASLt" : "a build without cuBLAS"),
+              std::string::npos)
+        << said;
+    EXPECT_EQ(said.find("storage only"), std::string::npos) << said;
+  }
+}
+
 // The skinny FP16/BF16 GEMM (up to 32 rows, LayerNorm fused) at every column-group width, the
 // streaming GEMM of the LM head on every layer with a fused LayerNorm up to 16 rows
 // (GPTRT_CUDA_STREAM=1), and cuBLASLt for comparison, against the FP32 reference: 1 and 12 rows
