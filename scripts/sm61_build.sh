@@ -9,8 +9,8 @@
 # from CUDA 11.8 on the GPU machine but the driver: carry them (xz) and run
 # `BUILD=build/sm61 scripts/gpu_check.sh OUT` there (docs/DEVICE.md). Not part of .ci/run: the
 # toolkit's download (1.6 GB) and a third CUDA build would take CI past 30 minutes. Last passed:
-# 2026-12-07 on an H200, every CUDA test but the BF16 op cases (refused on sm_61; the test now
-# skips there) and memcheck clean (docs/lab/2026-12-07-pascal-plain-path-and-ci.md).
+# 2026-12-07 on an H200: every CUDA test (33 passed, 6 skipped: sm_80/sm_90 kernels and --bf16,
+# refused on sm_61) and memcheck clean (docs/lab/2026-12-07-pascal-plain-path-and-ci.md).
 # Usage: scripts/sm61_build.sh [BUILD_DIR (default build/sm61)] [TARGET... (default gptrt_cli
 # gptrt_tests)]
 set -euo pipefail
