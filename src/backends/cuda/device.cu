@@ -25,15 +25,19 @@ bool cublas_compiled_in() {
 }
 
 int kernel_sm() {
-  std::string why;
-  if (device_sm(&why).empty()) return 0;
-  cudaDeviceProp p{};
-  check(cudaGetDeviceProperties(&p, 0), "cudaGetDeviceProperties");
-  cudaFuncAttributes a{};
-  check(cudaFuncGetAttributes(&a, probe_kernel), "cudaFuncGetAttributes");
-  // (binaryVersion: the machine code's SM, the GPU's own when the driver compiled PTX;
-  // ptxVersion: the virtual architecture the code was compiled from.)
-  return std::min({p.major * 10 + p.minor, a.binaryVersion, a.ptxVersion});
+  // (Asked once: neither the GPU nor the code it loaded changes within a process.)
+  static const int sm = [] {
+    std::string why;
+    if (device_sm(&why).empty()) return 0;
+    cudaDeviceProp p{};
+    check(cudaGetDeviceProperties(&p, 0), "cudaGetDeviceProperties");
+    cudaFuncAttributes a{};
+    check(cudaFuncGetAttributes(&a, probe_kernel), "cudaFuncGetAttributes");
+    // (binaryVersion: the machine code's SM, the GPU's own when the driver compiled PTX;
+    // ptxVersion: the virtual architecture the code was compiled from.)
+    return std::min({p.major * 10 + p.minor, a.binaryVersion, a.ptxVersion});
+  }();
+  return sm;
 }
 
 std::string device_sm(std::string* why) {
@@ -56,25 +60,27 @@ std::string mib(size_t b) {
   return std::to_string((b + (size_t{1} << 20) - 1) >> 20) + " MiB";
 }
 
-// The GPU memory gptrt may still take, and the clause that says where that figure comes from.
+// The GPU memory gptrt may still take (`room`), and the figures behind it.
 struct Room {
-  size_t room = 0;
-  std::string said;
+  size_t room = 0, total = 0, used = 0, limit = 0;
+  // The clause a refusal gives (only then: device_name() asks the driver for the GPU's name).
+  std::string said() const {
+    return device_name() + " has " + mib(room) + " free (" + mib(total) + " in all, " + mib(used) +
+           " in use" + (limit > 0 ? ", GPTRT_CUDA_MEMORY_LIMIT " + mib(limit) : std::string()) +
+           ")";
+  }
 };
 
 Room room_now() {
   // (GPTRT_CUDA_MEMORY_LIMIT is read at every call: allocations are few, and a test sets it for
   // one engine.)
-  const size_t limit = static_cast<size_t>(memory_limit_from_environment());
-  size_t free = 0, total = 0;
-  check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
-  const size_t used = total - free;
   Room r;
+  r.limit = static_cast<size_t>(memory_limit_from_environment());
+  size_t free = 0;
+  check(cudaMemGetInfo(&free, &r.total), "cudaMemGetInfo");
+  r.used = r.total - free;
   r.room = free;
-  if (limit > 0) r.room = std::min(r.room, limit > used ? limit - used : size_t{0});
-  r.said = device_name() + " has " + mib(r.room) + " free (" + mib(total) + " in all, " +
-           mib(used) + " in use" +
-           (limit > 0 ? ", GPTRT_CUDA_MEMORY_LIMIT " + mib(limit) : std::string()) + ")";
+  if (r.limit > 0) r.room = std::min(r.room, r.limit > r.used ? r.limit - r.used : size_t{0});
   return r;
 }
 
@@ -96,7 +102,7 @@ void check_memory_plan(const std::vector<MemoryPart>& parts, const std::string& 
   const Room r = room_now();
   if (sum > r.room)
     throw Error(ErrorCode::kResourceLimit, "not enough GPU memory for " + what + ": it needs " +
-                                               list + " = " + mib(sum) + ", and " + r.said +
+                                               list + " = " + mib(sum) + ", and " + r.said() +
                                                kWhatToLower);
 }
 
@@ -104,7 +110,7 @@ void device_alloc(void** p, size_t bytes, const char* what) {
   const Room r = room_now();
   auto refuse = [&] {
     throw Error(ErrorCode::kResourceLimit, std::string("not enough GPU memory for the ") + what +
-                                               ": it needs " + mib(bytes) + ", and " + r.said +
+                                               ": it needs " + mib(bytes) + ", and " + r.said() +
                                                kWhatToLower);
   };
   if (bytes > r.room) refuse();
