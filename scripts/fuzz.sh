@@ -7,7 +7,7 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET=60] [TARGET...]
 #
-# CI runs it with 30 s per target (two targets at a time) and a fixed libFuzzer seed, so a run
+# CI runs it with 20 s per target (two targets at a time) and a fixed libFuzzer seed, so a run
 # repeats the same mutations; a longer local run, e.g. `FUZZ_SEED=0 scripts/fuzz.sh 600` (0: a
 # random seed each run), explores further and prints each target's executions.
 set -euo pipefail
