@@ -15,7 +15,7 @@ import os
 import sys
 
 COLUMNS = ["framework", "precision", "device", "kind", "batch", "seq_len", "threads", "median_ms", "p90_ms", "p99_ms",
-           "mean_ms", "runs", "build_ms", "ms_per_token", "max_abs_diff", "top1_agreement", "mean_kl", "status", "accuracy_note"]
+           "mean_ms", "runs", "build_ms", "ms_per_token", "max_abs_diff", "top1_agreement", "mean_kl", "status", "accuracy_note", "kernels"]
 
 
 def column_name(r):
@@ -49,7 +49,7 @@ def forward_table(rows, shapes, first_header, key):
 def markdown(rows, meta):
     out = [f"# Benchmark: {meta.get('device_name', meta.get('device', '?'))}, {meta.get('date', '')}", ""]
     out += ["| | |", "|---|---|"]
-    for k in ("device", "device_name", "cpu", "threads", "model", "gptrt_commit", "gptrt_backend", "versions", "date", "command"):
+    for k in ("device", "device_name", "cpu", "threads", "model", "gptrt_commit", "gptrt_backend", "peer_isa_cap", "versions", "date", "command"):
         if k in meta:
             v = meta[k]
             if isinstance(v, dict):
@@ -67,6 +67,13 @@ def markdown(rows, meta):
                    f"{meta['weight_bytes'] / 1e6:.1f} MB of FP32 weights once takes {meta['weight_read_floor_ms']:.1f} ms "
                    f"(the weight-read floor of a forward pass).")
         out.append("")
+    kernels = {}
+    for r in rows:
+        if r.get("kernels"):
+            kernels.setdefault((r["framework"], r["precision"]), r["kernels"])
+    if kernels:
+        out += ["Matrix-product kernels the peers reported: " +
+                "; ".join(f"{fw} {prec}: {k}" for (fw, prec), k in kernels.items()) + ".", ""]
     fwd = [r for r in rows if r["kind"] == "forward"]
     shapes = []
     for r in fwd:

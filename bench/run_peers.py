@@ -103,6 +103,18 @@ def ct2_model(a, ct2):
     return out
 
 
+def openvino_matmul_kernels(ov, onnx, config, feeds):
+    """The kernels OpenVINO's matrix products ran on (its profiling counters, e.g.
+    "brgemm_avx512_amx_bf16"), from a second compiled copy with counters on, so that the timed one
+    runs without them."""
+    compiled = ov.Core().compile_model(onnx, "CPU", dict(config, PERF_COUNT=True))
+    req = compiled.create_infer_request()
+    req.infer(feeds)
+    found = sorted({p.exec_type for p in req.get_profiling_info()
+                    if p.node_type in ("FullyConnected", "MatMul") and p.status == p.Status.EXECUTED})
+    return ", ".join(found) or "none reported"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", required=True)
@@ -118,7 +130,11 @@ def main():
     ap.add_argument("--min-seconds", type=float, default=3.0)
     ap.add_argument("--prompt-len", type=int, default=12)
     ap.add_argument("--vocab", type=int, default=1000, help="token ids of generation prompts are below this")
+    ap.add_argument("--onednn-max-isa", default="",
+                    help="ONEDNN_MAX_CPU_ISA for the peers that use oneDNN (OpenVINO, PyTorch): set before they load")
     a = ap.parse_args()
+    if a.onednn_max_isa:  # oneDNN reads it once, at its first dispatch: before torch or openvino loads
+        os.environ["ONEDNN_MAX_CPU_ISA"] = a.onednn_max_isa
     grid, gen_grid = parse_grid(a.shapes), parse_grid(a.generate)
     frameworks = set(a.frameworks.split(","))
     rows = Rows(os.path.join(a.work, "peers.json"), a.device, a.threads)
@@ -408,13 +424,28 @@ def main():
                 if prec == "fp32":
                     config["INFERENCE_PRECISION_HINT"] = "f32"
                 t0 = time.perf_counter()
-                compiled_model = ov.Core().compile_model(a.onnx, "CPU", config)
+                try:
+                    compiled_model = ov.Core().compile_model(a.onnx, "CPU", config)
+                except RuntimeError as e:  # e.g. its default picks BF16 from the CPU's flags, which a cap leaves no kernels for
+                    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+                    detail = (str(e).strip().splitlines() or ["?"])[-1]
+                    sessions[key] = ("not run: OpenVINO could not compile the model" +
+                                     (f" under ONEDNN_MAX_CPU_ISA={cap}" if cap else "") + ": " + detail)
+                if key in sessions:
+                    rows.missing(fw, "fp32" if prec == "fp32" else "default", "forward", [(b, s)], sessions[key])
+                    continue
                 hint = compiled_model.get_property("INFERENCE_PRECISION_HINT")  # (an ov.Type)
                 chosen = hint.to_string() if hasattr(hint, "to_string") else str(hint)
                 chosen = {"f32": "fp32", "f16": "fp16"}.get(chosen, chosen)
                 label = "fp32" if prec == "fp32" else f"{chosen} (its default)"
-                sessions[key] = (compiled_model.create_infer_request(), (time.perf_counter() - t0) * 1e3, label)
-            req, build_ms, label = sessions[key]
+                build_ms = (time.perf_counter() - t0) * 1e3
+                ids, mask, _ = load_inputs(a.work, (b, s))
+                kernels = openvino_matmul_kernels(ov, a.onnx, config, {"input_ids": ids, "attention_mask": mask})
+                sessions[key] = (compiled_model.create_infer_request(), build_ms, label, kernels)
+            if isinstance(sessions[key], str):
+                rows.missing(fw, "fp32" if prec == "fp32" else "default", "forward", [(b, s)], sessions[key])
+                continue
+            req, build_ms, label, kernels = sessions[key]
             ids, mask, d = load_inputs(a.work, (b, s))
             feeds = {"input_ids": ids, "attention_mask": mask}
 
@@ -424,7 +455,8 @@ def main():
             samples = time_it(fn, a.min_runs, a.min_seconds)
             fn()
             logits = np.array(req.get_output_tensor(0).data, dtype=np.float32)
-            rows.add(fw, label, "forward", b, s, **summarize(samples), build_ms=build_ms, **with_accuracy(logits, d, mask))
+            rows.add(fw, label, "forward", b, s, **summarize(samples), build_ms=build_ms, kernels=kernels,
+                     **with_accuracy(logits, d, mask))
         elif fw.startswith("onnxruntime"):
             if fw not in sessions:
                 so = ort.SessionOptions()

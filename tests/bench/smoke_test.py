@@ -38,6 +38,23 @@ with tempfile.TemporaryDirectory() as out:
         import openvino  # noqa: F401
         assert {x["precision"] for x in ov_rows if x.get("median_ms")} >= {"fp32"}, ov_rows
         assert any(x["precision"].endswith("(its default)") for x in ov_rows), ov_rows
+        # Each measured row names the kernels OpenVINO's matrix products ran on.
+        assert all(x["kernels"] for x in ov_rows if x.get("median_ms")), ov_rows
+        assert "Matrix-product kernels the peers reported: openvino-cpu" in md, md
+        # --peerIsa caps it through ONEDNN_MAX_CPU_ISA: no AVX-512 or AMX kernel under an AVX2 cap.
+        capped = os.path.join(out, "capped")
+        r = subprocess.run([gptrt, "bench", "--onnx", os.path.join(data, "gpt2-tiny", "legacy-opset17.onnx"),
+                            "--frameworks", "gptrt,openvino", "--peerIsa", "avx2", "--shapes", "8x12", "--threads", "1",
+                            "--min-runs", "3", "--min-seconds", "0", "--out", capped], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        rows = [x for x in json.load(open(os.path.join(capped, "results.json")))["rows"] if x["framework"] == "openvino-cpu"]
+        measured = [x for x in rows if x.get("median_ms")]
+        assert measured and all(x["kernels"] and "avx512" not in x["kernels"] and "amx" not in x["kernels"]
+                                for x in measured), rows
+        # (Its default may pick BF16 from the CPU's own flags, which an AVX2 cap leaves no kernels for:
+        # then the row says so.)
+        assert all(x.get("median_ms") or "ONEDNN_MAX_CPU_ISA=AVX2" in x["status"] for x in rows), rows
+        assert "ONEDNN_MAX_CPU_ISA=AVX2" in open(os.path.join(capped, "results.md")).read()
     except ImportError:
         assert ov_rows and all("not installed" in x["status"] for x in ov_rows), ov_rows
     # llama.cpp: generation rows only (none asked here), or named as not installed.
@@ -52,6 +69,9 @@ with tempfile.TemporaryDirectory() as out:
     bad = subprocess.run([gptrt, "bench", "--onnx", os.path.join(data, "gpt2-tiny", "legacy-opset17.onnx"),
                           "--frameworks", "gptrt,openvin", "--out", out], capture_output=True, text=True)
     assert bad.returncode != 0 and "unknown framework 'openvin'" in bad.stderr, bad.stderr
+    bad = subprocess.run([gptrt, "bench", "--onnx", os.path.join(data, "gpt2-tiny", "legacy-opset17.onnx"),
+                          "--peerIsa", "avx9", "--out", out], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--peerIsa is 'avx9'; it takes avx2, avx512" in bad.stderr, bad.stderr
     # The decode table: each precision's step against the read of the weights as it stores them.
     step_bytes = {}
     for prec in ("fp32", "int8"):

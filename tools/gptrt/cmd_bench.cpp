@@ -12,6 +12,7 @@
 #include <random>
 #include <set>
 
+#include "backends/cpu/gemm.h"
 #include "backends/cpu/thread_pool.h"
 #include "common.h"
 #include "core/json.h"
@@ -188,6 +189,34 @@ double measure_read_bandwidth(int threads) {
   return best;
 }
 
+// The ONEDNN_MAX_CPU_ISA value that caps the CPU peers for `--peerIsa` (gptrt's --cpuIsa names),
+// or, without the flag, the one the user's environment already sets ("" for none).
+std::string peer_isa_cap(const std::string& flag) {
+  if (flag.empty()) {
+    const char* env = std::getenv("ONEDNN_MAX_CPU_ISA");
+    return env ? env : "";
+  }
+  static const std::pair<const char*, const char*> kCaps[] = {{"avx2", "AVX2"},
+                                                              {"avx512", "AVX512_CORE"},
+                                                              {"avx512_bf16", "AVX512_CORE_BF16"},
+                                                              {"amx_bf16", "AVX512_CORE_AMX"}};
+  for (const auto& [name, cap] : kCaps)
+    if (flag == name) return cap;
+  throw Error(ErrorCode::kInvalidArgument,
+              "gptrt bench: --peerIsa is '" + flag +
+                  "'; it takes avx2, avx512, avx512_bf16 or amx_bf16 (leave it out for no cap)");
+}
+
+// How a cpu BF16 engine on avx512_bf16 runs GEMMs of more than a few rows (dot products or
+// weights widened to FP32: by CPU vendor, GPTRT_CPU_BF16_DOTS forces either), for the report.
+std::string bf16_gemm_form(const Engine& engine) {
+  const EngineInfo& info = engine.info();
+  if (info.backend != Backend::kCpu || info.precision != Precision::kBf16 ||
+      info.target != cpu::isa_name(cpu::Isa::kAvx512Bf16))
+    return "";
+  return cpu::bf16_dot_blocks() ? " (vdpbf16ps dot products)" : " (weights widened to FP32)";
+}
+
 // Bytes of weights a decode step reads from `engine`: every constant its nodes read, once each,
 // at the precision the engine stores it (FP32, BF16 or INT8 with its scales), except the
 // embedding tables, of which a step reads one row. A tied token table counts once, as the LM
@@ -241,6 +270,10 @@ int cmd_bench(const std::vector<std::string>& argv) {
       {"cpuIsa", true,
        "gptrt's cpu backend ISA: generic, avx2, avx512, avx512_bf16 or amx_bf16 (default: the "
        "best this CPU has for the precision)"},
+      {"peerIsa", true,
+       "cap the CPU peers' instruction set where they take a cap (ONEDNN_MAX_CPU_ISA: OpenVINO "
+       "and PyTorch's oneDNN kernels): avx2, avx512, avx512_bf16 (BF16 dot products, no AMX) or "
+       "amx_bf16 (default: no cap; ONNX Runtime, llama.cpp and CTranslate2 pick their own)"},
       {"out", true, "output folder (required)"},
       {"min-runs", true, "timed runs per row, at least (default 100)"},
       {"min-seconds", true, "timed seconds per row, at least (default 3)"},
@@ -283,6 +316,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
                   "--frameworks: unknown framework '" + f +
                       "' (known: gptrt, pytorch, torch.compile, onnxruntime, openvino, llama.cpp, "
                       "ctranslate2, tensorrt)");
+  const std::string peer_cap = peer_isa_cap(args.get("peerIsa", ""));
   int64_t threads = args.get_int("threads", platform::cpu_info().logical_cores, 1, kMaxThreads);
   int64_t min_runs = args.get_int("min-runs", 100, 1);
   double min_seconds = args.get_double("min-seconds", 3, 0);
@@ -398,7 +432,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
         shapes_text + (gen_text.empty() ? "" : " --generate " + gen_text) + " --frameworks " +
         peers + " --precision " + precision + " --threads " + std::to_string(threads) +
         " --device " + device + " --min-runs " + std::to_string(min_runs) + " --min-seconds " +
-        num(min_seconds) + " --vocab " + std::to_string(vocab);
+        num(min_seconds) + " --vocab " + std::to_string(vocab) +
+        (peer_cap.empty() ? "" : " --onednn-max-isa " + shell_quote(peer_cap));
     log_info("peers: " + cmd);
     std::fflush(stdout);
     const std::string step_path = out + "/peers_step.json";
@@ -615,7 +650,13 @@ int cmd_bench(const std::vector<std::string>& argv) {
       ", \"weight_read_floor_ms\": " + num(static_cast<double>(weight_bytes) / (read_gbs * 1e6)) +
       ", \"gptrt_commit\": " + json::quote(build_commit()) + ", \"gptrt_backend\": " +
       json::quote(std::string(backend_name(engine->info().backend)) + " " + engine->info().target +
-                  " " + gptrt_precision) +
+                  " " + gptrt_precision + bf16_gemm_form(*engine)) +
+      ", \"peer_isa_cap\": " +
+      json::quote(peer_cap.empty()
+                      ? std::string("none (each peer picks its best)")
+                      : "ONEDNN_MAX_CPU_ISA=" + peer_cap +
+                            " (OpenVINO and PyTorch's oneDNN kernels honour it; ONNX Runtime, "
+                            "llama.cpp and CTranslate2 choose their own)") +
       ", \"versions\": " + versions + ", \"date\": " + json::quote(utc_now()) +
       ", \"command\": " + json::quote(command) + "}";
   {
