@@ -5,7 +5,11 @@ channel, what `--int8` stores), against the model in FP32, on the inputs a `gptr
 saved. Top-1 agreement and max |dlogit| per shape; per channel it reproduces gptrt's INT8 rows
 (the same quantiser), so it says what a group size would buy before any kernel is written.
 
-    int8_groups.py --hf DIR --inputs BENCH_OUT/inputs [--groups 0,128,64,32,16]
+The group "bf16" rounds every linear weight to BF16 instead (FP32 arithmetic): the error a BF16
+engine cannot go below, whatever its kernels, since its weights are those (gptrt's `--bf16`
+widened path computes exactly that up to summation order).
+
+    int8_groups.py --hf DIR --inputs BENCH_OUT/inputs [--groups 0,128,64,32,16,bf16]
 """
 import argparse
 import copy
@@ -27,6 +31,12 @@ def quantised(w, group, k_dim):
     return out if k_dim == 0 else out.t()
 
 
+def rounded(w, group, k_dim):
+    if group == "bf16":
+        return w.to(torch.bfloat16).float()
+    return quantised(w, int(group), k_dim)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hf", required=True)
@@ -41,18 +51,18 @@ def main():
         ref = [model(x).logits for x in inputs]
         print("| group | " + " | ".join(f"{s} top-1 / max abs dlogit" for s in shapes) + " |")
         print("|---" * (len(shapes) + 1) + "|")
-        for group in (int(g) for g in a.groups.split(",")):
+        for group in a.groups.split(","):
             q = copy.deepcopy(model)
             for mod in q.modules():
                 if type(mod).__name__ == "Conv1D":  # weight [K, N]
-                    mod.weight.data = quantised(mod.weight.data, group, 0)
-            q.lm_head.weight = torch.nn.Parameter(quantised(q.lm_head.weight.data, group, 1))  # [V, E]
+                    mod.weight.data = rounded(mod.weight.data, group, 0)
+            q.lm_head.weight = torch.nn.Parameter(rounded(q.lm_head.weight.data, group, 1))  # [V, E]
             cells = []
             for x, r in zip(inputs, ref):
                 y = q(x).logits
                 top1 = 100 * (y.argmax(-1) == r.argmax(-1)).float().mean().item()
                 cells.append(f"{top1:.2f}% / {(y - r).abs().max().item():.3f}")
-            print(f"| {group or 'K (per channel)'} | " + " | ".join(cells) + " |")
+            print(f"| {'K (per channel)' if group == '0' else group} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
