@@ -73,6 +73,10 @@ double now_seconds();
 bool pin_thread_to_core(int core);
 /// The logical core the calling thread runs on at this moment (-1 where the OS does not say).
 int current_core();
+/// The logical cores the calling thread may run on (its affinity: `taskset`, a container's cpuset
+/// as the OS applies it; on Windows the process's mask), ascending; every core where the OS does
+/// not say.
+std::vector<int> allowed_cores();
 
 /// True when `path` names an existing regular file.
 bool is_regular_file(const std::string& path);

@@ -253,6 +253,21 @@ int current_core() {
   return static_cast<int>(GetCurrentProcessorNumber());
 }
 
+std::vector<int> allowed_cores() {
+  std::vector<int> cores;
+  DWORD_PTR process = 0, system = 0;
+  if (GetProcessAffinityMask(GetCurrentProcess(), &process, &system))
+    for (int c = 0; c < 64; ++c)
+      if ((process >> c) & 1) cores.push_back(c);
+  if (cores.empty()) {
+    SYSTEM_INFO info;
+    GetSystemInfo(&info);
+    for (DWORD c = 0; c < std::max<DWORD>(1, info.dwNumberOfProcessors); ++c)
+      cores.push_back(static_cast<int>(c));
+  }
+  return cores;
+}
+
 std::string executable_path() {
   std::vector<wchar_t> buf(32768);
   const DWORD n = GetModuleFileNameW(nullptr, buf.data(), static_cast<DWORD>(buf.size()));

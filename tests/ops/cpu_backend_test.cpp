@@ -336,6 +336,48 @@ TEST(CpuThreadPool, PinnedWorkersStayOnTheirCores) {
   unsetenv("GPTRT_PIN_THREADS");
 }
 
+// Pinned workers stay within the cores the process was given (`taskset`, a cpuset): here a thread
+// confined to one core makes the pool, and every worker is pinned to that core, not to core i.
+TEST(CpuThreadPool, PinnedWorkersKeepTheAllowedCores) {
+#ifndef __linux__
+  GTEST_SKIP() << "a thread's own affinity is what new threads inherit on Linux only";
+#else
+  const std::vector<int> all = platform::allowed_cores();
+  ASSERT_FALSE(all.empty());
+  if (all.size() < 2) GTEST_SKIP() << "one allowed core: every worker is on it anyway";
+  const int only = all.back();
+  setenv("GPTRT_PIN_THREADS", "1", 1);
+  std::set<int> seen;
+  std::set<std::thread::id> ran;
+  bool pinned = false;
+  std::vector<int> inside;
+  std::thread confined([&] {
+    ASSERT_TRUE(platform::pin_thread_to_core(only));
+    inside = platform::allowed_cores();
+    cpu::ThreadPool pool(3);
+    std::mutex mu;
+    for (int job = 0; job < 20; ++job)
+      pool.parallel_for(32, [&](int64_t) {
+        // (each task long enough that every worker wakes and takes some)
+        const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+        while (std::chrono::steady_clock::now() < until) {
+        }
+        const int core = platform::current_core();
+        std::lock_guard<std::mutex> lock(mu);
+        seen.insert(core);
+        ran.insert(std::this_thread::get_id());
+      });
+    pinned = pool.pinned();
+  });
+  confined.join();
+  unsetenv("GPTRT_PIN_THREADS");
+  EXPECT_EQ(inside, std::vector<int>{only});
+  EXPECT_TRUE(pinned);
+  EXPECT_EQ(ran.size(), 3u);             // the caller and both workers ran tasks
+  EXPECT_EQ(seen, std::set<int>{only});  // (the caller too: it was confined before)
+#endif
+}
+
 TEST(CpuBackendEngine, RoundTripAndIsaCheck) {
   BuildConfig config;
   config.backend = Backend::kCpu;

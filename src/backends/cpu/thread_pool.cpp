@@ -35,8 +35,8 @@ bool spin_until(bool spin, const Done& done) {
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
-  const unsigned cores = std::thread::hardware_concurrency();  // (0: unknown)
-  spin_ = cores == 0 || static_cast<unsigned>(threads) <= cores;
+  const std::vector<int> cores = platform::allowed_cores();  // (never empty)
+  spin_ = static_cast<size_t>(threads) <= cores.size();
   if (const char* v = std::getenv("GPTRT_PIN_THREADS")) {
     if (std::string(v) != "0" && std::string(v) != "1")
       throw Error(ErrorCode::kInvalidArgument,
@@ -46,9 +46,8 @@ ThreadPool::ThreadPool(int threads) {
     pin_ = v[0] == '1';
   }
   for (int i = 1; i < threads; ++i)
-    workers_.emplace_back([this, i, cores] {
-      if (pin_ && platform::pin_thread_to_core(cores > 0 ? i % static_cast<int>(cores) : i))
-        pinned_.fetch_add(1);
+    workers_.emplace_back([this, core = cores[static_cast<size_t>(i) % cores.size()]] {
+      if (pin_ && platform::pin_thread_to_core(core)) pinned_.fetch_add(1);
       worker_loop();
     });
 }

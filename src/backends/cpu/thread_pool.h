@@ -22,9 +22,10 @@ namespace gptrt::cpu {
 class ThreadPool {
  public:
   /// `threads` workers in all, the caller included (1 = run everything on the caller). With
-  /// GPTRT_PIN_THREADS=1 each worker is pinned to one logical core (worker i to core i, the
-  /// calling thread left where the OS puts it, core 0's usual tenant), so that the OS does not
-  /// move them between cores mid-pass; unset or 0, none is pinned. Another value is refused.
+  /// GPTRT_PIN_THREADS=1 each worker is pinned to one logical core of those the calling thread may
+  /// run on (worker i to the i-th of them, so `taskset` and cpusets are kept; the calling thread
+  /// left where the OS puts it, usually the first), so that the OS does not move them between
+  /// cores mid-pass; unset or 0, none is pinned. Another value is refused.
   explicit ThreadPool(int threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -52,7 +53,7 @@ class ThreadPool {
   std::atomic<size_t> finished_{0};      // workers done with the current generation
   std::atomic<uint64_t> generation_{0};  // advanced (under mu_) when a job is posted
   std::atomic<bool> stop_{false};
-  bool spin_ = true;            // threads <= cores
+  bool spin_ = true;            // threads <= the cores the pool may run on
   bool pin_ = false;            // GPTRT_PIN_THREADS=1
   std::atomic<int> pinned_{0};  // workers pinned so far
 };
