@@ -2,8 +2,8 @@
 // 12 independent accumulators each, against a chain of dependent integer adds (one a cycle: the
 // core's clock). Says which BF16 GEMM form can win on this CPU: a vdpbf16ps does 32
 // multiply-adds, an FMA 16, so dot products pay where they issue at more than half the FMAs' rate
-// (Zen 4: one of each a cycle), not where they issue at a quarter (the Xeon VM: 0.46 against
-// 1.84). GCC/Clang on x86-64 only (inline assembly).
+// (Zen 4: one of each a cycle), not where they issue at a quarter (the Xeon VM: 0.45-0.48
+// against 1.79-1.93). GCC/Clang on x86-64 only (inline assembly).
 //   build/release/bench/isa_peaks
 #include <immintrin.h>
 
